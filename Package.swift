@@ -1,0 +1,58 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Upcoming features from STYLE.md: explicit `any`, imports that say who sees them.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "Offswitch",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "offswitch", targets: ["offswitch"]),
+        .executable(name: "offswitch-init", targets: ["offswitch-init"]),
+        .library(name: "OffswitchSandbox", targets: ["OffswitchSandbox"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries: headers and link flags come from pkg-config; `make deps` installs them.
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
+        // The C that Swift cannot or must not do; every symbol starts with `ofs_`.
+        .target(name: "COffswitch", cSettings: [.define("_GNU_SOURCE")]),
+
+        .target(name: "OffswitchCore", swiftSettings: strictSettings),
+        .target(
+            name: "OffswitchSandbox",
+            dependencies: ["OffswitchCore", "COffswitch", "CSeccomp", "CCap"],
+            swiftSettings: strictSettings),
+        // PID 1 inside the sandbox: single-threaded, no Foundation, no Dispatch.
+        .target(name: "OffswitchInit", dependencies: ["OffswitchCore", "COffswitch"], swiftSettings: strictSettings),
+
+        .executableTarget(
+            name: "offswitch",
+            dependencies: [
+                "OffswitchSandbox", "OffswitchCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings),
+        // Linked with the Swift runtime inside: it is executed from a sealed memfd, where
+        // $ORIGIN-relative library paths cannot resolve.
+        .executableTarget(
+            name: "offswitch-init",
+            dependencies: ["OffswitchInit"],
+            swiftSettings: strictSettings,
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
+
+        .testTarget(name: "OffswitchCoreTests", dependencies: ["OffswitchCore"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "OffswitchSandboxTests",
+            dependencies: ["OffswitchSandbox", "OffswitchCore", "COffswitch"],
+            swiftSettings: strictSettings),
+    ]
+)

@@ -1,0 +1,194 @@
+#ifndef OFFSWITCH_C_H
+#define OFFSWITCH_C_H
+
+// The C that Swift cannot or must not do. Every symbol starts with `ofs_`.
+//
+// Why each part is C:
+// - ofs_spawn_init and ofs_command_spawn run code between clone/fork and execve. In that window
+//   only raw, async-signal-safe calls are allowed (no allocation, no locks, no Swift runtime).
+// - clone3, pivot_root, openat2, seccomp and capset have no glibc wrapper, and Swift cannot call
+//   the variadic syscall(2).
+// - sigaction's handler union, CMSG_* and W* are macros or unions Swift imports badly.
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+// Namespace flags: Swift's Glibc module hides CLONE_NEW* behind _GNU_SOURCE.
+#define OFS_CLONE_NEWNS     0x00020000ULL
+#define OFS_CLONE_NEWCGROUP 0x02000000ULL
+#define OFS_CLONE_NEWUTS    0x04000000ULL
+#define OFS_CLONE_NEWIPC    0x08000000ULL
+#define OFS_CLONE_NEWUSER   0x10000000ULL
+#define OFS_CLONE_NEWPID    0x20000000ULL
+#define OFS_CLONE_NEWNET    0x40000000ULL
+
+/// Where a child failed before execve; reported to the parent over a close-on-exec pipe.
+typedef enum ofs_stage {
+    OFS_STAGE_NONE = 0,
+    OFS_STAGE_SIGNALS = 1,
+    OFS_STAGE_FDS = 2,
+    OFS_STAGE_SESSION = 3,
+    OFS_STAGE_CAPABILITIES = 4,
+    OFS_STAGE_GROUPS = 5,
+    OFS_STAGE_GID = 6,
+    OFS_STAGE_UID = 7,
+    OFS_STAGE_CHDIR = 8,
+    OFS_STAGE_EXEC = 9,
+    OFS_STAGE_OPEN = 10,
+    OFS_STAGE_MKDIR = 11,
+    OFS_STAGE_NOT_REGULAR = 12,
+    OFS_STAGE_SEND = 13,
+} ofs_stage;
+
+// ---------------------------------------------------------------------------------------------
+// Host side: start PID 1 of a new sandbox.
+
+typedef struct ofs_init_spawn {
+    /// OFS_CLONE_NEW* flags.
+    uint64_t clone_flags;
+    /// A sealed memfd holding offswitch-init; executed with execveat(AT_EMPTY_PATH).
+    int exec_fd;
+    /// Becomes fd 3 in the child (the control socket).
+    int control_fd;
+    /// Becomes fds 0, 1 and 2 in the child (normally /dev/null).
+    int null_fd;
+} ofs_init_spawn;
+
+/// clone3(CLONE_PIDFD | flags), reset every signal disposition and the mask, place the fds,
+/// mark everything else close-on-exec, execveat. Returns 0, or an errno value with *stage set
+/// (the child has then been reaped).
+int ofs_spawn_init(const ofs_init_spawn *_Nonnull spec, char *_Nullable const argv[_Nonnull],
+                   char *_Nullable const envp[_Nonnull], pid_t *_Nonnull pid, int *_Nonnull pidfd,
+                   int *_Nonnull stage);
+
+// ---------------------------------------------------------------------------------------------
+// Inside: what PID 1 uses to start commands and open files on a caller's behalf.
+
+typedef struct ofs_identity {
+    uid_t uid;
+    gid_t gid;
+    /// Supplementary groups.
+    const gid_t *_Nullable groups;
+    int group_count;
+    /// Capability mask (permitted, effective, inheritable) for uid 0. A non-zero uid gets none.
+    uint64_t capabilities;
+} ofs_identity;
+
+typedef struct ofs_command {
+    const char *_Nonnull path_env;  // PATH used to find argv[0] when it has no slash
+    const char *_Nonnull cwd;
+    int stdin_fd;
+    int stdout_fd;
+    int stderr_fd;
+    /// setsid() always; with this set, stdin also becomes the controlling terminal.
+    int controlling_tty;
+    ofs_identity identity;
+} ofs_command;
+
+/// fork; in the child: new session, fds 0-2, default signals and an empty mask, identity,
+/// chdir, execve (searching PATH). Waits until the child has exec'd or failed.
+/// Returns 0 with *pid set, or an errno value with *stage set (the child is then reaped).
+int ofs_command_spawn(const ofs_command *_Nonnull command, char *_Nullable const argv[_Nonnull],
+                      char *_Nullable const envp[_Nonnull], pid_t *_Nonnull pid, int *_Nonnull stage);
+
+/// How ofs_file_open opens the path.
+typedef enum ofs_file_mode {
+    OFS_FILE_READ = 0,
+    OFS_FILE_WRITE = 1,  // create or truncate; parent directories are created
+} ofs_file_mode;
+
+/// fork; in the child: take on the identity, resolve `path` under "/" with
+/// openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), refuse anything but a regular file, and send
+/// the descriptor over `reply_socket`. Failures are sent as {stage, errno}. Returns the helper's
+/// pid (the caller reaps it) or -errno.
+pid_t ofs_file_open(int reply_socket, const char *_Nonnull path, ofs_file_mode mode,
+                    unsigned int create_mode, const ofs_identity *_Nonnull identity);
+
+/// What a helper from ofs_file_open sends besides the fd.
+typedef struct ofs_file_reply {
+    int32_t stage;
+    int32_t err;
+} ofs_file_reply;
+
+// ---------------------------------------------------------------------------------------------
+// Syscalls without a usable wrapper.
+
+int ofs_pivot_root(const char *_Nonnull new_root, const char *_Nonnull put_old);
+int ofs_unshare(uint64_t flags);
+int ofs_mount(const char *_Nullable source, const char *_Nonnull target, const char *_Nullable fstype,
+              unsigned long flags, const char *_Nullable data);
+/// Bring the loopback interface of the current network namespace up.
+int ofs_loopback_up(void);
+/// Install a BPF seccomp filter (no_new_privs must already be set). flags: SECCOMP_FILTER_FLAG_*.
+/// Returns 0, a listener fd when NEW_LISTENER was asked for, or -1 with errno.
+int ofs_seccomp_install(const void *_Nonnull instructions, unsigned short count, unsigned int flags);
+/// Limit the capability bounding set to `keep` and set permitted/effective/inheritable to `keep`;
+/// clears ambient capabilities.
+int ofs_capabilities_limit(uint64_t keep);
+/// Current effective capability mask, or -1 on failure.
+int64_t ofs_capabilities_effective(void);
+/// Highest capability number the kernel knows.
+int ofs_capability_last(void);
+
+// ---------------------------------------------------------------------------------------------
+// Descriptor passing over a SOCK_SEQPACKET socket.
+
+/// sendmsg with up to 16 fds attached. Returns bytes sent or -1 with errno.
+ssize_t ofs_send_with_fds(int socket, const void *_Nonnull data, size_t length,
+                          const int *_Nullable fds, int fd_count);
+/// recvmsg; received fds are close-on-exec. *fd_count is set to how many arrived (at most
+/// max_fds; extras are closed). Returns bytes received, 0 at EOF, -1 with errno.
+ssize_t ofs_recv_with_fds(int socket, void *_Nonnull data, size_t capacity, int *_Nonnull fds,
+                          int max_fds, int *_Nonnull fd_count);
+
+// ---------------------------------------------------------------------------------------------
+// Signals for PID 1.
+
+/// Install a no-op handler for `signal`: PID 1 of a PID namespace only receives signals from
+/// inside it for which a handler is installed, and a blocked signal read via signalfd still
+/// counts as handled.
+int ofs_signal_install_noop_handler(int signal);
+/// Reset every disposition to default (used by the host before it spawns, and by tests).
+void ofs_signals_reset_all(void);
+
+/// Block `signals` and return a close-on-exec, non-blocking signalfd for them, or -1.
+int ofs_signalfd_open(const int *_Nonnull signals, int count);
+/// Read one signal: 1 with the fields set, 0 when none is pending, -1 on error.
+int ofs_signalfd_next(int fd, int *_Nonnull signo, int *_Nonnull sender_pid, unsigned int *_Nonnull sender_uid);
+/// setresuid/setresgid sit behind _GNU_SOURCE, which Swift's Glibc module does not define.
+int ofs_setresuid(uid_t real, uid_t effective, uid_t saved);
+int ofs_setresgid(gid_t real, gid_t effective, gid_t saved);
+/// prctl is variadic: the two-argument form.
+int ofs_prctl(int option, unsigned long argument);
+/// PR_SET_NO_NEW_PRIVS and PR_SET_DUMPABLE values, which Swift cannot import.
+#define OFS_PR_SET_DUMPABLE 4
+#define OFS_PR_SET_NO_NEW_PRIVS 38
+/// SECCOMP_FILTER_FLAG_NEW_LISTENER.
+#define OFS_SECCOMP_FILTER_FLAG_NEW_LISTENER (1U << 3)
+
+// W* macros.
+static inline int ofs_wifexited(int status) { return (status & 0x7f) == 0; }
+static inline int ofs_wexitstatus(int status) { return (status >> 8) & 0xff; }
+static inline int ofs_wifsignaled(int status) { return (status & 0x7f) != 0 && (status & 0x7f) != 0x7f; }
+static inline int ofs_wtermsig(int status) { return status & 0x7f; }
+
+/// Terminal window size (TIOCGWINSZ / TIOCSWINSZ; ioctl is variadic).
+int ofs_winsize_get(int fd, unsigned short *_Nonnull rows, unsigned short *_Nonnull cols);
+int ofs_winsize_set(int fd, unsigned short rows, unsigned short cols);
+/// Open a new pty pair from /dev/ptmx; the slave is opened too. Both close-on-exec.
+int ofs_openpty(int *_Nonnull master, int *_Nonnull slave);
+
+/// fcntl is variadic.
+int ofs_set_cloexec(int fd, int on);
+int ofs_set_nonblocking(int fd, int on);
+/// pipe2(O_CLOEXEC) (pipe2 sits behind _GNU_SOURCE).
+int ofs_pipe(int fds[_Nonnull 2]);
+/// statfs(2)'s f_type for `path`, or -1 (struct statfs is not importable).
+int64_t ofs_statfs_type(const char *_Nonnull path);
+/// A close-on-exec memfd (memfd_create sits behind _GNU_SOURCE).
+int ofs_memfd(const char *_Nonnull name);
+/// memfd with every seal applied after `length` bytes were copied from `source_fd`.
+int ofs_sealed_copy(int source_fd, const char *_Nonnull name);
+
+#endif

@@ -1,0 +1,334 @@
+// Syscalls without a glibc wrapper Swift can call, descriptor passing, and the file helper.
+
+#include "offswitch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/filter.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <pty.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/sendfile.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
+int ofs_pivot_root(const char *new_root, const char *put_old) {
+    return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+
+int ofs_unshare(uint64_t flags) { return unshare((int)flags); }
+
+int ofs_mount(const char *source, const char *target, const char *fstype, unsigned long flags,
+              const char *data) {
+    return mount(source, target, fstype, flags, data);
+}
+
+int ofs_loopback_up(void) {
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) return -1;
+    struct ifreq request;
+    memset(&request, 0, sizeof(request));
+    strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+    int rc = ioctl(sock, SIOCGIFFLAGS, &request);
+    if (rc == 0) {
+        request.ifr_flags |= IFF_UP | IFF_RUNNING;
+        rc = ioctl(sock, SIOCSIFFLAGS, &request);
+    }
+    int saved = errno;
+    close(sock);
+    errno = saved;
+    return rc;
+}
+
+int ofs_seccomp_install(const void *instructions, unsigned short count, unsigned int flags) {
+    struct sock_fprog program = {.len = count, .filter = (struct sock_filter *)instructions};
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &program);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#define OFS_MAX_FDS 16
+
+ssize_t ofs_send_with_fds(int sock, const void *data, size_t length, const int *fds, int fd_count) {
+    if (fd_count < 0 || fd_count > OFS_MAX_FDS) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct iovec io = {.iov_base = (void *)data, .iov_len = length};
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * OFS_MAX_FDS)];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct msghdr msg = {.msg_iov = &io, .msg_iovlen = 1};
+    if (fd_count > 0) {
+        msg.msg_control = control.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)fd_count);
+        struct cmsghdr *header = CMSG_FIRSTHDR(&msg);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)fd_count);
+        memcpy(CMSG_DATA(header), fds, sizeof(int) * (size_t)fd_count);
+    }
+    ssize_t n;
+    do {
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+ssize_t ofs_recv_with_fds(int sock, void *data, size_t capacity, int *fds, int max_fds, int *fd_count) {
+    *fd_count = 0;
+    struct iovec io = {.iov_base = data, .iov_len = capacity};
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * OFS_MAX_FDS)];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof(control.buf)};
+    ssize_t n;
+    do {
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return n;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&msg); h != NULL; h = CMSG_NXTHDR(&msg, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+        int count = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int *received = (int *)CMSG_DATA(h);
+        for (int i = 0; i < count; i++) {
+            if (*fd_count < max_fds) fds[(*fd_count)++] = received[i];
+            else close(received[i]);
+        }
+    }
+    if (msg.msg_flags & MSG_TRUNC) {
+        for (int i = 0; i < *fd_count; i++) close(fds[i]);
+        *fd_count = 0;
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+static void noop_handler(int signal) { (void)signal; }
+
+int ofs_signal_install_noop_handler(int signal) {
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = noop_handler;
+    sigemptyset(&action.sa_mask);
+    return sigaction(signal, &action, NULL);
+}
+
+int ofs_signalfd_open(const int *signals, int count) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int ofs_signalfd_next(int fd, int *signo, int *sender_pid, unsigned int *sender_uid) {
+    struct signalfd_siginfo info;
+    ssize_t n;
+    do {
+        n = read(fd, &info, sizeof(info));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return errno == EAGAIN ? 0 : -1;
+    if (n != (ssize_t)sizeof(info)) {
+        errno = EIO;
+        return -1;
+    }
+    *signo = (int)info.ssi_signo;
+    *sender_pid = (int)info.ssi_pid;
+    *sender_uid = info.ssi_uid;
+    return 1;
+}
+
+int ofs_setresuid(uid_t real, uid_t effective, uid_t saved) { return setresuid(real, effective, saved); }
+int ofs_setresgid(gid_t real, gid_t effective, gid_t saved) { return setresgid(real, effective, saved); }
+
+int ofs_prctl(int option, unsigned long argument) { return prctl(option, argument, 0, 0, 0); }
+
+int ofs_winsize_get(int fd, unsigned short *rows, unsigned short *cols) {
+    struct winsize size;
+    if (ioctl(fd, TIOCGWINSZ, &size) != 0) return -1;
+    *rows = size.ws_row;
+    *cols = size.ws_col;
+    return 0;
+}
+
+int ofs_winsize_set(int fd, unsigned short rows, unsigned short cols) {
+    struct winsize size = {.ws_row = rows, .ws_col = cols};
+    return ioctl(fd, TIOCSWINSZ, &size);
+}
+
+int ofs_openpty(int *master, int *slave) {
+    *master = -1;
+    *slave = -1;
+    int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) return -1;
+    int unlock = 0;
+    if (ioctl(m, TIOCSPTLCK, &unlock) != 0) goto fail;
+    // TIOCGPTPEER opens the slave through the master, immune to /dev/pts games.
+    int s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) goto fail;
+    *master = m;
+    *slave = s;
+    return 0;
+fail:;
+    int saved = errno;
+    close(m);
+    errno = saved;
+    return -1;
+}
+
+int ofs_set_cloexec(int fd, int on) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) return -1;
+    return fcntl(fd, F_SETFD, on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC));
+}
+
+int ofs_set_nonblocking(int fd, int on) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    return fcntl(fd, F_SETFL, on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK));
+}
+
+int ofs_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int64_t ofs_statfs_type(const char *path) {
+    struct statfs info;
+    if (statfs(path, &info) != 0) return -1;
+    return (int64_t)info.f_type;
+}
+
+int ofs_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int ofs_sealed_copy(int source_fd, const char *name) {
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(source_fd, &st) != 0) goto fail;
+    off_t offset = 0;
+    while (offset < st.st_size) {
+        ssize_t n = sendfile(fd, source_fd, &offset, (size_t)(st.st_size - offset));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = EIO;
+            goto fail;
+        }
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0) goto fail;
+    return fd;
+fail:;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file helper: runs in a child of PID 1 with the caller's identity, inside the sandbox root.
+
+static int open_in_root(int dirfd, const char *path, uint64_t flags, uint64_t mode) {
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = flags;
+    how.mode = mode;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    int fd;
+    do {
+        fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+    } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+    return fd;
+}
+
+// mkdir -p of every parent of `path`. The helper already lives inside the sandbox's root and
+// mount namespace, so a symlink met on the way cannot lead anywhere the agent could not go.
+static int make_parents(int root, const char *path) {
+    char buffer[4096];
+    size_t length = strlen(path);
+    if (length >= sizeof(buffer)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buffer, path, length + 1);
+    for (size_t i = 1; i < length; i++) {
+        if (buffer[i] != '/') continue;
+        buffer[i] = '\0';
+        if (mkdirat(root, buffer[0] == '/' ? buffer + 1 : buffer, 0755) != 0 && errno != EEXIST) return -1;
+        buffer[i] = '/';
+    }
+    return 0;
+}
+
+__attribute__((noreturn)) static void file_helper(int reply, const char *path, ofs_file_mode mode,
+                                                  unsigned int create_mode, const ofs_identity *identity);
+
+pid_t ofs_file_open(int reply, const char *path, ofs_file_mode mode, unsigned int create_mode,
+                    const ofs_identity *identity) {
+    pid_t child = fork();
+    if (child == 0) file_helper(reply, path, mode, create_mode, identity);
+    return child < 0 ? -errno : child;
+}
+
+__attribute__((noreturn)) static void helper_fail(int reply, int stage, int err) {
+    ofs_file_reply message = {.stage = stage, .err = err};
+    ofs_send_with_fds(reply, &message, sizeof(message), NULL, 0);
+    _exit(1);
+}
+
+__attribute__((noreturn)) static void file_helper(int reply, const char *path, ofs_file_mode mode,
+                                                  unsigned int create_mode, const ofs_identity *identity) {
+    ofs_signals_reset_all();
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+
+    if (setgroups((size_t)identity->group_count, identity->groups) != 0) helper_fail(reply, OFS_STAGE_GROUPS, errno);
+    if (setresgid(identity->gid, identity->gid, identity->gid) != 0) helper_fail(reply, OFS_STAGE_GID, errno);
+    if (setresuid(identity->uid, identity->uid, identity->uid) != 0) helper_fail(reply, OFS_STAGE_UID, errno);
+
+    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) helper_fail(reply, OFS_STAGE_OPEN, errno);
+
+    uint64_t flags = O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+    if (mode == OFS_FILE_WRITE) {
+        flags |= O_WRONLY | O_CREAT | O_TRUNC;
+        if (make_parents(root, path) != 0) helper_fail(reply, OFS_STAGE_MKDIR, errno);
+    } else {
+        flags |= O_RDONLY;
+    }
+    int fd = open_in_root(root, path, flags, create_mode);
+    if (fd < 0) helper_fail(reply, OFS_STAGE_OPEN, errno);
+    struct stat st;
+    if (fstat(fd, &st) != 0) helper_fail(reply, OFS_STAGE_OPEN, errno);
+    if (S_ISDIR(st.st_mode)) helper_fail(reply, OFS_STAGE_OPEN, EISDIR);
+    if (!S_ISREG(st.st_mode)) helper_fail(reply, OFS_STAGE_NOT_REGULAR, EINVAL);
+    if (ofs_set_nonblocking(fd, 0) != 0) helper_fail(reply, OFS_STAGE_OPEN, errno);
+
+    ofs_file_reply ok = {.stage = OFS_STAGE_NONE, .err = 0};
+    if (ofs_send_with_fds(reply, &ok, sizeof(ok), &fd, 1) < 0) _exit(2);
+    _exit(0);
+}

@@ -1,0 +1,78 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one error type of Offswitch. Its message names the stage and the object (a path, a field,
+/// a sandbox), and `errno` carries the system's answer when there was one, so a user who reads
+/// only the error knows what failed and where.
+public struct OffswitchError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Stable, machine-readable kinds (also used as API error codes).
+    public enum Code: String, Sendable, Codable, CaseIterable {
+        case notRoot = "not_root"
+        case missingFeature = "missing_feature"
+        case invalidArgument = "invalid_argument"
+        case invalidProfile = "invalid_profile"
+        case setupFailed = "setup_failed"
+        case execFailed = "exec_failed"
+        case sandboxShutDown = "sandbox_shut_down"
+        case sandboxDestroyed = "sandbox_destroyed"
+        case notFound = "not_found"
+        case isDirectory = "is_directory"
+        case permissionDenied = "permission_denied"
+        case notRegularFile = "not_regular_file"
+        case protocolError = "protocol_error"
+        case system = "system_error"
+    }
+
+    public var code: Code
+    /// What failed, naming the stage and object: `mount(overlay, /run/offswitch/sb-3/root)`.
+    public var message: String
+    /// The errno the system returned, if any.
+    public var errno: Int32?
+
+    public init(_ code: Code, _ message: String, errno: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.errno = errno
+    }
+
+    /// A failed system call: `stage` names the call and its object.
+    public static func system(_ stage: String, errno: Int32) -> OffswitchError {
+        OffswitchError(code(forErrno: errno), stage, errno: errno)
+    }
+
+    public var description: String {
+        guard let errno else { return message }
+        return "\(message): \(ErrnoName.describe(errno))"
+    }
+
+    private static func code(forErrno errno: Int32) -> Code {
+        switch errno {
+        case ENOENT: return .notFound
+        case EISDIR: return .isDirectory
+        case EACCES, EPERM: return .permissionDenied
+        default: return .system
+        }
+    }
+}
+
+/// Symbolic errno names (`EINVAL`), which are what people search for, with the text after them.
+public enum ErrnoName {
+    private static let names: [Int32: String] = [
+        EPERM: "EPERM", ENOENT: "ENOENT", ESRCH: "ESRCH", EINTR: "EINTR", EIO: "EIO", ENXIO: "ENXIO",
+        E2BIG: "E2BIG", ENOEXEC: "ENOEXEC", EBADF: "EBADF", ECHILD: "ECHILD", EAGAIN: "EAGAIN",
+        ENOMEM: "ENOMEM", EACCES: "EACCES", EFAULT: "EFAULT", EBUSY: "EBUSY", EEXIST: "EEXIST",
+        EXDEV: "EXDEV", ENODEV: "ENODEV", ENOTDIR: "ENOTDIR", EISDIR: "EISDIR", EINVAL: "EINVAL",
+        ENFILE: "ENFILE", EMFILE: "EMFILE", ENOTTY: "ENOTTY", ETXTBSY: "ETXTBSY", EFBIG: "EFBIG",
+        ENOSPC: "ENOSPC", EROFS: "EROFS", EMLINK: "EMLINK", EPIPE: "EPIPE", ERANGE: "ERANGE",
+        ENAMETOOLONG: "ENAMETOOLONG", ENOSYS: "ENOSYS", ENOTEMPTY: "ENOTEMPTY", ELOOP: "ELOOP",
+        EOPNOTSUPP: "EOPNOTSUPP", EMSGSIZE: "EMSGSIZE", ECONNREFUSED: "ECONNREFUSED",
+        ECONNRESET: "ECONNRESET", ETIMEDOUT: "ETIMEDOUT", ENOTCONN: "ENOTCONN",
+    ]
+
+    public static func describe(_ errno: Int32) -> String {
+        let text = String(cString: strerror(errno))
+        guard let name = names[errno] else { return "errno \(errno) (\(text))" }
+        return "\(name) (\(text))"
+    }
+}

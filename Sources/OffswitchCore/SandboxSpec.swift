@@ -1,0 +1,114 @@
+/// Where a sandbox's root filesystem comes from.
+public enum RootfsSource: Sendable, Equatable, Codable, CustomStringConvertible {
+    /// The host's /usr as a read-only lower layer and an /etc built from an allowlist.
+    case host
+    /// An unpacked root filesystem at this host path, used as the lower layer.
+    case directory(String)
+
+    /// Parses `host` or `dir:PATH`.
+    public init(parsing text: String) throws(OffswitchError) {
+        if text == "host" {
+            self = .host
+        } else if text.hasPrefix("dir:"), text.count > 4 {
+            let path = String(text.dropFirst(4))
+            guard path.hasPrefix("/") else {
+                throw OffswitchError(.invalidArgument, "rootfs \"\(text)\": dir: needs an absolute path")
+            }
+            self = .directory(path)
+        } else {
+            throw OffswitchError(.invalidArgument, "rootfs \"\(text)\": expected host or dir:PATH")
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .host: "host"
+        case .directory(let path): "dir:\(path)"
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        self = try RootfsSource(parsing: text)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+/// Resource limits of one sandbox. Byte counts are bytes; nil means the runtime's default.
+public struct ResourceLimits: Sendable, Equatable, Codable {
+    /// Memory of the whole sandbox (cgroup memory limit, swap included where it can be set).
+    public var memoryBytes: UInt64
+    /// Processes and threads in the whole sandbox.
+    public var pids: UInt64
+    /// CPU share in cores (0.5 is half a core).
+    public var cpus: Double
+    /// Size of the tmpfs holding the overlay's upper layers (everything the agent writes).
+    public var upperBytes: UInt64
+    /// Size of the sandbox's /tmp.
+    public var tmpBytes: UInt64
+    /// RLIMIT_NOFILE of every process.
+    public var openFiles: UInt64
+
+    public static let defaults = ResourceLimits(
+        memoryBytes: 512 << 20, pids: 512, cpus: 1.0, upperBytes: 512 << 20, tmpBytes: 256 << 20, openFiles: 1024)
+
+    public init(memoryBytes: UInt64, pids: UInt64, cpus: Double, upperBytes: UInt64, tmpBytes: UInt64, openFiles: UInt64) {
+        self.memoryBytes = memoryBytes
+        self.pids = pids
+        self.cpus = cpus
+        self.upperBytes = upperBytes
+        self.tmpBytes = tmpBytes
+        self.openFiles = openFiles
+    }
+
+    /// Rejects limits that cannot work, naming the field.
+    public func validate() throws(OffswitchError) {
+        func fail(_ field: String, _ reason: String) -> OffswitchError {
+            OffswitchError(.invalidArgument, "limits.\(field): \(reason)")
+        }
+        if memoryBytes < 16 << 20 { throw fail("memory", "\(memoryBytes) bytes is below the 16 MiB minimum") }
+        if pids < 8 { throw fail("pids", "\(pids) is below the minimum of 8") }
+        if !(cpus > 0.01 && cpus <= 1024) { throw fail("cpus", "\(cpus) is not between 0.01 and 1024") }
+        if upperBytes < 4 << 20 { throw fail("upper", "\(upperBytes) bytes is below the 4 MiB minimum") }
+        if tmpBytes < 1 << 20 { throw fail("tmp", "\(tmpBytes) bytes is below the 1 MiB minimum") }
+        if openFiles < 64 || openFiles > 1 << 20 { throw fail("open_files", "\(openFiles) is not between 64 and 1048576") }
+    }
+}
+
+/// What to build. Profiles (a later layer) fill this in; the runtime only reads it.
+public struct SandboxSpec: Sendable, Equatable, Codable {
+    public var rootfs: RootfsSource
+    /// Hostname inside; defaults to `offswitch-` and the first 8 characters of the id.
+    public var hostname: String?
+    public var limits: ResourceLimits
+    /// Path of an OCI/Docker seccomp JSON policy; nil means the bundled Docker default.
+    public var seccompPolicyPath: String?
+    /// Capabilities of commands run as root (Docker's default set unless told otherwise).
+    public var rootCapabilities: CapabilitySet
+
+    public init(
+        rootfs: RootfsSource = .host, hostname: String? = nil, limits: ResourceLimits = .defaults,
+        seccompPolicyPath: String? = nil, rootCapabilities: CapabilitySet = .dockerDefault
+    ) {
+        self.rootfs = rootfs
+        self.hostname = hostname
+        self.limits = limits
+        self.seccompPolicyPath = seccompPolicyPath
+        self.rootCapabilities = rootCapabilities
+    }
+}
+
+/// Who a command runs as.
+public enum SandboxUser: String, Sendable, Codable, CaseIterable {
+    /// The unprivileged `user` (uid 1000, home /home/user), as in Palisade's image.
+    case agent = "user"
+    case root
+
+    public static let agentUID: UInt32 = 1000
+    public static let agentGID: UInt32 = 1000
+    public static let agentHome = "/home/user"
+}

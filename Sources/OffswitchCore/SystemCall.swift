@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one place where EINTR is retried. `body` returns the raw result of a call that sets errno
+/// and returns -1 on failure; on failure this throws with `stage` naming the call and its object.
+@discardableResult
+public func systemCall<T: BinaryInteger>(_ stage: @autoclosure () -> String, _ body: () -> T) throws(OffswitchError) -> T {
+    while true {
+        let result = body()
+        if result >= 0 { return result }
+        let err = errno
+        if err == EINTR { continue }
+        throw OffswitchError.system(stage(), errno: err)
+    }
+}
+
+/// Like `systemCall`, for calls that return a negative errno value instead of setting errno.
+@discardableResult
+public func systemCallNegErrno<T: SignedInteger>(_ stage: @autoclosure () -> String, _ body: () -> T) throws(OffswitchError) -> T {
+    while true {
+        let result = body()
+        if result >= 0 { return result }
+        let err = Int32(truncatingIfNeeded: 0 - result)
+        if err == EINTR { continue }
+        throw OffswitchError.system(stage(), errno: err)
+    }
+}
+
+/// Monotonic clock in nanoseconds.
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Wall clock in nanoseconds since the epoch.
+public func unixNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Owned C strings for argv/envp arrays, freed when the closure returns.
+public func withCStringArray<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) throws(OffswitchError) -> R) throws(OffswitchError) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return try body(pointers)
+}

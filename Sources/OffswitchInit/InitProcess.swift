@@ -1,0 +1,110 @@
+import COffswitch
+import Glibc
+import OffswitchCore
+
+/// PID 1 of a sandbox. It finishes setup inside the new namespaces, then serves the host's
+/// requests on fd 3 until the host goes away or someone sends SIGTERM, which shuts the sandbox
+/// down for real: PID 1 exits and the kernel kills everything else in the namespace.
+///
+/// Strictly single-threaded: no Foundation, no Dispatch, no Swift concurrency. It forks (through
+/// COffswitch) and that is only safe with one thread.
+public enum InitProcess {
+    static let control: Int32 = 3
+
+    public static func main() -> Never {
+        umask(0)
+        let order: SetupOrder
+        do throws(OffswitchError) {
+            guard case .setup(let setup) = try receiveRequest().request else {
+                throw OffswitchError(.protocolError, "first request was not setup")
+            }
+            order = setup
+        } catch {
+            report(.setupFailed(stage: error.message, errno: error.errno ?? 0))
+            _exit(1)
+        }
+        do throws(OffswitchError) {
+            let signals = try setUp(order)
+            report(.ready(capabilities: UInt64(bitPattern: ofs_capabilities_effective())))
+            var loop = ServeLoop(control: control, signals: signals, order: order)
+            loop.run()
+        } catch {
+            report(.setupFailed(stage: error.message, errno: error.errno ?? 0))
+            _exit(1)
+        }
+    }
+
+    /// Everything between "new namespaces" and "ready to serve", in dependency order.
+    private static func setUp(_ order: SetupOrder) throws(OffswitchError) -> Int32 {
+        // The host moved us into our cgroups before sending setup; root the cgroup namespace here.
+        try systemCall("unshare(cgroup)") { ofs_unshare(OFS_CLONE_NEWCGROUP) }
+        try systemCall("sethostname(\(order.hostname))") { sethostname(order.hostname, order.hostname.utf8.count) }
+        try systemCall("ioctl(lo, SIOCSIFFLAGS up)") { ofs_loopback_up() }
+        try RootBuilder(order: order).build()
+
+        for limit in order.limits {
+            var value = rlimit(rlim_cur: rlim_t(limit.soft), rlim_max: rlim_t(limit.hard))
+            try systemCall("setrlimit(\(limit.resource))") { setrlimit(__rlimit_resource_t(UInt32(limit.resource)), &value) }
+        }
+        // PID 1 of a namespace only gets signals from inside for which it has a handler. SIGTERM
+        // is read through signalfd (blocked), but the handler must exist for it to be delivered.
+        try systemCall("sigaction(SIGTERM)") { ofs_signal_install_noop_handler(SIGTERM) }
+        signal(SIGPIPE, SIG_IGN)
+        let watched: [Int32] = [SIGCHLD, SIGTERM]
+        let signals = try systemCall("signalfd(SIGCHLD, SIGTERM)") { ofs_signalfd_open(watched, Int32(watched.count)) }
+        umask(0o022)
+
+        // Keep only what commands may get, then let the agent's uid own us (real and saved uid)
+        // so that the agent can signal PID 1, while the effective uid 0 keeps those capabilities.
+        try systemCall("capset(bound \(CapabilitySet(mask: order.capabilityBound).hex))") {
+            ofs_capabilities_limit(order.capabilityBound)
+        }
+        try systemCall("setresuid(\(order.agentUID), 0, \(order.agentUID))") { ofs_setresuid(order.agentUID, 0, order.agentUID) }
+        // Not dumpable: /proc/1/mem, /proc/1/exe and ptrace need CAP_SYS_PTRACE, which no one inside has.
+        try systemCall("prctl(PR_SET_DUMPABLE, 0)") { ofs_prctl(OFS_PR_SET_DUMPABLE, 0) }
+        try systemCall("prctl(PR_SET_NO_NEW_PRIVS)") { ofs_prctl(OFS_PR_SET_NO_NEW_PRIVS, 1) }
+        if !order.seccompProgram.isEmpty {
+            let count = order.seccompProgram.count / 8
+            guard count * 8 == order.seccompProgram.count, count <= 4096 else {
+                throw OffswitchError(.protocolError, "seccomp program of \(order.seccompProgram.count) bytes")
+            }
+            try systemCall("seccomp(SET_MODE_FILTER, \(count) instructions)") {
+                order.seccompProgram.withUnsafeBytes { ofs_seccomp_install($0.baseAddress!, UInt16(count), 0) }
+            }
+        }
+        return signals
+    }
+
+    struct Received {
+        var request: InitRequest
+        var descriptors: [Int32]
+    }
+
+    /// One request from the host; nil at EOF (the host went away).
+    static func receiveRequest() throws(OffswitchError) -> Received {
+        var buffer = [UInt8](repeating: 0, count: ControlProtocol.maxMessageBytes)
+        var fds = [Int32](repeating: -1, count: 8)
+        var count: Int32 = 0
+        let n = buffer.withUnsafeMutableBytes { raw in
+            ofs_recv_with_fds(control, raw.baseAddress!, raw.count, &fds, 8, &count)
+        }
+        if n < 0 { throw OffswitchError.system("recvmsg(control)", errno: errno) }
+        if n == 0 { throw OffswitchError(.protocolError, "control channel closed") }
+        let descriptors = Array(fds.prefix(Int(count)))
+        do throws(OffswitchError) {
+            let request = try InitRequest.decode(Array(buffer.prefix(n)))
+            guard descriptors.count == request.attachedDescriptors else {
+                throw OffswitchError(.protocolError, "request carried \(descriptors.count) descriptors, expected \(request.attachedDescriptors)")
+            }
+            return Received(request: request, descriptors: descriptors)
+        } catch {
+            for fd in descriptors { close(fd) }
+            throw error
+        }
+    }
+
+    static func report(_ message: InitReport) {
+        let bytes = message.encoded()
+        _ = bytes.withUnsafeBytes { ofs_send_with_fds(control, $0.baseAddress!, $0.count, nil, 0) }
+    }
+}

@@ -1,0 +1,139 @@
+import Glibc
+public import OffswitchCore
+
+/// The cgroups of one sandbox: memory, pids and cpu limits on whichever hierarchy offers each
+/// controller (v2 first), plus a v2 group for `cgroup.kill` where v2 exists at all.
+public final class SandboxCgroups: Sendable {
+    /// Every directory this sandbox owns, deepest last created, removed in reverse.
+    let directories: [String]
+    let unifiedGroup: String?
+    let legacyGroups: [String]
+
+    static let parentName = "offswitch"
+
+    init(id: String, limits: ResourceLimits, mounts: CgroupMounts) throws(OffswitchError) {
+        var created: [String] = []
+        var unifiedGroup: String?
+        var legacyGroups: [String] = []
+        do throws(OffswitchError) {
+            let wanted: [String] = ["memory", "pids", "cpu"]
+            var onUnified: [String] = []
+            if let unified = mounts.unified {
+                onUnified = wanted.filter { mounts.unifiedControllers.contains($0) }
+                let parent = unified + "/" + Self.parentName
+                try Self.makeDirectory(parent)
+                if !onUnified.isEmpty {
+                    let enable = onUnified.map { "+" + $0 }.joined(separator: " ")
+                    try writeControlFile(unified + "/cgroup.subtree_control", enable)
+                    try writeControlFile(parent + "/cgroup.subtree_control", enable)
+                }
+                let group = parent + "/" + id
+                try Self.makeDirectory(group)
+                created.append(group)
+                unifiedGroup = group
+                try CgroupV2.apply(limits, controllers: onUnified, group: group)
+            }
+            for controller in wanted where !onUnified.contains(controller) {
+                guard let root = mounts.legacy[controller] else {
+                    throw OffswitchError(.missingFeature,
+                        "no cgroup \(controller) controller on this host (neither cgroup v2 nor v1 offers it)")
+                }
+                let group = root + "/" + Self.parentName + "/" + id
+                if legacyGroups.contains(group) { continue }  // cpu and cpuacct may share a hierarchy
+                try Self.makeDirectory(root + "/" + Self.parentName)
+                try Self.makeDirectory(group)
+                created.append(group)
+                legacyGroups.append(group)
+                try CgroupV1.apply(limits, controller: controller, group: group)
+            }
+        } catch {
+            for directory in created.reversed() { rmdir(directory) }
+            throw error
+        }
+        directories = created
+        self.unifiedGroup = unifiedGroup
+        self.legacyGroups = legacyGroups
+    }
+
+    /// Moves a process (and its future children) into every group of the sandbox.
+    func add(pid: pid_t) throws(OffswitchError) {
+        for group in directories {
+            try writeControlFile(group + "/cgroup.procs", "\(pid)")
+        }
+    }
+
+    /// Kills every process in the sandbox's groups.
+    func killAll() {
+        if let group = unifiedGroup, access(group + "/cgroup.kill", F_OK) == 0 {
+            try? writeControlFile(group + "/cgroup.kill", "1")
+            return
+        }
+        for group in legacyGroups {
+            for line in (readSmallFile(group + "/cgroup.procs") ?? "").split(separator: "\n") {
+                if let pid = pid_t(line) { kill(pid, SIGKILL) }
+            }
+        }
+    }
+
+    /// Removes the groups, waiting (bounded) for the kernel to finish tearing down dying tasks.
+    func remove() throws(OffswitchError) {
+        for directory in directories.reversed() {
+            var attempt = 0
+            while rmdir(directory) != 0 {
+                let err = errno
+                if err == ENOENT { break }
+                guard err == EBUSY, attempt < 200 else { throw OffswitchError.system("rmdir(\(directory))", errno: err) }
+                if attempt % 20 == 19 { killAll() }
+                attempt += 1
+                usleep(UInt32(min(1000 * attempt, 20_000)))
+            }
+        }
+    }
+
+    private static func makeDirectory(_ path: String) throws(OffswitchError) {
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw OffswitchError.system("mkdir(\(path))", errno: errno)
+        }
+    }
+}
+
+/// Limits through the unified hierarchy's files.
+enum CgroupV2 {
+    static func apply(_ limits: ResourceLimits, controllers: [String], group: String) throws(OffswitchError) {
+        if controllers.contains("memory") {
+            try writeControlFile(group + "/memory.max", "\(limits.memoryBytes)")
+            if access(group + "/memory.swap.max", F_OK) == 0 { try writeControlFile(group + "/memory.swap.max", "0") }
+        }
+        if controllers.contains("pids") {
+            try writeControlFile(group + "/pids.max", "\(limits.pids)")
+        }
+        if controllers.contains("cpu") {
+            try writeControlFile(group + "/cpu.max", "\(CgroupV1.quota(limits.cpus)) \(CgroupV1.period)")
+        }
+    }
+}
+
+/// Limits through a legacy (v1) controller hierarchy.
+enum CgroupV1 {
+    static let period = 100_000
+
+    static func quota(_ cpus: Double) -> Int { max(1000, Int((cpus * Double(period)).rounded())) }
+
+    static func apply(_ limits: ResourceLimits, controller: String, group: String) throws(OffswitchError) {
+        switch controller {
+        case "memory":
+            try writeControlFile(group + "/memory.limit_in_bytes", "\(limits.memoryBytes)")
+            // With swap accounting, keep swap out of reach too (it must be set after the limit).
+            if access(group + "/memory.memsw.limit_in_bytes", F_OK) == 0 {
+                try writeControlFile(group + "/memory.memsw.limit_in_bytes", "\(limits.memoryBytes)")
+            }
+        case "pids":
+            try writeControlFile(group + "/pids.max", "\(limits.pids)")
+        case "cpu":
+            try writeControlFile(group + "/cpu.cfs_period_us", "\(period)")
+            try writeControlFile(group + "/cpu.cfs_quota_us", "\(quota(limits.cpus))")
+        default:
+            break
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import COffswitch
+import Glibc
+import OffswitchCore
+
+/// The host side of one sandbox's filesystem: a size-limited tmpfs holding the overlay's upper
+/// and work directories plus a small per-sandbox layer (hostname, hosts, mount points). The
+/// tmpfs is mounted in the host's namespace so that the upper layer stays readable after a
+/// shutdown, until destroy unmounts it.
+struct SandboxFilesystem {
+    let directory: String
+    var tmpfs: String { directory + "/fs" }
+    var rootMountPoint: String { directory + "/root" }
+    var upper: String { tmpfs + "/upper" }
+    var usrUpper: String { tmpfs + "/usr-upper" }
+
+    init(id: String, paths: StatePaths) {
+        directory = paths.sandboxDirectory(id)
+    }
+
+    /// Creates the directories and the tmpfs, and returns what PID 1 must mount.
+    func create(hostname: String, source: RootfsSource, upperBytes: UInt64, paths: StatePaths)
+        throws(OffswitchError) -> (root: OverlayLayout, usr: OverlayLayout?)
+    {
+        try paths.ensureBase()
+        try systemCall("mkdir(\(directory))") { mkdir(directory, 0o700) }
+        try makeDirectory(tmpfs, mode: 0o700)
+        try makeDirectory(rootMountPoint, mode: 0o755)
+        try systemCall("mount(tmpfs, \(tmpfs))") {
+            ofs_mount("tmpfs", tmpfs, "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=0755,size=\(upperBytes)")
+        }
+        let layer = tmpfs + "/layer"
+        for path in [upper, tmpfs + "/work", usrUpper, tmpfs + "/usr-work", layer, layer + "/etc"] {
+            try makeDirectory(path, mode: 0o755)
+        }
+        for (path, mode) in [("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("tmp", 0o1777)] as [(String, mode_t)] {
+            try makeDirectory(layer + "/" + path, mode: mode)
+        }
+        try writeFile(layer + "/etc/hostname", hostname + "\n", mode: 0o644)
+        try writeFile(layer + "/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(hostname)\n", mode: 0o644)
+
+        switch source {
+        case .host:
+            let skeleton = try HostSkeleton.ensure(in: paths)
+            return (OverlayLayout(lower: [layer, skeleton], upper: upper, work: tmpfs + "/work"),
+                    OverlayLayout(lower: ["/usr"], upper: usrUpper, work: tmpfs + "/usr-work"))
+        case .directory(let path):
+            var info = stat()
+            guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+                throw OffswitchError(.invalidArgument, "rootfs dir:\(path): not a directory", errno: errno)
+            }
+            return (OverlayLayout(lower: [layer, path], upper: upper, work: tmpfs + "/work"), nil)
+        }
+    }
+
+    /// Unmounts the tmpfs and removes the directory. Safe to call on a half-built sandbox.
+    func remove() throws(OffswitchError) {
+        if umount2(tmpfs, 0) != 0 && errno != EINVAL && errno != ENOENT {
+            // Busy: a process still holds a file there. Detach so nothing outlives destroy on the host.
+            try systemCall("umount2(\(tmpfs), MNT_DETACH)") { umount2(tmpfs, Int32(MNT_DETACH)) }
+        }
+        removeTree(directory)
+        if access(directory, F_OK) == 0 {
+            throw OffswitchError.system("remove(\(directory))", errno: ENOTEMPTY)
+        }
+    }
+}

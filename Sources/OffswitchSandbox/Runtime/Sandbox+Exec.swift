@@ -1,0 +1,139 @@
+import COffswitch
+import Glibc
+public import OffswitchCore
+
+extension Sandbox {
+    /// Runs a command to completion and returns its exit code, output and duration.
+    /// A missing program is an ordinary result (127, or 126 when it cannot be executed), as a
+    /// shell reports it; a sandbox that has been shut down throws `sandboxShutDown`.
+    public func exec(_ request: ExecRequest) throws(OffswitchError) -> ExecResult {
+        guard let program = request.argv.first, !program.isEmpty else {
+            throw OffswitchError(.invalidArgument, "exec: argv is empty")
+        }
+        guard request.outputLimitBytes >= 0 else {
+            throw OffswitchError(.invalidArgument, "exec: output limit \(request.outputLimitBytes) is negative")
+        }
+        let started = monotonicNanoseconds()
+        let stdinPipe = try Pipe.make("stdin")
+        let stdoutPipe: Pipe, stderrPipe: Pipe, statusPipe: Pipe
+        do throws(OffswitchError) {
+            stdoutPipe = try Pipe.make("stdout")
+            do throws(OffswitchError) {
+                stderrPipe = try Pipe.make("stderr")
+                do throws(OffswitchError) { statusPipe = try Pipe.make("status") } catch { stderrPipe.close(); throw error }
+            } catch { stdoutPipe.close(); throw error }
+        } catch { stdinPipe.close(); throw error }
+
+        do throws(OffswitchError) {
+            try start(request, stdin: stdinPipe.read, stdout: stdoutPipe.write, stderr: stderrPipe.write,
+                      status: statusPipe.write, terminal: false)
+        } catch {
+            for pipe in [stdinPipe, stdoutPipe, stderrPipe, statusPipe] { pipe.close() }
+            throw error
+        }
+        for fd in [stdinPipe.read, stdoutPipe.write, stderrPipe.write, statusPipe.write] { close(fd) }
+
+        let io = CommandIO(stdin: stdinPipe.write, stdout: stdoutPipe.read, stderr: stderrPipe.read,
+                           status: statusPipe.read, limit: request.outputLimitBytes)
+        let outcome = io.run(input: request.stdin)
+        return try result(of: outcome, request: request, program: program, started: started)
+    }
+
+    /// Sends an exec order for `request` with the given descriptors (PID 1 receives copies).
+    func start(_ request: ExecRequest, stdin: Int32, stdout: Int32, stderr: Int32, status: Int32, terminal: Bool) throws(OffswitchError) {
+        for text in request.argv + request.environment.keys + request.environment.values + [request.cwd ?? ""] where text.utf8.contains(0) {
+            throw OffswitchError(.invalidArgument, "exec: argument or environment entry contains a NUL byte")
+        }
+        for key in request.environment.keys where key.isEmpty || key.contains("=") {
+            throw OffswitchError(.invalidArgument, "exec: environment name \"\(key)\" is empty or contains '='")
+        }
+        if let timeout = request.timeoutSeconds, !(timeout > 0 && timeout < 1e7) {
+            throw OffswitchError(.invalidArgument, "exec: timeout \(timeout) must be a positive number of seconds")
+        }
+        try ensureRunning()
+        let order = ExecOrder(
+            argv: request.argv, environment: environment(for: request, terminal: terminal),
+            cwd: request.cwd ?? home(of: request.user), identity: identity(of: request.user),
+            timeoutMilliseconds: request.timeoutSeconds.map { UInt64(($0 * 1000).rounded(.up)) } ?? 0,
+            controllingTTY: terminal)
+        do {
+            try control.send(.exec(order), descriptors: [stdin, stdout, stderr, status])
+        } catch {
+            if error.errno == EPIPE || error.errno == ECONNRESET || error.errno == ECONNREFUSED {
+                throw collectEnd().error(id: id)
+            }
+            throw error
+        }
+    }
+
+    private func result(of outcome: CommandIO.Outcome, request: ExecRequest, program: String, started: UInt64) throws(OffswitchError) -> ExecResult {
+        var result = ExecResult(
+            exitCode: 0, signal: nil, stdout: outcome.stdout, stderr: outcome.stderr,
+            stdoutTruncated: outcome.stdoutTruncated, stderrTruncated: outcome.stderrTruncated,
+            durationNanoseconds: monotonicNanoseconds() - started, timedOut: false, shutdown: nil)
+        switch outcome.status {
+        case .exited(let status, let timedOut)?:
+            if ofs_wifsignaled(status) != 0 {
+                result.signal = ofs_wtermsig(status)
+                result.exitCode = 128 + ofs_wtermsig(status)
+            } else {
+                result.exitCode = ofs_wexitstatus(status)
+            }
+            result.timedOut = timedOut
+        case .spawnFailed(let stage, let errno)?:
+            guard stage == Int32(OFS_STAGE_EXEC.rawValue) else {
+                let step = stage == Int32(OFS_STAGE_CHDIR.rawValue) ? "chdir(\(request.cwd ?? home(of: request.user)))" : "setup stage \(stage)"
+                throw OffswitchError(.execFailed, "exec \(program): \(step)", errno: errno)
+            }
+            result.exitCode = errno == ENOENT ? 127 : 126
+            let why = errno == ENOENT ? "command not found" : String(cString: strerror(errno))
+            result.stderr += Array("offswitch: \(program): \(why)\n".utf8)
+        case .started?, nil:
+            // PID 1 went away while the command ran: the kernel killed every process with SIGKILL.
+            let ended = collectEnd()
+            result.signal = SIGKILL
+            result.exitCode = 128 + SIGKILL
+            result.shutdown = ended.shutdown
+        }
+        if result.shutdown == nil, let ended = end { result.shutdown = ended.shutdown }
+        return result
+    }
+
+    func home(of user: SandboxUser) -> String { user == .root ? "/root" : SandboxUser.agentHome }
+
+    func identity(of user: SandboxUser) -> Identity {
+        switch user {
+        case .root: Identity(uid: 0, gid: 0, groups: [0], capabilities: spec.rootCapabilities.mask)
+        case .agent: Identity(uid: SandboxUser.agentUID, gid: SandboxUser.agentGID, groups: [SandboxUser.agentGID])
+        }
+    }
+
+    /// Docker's exec environment (PATH, HOSTNAME, HOME; TERM on a terminal), then the request's.
+    func environment(for request: ExecRequest, terminal: Bool) -> [String] {
+        var values: [String: String] = [
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOSTNAME": hostname,
+            "HOME": home(of: request.user),
+        ]
+        if terminal { values["TERM"] = "xterm" }
+        for (key, value) in request.environment { values[key] = value }
+        return values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    }
+}
+
+/// A pipe whose both ends are close-on-exec.
+struct Pipe {
+    let read: Int32
+    let write: Int32
+
+    static func make(_ name: String) throws(OffswitchError) -> Pipe {
+        var fds: [Int32] = [-1, -1]
+        try systemCall("pipe2(\(name))") { ofs_pipe(&fds) }
+        return Pipe(read: fds[0], write: fds[1])
+    }
+
+    func close() {
+        Glibc.close(read)
+        Glibc.close(write)
+    }
+}

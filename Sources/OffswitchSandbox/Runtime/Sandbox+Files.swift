@@ -1,0 +1,106 @@
+import COffswitch
+import Glibc
+public import OffswitchCore
+
+extension Sandbox {
+    /// Writes `contents` to `path` inside the sandbox as `user`, creating parent directories.
+    /// The path resolves inside the sandbox root only (openat2 RESOLVE_IN_ROOT, no magic links),
+    /// with the user's own permissions; a relative path is relative to the user's home.
+    public func writeFile(_ path: String, _ contents: [UInt8], user: SandboxUser = .agent, mode: UInt32 = 0o644) throws(OffswitchError) {
+        let resolved = try resolve(path, user: user)
+        let fd = try openInside(resolved, mode: .write, createMode: mode & 0o7777, user: user, operation: "write")
+        defer { close(fd) }
+        var offset = 0
+        while offset < contents.count {
+            let n = try systemCall("write(\(resolved))") {
+                contents[offset...].withUnsafeBytes { write(fd, $0.baseAddress, min($0.count, 1 << 20)) }
+            }
+            offset += n
+        }
+    }
+
+    /// Reads the file at `path` inside the sandbox as `user`.
+    public func readFile(_ path: String, user: SandboxUser = .agent, limit: Int = 1 << 30) throws(OffswitchError) -> [UInt8] {
+        let resolved = try resolve(path, user: user)
+        let fd = try openInside(resolved, mode: .read, createMode: 0, user: user, operation: "read")
+        defer { close(fd) }
+        var contents: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = try systemCall("read(\(resolved))") { read(fd, &chunk, chunk.count) }
+            if n == 0 { return contents }
+            guard contents.count + n <= limit else {
+                throw OffswitchError(.invalidArgument, "read(\(resolved)): file is larger than \(limit) bytes")
+            }
+            contents.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    /// A pty pair opened inside the sandbox's own devpts: (master, slave), both close-on-exec.
+    public func openTerminal() throws(OffswitchError) -> (master: Int32, slave: Int32) {
+        let (mine, theirs) = try replySocket()
+        defer { close(mine) }
+        do throws(OffswitchError) {
+            try control.send(.openPTY, descriptors: [theirs])
+        } catch {
+            close(theirs)
+            throw error
+        }
+        close(theirs)
+        let fds = try awaitReply(on: mine, expecting: 2, what: "openpty(/dev/ptmx)")
+        return (fds[0], fds[1])
+    }
+
+    private func resolve(_ path: String, user: SandboxUser) throws(OffswitchError) -> String {
+        guard !path.isEmpty else { throw OffswitchError(.invalidArgument, "file path is empty") }
+        guard !path.utf8.contains(0) else { throw OffswitchError(.invalidArgument, "file path \"\(path)\" contains a NUL byte") }
+        guard path.utf8.count < 4000 else { throw OffswitchError(.invalidArgument, "file path is longer than 4000 bytes") }
+        return path.hasPrefix("/") ? path : home(of: user) + "/" + path
+    }
+
+    private func openInside(_ path: String, mode: FileOrder.Mode, createMode: UInt32, user: SandboxUser, operation: String) throws(OffswitchError) -> Int32 {
+        try ensureRunning()
+        let (mine, theirs) = try replySocket()
+        defer { close(mine) }
+        let order = FileOrder(path: path, mode: mode, createMode: createMode, identity: identity(of: user))
+        do throws(OffswitchError) {
+            try control.send(.openFile(order), descriptors: [theirs])
+        } catch {
+            close(theirs)
+            if error.errno == EPIPE || error.errno == ECONNRESET { throw collectEnd().error(id: id) }
+            throw error
+        }
+        close(theirs)
+        return try awaitReply(on: mine, expecting: 1, what: "\(operation)(\(path))")[0]
+    }
+
+    private func replySocket() throws(OffswitchError) -> (Int32, Int32) {
+        var fds: [Int32] = [-1, -1]
+        try systemCall("socketpair(reply)") {
+            socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
+        }
+        return (fds[0], fds[1])
+    }
+
+    /// The helper's answer: descriptors, or {stage, errno} turned into a typed error.
+    private func awaitReply(on socket: Int32, expecting count: Int, what: String) throws(OffswitchError) -> [Int32] {
+        guard let (bytes, fds) = try ControlChannel.receive(on: socket, capacity: 64, maxDescriptors: count, stage: "recvmsg(\(what))") else {
+            try ensureRunning()
+            throw OffswitchError(.system, "\(what): the helper inside the sandbox exited without answering")
+        }
+        guard bytes.count == MemoryLayout<ofs_file_reply>.size else {
+            for fd in fds { close(fd) }
+            throw OffswitchError(.protocolError, "\(what): reply of \(bytes.count) bytes")
+        }
+        let reply = bytes.withUnsafeBytes { $0.loadUnaligned(as: ofs_file_reply.self) }
+        if reply.stage == Int32(OFS_STAGE_NOT_REGULAR.rawValue) {
+            throw OffswitchError(.notRegularFile, "\(what): not a regular file")
+        }
+        guard reply.err == 0, fds.count == count else {
+            for fd in fds { close(fd) }
+            let stage = reply.stage == Int32(OFS_STAGE_MKDIR.rawValue) ? "\(what): creating a parent directory" : what
+            throw OffswitchError.system(stage, errno: reply.err == 0 ? EPROTO : reply.err)
+        }
+        return fds
+    }
+}

@@ -1,0 +1,228 @@
+import COffswitch
+import Glibc
+public import OffswitchCore
+import Synchronization
+
+/// One running sandbox: PID 1 (`offswitch-init`) in new mount, PID, network, UTS, IPC and cgroup
+/// namespaces, an overlay root on a size-limited tmpfs, cgroup limits and a seccomp filter.
+///
+/// Thread-safe: exec and file calls may run concurrently from any thread. Calls block the calling
+/// thread; `Sandbox+Async` offers async forms that keep the cooperative pool free.
+public final class Sandbox: Sendable {
+    public let id: String
+    public let spec: SandboxSpec
+    public let hostname: String
+    /// PID 1's pid in the host's PID namespace.
+    public let initPID: Int32
+    /// Capabilities PID 1 reported after setup.
+    public let initCapabilities: CapabilitySet
+
+    let control: ControlChannel
+    let pidfd: Int32
+    let cgroups: SandboxCgroups
+    let filesystem: SandboxFilesystem
+
+    private struct State {
+        var ended: SandboxEnd?
+        var destroyed = false
+    }
+    private let state = Mutex(State())
+
+    /// The overlay's upper directory on the host (what the agent changed), readable until destroy.
+    public var upperDirectory: String { filesystem.upper }
+
+    // MARK: create
+
+    /// Builds and starts a sandbox. On failure nothing of it is left behind.
+    public static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard) throws(OffswitchError) -> Sandbox {
+        try HostEnvironment.shared.get()
+        try spec.limits.validate()
+        let program = try SeccompCache.shared.program(for: spec)
+        let exec = try InitImage.sealed.get()
+        let id = SandboxID.make()
+        let hostname = spec.hostname ?? id
+        try SandboxID.validateHostname(hostname)
+
+        let filesystem = SandboxFilesystem(id: id, paths: paths)
+        var cleanup: [() -> Void] = []
+        func unwind() { for step in cleanup.reversed() { step() } }
+        do throws(OffswitchError) {
+            cleanup.append { try? filesystem.remove() }
+            let layouts = try filesystem.create(hostname: hostname, source: spec.rootfs, upperBytes: spec.limits.upperBytes, paths: paths)
+            let cgroups = try SandboxCgroups(id: id, limits: spec.limits, mounts: try HostEnvironment.cgroupMounts.get())
+            cleanup.append { cgroups.killAll(); try? cgroups.remove() }
+
+            let (control, childEnd) = try ControlChannel.pair()
+            cleanup.append { close(control.fd) }
+            let null = try systemCall("open(/dev/null)") { open("/dev/null", O_RDWR | O_CLOEXEC) }
+            var pid: pid_t = -1, pidfd: Int32 = -1, stage: Int32 = 0
+            let flags = OFS_CLONE_NEWNS | OFS_CLONE_NEWPID | OFS_CLONE_NEWNET | OFS_CLONE_NEWUTS | OFS_CLONE_NEWIPC
+            let err = withCStringArrayNoThrow(["offswitch-init", id]) { argv in
+                withCStringArrayNoThrow(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]) { envp in
+                    var spawn = ofs_init_spawn(clone_flags: flags, exec_fd: exec, control_fd: childEnd, null_fd: null)
+                    return ofs_spawn_init(&spawn, argv, envp, &pid, &pidfd, &stage)
+                }
+            }
+            close(childEnd)
+            close(null)
+            guard err == 0 else { throw OffswitchError.system("spawn offswitch-init (stage \(stage))", errno: err) }
+            cleanup.append {
+                kill(pid, SIGKILL)
+                var status: Int32 = 0
+                while waitpid(pid, &status, __WALL) < 0 && errno == EINTR {}
+                close(pidfd)
+            }
+            // Into the cgroups before PID 1 does anything: it waits for the setup message.
+            try cgroups.add(pid: pid)
+
+            let order = SetupOrder(
+                hostname: hostname, rootMountPoint: filesystem.rootMountPoint, rootOverlay: layouts.root, usrOverlay: layouts.usr,
+                tmpSizeBytes: spec.limits.tmpBytes, agentUID: SandboxUser.agentUID, agentGID: SandboxUser.agentGID,
+                capabilityBound: spec.rootCapabilities.mask, seccompProgram: program,
+                limits: [ResourceLimit(resource: Int32(RLIMIT_NOFILE.rawValue), soft: spec.limits.openFiles, hard: spec.limits.openFiles),
+                         ResourceLimit(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0)])
+            try control.send(.setup(order))
+            switch try control.receiveReport() {
+            case .ready(let capabilities):
+                return Sandbox(id: id, spec: spec, hostname: hostname, initPID: pid, initCapabilities: CapabilitySet(mask: capabilities),
+                               control: control, pidfd: pidfd, cgroups: cgroups, filesystem: filesystem)
+            case .setupFailed(let stage, let errno):
+                throw OffswitchError(.setupFailed, "sandbox setup: \(stage)", errno: errno == 0 ? nil : errno)
+            case .shutdown, nil:
+                throw OffswitchError(.setupFailed, "sandbox setup: offswitch-init exited before it was ready")
+            }
+        } catch {
+            unwind()
+            throw error
+        }
+    }
+
+    private init(id: String, spec: SandboxSpec, hostname: String, initPID: pid_t, initCapabilities: CapabilitySet,
+                 control: ControlChannel, pidfd: Int32, cgroups: SandboxCgroups, filesystem: SandboxFilesystem) {
+        self.id = id
+        self.spec = spec
+        self.hostname = hostname
+        self.initPID = initPID
+        self.initCapabilities = initCapabilities
+        self.control = control
+        self.pidfd = pidfd
+        self.cgroups = cgroups
+        self.filesystem = filesystem
+    }
+
+    deinit {
+        try? destroy()
+    }
+
+    // MARK: state
+
+    /// nil while PID 1 runs; afterwards how the sandbox ended.
+    public var end: SandboxEnd? {
+        if let ended = state.withLock({ $0.ended }) { return ended }
+        var fds = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
+        guard poll(&fds, 1, 0) > 0 else { return nil }
+        return collectEnd()
+    }
+
+    /// How the sandbox shut down, if it did (SIGTERM to PID 1, from inside or outside).
+    public var shutdown: ShutdownInfo? { end?.shutdown }
+
+    /// Reaps PID 1 (which has exited or is exiting) and reads its last report. Idempotent.
+    @discardableResult
+    func collectEnd() -> SandboxEnd {
+        state.withLock { state in
+            if let ended = state.ended { return ended }
+            var shutdown: ShutdownInfo?
+            while true {
+                guard let report = try? control.receiveReport() else { break }
+                if case .shutdown(let info) = report { shutdown = info }
+            }
+            var status: Int32 = 0
+            while waitpid(initPID, &status, __WALL) < 0 && errno == EINTR {}
+            let ended = SandboxEnd(shutdown: shutdown, initStatus: status, at: unixNanoseconds())
+            state.ended = ended
+            return ended
+        }
+    }
+
+    /// Throws unless PID 1 is alive and the sandbox not destroyed.
+    func ensureRunning() throws(OffswitchError) {
+        if state.withLock({ $0.destroyed }) {
+            throw OffswitchError(.sandboxDestroyed, "sandbox \(id) has been destroyed")
+        }
+        if let ended = end { throw ended.error(id: id) }
+    }
+
+    // MARK: shutdown and destroy
+
+    /// Shuts the sandbox down the way the agent's `kill -s TERM 1` would, and waits until it is.
+    public func shutDown() throws(OffswitchError) {
+        try ensureRunning()
+        if kill(initPID, SIGTERM) != 0 { throw OffswitchError.system("kill(\(initPID), SIGTERM)", errno: errno) }
+        collectEnd()
+    }
+
+    /// Kills every process, unmounts everything, removes cgroups and directories, closes fds.
+    /// Calling it again does nothing.
+    public func destroy() throws(OffswitchError) {
+        let first = state.withLock { state -> Bool in
+            defer { state.destroyed = true }
+            return !state.destroyed
+        }
+        guard first else { return }
+        if state.withLock({ $0.ended == nil }) {
+            kill(initPID, SIGKILL)  // PID 1 going takes the whole namespace with it
+            cgroups.killAll()
+            collectEnd()
+        }
+        close(control.fd)
+        close(pidfd)
+        var failure: OffswitchError?
+        do { try cgroups.remove() } catch { failure = error }
+        do { try filesystem.remove() } catch { failure = failure ?? error }
+        if let failure { throw failure }
+    }
+}
+
+/// How a sandbox ended.
+public struct SandboxEnd: Sendable, Equatable {
+    /// Set when PID 1 received SIGTERM: a real shutdown.
+    public var shutdown: ShutdownInfo?
+    /// PID 1's wait status.
+    public var initStatus: Int32
+    public var at: UInt64
+
+    func error(id: String) -> OffswitchError {
+        if let shutdown {
+            let sender = shutdown.senderPID == 0 ? "from outside the sandbox" : "from pid \(shutdown.senderPID) (uid \(shutdown.senderUID))"
+            return OffswitchError(.sandboxShutDown, "sandbox \(id) has been shut down (signal \(shutdown.signal) \(sender))")
+        }
+        let how = ofs_wifsignaled(initStatus) != 0 ? "was killed by signal \(ofs_wtermsig(initStatus))" : "exited with status \(ofs_wexitstatus(initStatus))"
+        return OffswitchError(.sandboxShutDown, "sandbox \(id) has been shut down: its PID 1 \(how)")
+    }
+}
+
+enum SandboxID {
+    /// 12 hex digits, like a short container id.
+    static func make() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let value = generator.next() & 0xFFFF_FFFF_FFFF
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 12 - digits.count) + digits
+    }
+
+    static func validateHostname(_ name: String) throws(OffswitchError) {
+        let allowed = name.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) || $0 == 45 || $0 == 46 }
+        guard !name.isEmpty, name.utf8.count <= 63, allowed else {
+            throw OffswitchError(.invalidArgument, "hostname \"\(name)\": use 1 to 63 letters, digits, '-' or '.'")
+        }
+    }
+}
+
+/// withCStringArray for closures that do not throw.
+func withCStringArrayNoThrow<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return body(pointers)
+}

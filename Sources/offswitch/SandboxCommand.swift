@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import OffswitchCore
+import OffswitchSandbox
+
+struct SandboxCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sandbox",
+        abstract: "Create sandboxes and run commands in them.",
+        subcommands: [Run.self])
+
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run one command in a throwaway sandbox, then destroy it.",
+            discussion: """
+                CMD is run as given (an argv, no shell added), as the unprivileged `user` in \
+                /home/user unless --user root. Its stdout and stderr are printed and offswitch exits \
+                with its exit status (128+N when signal N ended it). Everything the command changed \
+                is discarded with the sandbox.
+
+                Example: offswitch sandbox run -- bash -c 'kill -s TERM 1; echo survived'
+                """)
+
+        @OptionGroup var options: SandboxOptions
+
+        @Option(name: .long, help: "Kill the command's whole process tree after this many seconds.")
+        var timeout: Double?
+
+        @Flag(name: .long, help: "Print one JSON object (exit_code, stdout, stderr, duration_ms, shutdown, truncated).")
+        var json = false
+
+        @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.")
+        var command: [String]
+
+        mutating func validate() throws {
+            if command.first == "--" { command.removeFirst() }
+            guard !command.isEmpty else { throw ValidationError("missing the command to run: offswitch sandbox run -- CMD [ARG...]") }
+        }
+
+        func run() throws {
+            let stdin = FileHandle.standardInput.isTerminal ? [] : [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+            let result: ExecResult
+            do {
+                let sandbox = try Sandbox.create(try options.spec())
+                defer { try? sandbox.destroy() }
+                result = try sandbox.exec(ExecRequest(argv: command, stdin: stdin, user: options.user, timeoutSeconds: timeout))
+                try sandbox.destroy()
+            } catch let error as OffswitchError {
+                throw CLIError(error)
+            }
+            if json {
+                FileHandle.standardOutput.write(try ResultJSON.encode(result) + Data("\n".utf8))
+            } else {
+                FileHandle.standardOutput.write(Data(result.stdout))
+                FileHandle.standardError.write(Data(result.stderr))
+                if result.timedOut { FileHandle.standardError.write(Data("offswitch: timed out after \(timeout ?? 0) s; process tree killed\n".utf8)) }
+                if let shutdown = result.shutdown {
+                    FileHandle.standardError.write(Data("offswitch: sandbox shut down by signal \(shutdown.signal) from pid \(shutdown.senderPID)\n".utf8))
+                }
+            }
+            throw ExitCode(result.exitCode)
+        }
+    }
+}
+
+/// An OffswitchError as the CLI shows it: `offswitch: <message>`, exit status 1 (2 for bad input).
+struct CLIError: Error, CustomStringConvertible {
+    let error: OffswitchError
+    init(_ error: OffswitchError) { self.error = error }
+    var description: String { error.description }
+}
+
+extension FileHandle {
+    var isTerminal: Bool { isatty(fileDescriptor) == 1 }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Glibc
+import OffswitchCore
+import OffswitchSandbox
+import Testing
+
+@Suite("File API", needsRoot)
+struct FileTests {
+    @Test("Round trip, parents created, bytes exact, owned by the writer")
+    func roundTrip() throws {
+        try withSandbox { (sandbox: Sandbox) throws in
+            let bytes: [UInt8] = Array("line\r\nbinary:\u{0}\u{1}\u{ff}".utf8) + (0...255).map { UInt8($0) }
+            try sandbox.writeFile("/home/user/a/b/c.bin", bytes)
+            #expect(try sandbox.readFile("/home/user/a/b/c.bin") == bytes)
+            #expect(try sandbox.readFile("a/b/c.bin") == bytes, "relative paths start at the user's home")
+            let owner = try sandbox.exec(ExecRequest(argv: ["stat", "-c", "%U %a", "/home/user/a/b/c.bin", "/home/user/a"]))
+            #expect(owner.out == "user 644\nuser 755\n")
+            let large = [UInt8](repeating: 0x5a, count: 8 << 20)
+            try sandbox.writeFile("/tmp/large", large, user: .root, mode: 0o600)
+            #expect(try sandbox.readFile("/tmp/large", user: .root) == large)
+        }
+    }
+
+    @Test("Typed errors naming the path: missing, directory, permission, not regular")
+    func errors() throws {
+        try withSandbox { (sandbox: Sandbox) throws in
+            func code(_ body: () throws -> Void) -> (OffswitchError.Code?, String) {
+                do { try body(); return (nil, "") } catch let error as OffswitchError { return (error.code, error.description) } catch { return (nil, "\(error)") }
+            }
+            let missing = code { _ = try sandbox.readFile("/home/user/nope") }
+            #expect(missing.0 == .notFound && missing.1.contains("/home/user/nope"))
+            #expect(code { _ = try sandbox.readFile("/etc") }.0 == .isDirectory)
+            #expect(code { try sandbox.writeFile("/home/user", [1]) }.0 == .isDirectory)
+            let denied = code { try sandbox.writeFile("/etc/passwd", [1]) }
+            #expect(denied.0 == .permissionDenied && denied.1.contains("/etc/passwd"))
+            #expect(code { _ = try sandbox.readFile("/root/x") }.0 == .permissionDenied)
+            #expect(code { _ = try sandbox.readFile("/dev/zero") }.0 == .notRegularFile)
+            _ = try sandbox.bash("mkfifo /home/user/fifo")
+            #expect(code { _ = try sandbox.readFile("/home/user/fifo") }.0 == .notRegularFile)
+            #expect(code { _ = try sandbox.readFile("") }.0 == .invalidArgument)
+            #expect(code { _ = try sandbox.readFile("/etc/host\u{0}name") }.0 == .invalidArgument)
+        }
+    }
+
+    @Test("Paths and symlinks cannot lead outside the sandbox root")
+    func confinement() throws {
+        try withSandbox { (sandbox: Sandbox) throws in
+            let hostname = try sandbox.readFile("../../../../etc/hostname")
+            #expect(String(decoding: hostname, as: UTF8.self) == sandbox.hostname + "\n")
+            _ = try sandbox.bash("ln -s / /home/user/rootlink; ln -s /proc/1/root /home/user/magic; ln -s ../../../../../etc/hostname /home/user/up")
+            #expect(String(decoding: try sandbox.readFile("/home/user/rootlink/etc/hostname"), as: UTF8.self) == sandbox.hostname + "\n")
+            #expect(String(decoding: try sandbox.readFile("/home/user/up"), as: UTF8.self) == sandbox.hostname + "\n")
+            #expect(throws: OffswitchError.self) { _ = try sandbox.readFile("/home/user/magic/etc/hostname", user: .root) }
+            // Writing through an absolute symlink lands inside the sandbox, never on the host.
+            let marker = "offswitch-file-probe-\(getpid())"
+            _ = try sandbox.bash("ln -s /tmp/\(marker) /home/user/out")
+            try sandbox.writeFile("/home/user/out", Array("inside".utf8))
+            #expect(access("/tmp/\(marker)", F_OK) != 0)
+            #expect(try sandbox.bash("cat /tmp/\(marker)").out == "inside")
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import OffswitchCore
+@testable import OffswitchSandbox
+import Testing
+
+@Suite("Seccomp policies")
+struct SeccompPolicyTests {
+    static let dockerPath = try! BundledFiles.path("sandbox-profiles/seccomp/docker-default.json")
+
+    @Test("The vendored Docker profile is byte for byte the published one")
+    func vendoredCopy() throws {
+        let shared = URL(fileURLWithPath: Self.dockerPath).deletingLastPathComponent()
+            .appendingPathComponent("../../../shared/data/docker-default-seccomp.json").standardized
+        try #require(FileManager.default.fileExists(atPath: shared.path), "no shared/ copy beside the checkout to compare with")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: Self.dockerPath)) == Data(contentsOf: shared))
+    }
+
+    @Test("Docker's profile compiles; rules depend on the capability set")
+    func compileDocker() throws {
+        let policy = try SeccompPolicy.load(path: Self.dockerPath)
+        let docker = try SeccompCompiler(capabilities: .dockerDefault).compile(policy, source: "docker")
+        #expect(docker.instructionCount > 100 && docker.instructionCount <= 4096)
+        let admin = try SeccompCompiler(capabilities: CapabilitySet(mask: CapabilitySet.dockerDefault.mask | 1 << 21))
+            .compile(policy, source: "docker")
+        #expect(admin.program != docker.program, "CAP_SYS_ADMIN includes mount, unshare and clone3")
+    }
+
+    @Test("Includes and excludes follow Docker's rules")
+    func filters() throws {
+        let compiler = SeccompCompiler(capabilities: .dockerDefault)
+        func rule(_ includes: SeccompPolicy.Filter?, _ excludes: SeccompPolicy.Filter?) -> SeccompPolicy.Rule {
+            SeccompPolicy.Rule(names: ["x"], action: "SCMP_ACT_ALLOW", includes: includes, excludes: excludes)
+        }
+        #expect(compiler.applies(rule(nil, nil)))
+        #expect(!compiler.applies(rule(SeccompPolicy.Filter(caps: ["CAP_SYS_ADMIN"]), nil)))
+        #expect(compiler.applies(rule(SeccompPolicy.Filter(caps: ["CAP_KILL"]), nil)))
+        #expect(!compiler.applies(rule(nil, SeccompPolicy.Filter(caps: ["CAP_KILL"]))))
+        #expect(!compiler.applies(rule(SeccompPolicy.Filter(arches: ["s390x"]), nil)))
+        #expect(!compiler.applies(rule(SeccompPolicy.Filter(minKernel: "99.0"), nil)))
+        #expect(compiler.applies(rule(SeccompPolicy.Filter(minKernel: "4.8"), nil)))
+    }
+
+    @Test("Bad policies name the field and the reason", arguments: [
+        (#"{"defaultAction": "SCMP_ACT_NOPE", "syscalls": []}"#, "defaultAction"),
+        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_TRACE"}]}"#, "syscalls[0].action"),
+        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQUAL"}]}]}"#, "syscalls[0].args[0].op"),
+        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}"#, "syscalls[0].args[0].index"),
+        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1, "valueTwo": 2, "op": "SCMP_CMP_EQ"}]}]}"#, "syscalls[0].args[0].valueTwo"),
+        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": "read", "action": "SCMP_ACT_ALLOW"}]}"#, "syscalls[0].names"),
+        (#"{"syscalls": []}"#, "defaultAction"),
+        (#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_PDP11"], "syscalls": []}"#, "PDP11"),
+        ("not json", "p.json"),
+    ])
+    func badPolicies(json: String, field: String) {
+        #expect {
+            let policy = try SeccompPolicy.decode(Data(json.utf8), source: "p.json")
+            _ = try SeccompCompiler(capabilities: .dockerDefault).compile(policy, source: "p.json")
+        } throws: { error in
+            "\(error)".contains(field) && "\(error)".contains("p.json")
+        }
+    }
+
+    @Test("Unknown syscall names are skipped and reported, as Docker does")
+    func unknownSyscall() throws {
+        let json = #"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read", "no_such_call"], "action": "SCMP_ACT_ALLOW"}]}"#
+        let output = try SeccompCompiler(capabilities: .dockerDefault).compile(try SeccompPolicy.decode(Data(json.utf8), source: "p"), source: "p")
+        #expect(output.skippedSyscalls == ["no_such_call"])
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Glibc
+import OffswitchCore
+import OffswitchSandbox
+import Testing
+
+/// Sandboxes need root: namespaces, overlay mounts and cgroups. CI runs as root.
+let isRoot = geteuid() == 0
+let needsRoot = Testing.ConditionTrait.enabled(if: isRoot, "needs root: starts real sandboxes (namespaces, mounts, cgroups)")
+
+extension ExecResult {
+    var out: String { String(decoding: stdout, as: UTF8.self) }
+    var err: String { String(decoding: stderr, as: UTF8.self) }
+}
+
+extension Sandbox {
+    /// `bash -c SCRIPT` as the given user.
+    func bash(_ script: String, user: SandboxUser = .agent, timeout: Double? = 30) throws -> ExecResult {
+        try exec(ExecRequest(argv: ["bash", "-c", script], user: user, timeoutSeconds: timeout))
+    }
+}
+
+/// A sandbox destroyed when the test body returns, whatever happens.
+func withSandbox<R>(_ spec: SandboxSpec = SandboxSpec(), _ body: (Sandbox) throws -> R) throws -> R {
+    let sandbox = try Sandbox.create(spec)
+    defer { try? sandbox.destroy() }
+    let result = try body(sandbox)
+    try sandbox.destroy()
+    return result
+}
+
+/// The directory holding the built products (the test bundle sits beside `offswitch`).
+var productsDirectory: String {
+    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
+    return (executable as NSString).deletingLastPathComponent
+}
+
+struct CLIRun {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs the real `offswitch` binary.
+func runCLI(_ arguments: [String], asUser uid: Int? = nil) throws -> CLIRun {
+    let process = Process()
+    let binary = productsDirectory + "/offswitch"
+    if let uid {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", binary] + arguments
+    } else {
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+    }
+    let out = Foundation.Pipe(), err = Foundation.Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    // Read both before waiting, so a large output cannot block the child.
+    let errData = Mutexed(Data())
+    let reader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
+    reader.start()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    while !errData.isSet { usleep(1000) }
+    return CLIRun(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                  stderr: String(decoding: errData.value, as: UTF8.self))
+}
+
+final class Mutexed<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    private var wasSet = false
+    init(_ value: T) { stored = value }
+    func set(_ value: T) { lock.lock(); stored = value; wasSet = true; lock.unlock() }
+    var value: T { lock.lock(); defer { lock.unlock() }; return stored }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return wasSet }
+}
+
+func statusField(_ status: String, _ name: String) -> String? {
+    status.split(separator: "\n").first { $0.hasPrefix(name + ":") }
+        .map { $0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces) }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# A sandbox at work: what the agent sees, a change that vanishes, and a real shutdown.
+set -uo pipefail
+OFFSWITCH=${OFFSWITCH:-offswitch}
+if [[ $(id -u) -ne 0 ]]; then echo "make demo needs root (namespaces, mounts, cgroups)" >&2; exit 1; fi
+
+step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "$2"; }
+
+step "What the agent sees: its own PID 1, hostname and network" \
+     "offswitch sandbox run -- bash -c 'id; hostname; ps -e -o pid,user,comm; ls /sys/class/net'"
+"$OFFSWITCH" sandbox run -- bash -c 'id; hostname; ps -e -o pid,user,comm 2>/dev/null || ls /proc | grep "^[0-9]"; ls /sys/class/net'
+
+step "Locked down: seccomp filter, no new privileges, no capabilities for user" \
+     "offswitch sandbox run -- grep -E 'Seccomp:|NoNewPrivs|CapEff|SigBlk' /proc/self/status"
+"$OFFSWITCH" sandbox run -- grep -E 'Seccomp:|NoNewPrivs|CapEff|SigBlk' /proc/self/status
+
+step "A change that vanishes: root writes into /usr/bin inside..." \
+     "offswitch sandbox run --user root -- sh -c 'echo pwned > /usr/bin/offswitch-demo && ls -l /usr/bin/offswitch-demo'"
+"$OFFSWITCH" sandbox run --user root -- sh -c 'echo pwned > /usr/bin/offswitch-demo && ls -l /usr/bin/offswitch-demo'
+printf '...and on the host afterwards: '
+ls /usr/bin/offswitch-demo 2>&1 || true
+
+step "A real shutdown: the agent signals PID 1, everything stops" \
+     "offswitch sandbox run --json -- bash -c 'echo before; kill -s TERM 1; sleep 5; echo survived'"
+"$OFFSWITCH" sandbox run --json -- bash -c 'echo before; kill -s TERM 1; sleep 5; echo survived'
+echo "(exit status $?: the command was killed with the sandbox; 'survived' was never printed)"

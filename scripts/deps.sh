@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building and testing Offswitch needs, with apt, only when it is missing.
+set -euo pipefail
+
+need=()
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+pkg-config --exists libseccomp 2>/dev/null || need+=(libseccomp-dev)
+pkg-config --exists libcap 2>/dev/null || need+=(libcap-dev)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+
+if ((${#need[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "offswitch: missing packages ${need[*]}; run 'make deps' as root or: sudo apt-get install -y ${need[*]}" >&2
+    exit 1
+  fi
+  echo "offswitch: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+command -v swift >/dev/null 2>&1 || { echo "offswitch: swift is not on PATH (Swift 6 toolchain needed)" >&2; exit 1; }
