@@ -47,7 +47,11 @@ let package = Package(
             name: "offswitch-init",
             dependencies: ["OffswitchInit"],
             swiftSettings: strictSettings,
-            linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
+            linkerSettings: [
+                .unsafeFlags(["-static-stdlib"]),
+                // Stripped in release: it is copied into a memfd for every process that starts sandboxes.
+                .unsafeFlags(["-Xlinker", "-s"], .when(configuration: .release)),
+            ]),
 
         .testTarget(name: "OffswitchCoreTests", dependencies: ["OffswitchCore"], swiftSettings: strictSettings),
         .testTarget(

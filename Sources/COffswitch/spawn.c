@@ -29,6 +29,9 @@
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -145,9 +148,13 @@ int ofs_spawn_init(const ofs_init_spawn *spec, char *const argv[], char *const e
     args.flags = spec->clone_flags | CLONE_PIDFD;
     args.pidfd = (uint64_t)(uintptr_t)&child_pidfd;
     args.exit_signal = SIGCHLD;
+    if (spec->cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)spec->cgroup_fd;
+    }
 
     pid_t child = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
-    if (child < 0 && errno == ENOSYS) {
+    if (child < 0 && errno == ENOSYS && spec->cgroup_fd < 0) {
         // Kernels before 5.3, or a seccomp policy that answers clone3 with ENOSYS.
         child = (pid_t)syscall(SYS_clone, (unsigned long)(spec->clone_flags | SIGCHLD), 0, 0, 0, 0);
         if (child > 0) child_pidfd = (int)syscall(SYS_pidfd_open, child, 0);

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import OffswitchCore
 
 /// The `--json` form of an exec result. Field names are stable (snake_case); stdout and stderr are
@@ -27,7 +27,7 @@ enum ResultJSON {
         var at_unix_ns: UInt64
     }
 
-    static func encode(_ result: ExecResult) throws -> Data {
+    static func encode(_ result: ExecResult) throws -> [UInt8] {
         let document = Document(
             exit_code: result.exitCode, signal: result.signal,
             stdout: String(decoding: result.stdout, as: UTF8.self), stderr: String(decoding: result.stderr, as: UTF8.self),
@@ -37,6 +37,6 @@ enum ResultJSON {
             shutdown: result.shutdown.map { Shutdown(signal: $0.signal, sender_pid: $0.senderPID, sender_uid: $0.senderUID, at_unix_ns: $0.unixNanoseconds) })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        return try encoder.encode(document)
+        return [UInt8](try encoder.encode(document))
     }
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import OffswitchCore
 import OffswitchSandbox
 
@@ -29,6 +29,9 @@ struct SandboxCommand: ParsableCommand {
         @Flag(name: .long, help: "Print one JSON object (exit_code, stdout, stderr, duration_ms, shutdown, truncated).")
         var json = false
 
+        @Flag(name: .long, help: "Say on stderr what happens: the mode, the sandbox id, the time each step took.")
+        var verbose = false
+
         @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.")
         var command: [String]
 
@@ -38,24 +41,34 @@ struct SandboxCommand: ParsableCommand {
         }
 
         func run() throws {
-            let stdin = FileHandle.standardInput.isTerminal ? [] : [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+            let stdin = StandardStreams.readInput()
             let result: ExecResult
             do {
                 let sandbox = try Sandbox.create(try options.spec())
                 defer { try? sandbox.destroy() }
+                if verbose {
+                    StandardStreams.err("offswitch: embedded mode (no daemon); sandbox \(sandbox.id)\n")
+                    for (phase, nanoseconds) in sandbox.creationPhases {
+                        StandardStreams.err("offswitch:   \(phase): \(Double(nanoseconds / 1000) / 1000) ms\n")
+                    }
+                }
                 result = try sandbox.exec(ExecRequest(argv: command, stdin: stdin, user: options.user, timeoutSeconds: timeout))
+                let destroyStart = ContinuousClock.now
                 try sandbox.destroy()
+                if verbose {
+                    StandardStreams.err("offswitch:   exec: \(Double(result.durationNanoseconds / 1000) / 1000) ms; destroy: \(ContinuousClock.now - destroyStart)\n")
+                }
             } catch let error as OffswitchError {
                 throw CLIError(error)
             }
             if json {
-                FileHandle.standardOutput.write(try ResultJSON.encode(result) + Data("\n".utf8))
+                StandardStreams.out(try ResultJSON.encode(result) + [UInt8(ascii: "\n")])
             } else {
-                FileHandle.standardOutput.write(Data(result.stdout))
-                FileHandle.standardError.write(Data(result.stderr))
-                if result.timedOut { FileHandle.standardError.write(Data("offswitch: timed out after \(timeout ?? 0) s; process tree killed\n".utf8)) }
+                StandardStreams.out(result.stdout)
+                StandardStreams.err(result.stderr)
+                if result.timedOut { StandardStreams.err("offswitch: timed out after \(timeout ?? 0) s; process tree killed\n") }
                 if let shutdown = result.shutdown {
-                    FileHandle.standardError.write(Data("offswitch: sandbox shut down by signal \(shutdown.signal) from pid \(shutdown.senderPID)\n".utf8))
+                    StandardStreams.err("offswitch: sandbox shut down by signal \(shutdown.signal) from pid \(shutdown.senderPID)\n")
                 }
             }
             throw ExitCode(result.exitCode)
@@ -68,8 +81,4 @@ struct CLIError: Error, CustomStringConvertible {
     let error: OffswitchError
     init(_ error: OffswitchError) { self.error = error }
     var description: String { error.description }
-}
-
-extension FileHandle {
-    var isTerminal: Bool { isatty(fileDescriptor) == 1 }
 }

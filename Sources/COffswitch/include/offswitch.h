@@ -53,6 +53,9 @@ typedef struct ofs_init_spawn {
     int control_fd;
     /// Becomes fds 0, 1 and 2 in the child (normally /dev/null).
     int null_fd;
+    /// A cgroup v2 directory to start the child in (CLONE_INTO_CGROUP), or -1. Starting there
+    /// avoids a migration, which costs an RCU grace period.
+    int cgroup_fd;
 } ofs_init_spawn;
 
 /// clone3(CLONE_PIDFD | flags), reset every signal disposition and the mask, place the fds,

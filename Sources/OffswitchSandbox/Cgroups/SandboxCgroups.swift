@@ -55,9 +55,15 @@ public final class SandboxCgroups: Sendable {
         self.legacyGroups = legacyGroups
     }
 
-    /// Moves a process (and its future children) into every group of the sandbox.
-    func add(pid: pid_t) throws(OffswitchError) {
-        for group in directories {
+    /// A descriptor of the v2 group for CLONE_INTO_CGROUP, or -1 when this host has no v2 group.
+    func openUnifiedGroup() throws(OffswitchError) -> Int32 {
+        guard let group = unifiedGroup else { return -1 }
+        return try systemCall("open(\(group))") { open(group, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+    }
+
+    /// Moves a process (and its future children) into the v1 groups; it was born in the v2 one.
+    func addToLegacyGroups(pid: pid_t) throws(OffswitchError) {
+        for group in legacyGroups {
             try writeControlFile(group + "/cgroup.procs", "\(pid)")
         }
     }

@@ -16,6 +16,8 @@ public final class Sandbox: Sendable {
     public let initPID: Int32
     /// Capabilities PID 1 reported after setup.
     public let initCapabilities: CapabilitySet
+    /// How long each step of `create` took, in order (the profile of the create path).
+    public let creationPhases: [(phase: String, nanoseconds: UInt64)]
 
     let control: ControlChannel
     let pidfd: Int32
@@ -35,10 +37,14 @@ public final class Sandbox: Sendable {
 
     /// Builds and starts a sandbox. On failure nothing of it is left behind.
     public static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard) throws(OffswitchError) -> Sandbox {
+        var clock = PhaseClock()
         try HostEnvironment.shared.get()
         try spec.limits.validate()
-        let program = try SeccompCache.shared.program(for: spec)
+        clock.mark("host checks")
+        let program = try SeccompCache.shared.program(for: spec, paths: paths)
+        clock.mark("seccomp program")
         let exec = try InitImage.sealed.get()
+        clock.mark("sealed init image")
         let id = SandboxID.make()
         let hostname = spec.hostname ?? id
         try SandboxID.validateHostname(hostname)
@@ -49,31 +55,38 @@ public final class Sandbox: Sendable {
         do throws(OffswitchError) {
             cleanup.append { try? filesystem.remove() }
             let layouts = try filesystem.create(hostname: hostname, source: spec.rootfs, upperBytes: spec.limits.upperBytes, paths: paths)
+            clock.mark("state directory and tmpfs")
             let cgroups = try SandboxCgroups(id: id, limits: spec.limits, mounts: try HostEnvironment.cgroupMounts.get())
+            clock.mark("cgroups")
             cleanup.append { cgroups.killAll(); try? cgroups.remove() }
 
             let (control, childEnd) = try ControlChannel.pair()
             cleanup.append { close(control.fd) }
             let null = try systemCall("open(/dev/null)") { open("/dev/null", O_RDWR | O_CLOEXEC) }
+            let cgroupFD: Int32
+            do throws(OffswitchError) { cgroupFD = try cgroups.openUnifiedGroup() } catch { close(null); throw error }
             var pid: pid_t = -1, pidfd: Int32 = -1, stage: Int32 = 0
             let flags = OFS_CLONE_NEWNS | OFS_CLONE_NEWPID | OFS_CLONE_NEWNET | OFS_CLONE_NEWUTS | OFS_CLONE_NEWIPC
             let err = withCStringArrayNoThrow(["offswitch-init", id]) { argv in
                 withCStringArrayNoThrow(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]) { envp in
-                    var spawn = ofs_init_spawn(clone_flags: flags, exec_fd: exec, control_fd: childEnd, null_fd: null)
+                    var spawn = ofs_init_spawn(clone_flags: flags, exec_fd: exec, control_fd: childEnd, null_fd: null, cgroup_fd: cgroupFD)
                     return ofs_spawn_init(&spawn, argv, envp, &pid, &pidfd, &stage)
                 }
             }
             close(childEnd)
             close(null)
+            if cgroupFD >= 0 { close(cgroupFD) }
             guard err == 0 else { throw OffswitchError.system("spawn offswitch-init (stage \(stage))", errno: err) }
+            clock.mark("clone3 and exec of PID 1")
             cleanup.append {
                 kill(pid, SIGKILL)
                 var status: Int32 = 0
                 while waitpid(pid, &status, __WALL) < 0 && errno == EINTR {}
                 close(pidfd)
             }
-            // Into the cgroups before PID 1 does anything: it waits for the setup message.
-            try cgroups.add(pid: pid)
+            // Into the v1 cgroups before PID 1 does anything: it waits for the setup message.
+            try cgroups.addToLegacyGroups(pid: pid)
+            clock.mark("cgroup placement")
 
             let order = SetupOrder(
                 hostname: hostname, rootMountPoint: filesystem.rootMountPoint, rootOverlay: layouts.root, usrOverlay: layouts.usr,
@@ -84,8 +97,9 @@ public final class Sandbox: Sendable {
             try control.send(.setup(order))
             switch try control.receiveReport() {
             case .ready(let capabilities):
+                clock.mark("setup inside (mounts, pivot_root, seccomp)")
                 return Sandbox(id: id, spec: spec, hostname: hostname, initPID: pid, initCapabilities: CapabilitySet(mask: capabilities),
-                               control: control, pidfd: pidfd, cgroups: cgroups, filesystem: filesystem)
+                               creationPhases: clock.phases, control: control, pidfd: pidfd, cgroups: cgroups, filesystem: filesystem)
             case .setupFailed(let stage, let errno):
                 throw OffswitchError(.setupFailed, "sandbox setup: \(stage)", errno: errno == 0 ? nil : errno)
             case .shutdown, nil:
@@ -98,7 +112,9 @@ public final class Sandbox: Sendable {
     }
 
     private init(id: String, spec: SandboxSpec, hostname: String, initPID: pid_t, initCapabilities: CapabilitySet,
+                 creationPhases: [(phase: String, nanoseconds: UInt64)],
                  control: ControlChannel, pidfd: Int32, cgroups: SandboxCgroups, filesystem: SandboxFilesystem) {
+        self.creationPhases = creationPhases
         self.id = id
         self.spec = spec
         self.hostname = hostname
@@ -199,6 +215,18 @@ public struct SandboxEnd: Sendable, Equatable {
         }
         let how = ofs_wifsignaled(initStatus) != 0 ? "was killed by signal \(ofs_wtermsig(initStatus))" : "exited with status \(ofs_wexitstatus(initStatus))"
         return OffswitchError(.sandboxShutDown, "sandbox \(id) has been shut down: its PID 1 \(how)")
+    }
+}
+
+/// Durations of consecutive phases.
+struct PhaseClock {
+    private(set) var phases: [(phase: String, nanoseconds: UInt64)] = []
+    private var last = monotonicNanoseconds()
+
+    mutating func mark(_ phase: String) {
+        let now = monotonicNanoseconds()
+        phases.append((phase, now - last))
+        last = now
     }
 }
 

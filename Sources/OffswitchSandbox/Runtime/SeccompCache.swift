@@ -1,31 +1,87 @@
+import CSeccomp
 import Glibc
 public import OffswitchCore
 import Synchronization
 
-/// Compiled seccomp programs by policy and capability set: compiling Docker's profile takes
-/// milliseconds, and every sandbox of a kind gets the same program.
+/// Compiled seccomp programs, in memory and on disk under the state directory. Compiling
+/// Docker's profile (JSON plus libseccomp) costs tens of milliseconds, and every sandbox with the
+/// same policy file and capability set gets the same program.
+///
+/// The disk key covers the policy file's identity (device, inode, size, modification time), the
+/// capability set, the libseccomp version and the kernel release, so any change recompiles.
 final class SeccompCache: Sendable {
     static let shared = SeccompCache()
+    static let formatVersion = 1
 
-    private struct Key: Hashable {
-        var path: String
-        var capabilities: UInt64
-    }
-    private let programs = Mutex<[Key: [UInt8]]>([:])
+    private let programs = Mutex<[String: [UInt8]]>([:])
 
-    func program(for spec: SandboxSpec) throws(OffswitchError) -> [UInt8] {
+    func program(for spec: SandboxSpec, paths: StatePaths) throws(OffswitchError) -> [UInt8] {
         let path: String
         if let given = spec.seccompPolicyPath {
             path = given
         } else {
             path = try BundledFiles.path("sandbox-profiles/seccomp/docker-default.json")
         }
-        let key = Key(path: path, capabilities: spec.rootCapabilities.mask)
+        let key = try cacheKey(policy: path, capabilities: spec.rootCapabilities)
         if let cached = programs.withLock({ $0[key] }) { return cached }
+        let file = paths.base + "/seccomp/" + key + ".bpf"
+        if let stored = Self.load(file) {
+            programs.withLock { $0[key] = stored }
+            return stored
+        }
         let policy = try SeccompPolicy.load(path: path)
         let output = try SeccompCompiler(capabilities: spec.rootCapabilities).compile(policy, source: path)
         programs.withLock { $0[key] = output.program }
+        Self.store(output.program, at: file, paths: paths)
         return output.program
+    }
+
+    private func cacheKey(policy path: String, capabilities: CapabilitySet) throws(OffswitchError) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw OffswitchError(.invalidProfile, "\(path): cannot read the seccomp policy", errno: errno)
+        }
+        let version = seccomp_version()!.pointee
+        let identity = [
+            "v\(Self.formatVersion)", path, "\(info.st_dev)", "\(info.st_ino)", "\(info.st_size)",
+            "\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)", capabilities.hex,
+            "\(version.major).\(version.minor).\(version.micro)", "\(SeccompCompiler.runningKernel())",
+        ].joined(separator: "|")
+        // FNV-1a: a file name, not a security boundary (the directory is root's alone).
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in identity.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        let digits = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    private static func load(_ file: String) -> [UInt8]? {
+        let fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_uid == 0, info.st_size > 0, info.st_size % 8 == 0, info.st_size <= 4096 * 8 else { return nil }
+        var program = [UInt8](repeating: 0, count: Int(info.st_size))
+        let n = program.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        return n == Int(info.st_size) ? program : nil
+    }
+
+    /// Best effort: a failure only means the next process compiles again.
+    private static func store(_ program: [UInt8], at file: String, paths: StatePaths) {
+        do throws(OffswitchError) {
+            try paths.ensureBase()
+            try makeDirectory(paths.base + "/seccomp", mode: 0o700)
+        } catch {
+            return
+        }
+        let temporary = file + ".\(getpid()).tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        let n = program.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        if n == program.count { rename(temporary, file) } else { unlink(temporary) }
     }
 }
 

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import OffswitchCore
 
 /// A seccomp policy in the OCI / Docker JSON format, as written (before includes and excludes are

@@ -1,0 +1,35 @@
+import Glibc
+
+/// stdin, stdout and stderr as byte streams (FileHandle needs full Foundation, and with it ICU,
+/// which costs every invocation tens of milliseconds to load).
+enum StandardStreams {
+    static func write(_ bytes: [UInt8], to fd: Int32) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+
+    static func out(_ bytes: [UInt8]) { write(bytes, to: 1) }
+    static func out(_ text: String) { write(Array(text.utf8), to: 1) }
+    static func err(_ bytes: [UInt8]) { write(bytes, to: 2) }
+    static func err(_ text: String) { write(Array(text.utf8), to: 2) }
+
+    static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
+
+    /// All of stdin, unless it is a terminal (then nothing: interactive input is not a payload).
+    static func readInput() -> [UInt8] {
+        guard !isTerminal(0) else { return [] }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(0, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return bytes }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+    }
+}
