@@ -132,6 +132,34 @@ ssize_t ofs_recv_with_fds(int sock, void *data, size_t capacity, int *fds, int m
 
 static void noop_handler(int signal) { (void)signal; }
 
+static volatile sig_atomic_t guard_target = 0;
+static volatile sig_atomic_t guard_signal = 0;
+
+static void guard_handler(int signal) {
+    guard_signal = signal;
+    if (guard_target > 0) kill((pid_t)guard_target, SIGKILL);
+}
+
+void ofs_interrupt_guard(pid_t target) {
+    guard_target = target;
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = target != 0 ? guard_handler : SIG_DFL;
+    sigemptyset(&action.sa_mask);
+    int signals[] = {SIGINT, SIGTERM, SIGHUP};
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < 3; i++) {
+        sigaction(signals[i], &action, NULL);
+        sigaddset(&set, signals[i]);
+    }
+    // A parent that is a Swift (or other threaded) program may have started us with these
+    // blocked; blocked, they would stay pending forever.
+    if (target != 0) sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+int ofs_interrupt_received(void) { return guard_signal; }
+
 int ofs_signal_install_noop_handler(int signal) {
     struct sigaction action;
     memset(&action, 0, sizeof(action));

@@ -44,22 +44,12 @@ struct SandboxCommand: ParsableCommand {
             let stdin = StandardStreams.readInput()
             let result: ExecResult
             do {
-                let sandbox = try Sandbox.create(try options.spec())
-                defer { try? sandbox.destroy() }
-                if verbose {
-                    StandardStreams.err("offswitch: embedded mode (no daemon); sandbox \(sandbox.id)\n")
-                    for (phase, nanoseconds) in sandbox.creationPhases {
-                        StandardStreams.err("offswitch:   \(phase): \(Double(nanoseconds / 1000) / 1000) ms\n")
-                    }
+                result = try GuardedSandbox.run(try options.spec(), verbose: verbose) { sandbox in
+                    try sandbox.exec(ExecRequest(argv: command, stdin: stdin, user: options.user, timeoutSeconds: timeout))
                 }
-                result = try sandbox.exec(ExecRequest(argv: command, stdin: stdin, user: options.user, timeoutSeconds: timeout))
-                let destroyStart = ContinuousClock.now
-                try sandbox.destroy()
-                if verbose {
-                    StandardStreams.err("offswitch:   exec: \(Double(result.durationNanoseconds / 1000) / 1000) ms; destroy: \(ContinuousClock.now - destroyStart)\n")
-                }
-            } catch let error as OffswitchError {
-                throw CLIError(error)
+            } catch let interrupted as GuardedSandbox.Interrupted {
+                StandardStreams.err("offswitch: interrupted by signal \(interrupted.signal); sandbox destroyed\n")
+                throw ExitCode(128 + interrupted.signal)
             }
             if json {
                 StandardStreams.out(try ResultJSON.encode(result) + [UInt8(ascii: "\n")])

@@ -11,14 +11,15 @@ struct ShellCommand: ParsableCommand {
     @OptionGroup var options: SandboxOptions
 
     func run() throws {
+        let code: Int32
         do {
-            let sandbox = try Sandbox.create(try options.spec())
-            defer { try? sandbox.destroy() }
-            let code = try TerminalSession(sandbox: sandbox, user: options.user).run()
-            try sandbox.destroy()
-            throw ExitCode(code)
-        } catch let error as OffswitchError {
-            throw CLIError(error)
+            code = try GuardedSandbox.run(try options.spec(), verbose: false) { sandbox in
+                try TerminalSession(sandbox: sandbox, user: options.user).run()
+            }
+        } catch let interrupted as GuardedSandbox.Interrupted {
+            StandardStreams.err("offswitch: interrupted by signal \(interrupted.signal); sandbox destroyed\n")
+            throw ExitCode(128 + interrupted.signal)
         }
+        throw ExitCode(code)
     }
 }

@@ -170,6 +170,14 @@ int ofs_prctl(int option, unsigned long argument);
 /// SECCOMP_FILTER_FLAG_NEW_LISTENER.
 #define OFS_SECCOMP_FILTER_FLAG_NEW_LISTENER (1U << 3)
 
+/// For a CLI holding one sandbox: on SIGINT, SIGTERM or SIGHUP, SIGKILL `target` (its PID 1, which
+/// takes the sandbox down, so a blocked exec returns) and remember the signal. Only kill(2) and a
+/// store run in the handler (async-signal-safe). Pass -1 to only record signals (before the
+/// sandbox exists), 0 to disarm.
+void ofs_interrupt_guard(pid_t target);
+/// The signal the guard caught, or 0.
+int ofs_interrupt_received(void);
+
 // W* macros.
 static inline int ofs_wifexited(int status) { return (status & 0x7f) == 0; }
 static inline int ofs_wexitstatus(int status) { return (status >> 8) & 0xff; }

@@ -17,12 +17,28 @@ struct SandboxFilesystem {
         directory = paths.sandboxDirectory(id)
     }
 
-    /// Creates the directories and the tmpfs, and returns what PID 1 must mount.
+    static let ownerLockName = "owner.lock"
+
+    /// Creates the directory and takes its owner lock, held for the sandbox's lifetime: a
+    /// directory whose lock nobody holds belongs to a process that died (see `Leftovers`).
+    func claim(paths: StatePaths) throws(OffswitchError) -> Int32 {
+        try paths.ensureBase()
+        try systemCall("mkdir(\(directory))") { mkdir(directory, 0o700) }
+        let lockPath = directory + "/" + Self.ownerLockName
+        let lock = try systemCall("open(\(lockPath))") { open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
+        do throws(OffswitchError) {
+            try systemCall("flock(\(lockPath))") { flock(lock, LOCK_EX | LOCK_NB) }
+        } catch {
+            close(lock)
+            throw error
+        }
+        return lock
+    }
+
+    /// Creates the tmpfs and the layer in a claimed directory, and returns what PID 1 must mount.
     func create(hostname: String, source: RootfsSource, upperBytes: UInt64, paths: StatePaths)
         throws(OffswitchError) -> (root: OverlayLayout, usr: OverlayLayout?)
     {
-        try paths.ensureBase()
-        try systemCall("mkdir(\(directory))") { mkdir(directory, 0o700) }
         try makeDirectory(tmpfs, mode: 0o700)
         try makeDirectory(rootMountPoint, mode: 0o755)
         try systemCall("mount(tmpfs, \(tmpfs))") {

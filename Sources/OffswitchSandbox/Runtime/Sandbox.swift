@@ -21,6 +21,8 @@ public final class Sandbox: Sendable {
 
     let control: ControlChannel
     let pidfd: Int32
+    /// flock'ed for the sandbox's lifetime; see `Leftovers`.
+    let ownerLock: Int32
     let cgroups: SandboxCgroups
     let filesystem: SandboxFilesystem
 
@@ -53,7 +55,8 @@ public final class Sandbox: Sendable {
         var cleanup: [() -> Void] = []
         func unwind() { for step in cleanup.reversed() { step() } }
         do throws(OffswitchError) {
-            cleanup.append { try? filesystem.remove() }
+            let ownerLock = try filesystem.claim(paths: paths)
+            cleanup.append { try? filesystem.remove(); close(ownerLock) }
             let layouts = try filesystem.create(hostname: hostname, source: spec.rootfs, upperBytes: spec.limits.upperBytes, paths: paths)
             clock.mark("state directory and tmpfs")
             let cgroups = try SandboxCgroups(id: id, limits: spec.limits, mounts: try HostEnvironment.cgroupMounts.get())
@@ -99,7 +102,8 @@ public final class Sandbox: Sendable {
             case .ready(let capabilities):
                 clock.mark("setup inside (mounts, pivot_root, seccomp)")
                 return Sandbox(id: id, spec: spec, hostname: hostname, initPID: pid, initCapabilities: CapabilitySet(mask: capabilities),
-                               creationPhases: clock.phases, control: control, pidfd: pidfd, cgroups: cgroups, filesystem: filesystem)
+                               creationPhases: clock.phases, control: control, pidfd: pidfd, ownerLock: ownerLock,
+                               cgroups: cgroups, filesystem: filesystem)
             case .setupFailed(let stage, let errno):
                 throw OffswitchError(.setupFailed, "sandbox setup: \(stage)", errno: errno == 0 ? nil : errno)
             case .shutdown, nil:
@@ -113,8 +117,9 @@ public final class Sandbox: Sendable {
 
     private init(id: String, spec: SandboxSpec, hostname: String, initPID: pid_t, initCapabilities: CapabilitySet,
                  creationPhases: [(phase: String, nanoseconds: UInt64)],
-                 control: ControlChannel, pidfd: Int32, cgroups: SandboxCgroups, filesystem: SandboxFilesystem) {
+                 control: ControlChannel, pidfd: Int32, ownerLock: Int32, cgroups: SandboxCgroups, filesystem: SandboxFilesystem) {
         self.creationPhases = creationPhases
+        self.ownerLock = ownerLock
         self.id = id
         self.spec = spec
         self.hostname = hostname
@@ -196,6 +201,7 @@ public final class Sandbox: Sendable {
         var failure: OffswitchError?
         do { try cgroups.remove() } catch { failure = error }
         do { try filesystem.remove() } catch { failure = failure ?? error }
+        close(ownerLock)
         if let failure { throw failure }
     }
 }
