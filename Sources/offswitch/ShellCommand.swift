@@ -14,7 +14,11 @@ struct ShellCommand: ParsableCommand {
         let code: Int32
         do {
             code = try GuardedSandbox.run(try options.spec(), verbose: false) { sandbox in
-                try TerminalSession(sandbox: sandbox, user: options.user).run()
+                let code = try TerminalSession(sandbox: sandbox, user: options.user).run()
+                if let shutdown = sandbox.shutdown {
+                    StandardStreams.err("offswitch: sandbox shut down by signal \(shutdown.signal) from pid \(shutdown.senderPID) (uid \(shutdown.senderUID))\n")
+                }
+                return code
             }
         } catch let interrupted as GuardedSandbox.Interrupted {
             StandardStreams.err("offswitch: interrupted by signal \(interrupted.signal); sandbox destroyed\n")

@@ -13,7 +13,8 @@ public struct TerminalSession {
 
     public init(sandbox: Sandbox, user: SandboxUser, argv: [String] = ["bash", "--login"], input: Int32 = 0, output: Int32 = 1) {
         self.sandbox = sandbox
-        self.request = ExecRequest(argv: argv, cwd: nil, user: user)
+        let term = getenv("TERM").map { String(cString: $0) } ?? "xterm"
+        self.request = ExecRequest(argv: argv, cwd: nil, environment: ["TERM": term], user: user)
         self.input = input
         self.output = output
     }
