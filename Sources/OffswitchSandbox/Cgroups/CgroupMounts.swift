@@ -20,6 +20,11 @@ struct CgroupMounts: Sendable {
         guard let text = readSmallFile(mountinfo) else {
             throw OffswitchError(.missingFeature, "cannot read \(mountinfo) to find the cgroup hierarchies", errno: errno)
         }
+        return parse(mountinfo: text, isFilesystem: isFilesystem, controllers: { readSmallFile($0 + "/cgroup.controllers") ?? "" })
+    }
+
+    /// Parses mountinfo text. The checks are parameters so tests can describe other hosts.
+    static func parse(mountinfo text: String, isFilesystem: (String, Int) -> Bool, controllers: (String) -> String) -> CgroupMounts {
         var mounts = CgroupMounts(unified: nil, unifiedControllers: [], legacy: [:])
         for line in text.split(separator: "\n") {
             let halves = line.split(separator: " - ", maxSplits: 1)
@@ -29,12 +34,11 @@ struct CgroupMounts: Sendable {
             let mountPoint = unescapeMountPath(String(left[4]))
             switch right[0] {
             case "cgroup2":
-                guard mounts.unified == nil, isFilesystem(mountPoint, magic: cgroup2Magic) else { continue }
+                guard mounts.unified == nil, isFilesystem(mountPoint, cgroup2Magic) else { continue }
                 mounts.unified = mountPoint
-                let controllers = readSmallFile(mountPoint + "/cgroup.controllers") ?? ""
-                mounts.unifiedControllers = Set(controllers.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
+                mounts.unifiedControllers = Set(controllers(mountPoint).split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
             case "cgroup":
-                guard isFilesystem(mountPoint, magic: cgroup1Magic) else { continue }
+                guard isFilesystem(mountPoint, cgroup1Magic) else { continue }
                 for option in right[2].split(separator: ",") where ["memory", "pids", "cpu", "freezer"].contains(option) {
                     if mounts.legacy[String(option)] == nil { mounts.legacy[String(option)] = mountPoint }
                 }
