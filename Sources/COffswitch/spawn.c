@@ -106,6 +106,18 @@ static void reap(pid_t child) {
     while (waitpid(child, NULL, __WALL) < 0 && errno == EINTR) {}
 }
 
+// The parent's half of every spawn: wait for the child's report (EOF means it exec'd), reap it
+// if it failed. Returns 0 or the child's errno with *stage set.
+static int await_exec(pid_t child, int report_fd, int *stage) {
+    struct ofs_report r;
+    int failed = read_report(report_fd, &r);
+    close(report_fd);
+    if (!failed) return 0;
+    reap(child);
+    *stage = r.stage;
+    return r.err != 0 ? r.err : EIO;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 __attribute__((noreturn)) static void init_child(int report_fd, const ofs_init_spawn *spec,
@@ -171,14 +183,10 @@ int ofs_spawn_init(const ofs_init_spawn *spec, char *const argv[], char *const e
         return err;
     }
 
-    struct ofs_report r;
-    int failed = read_report(report[0], &r);
-    close(report[0]);
-    if (failed) {
-        reap(child);
+    int failure = await_exec(child, report[0], stage);
+    if (failure != 0) {
         if (child_pidfd >= 0) close(child_pidfd);
-        *stage = r.stage;
-        return r.err != 0 ? r.err : EIO;
+        return failure;
     }
     *pid = child;
     *pidfd = child_pidfd;
@@ -332,14 +340,7 @@ int ofs_command_spawn(const ofs_command *command, char *const argv[], char *cons
         close(report[0]);
         return err;
     }
-    struct ofs_report r;
-    int failed = read_report(report[0], &r);
-    close(report[0]);
-    if (failed) {
-        reap(child);
-        *stage = r.stage;
-        return r.err != 0 ? r.err : EIO;
-    }
-    *pid = child;
-    return 0;
+    int failure = await_exec(child, report[0], stage);
+    if (failure == 0) *pid = child;
+    return failure;
 }

@@ -41,10 +41,12 @@ public func unixNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
-/// Owned C strings for argv/envp arrays, freed when the closure returns.
-public func withCStringArray<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) throws(OffswitchError) -> R) throws(OffswitchError) -> R {
-    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for pointer in pointers { free(pointer) } }
-    return try body(pointers)
+extension Array where Element == String {
+    /// A NULL-terminated array of C strings (argv, envp) valid for the closure's duration.
+    public func withCStrings<R, E: Error>(_ body: ([UnsafeMutablePointer<CChar>?]) throws(E) -> R) throws(E) -> R {
+        var pointers: [UnsafeMutablePointer<CChar>?] = map { strdup($0) }
+        pointers.append(nil)
+        defer { for pointer in pointers { free(pointer) } }
+        return try body(pointers)
+    }
 }

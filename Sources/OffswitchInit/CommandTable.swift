@@ -78,13 +78,3 @@ struct CommandTable {
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
     }
 }
-
-extension Array where Element == String {
-    /// A NULL-terminated C string array valid for the closure's duration.
-    func withCStrings<R>(_ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-        var pointers: [UnsafeMutablePointer<CChar>?] = map { strdup($0) }
-        pointers.append(nil)
-        defer { for pointer in pointers { free(pointer) } }
-        return body(pointers)
-    }
-}

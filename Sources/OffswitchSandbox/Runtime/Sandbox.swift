@@ -70,8 +70,8 @@ public final class Sandbox: Sendable {
             do throws(OffswitchError) { cgroupFD = try cgroups.openUnifiedGroup() } catch { close(null); throw error }
             var pid: pid_t = -1, pidfd: Int32 = -1, stage: Int32 = 0
             let flags = OFS_CLONE_NEWNS | OFS_CLONE_NEWPID | OFS_CLONE_NEWNET | OFS_CLONE_NEWUTS | OFS_CLONE_NEWIPC
-            let err = withCStringArrayNoThrow(["offswitch-init", id]) { argv in
-                withCStringArrayNoThrow(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]) { envp in
+            let err = ["offswitch-init", id].withCStrings { argv in
+                ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"].withCStrings { envp in
                     var spawn = ofs_init_spawn(clone_flags: flags, exec_fd: exec, control_fd: childEnd, null_fd: null, cgroup_fd: cgroupFD)
                     return ofs_spawn_init(&spawn, argv, envp, &pid, &pidfd, &stage)
                 }
@@ -251,12 +251,4 @@ enum SandboxID {
             throw OffswitchError(.invalidArgument, "hostname \"\(name)\": use 1 to 63 letters, digits, '-' or '.'")
         }
     }
-}
-
-/// withCStringArray for closures that do not throw.
-func withCStringArrayNoThrow<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for pointer in pointers { free(pointer) } }
-    return body(pointers)
 }
