@@ -44,8 +44,20 @@ struct CLIRun {
 /// Runs the real `offswitch` binary.
 func runCLI(_ arguments: [String], asUser uid: Int? = nil) throws -> CLIRun {
     let process = Process()
-    let binary = productsDirectory + "/offswitch"
+    var binary = productsDirectory + "/offswitch"
+    var copiedTo: String?
+    defer { if let copiedTo { try? FileManager.default.removeItem(atPath: copiedTo) } }
     if let uid {
+        // The checkout may sit under a directory only root can enter (/root): run a copy.
+        let directory = "/tmp/offswitch-as-\(uid)-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        chmod(directory, 0o755)
+        copiedTo = directory
+        let copy = directory + "/offswitch"
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: binary, toPath: copy)
+        chmod(copy, 0o755)
+        binary = copy
         process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", binary] + arguments
     } else {
