@@ -62,18 +62,20 @@ struct ExecTests {
         }
     }
 
-    @Test("Concurrent execs into one sandbox")
+    @Test("Concurrent async execs into one sandbox, each on its own thread")
     func concurrent() async throws {
-        let sandbox = try Sandbox.create()
-        defer { try? sandbox.destroy() }
+        let sandbox = try await Sandbox.create()
         try await withThrowingTaskGroup(of: String.self) { group in
             for index in 0..<16 {
-                group.addTask { try sandbox.exec(ExecRequest(argv: ["echo", "\(index)"])).out }
+                group.addTask { try await sandbox.exec(ExecRequest(argv: ["sh", "-c", "sleep 0.5; echo \(index)"])).out }
             }
             var seen: Set<String> = []
             for try await output in group { seen.insert(output) }
             #expect(seen.count == 16)
         }
+        try await sandbox.writeFile("/tmp/async", Array("a".utf8))
+        #expect(try await sandbox.readFile("/tmp/async") == Array("a".utf8))
+        try await sandbox.destroy()
     }
 
     @Test("An interactive shell on a pty inside the sandbox")

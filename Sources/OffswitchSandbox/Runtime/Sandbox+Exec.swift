@@ -14,23 +14,16 @@ extension Sandbox {
             throw OffswitchError(.invalidArgument, "exec: output limit \(request.outputLimitBytes) is negative")
         }
         let started = monotonicNanoseconds()
-        let stdinPipe = try Pipe.make("stdin")
-        let stdoutPipe: Pipe, stderrPipe: Pipe, statusPipe: Pipe
-        do throws(OffswitchError) {
-            stdoutPipe = try Pipe.make("stdout")
-            do throws(OffswitchError) {
-                stderrPipe = try Pipe.make("stderr")
-                do throws(OffswitchError) { statusPipe = try Pipe.make("status") } catch { stderrPipe.close(); throw error }
-            } catch { stdoutPipe.close(); throw error }
-        } catch { stdinPipe.close(); throw error }
-
+        let pipes = try Pipe.make(["stdin", "stdout", "stderr", "status"])
+        let (stdinPipe, stdoutPipe, stderrPipe, statusPipe) = (pipes[0], pipes[1], pipes[2], pipes[3])
         do throws(OffswitchError) {
             try start(request, stdin: stdinPipe.read, stdout: stdoutPipe.write, stderr: stderrPipe.write,
                       status: statusPipe.write, terminal: false)
         } catch {
-            for pipe in [stdinPipe, stdoutPipe, stderrPipe, statusPipe] { pipe.close() }
+            for pipe in pipes { pipe.close() }
             throw error
         }
+        // PID 1 holds its copies now; ours of the child's ends must go, or EOF never comes.
         for fd in [stdinPipe.read, stdoutPipe.write, stderrPipe.write, statusPipe.write] { close(fd) }
 
         let io = CommandIO(stdin: stdinPipe.write, stdout: stdoutPipe.read, stderr: stderrPipe.read,
@@ -130,6 +123,20 @@ struct Pipe {
         var fds: [Int32] = [-1, -1]
         try systemCall("pipe2(\(name))") { ofs_pipe(&fds) }
         return Pipe(read: fds[0], write: fds[1])
+    }
+
+    /// Several pipes, all or none.
+    static func make(_ names: [String]) throws(OffswitchError) -> [Pipe] {
+        var made: [Pipe] = []
+        for name in names {
+            do throws(OffswitchError) {
+                made.append(try make(name))
+            } catch {
+                for pipe in made { pipe.close() }
+                throw error
+            }
+        }
+        return made
     }
 
     func close() {

@@ -1,0 +1,58 @@
+import Glibc
+public import OffswitchCore
+
+/// Async forms of the blocking calls, for servers and harnesses on Swift concurrency. Each call
+/// runs on a thread of its own, so a 15-second exec never holds a cooperative-pool thread.
+/// Cancelling the calling task does not stop the call; destroy the sandbox for that.
+extension Sandbox {
+    public static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard) async throws(OffswitchError) -> Sandbox {
+        try await BlockingWork.run { () throws(OffswitchError) in try Sandbox.create(spec, paths: paths) }
+    }
+
+    public func exec(_ request: ExecRequest) async throws(OffswitchError) -> ExecResult {
+        try await BlockingWork.run { () throws(OffswitchError) in try self.exec(request) }
+    }
+
+    public func writeFile(_ path: String, _ contents: [UInt8], user: SandboxUser = .agent, mode: UInt32 = 0o644) async throws(OffswitchError) {
+        try await BlockingWork.run { () throws(OffswitchError) in try self.writeFile(path, contents, user: user, mode: mode) }
+    }
+
+    public func readFile(_ path: String, user: SandboxUser = .agent, limit: Int = 1 << 30) async throws(OffswitchError) -> [UInt8] {
+        try await BlockingWork.run { () throws(OffswitchError) in try self.readFile(path, user: user, limit: limit) }
+    }
+
+    public func shutDown() async throws(OffswitchError) {
+        try await BlockingWork.run { () throws(OffswitchError) in try self.shutDown() }
+    }
+
+    public func destroy() async throws(OffswitchError) {
+        try await BlockingWork.run { () throws(OffswitchError) in try self.destroy() }
+    }
+}
+
+/// Runs blocking work on a new detached pthread and resumes the caller when it is done.
+enum BlockingWork {
+    private final class Job: @unchecked Sendable {
+        let work: () -> Void
+        init(_ work: @escaping () -> Void) { self.work = work }
+    }
+
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws(OffswitchError) -> T) async throws(OffswitchError) -> T {
+        let result: Result<T, OffswitchError> = await withCheckedContinuation { continuation in
+            let job = Job { continuation.resume(returning: Result { () throws(OffswitchError) in try body() }) }
+            var thread = pthread_t()
+            let retained = Unmanaged.passRetained(job)  // released by the thread
+            let started = pthread_create(&thread, nil, { raw in
+                Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue().work()
+                return nil
+            }, retained.toOpaque())
+            if started == 0 {
+                pthread_detach(thread)
+            } else {
+                retained.release()
+                continuation.resume(returning: .failure(OffswitchError.system("pthread_create", errno: started)))
+            }
+        }
+        return try result.get()
+    }
+}
