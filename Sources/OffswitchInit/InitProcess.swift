@@ -13,9 +13,11 @@ public enum InitProcess {
 
     public static func main() -> Never {
         umask(0)
+        // dup2 onto fd 3 cleared close-on-exec; nothing we start may inherit the control socket.
+        _ = ofs_set_cloexec(control, 1)
         let order: SetupOrder
         do throws(OffswitchError) {
-            guard case .setup(let setup) = try receiveRequest().request else {
+            guard case .setup(let setup)? = try receiveRequest()?.request else {
                 throw OffswitchError(.protocolError, "first request was not setup")
             }
             order = setup
@@ -84,13 +86,13 @@ public enum InitProcess {
     nonisolated(unsafe) private static let receiveBuffer = UnsafeMutableRawBufferPointer.allocate(
         byteCount: ControlProtocol.maxMessageBytes, alignment: 16)
 
-    /// One request from the host; throws "control channel closed" at EOF (the host went away).
-    static func receiveRequest() throws(OffswitchError) -> Received {
+    /// One request from the host; nil at EOF (the host went away).
+    static func receiveRequest() throws(OffswitchError) -> Received? {
         var fds = [Int32](repeating: -1, count: 8)
         var count: Int32 = 0
         let n = ofs_recv_with_fds(control, receiveBuffer.baseAddress!, receiveBuffer.count, &fds, 8, &count)
         if n < 0 { throw OffswitchError.system("recvmsg(control)", errno: errno) }
-        if n == 0 { throw OffswitchError(.protocolError, "control channel closed") }
+        if n == 0 && count == 0 { return nil }
         let descriptors = Array(fds.prefix(Int(count)))
         do throws(OffswitchError) {
             let request = try InitRequest.decode(Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<n])))

@@ -35,13 +35,14 @@ struct ServeLoop {
     }
 
     private mutating func serveOneRequest() {
-        let received: InitProcess.Received
+        let next: InitProcess.Received?
         do throws(OffswitchError) {
-            received = try InitProcess.receiveRequest()
+            next = try InitProcess.receiveRequest()
         } catch {
-            if error.code == .protocolError && error.message == "control channel closed" { _exit(0) }
             return  // a malformed request is dropped; its descriptors were closed
         }
+        // EOF: the host is gone, and nobody can observe or end this sandbox any more.
+        guard let received = next else { _exit(0) }
         let fds = received.descriptors
         switch received.request {
         case .setup:

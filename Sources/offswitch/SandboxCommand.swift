@@ -18,13 +18,18 @@ struct SandboxCommand: ParsableCommand {
                 with its exit status (128+N when signal N ended it). Everything the command changed \
                 is discarded with the sandbox.
 
-                Example: offswitch sandbox run -- bash -c 'kill -s TERM 1; echo survived'
+                Examples:
+                  offswitch sandbox run -- bash -c 'kill -s TERM 1; echo survived'
+                  echo 'print(6*7)' | offswitch sandbox run -i -- python3
                 """)
 
         @OptionGroup var options: SandboxOptions
 
         @Option(name: .long, help: "Kill the command's whole process tree after this many seconds.")
         var timeout: Double?
+
+        @Flag(name: [.short, .long], help: "Pass standard input to CMD (without it CMD reads an empty stdin).")
+        var interactive = false
 
         @Flag(name: .long, help: "Print one JSON object (exit_code, stdout, stderr, duration_ms, shutdown, truncated).")
         var json = false
@@ -36,12 +41,14 @@ struct SandboxCommand: ParsableCommand {
         var command: [String]
 
         mutating func validate() throws {
+            // Passthrough capture would otherwise run `--help` as the command.
+            if command.first == "--help" || command.first == "-h" { throw CleanExit.helpRequest(self) }
             if command.first == "--" { command.removeFirst() }
             guard !command.isEmpty else { throw ValidationError("missing the command to run: offswitch sandbox run -- CMD [ARG...]") }
         }
 
         func run() throws {
-            let stdin = StandardStreams.readInput()
+            let stdin = interactive ? StandardStreams.readAll(0) : []
             let result: ExecResult
             do {
                 result = try GuardedSandbox.run(try options.spec(), verbose: verbose) { sandbox in

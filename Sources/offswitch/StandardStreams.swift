@@ -20,13 +20,12 @@ enum StandardStreams {
 
     static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 
-    /// All of stdin, unless it is a terminal (then nothing: interactive input is not a payload).
-    static func readInput() -> [UInt8] {
-        guard !isTerminal(0) else { return [] }
+    /// Everything readable from `fd` until EOF.
+    static func readAll(_ fd: Int32) -> [UInt8] {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = read(0, &chunk, chunk.count)
+            let n = read(fd, &chunk, chunk.count)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return bytes }
             bytes.append(contentsOf: chunk[0..<n])
