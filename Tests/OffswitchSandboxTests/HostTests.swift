@@ -6,15 +6,16 @@ import Testing
 
 @Suite("The host: leaks and missing prerequisites")
 struct HostTests {
-    @Test("200 sandboxes leave no mount, cgroup, process or directory behind", needsRoot)
+    @Test("200 `sandbox run` calls leave no mount, cgroup, process or directory behind", needsRoot)
     func noLeaks() throws {
         var ids: [String] = []
         for _ in 0..<200 {
-            let sandbox = try Sandbox.create()
-            ids.append(sandbox.id)
-            #expect(try sandbox.exec(ExecRequest(argv: ["true"])).exitCode == 0)
-            try sandbox.destroy()
+            let run = try runCLI(["sandbox", "run", "--verbose", "--", "true"])
+            #expect(run.status == 0, "\(run.stderr)")
+            let line = run.stderr.split(separator: "\n").first { $0.contains("embedded mode") }
+            if let id = line?.split(separator: " ").last { ids.append(String(id)) }
         }
+        #expect(ids.count == 200)
         let mountinfo = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
         let cgroupDirs = ["/sys/fs/cgroup/memory/offswitch", "/sys/fs/cgroup/pids/offswitch", "/sys/fs/cgroup/cpu/offswitch",
                           "/sys/fs/cgroup/unified/offswitch", "/sys/fs/cgroup/offswitch"]
