@@ -14,10 +14,15 @@ let package = Package(
     products: [
         .executable(name: "offswitch", targets: ["offswitch"]),
         .executable(name: "offswitch-init", targets: ["offswitch-init"]),
+        .executable(name: "offswitchd", targets: ["offswitchd"]),
         .library(name: "OffswitchSandbox", targets: ["OffswitchSandbox"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.20.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // System libraries: headers and link flags come from pkg-config; `make deps` installs them.
@@ -34,10 +39,31 @@ let package = Package(
         // PID 1 inside the sandbox: single-threaded, no Foundation, no Dispatch.
         .target(name: "OffswitchInit", dependencies: ["OffswitchCore", "COffswitch"], swiftSettings: strictSettings),
 
+        // JSON shapes of the HTTP API and the CLI's --json output, shared by daemon and CLI.
+        .target(name: "OffswitchAPI", dependencies: ["OffswitchCore"], swiftSettings: strictSettings),
+        // The daemon's HTTP API: routes, auth, metrics. No sandbox logic of its own.
+        .target(
+            name: "OffswitchServer",
+            dependencies: [
+                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings),
+        .executableTarget(
+            name: "offswitchd",
+            dependencies: [
+                "OffswitchServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings),
         .executableTarget(
             name: "offswitch",
             dependencies: [
-                "OffswitchSandbox", "OffswitchCore",
+                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings),
@@ -54,6 +80,10 @@ let package = Package(
             ]),
 
         .testTarget(name: "OffswitchCoreTests", dependencies: ["OffswitchCore"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "OffswitchServerTests",
+            dependencies: ["OffswitchServer", "OffswitchSandbox", "OffswitchCore", "OffswitchAPI"],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchSandboxTests",
             dependencies: ["OffswitchSandbox", "OffswitchCore", "COffswitch"],

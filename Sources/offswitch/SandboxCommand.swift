@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
+import OffswitchAPI
 import OffswitchCore
 import OffswitchSandbox
 
@@ -59,7 +60,7 @@ struct SandboxCommand: ParsableCommand {
                 throw ExitCode(128 + interrupted.signal)
             }
             if json {
-                StandardStreams.out(try ResultJSON.encode(result) + [UInt8(ascii: "\n")])
+                StandardStreams.out(try APIJSON.encode(ExecDocument(result)) + [UInt8(ascii: "\n")])
             } else {
                 StandardStreams.out(result.stdout)
                 StandardStreams.err(result.stderr)

@@ -207,7 +207,13 @@ public final class Sandbox: Sendable {
 }
 
 /// How a sandbox ended.
-public struct SandboxEnd: Sendable, Equatable {
+public struct SandboxEnd: Sendable, Equatable, CustomStringConvertible {
+    public var description: String {
+        if let shutdown { return "shut down by signal \(shutdown.signal) from pid \(shutdown.senderPID)" }
+        return ofs_wifsignaled(initStatus) != 0 ? "PID 1 was killed by signal \(ofs_wtermsig(initStatus))"
+            : "PID 1 exited with status \(ofs_wexitstatus(initStatus))"
+    }
+
     /// Set when PID 1 received SIGTERM: a real shutdown.
     public var shutdown: ShutdownInfo?
     /// PID 1's wait status.

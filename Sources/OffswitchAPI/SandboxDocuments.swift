@@ -1,0 +1,145 @@
+public import FoundationEssentials
+public import OffswitchCore
+
+/// `POST /v1/sandboxes` body. Every field is optional.
+public struct CreateSandboxBody: Codable, Sendable {
+    /// Only "docker" until profiles land.
+    public var profile: String?
+    /// `host` or `dir:PATH`.
+    public var rootfs: String?
+    public var hostname: String?
+    public var limits: LimitsBody?
+    /// Added to every exec's environment.
+    public var env: [String: String]?
+    /// Written before the sandbox is returned.
+    public var files: [FileBody]?
+
+    public init(profile: String? = nil, rootfs: String? = nil, hostname: String? = nil, limits: LimitsBody? = nil,
+                env: [String: String]? = nil, files: [FileBody]? = nil) {
+        self.profile = profile
+        self.rootfs = rootfs
+        self.hostname = hostname
+        self.limits = limits
+        self.env = env
+        self.files = files
+    }
+
+    public struct LimitsBody: Codable, Sendable {
+        public var memory_mib: UInt64?
+        public var pids: UInt64?
+        public var cpus: Double?
+        public var upper_mib: UInt64?
+        public var tmp_mib: UInt64?
+        public var open_files: UInt64?
+
+        public init(memory_mib: UInt64? = nil, pids: UInt64? = nil, cpus: Double? = nil, upper_mib: UInt64? = nil,
+                    tmp_mib: UInt64? = nil, open_files: UInt64? = nil) {
+            self.memory_mib = memory_mib
+            self.pids = pids
+            self.cpus = cpus
+            self.upper_mib = upper_mib
+            self.tmp_mib = tmp_mib
+            self.open_files = open_files
+        }
+    }
+
+    public struct FileBody: Codable, Sendable {
+        public var path: String
+        public var content: String?
+        public var content_base64: String?
+        /// Octal text such as "755"; default "644".
+        public var mode: String?
+        public var user: String?
+
+        public init(path: String, content: String? = nil, content_base64: String? = nil, mode: String? = nil, user: String? = nil) {
+            self.path = path
+            self.content = content
+            self.content_base64 = content_base64
+            self.mode = mode
+            self.user = user
+        }
+
+        public func bytes(field: String) throws(OffswitchError) -> [UInt8] {
+            switch (content, content_base64) {
+            case (let text?, nil): return Array(text.utf8)
+            case (nil, let encoded?):
+                guard let data = Data(base64Encoded: encoded) else {
+                    throw OffswitchError(.invalidArgument, "\(field).content_base64: not valid base64")
+                }
+                return [UInt8](data)
+            case (nil, nil): return []
+            default: throw OffswitchError(.invalidArgument, "\(field): give content or content_base64, not both")
+            }
+        }
+
+        public func fileMode(field: String) throws(OffswitchError) -> UInt32 {
+            guard let mode else { return 0o644 }
+            guard let value = UInt32(mode, radix: 8), value <= 0o7777 else {
+                throw OffswitchError(.invalidArgument, "\(field).mode: \"\(mode)\" is not an octal mode such as \"755\"")
+            }
+            return value
+        }
+    }
+
+    /// The runtime spec, naming the bad field when there is one.
+    public func spec() throws(OffswitchError) -> SandboxSpec {
+        if let profile, profile != "docker" {
+            throw OffswitchError(.invalidArgument, "profile: unknown profile \"\(profile)\" (available: docker)")
+        }
+        var spec = SandboxSpec()
+        if let rootfs { spec.rootfs = try RootfsSource(parsing: rootfs) }
+        spec.hostname = hostname
+        if let limits {
+            if let value = limits.memory_mib { spec.limits.memoryBytes = value << 20 }
+            if let value = limits.pids { spec.limits.pids = value }
+            if let value = limits.cpus { spec.limits.cpus = value }
+            if let value = limits.upper_mib { spec.limits.upperBytes = value << 20 }
+            if let value = limits.tmp_mib { spec.limits.tmpBytes = value << 20 }
+            if let value = limits.open_files { spec.limits.openFiles = value }
+        }
+        try spec.limits.validate()
+        return spec
+    }
+}
+
+/// A sandbox as the API describes it.
+public struct SandboxDocument: Codable, Sendable, Equatable {
+    public var id: String
+    /// `running` or `shut_down`.
+    public var state: String
+    public var hostname: String
+    public var profile: String
+    public var rootfs: String
+    public var created_at_unix_ns: UInt64
+    public var shutdown: ShutdownDocument?
+    /// How PID 1 ended when it was not a shutdown (killed by the OOM killer, say).
+    public var ended: String?
+
+    public init(id: String, state: String, hostname: String, profile: String, rootfs: String, created_at_unix_ns: UInt64,
+                shutdown: ShutdownDocument?, ended: String?) {
+        self.id = id
+        self.state = state
+        self.hostname = hostname
+        self.profile = profile
+        self.rootfs = rootfs
+        self.created_at_unix_ns = created_at_unix_ns
+        self.shutdown = shutdown
+        self.ended = ended
+    }
+}
+
+public struct SandboxListDocument: Codable, Sendable {
+    public var sandboxes: [SandboxDocument]
+    public init(sandboxes: [SandboxDocument]) { self.sandboxes = sandboxes }
+}
+
+/// Every error response: `{"error": {"code": "...", "message": "..."}}`.
+public struct ErrorDocument: Codable, Sendable, Equatable {
+    public struct Detail: Codable, Sendable, Equatable {
+        public var code: String
+        public var message: String
+    }
+    public var error: Detail
+
+    public init(code: String, message: String) { error = Detail(code: code, message: message) }
+}

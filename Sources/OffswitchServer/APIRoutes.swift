@@ -1,0 +1,101 @@
+import FoundationEssentials
+public import Hummingbird
+import OffswitchAPI
+import OffswitchCore
+import OffswitchSandbox
+
+/// The request context of every route: bodies up to 256 MiB (50 MiB files and stdin, base64 in
+/// JSON, fit), beyond that 413.
+public struct APIContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public init(source: Source) { coreContext = .init(source: source) }
+    public var maxUploadSize: Int { Self.bodyLimit }
+    public static let bodyLimit = 256 << 20
+}
+
+/// `/v1` routes, `/healthz` and `/metrics`. Handlers translate HTTP to registry and sandbox calls.
+struct APIRoutes {
+    let registry: SandboxRegistry
+    let metrics: ServerMetrics
+
+    func add(to router: Router<APIContext>) {
+        router.get("/healthz") { _, _ in try Self.json(["status": "ok"]) }
+        router.get("/metrics") { _, _ in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4"
+            let text = metrics.render(liveSandboxes: await registry.count)
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+        }
+        let v1 = router.group("/v1/sandboxes")
+        v1.post { request, context in
+            let body = try await request.decode(as: CreateSandboxBody.self, context: context)
+            let document = try await registry.create(body)
+            metrics.recordCreated()
+            return try Self.json(document, status: .created)
+        }
+        v1.get { _, _ in try Self.json(SandboxListDocument(sandboxes: await registry.documents())) }
+        v1.get(":id") { _, context in
+            try Self.json(try await registry.document(try context.parameters.require("id")))
+        }
+        v1.delete(":id") { _, context in
+            try await registry.remove(try context.parameters.require("id"))
+            return Response(status: .noContent)
+        }
+        v1.post(":id/exec") { request, context in
+            let id = try context.parameters.require("id")
+            let sandbox = try await registry.sandbox(id)
+            let body = try await request.decode(as: ExecBody.self, context: context)
+            var exec = try body.request()
+            exec.environment = (await registry.environment(id)).merging(exec.environment) { $1 }
+            let started = ContinuousClock.now
+            do {
+                let result = try await sandbox.exec(exec)
+                metrics.recordExec(seconds: Self.seconds(ContinuousClock.now - started), failed: false)
+                return try Self.json(ExecDocument(result))
+            } catch {
+                metrics.recordExec(seconds: Self.seconds(ContinuousClock.now - started), failed: true)
+                throw error
+            }
+        }
+        v1.put(":id/files") { request, context in
+            let sandbox = try await registry.sandbox(try context.parameters.require("id"))
+            let (path, user) = try Self.fileTarget(request)
+            let mode = try CreateSandboxBody.FileBody(path: path, mode: request.uri.queryParameters["mode"].map(String.init))
+                .fileMode(field: "mode")
+            let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+            try await sandbox.writeFile(path, Array(buffer.readableBytesView), user: user, mode: mode)
+            return Response(status: .noContent)
+        }
+        v1.get(":id/files") { request, context in
+            let sandbox = try await registry.sandbox(try context.parameters.require("id"))
+            let (path, user) = try Self.fileTarget(request)
+            let bytes = try await sandbox.readFile(path, user: user)
+            var headers = HTTPFields()
+            headers[.contentType] = "application/octet-stream"
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+        v1.post(":id/shutdown") { _, context in
+            let id = try context.parameters.require("id")
+            try await registry.sandbox(id).shutDown()
+            return try Self.json(try await registry.document(id))
+        }
+    }
+
+    private static func fileTarget(_ request: Request) throws -> (String, SandboxUser) {
+        guard let path = request.uri.queryParameters["path"], !path.isEmpty else {
+            throw APIError(.badRequest, code: "invalid_argument", message: "path: query parameter missing (?path=/home/user/file)")
+        }
+        let user = try SandboxUser.parse(request.uri.queryParameters["user"].map(String.init), field: "user")
+        return (String(path), user)
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: try APIJSON.encode(value) + [10])))
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,149 @@
+import Glibc
+import Hummingbird
+public import Logging
+import OffswitchCore
+import OffswitchSandbox
+import ServiceLifecycle
+import UnixSignals
+
+/// How `offswitchd` is started.
+public struct DaemonOptions: Sendable {
+    public var socketPath: String
+    public var stateDirectory: String
+    /// Optional loopback TCP listener (host, port); requires a token.
+    public var listen: (host: String, port: Int)?
+    public var tokenFile: String?
+
+    public init(socketPath: String, stateDirectory: String, listen: (host: String, port: Int)?, tokenFile: String?) {
+        self.socketPath = socketPath
+        self.stateDirectory = stateDirectory
+        self.listen = listen
+        self.tokenFile = tokenFile
+    }
+}
+
+/// `offswitchd`: serves the API on a Unix socket (mode 0660, group `offswitch` when it exists)
+/// and optionally on loopback TCP with a bearer token, until SIGTERM or SIGINT; then destroys
+/// every sandbox it holds. At start it reclaims what a crashed predecessor left behind.
+public enum Daemon {
+    public static func run(_ options: DaemonOptions, logger: Logger) async throws {
+        try HostCheck.verify()
+        let paths = StatePaths(base: options.stateDirectory)
+        for reclaimed in Leftovers.reclaim(paths: paths) {
+            logger.notice("reclaimed leftovers of a previous run", metadata: ["sandbox": "\(reclaimed.id)", "removed": "\(reclaimed.removed.joined(separator: ", "))"])
+        }
+        let token = try options.listen.map { _ throws(OffswitchError) in try readToken(options.tokenFile) }
+        try prepareSocketPath(options.socketPath)
+
+        let registry = SandboxRegistry(paths: paths)
+        let metrics = ServerMetrics()
+        let routes = APIRoutes(registry: registry, metrics: metrics)
+
+        let socketRouter = Router(context: APIContext.self)
+        socketRouter.add(middleware: ErrorMiddleware(metrics: metrics))
+        routes.add(to: socketRouter)
+        let socketPath = options.socketPath
+        var services: [any Service] = [
+            Application(
+                router: socketRouter,
+                configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "offswitchd"),
+                onServerRunning: { _ in
+                    secureSocket(socketPath, logger: logger)
+                    logger.notice("serving", metadata: ["socket": "\(socketPath)", "state": "\(options.stateDirectory)"])
+                },
+                logger: logger),
+        ]
+        if let listen = options.listen, let token {
+            let tcpRouter = Router(context: APIContext.self)
+            tcpRouter.add(middleware: ErrorMiddleware(metrics: metrics))
+            tcpRouter.add(middleware: BearerAuthMiddleware(token: Array(token.utf8)))
+            routes.add(to: tcpRouter)
+            services.append(Application(
+                router: tcpRouter, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "offswitchd"),
+                onServerRunning: { _ in logger.notice("serving TCP", metadata: ["address": "\(listen.host):\(listen.port)"]) },
+                logger: logger))
+        }
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        do {
+            try await group.run()
+        } catch {
+            await registry.removeAll()
+            unlink(socketPath)
+            throw error
+        }
+        await registry.removeAll()
+        unlink(socketPath)
+        logger.notice("stopped; every sandbox destroyed")
+    }
+
+    /// The socket's directory exists; a stale socket file is removed; a live one is an error.
+    static func prepareSocketPath(_ path: String) throws(OffswitchError) {
+        guard path.hasPrefix("/"), path.utf8.count < 100 else {
+            throw OffswitchError(.invalidArgument, "--socket \(path): needs an absolute path shorter than 100 bytes")
+        }
+        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        if !directory.isEmpty && access(directory, F_OK) != 0 {
+            guard mkdir(directory, 0o755) == 0 || errno == EEXIST else {
+                throw OffswitchError.system("mkdir(\(directory))", errno: errno)
+            }
+        }
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard info.st_mode & S_IFMT == S_IFSOCK else {
+            throw OffswitchError(.invalidArgument, "--socket \(path): exists and is not a socket")
+        }
+        if SocketProbe.isListening(path) {
+            throw OffswitchError(.invalidArgument, "--socket \(path): another offswitchd is already serving there")
+        }
+        unlink(path)
+    }
+
+    static func secureSocket(_ path: String, logger: Logger) {
+        chmod(path, 0o660)
+        if let group = getgrnam("offswitch") {
+            chown(path, 0, group.pointee.gr_gid)
+        }
+    }
+
+    static func readToken(_ path: String?) throws(OffswitchError) -> String {
+        guard let path else { throw OffswitchError(.invalidArgument, "--listen needs --token-file FILE with the bearer token") }
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw OffswitchError.system("--token-file \(path)", errno: errno) }
+        guard info.st_mode & 0o077 == 0 else {
+            throw OffswitchError(.invalidArgument, "--token-file \(path): readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
+        }
+        guard let fd = Optional(open(path, O_RDONLY | O_CLOEXEC)), fd >= 0 else { throw OffswitchError.system("open(\(path))", errno: errno) }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = read(fd, &buffer, buffer.count)
+        let token = String(decoding: buffer.prefix(max(0, n)), as: UTF8.self).trimmingCharacters(in: " \n\r\t")
+        guard token.utf8.count >= 16 else {
+            throw OffswitchError(.invalidArgument, "--token-file \(path): the token must be at least 16 characters")
+        }
+        return token
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        let characters = Set(set)
+        return String(drop { characters.contains($0) }.reversed().drop { characters.contains($0) }.reversed())
+    }
+}
+
+/// Whether something accepts connections on a Unix socket path.
+enum SocketProbe {
+    static func isListening(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
+        }
+    }
+}

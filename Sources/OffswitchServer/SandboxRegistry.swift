@@ -1,0 +1,90 @@
+import Glibc
+public import OffswitchAPI
+public import OffswitchCore
+public import OffswitchSandbox
+
+/// The daemon's sandboxes by id. An actor: creation, lookup and removal race with each other.
+public actor SandboxRegistry {
+    struct Entry {
+        let sandbox: Sandbox
+        let createdAt: UInt64
+        let profile: String
+        let environment: [String: String]
+    }
+
+    private var entries: [String: Entry] = [:]
+    let paths: StatePaths
+
+    public init(paths: StatePaths) {
+        self.paths = paths
+    }
+
+    public var count: Int { entries.count }
+
+    /// Creates a sandbox, writes its files, and registers it. On any failure nothing remains.
+    public func create(_ body: CreateSandboxBody) async throws(OffswitchError) -> SandboxDocument {
+        let spec = try body.spec()
+        var files: [(String, [UInt8], UInt32, SandboxUser)] = []
+        for (index, file) in (body.files ?? []).enumerated() {
+            let field = "files[\(index)]"
+            files.append((file.path, try file.bytes(field: field), try file.fileMode(field: field),
+                          try SandboxUser.parse(file.user, field: field + ".user")))
+        }
+        let sandbox = try await Sandbox.create(spec, paths: paths)
+        do throws(OffswitchError) {
+            for (path, bytes, mode, user) in files {
+                try await sandbox.writeFile(path, bytes, user: user, mode: mode)
+            }
+        } catch {
+            try? await sandbox.destroy()
+            throw error
+        }
+        let entry = Entry(sandbox: sandbox, createdAt: unixNanoseconds(), profile: body.profile ?? "docker", environment: body.env ?? [:])
+        entries[sandbox.id] = entry
+        return Self.document(entry)
+    }
+
+    public func sandbox(_ id: String) throws(APIError) -> Sandbox {
+        guard let entry = entries[id] else { throw APIError.unknownSandbox(id) }
+        return entry.sandbox
+    }
+
+    /// The default environment given at creation, for each exec.
+    public func environment(_ id: String) -> [String: String] { entries[id]?.environment ?? [:] }
+
+    public func document(_ id: String) throws(APIError) -> SandboxDocument {
+        guard let entry = entries[id] else { throw APIError.unknownSandbox(id) }
+        return Self.document(entry)
+    }
+
+    public func documents() -> [SandboxDocument] {
+        entries.values.sorted { $0.createdAt < $1.createdAt }.map(Self.document)
+    }
+
+    /// Unregisters and destroys. Unknown ids are an error.
+    public func remove(_ id: String) async throws(APIError) {
+        guard let entry = entries.removeValue(forKey: id) else { throw APIError.unknownSandbox(id) }
+        do {
+            try await entry.sandbox.destroy()
+        } catch {
+            throw APIError(error)
+        }
+    }
+
+    /// Destroys every sandbox (daemon shutdown).
+    public func removeAll() async {
+        let all = entries.values
+        entries.removeAll()
+        for entry in all { try? await entry.sandbox.destroy() }
+    }
+
+    private static func document(_ entry: Entry) -> SandboxDocument {
+        let end = entry.sandbox.end
+        var ended: String?
+        if let end, end.shutdown == nil { ended = end.description }
+        return SandboxDocument(
+            id: entry.sandbox.id, state: end == nil ? "running" : "shut_down", hostname: entry.sandbox.hostname,
+            profile: entry.profile, rootfs: entry.sandbox.spec.rootfs.description, created_at_unix_ns: entry.createdAt,
+            shutdown: end?.shutdown.map(ShutdownDocument.init), ended: ended)
+    }
+}

@@ -1,0 +1,49 @@
+import ArgumentParser
+import Logging
+import OffswitchServer
+
+/// The Offswitch daemon. All logic lives in OffswitchServer.
+@main
+struct OffswitchDaemon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "offswitchd",
+        abstract: "Serve the Offswitch HTTP API: long-lived sandboxes that harnesses drive call by call.",
+        discussion: """
+            The API (/v1/..., /healthz, /metrics) is documented in docs/openapi.yaml. The Unix socket \
+            has mode 0660 and group `offswitch` when that group exists. SIGTERM or SIGINT stops the \
+            daemon and destroys every sandbox; after a crash the next start removes what was left.
+            """)
+
+    @Option(help: "Unix socket to serve on.")
+    var socket = "/run/offswitch/offswitchd.sock"
+
+    @Option(name: .customLong("state-dir"), help: "Where sandboxes keep their host-side state.")
+    var stateDirectory = "/var/lib/offswitch"
+
+    @Option(help: "Also serve on loopback TCP, HOST:PORT (needs --token-file).")
+    var listen: String?
+
+    @Option(name: .customLong("token-file"), help: "File holding the bearer token for --listen (mode 600).")
+    var tokenFile: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
+    var logLevel = "notice"
+
+    func run() async throws {
+        var logger = Logger(label: "offswitchd")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .notice
+        var address: (String, Int)?
+        if let listen {
+            let parts = listen.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else {
+                throw ValidationError("--listen \(listen): expected HOST:PORT, such as 127.0.0.1:7878")
+            }
+            guard parts[0] == "127.0.0.1" || parts[0] == "localhost" || parts[0] == "::1" else {
+                throw ValidationError("--listen \(listen): only loopback addresses are allowed")
+            }
+            address = (String(parts[0]), port)
+        }
+        try await Daemon.run(DaemonOptions(socketPath: socket, stateDirectory: stateDirectory, listen: address, tokenFile: tokenFile),
+                             logger: logger)
+    }
+}
