@@ -18,30 +18,40 @@ struct APIRoutes {
     let registry: SandboxRegistry
     let metrics: ServerMetrics
 
-    func add(to router: Router<APIContext>) {
-        router.get("/healthz") { _, _ in try Self.json(["status": "ok"]) }
-        router.get("/metrics") { _, _ in
+    /// Registers every route and returns them as "METHOD /path/{param}" (what docs/openapi.yaml lists).
+    @discardableResult
+    func add(to router: Router<APIContext>) -> [String] {
+        var registered: [String] = []
+        func on(_ method: HTTPRequest.Method, _ path: String,
+                _ handler: @escaping @Sendable (Request, APIContext) async throws -> Response) {
+            router.on(RouterPath(path), method: method, use: handler)
+            let documented = path.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }
+            registered.append("\(method.rawValue) /" + documented.joined(separator: "/"))
+        }
+        let registry = self.registry, metrics = self.metrics
+
+        on(.get, "/healthz") { _, _ in try Self.json(["status": "ok"]) }
+        on(.get, "/metrics") { _, _ in
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4"
             let text = metrics.render(liveSandboxes: await registry.count)
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         }
-        let v1 = router.group("/v1/sandboxes")
-        v1.post { request, context in
+        on(.post, "/v1/sandboxes") { request, context in
             let body = try await request.decode(as: CreateSandboxBody.self, context: context)
             let document = try await registry.create(body)
             metrics.recordCreated()
             return try Self.json(document, status: .created)
         }
-        v1.get { _, _ in try Self.json(SandboxListDocument(sandboxes: await registry.documents())) }
-        v1.get(":id") { _, context in
+        on(.get, "/v1/sandboxes") { _, _ in try Self.json(SandboxListDocument(sandboxes: await registry.documents())) }
+        on(.get, "/v1/sandboxes/:id") { _, context in
             try Self.json(try await registry.document(try context.parameters.require("id")))
         }
-        v1.delete(":id") { _, context in
+        on(.delete, "/v1/sandboxes/:id") { _, context in
             try await registry.remove(try context.parameters.require("id"))
             return Response(status: .noContent)
         }
-        v1.post(":id/exec") { request, context in
+        on(.post, "/v1/sandboxes/:id/exec") { request, context in
             let id = try context.parameters.require("id")
             let sandbox = try await registry.sandbox(id)
             let body = try await request.decode(as: ExecBody.self, context: context)
@@ -57,7 +67,7 @@ struct APIRoutes {
                 throw error
             }
         }
-        v1.put(":id/files") { request, context in
+        on(.put, "/v1/sandboxes/:id/files") { request, context in
             let sandbox = try await registry.sandbox(try context.parameters.require("id"))
             let (path, user) = try Self.fileTarget(request)
             let mode = try CreateSandboxBody.FileBody(path: path, mode: request.uri.queryParameters["mode"].map(String.init))
@@ -66,7 +76,7 @@ struct APIRoutes {
             try await sandbox.writeFile(path, Array(buffer.readableBytesView), user: user, mode: mode)
             return Response(status: .noContent)
         }
-        v1.get(":id/files") { request, context in
+        on(.get, "/v1/sandboxes/:id/files") { request, context in
             let sandbox = try await registry.sandbox(try context.parameters.require("id"))
             let (path, user) = try Self.fileTarget(request)
             let bytes = try await sandbox.readFile(path, user: user)
@@ -74,11 +84,12 @@ struct APIRoutes {
             headers[.contentType] = "application/octet-stream"
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
         }
-        v1.post(":id/shutdown") { _, context in
+        on(.post, "/v1/sandboxes/:id/shutdown") { _, context in
             let id = try context.parameters.require("id")
             try await registry.sandbox(id).shutDown()
             return try Self.json(try await registry.document(id))
         }
+        return registered
     }
 
     private static func fileTarget(_ request: Request) throws -> (String, SandboxUser) {
