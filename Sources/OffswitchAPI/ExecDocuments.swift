@@ -1,4 +1,5 @@
 public import FoundationEssentials
+import Glibc
 public import OffswitchCore
 
 /// `POST /v1/sandboxes/{id}/exec` body. `stdin` is text; `stdin_base64` exact bytes (not both).

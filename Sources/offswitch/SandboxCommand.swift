@@ -8,7 +8,7 @@ struct SandboxCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sandbox",
         abstract: "Create sandboxes and run commands in them.",
-        subcommands: [Run.self])
+        subcommands: [Run.self, Create.self, Exec.self, Put.self, Get.self, Rm.self, Ls.self])
 
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -48,28 +48,44 @@ struct SandboxCommand: ParsableCommand {
             guard !command.isEmpty else { throw ValidationError("missing the command to run: offswitch sandbox run -- CMD [ARG...]") }
         }
 
+        @Flag(name: .long, help: "Never use offswitchd; create the sandbox in this process.")
+        var embedded = false
+
+        @OptionGroup var client: ClientOptions
+
         func run() throws {
             let stdin = interactive ? StandardStreams.readAll(0) : []
-            let result: ExecResult
+            let request = ExecRequest(argv: command, stdin: stdin, user: options.user, timeoutSeconds: timeout)
+            let document: ExecDocument
             do {
-                result = try GuardedSandbox.run(try options.spec(), verbose: verbose) { sandbox in
-                    try sandbox.exec(ExecRequest(argv: command, stdin: stdin, user: options.user, timeoutSeconds: timeout))
+                if !embedded, client.client.isReachable {
+                    document = try runThroughDaemon(request)
+                } else {
+                    document = ExecDocument(try GuardedSandbox.run(try options.spec(), verbose: verbose) { sandbox in
+                        try sandbox.exec(request)
+                    })
                 }
             } catch let interrupted as GuardedSandbox.Interrupted {
                 StandardStreams.err("offswitch: interrupted by signal \(interrupted.signal); sandbox destroyed\n")
                 throw ExitCode(128 + interrupted.signal)
             }
-            if json {
-                StandardStreams.out(try APIJSON.encode(ExecDocument(result)) + [UInt8(ascii: "\n")])
-            } else {
-                StandardStreams.out(result.stdout)
-                StandardStreams.err(result.stderr)
-                if result.timedOut { StandardStreams.err("offswitch: timed out after \(timeout ?? 0) s; process tree killed\n") }
-                if let shutdown = result.shutdown {
-                    StandardStreams.err("offswitch: sandbox shut down by signal \(shutdown.signal) from pid \(shutdown.senderPID)\n")
+            throw try ExecOutput.print(document, json: json, timeout: timeout)
+        }
+
+        private func runThroughDaemon(_ request: ExecRequest) throws -> ExecDocument {
+            let create = CreateSandboxBody(profile: options.profile, rootfs: options.rootfs,
+                                           limits: .init(memory_mib: options.memory, pids: options.pids, cpus: options.cpus))
+            let daemon = client.client
+            return try DaemonSandbox.run(daemon, create: create, verbose: verbose) { id throws(OffswitchError) in
+                let body = ExecBody(argv: request.argv, stdin_base64: request.stdin.isEmpty ? nil : Data(request.stdin).base64EncodedString(),
+                                    user: request.user.rawValue, timeout: request.timeoutSeconds)
+                let reply = try daemon.call("POST", "/v1/sandboxes/\(id)/exec", body: try DaemonSandbox.encode(body))
+                do {
+                    return try APIJSON.decode(ExecDocument.self, from: reply)
+                } catch {
+                    throw OffswitchError(.protocolError, "offswitchd sent an exec result that does not decode: \(error)")
                 }
             }
-            throw ExitCode(result.exitCode)
         }
     }
 }

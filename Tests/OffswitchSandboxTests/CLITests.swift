@@ -8,6 +8,7 @@ struct CLITests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitch")
         process.arguments = arguments
+        process.environment = embeddedEnvironment
         let out = Foundation.Pipe()
         process.standardOutput = out
         process.standardInput = stdin

@@ -13,6 +13,7 @@ private struct RunningCLI {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitch")
         process.arguments = ["sandbox", "run", "--verbose", "--"] + command
+        process.environment = embeddedEnvironment
         let stderr = Foundation.Pipe()
         process.standardError = stderr
         process.standardOutput = FileHandle.nullDevice

@@ -35,6 +35,13 @@ var productsDirectory: String {
     return (executable as NSString).deletingLastPathComponent
 }
 
+/// These tests are about embedded mode: never let a daemon on the default socket answer.
+var embeddedEnvironment: [String: String] {
+    var environment = ProcessInfo.processInfo.environment
+    environment["OFFSWITCH_SOCKET"] = "/nonexistent/offswitch-tests/offswitchd.sock"
+    return environment
+}
+
 struct CLIRun {
     var status: Int32
     var stdout: String
@@ -64,6 +71,7 @@ func runCLI(_ arguments: [String], asUser uid: Int? = nil) throws -> CLIRun {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
     }
+    process.environment = embeddedEnvironment
     let out = Foundation.Pipe(), err = Foundation.Pipe()
     process.standardOutput = out
     process.standardError = err

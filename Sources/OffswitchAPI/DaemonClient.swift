@@ -1,0 +1,130 @@
+import FoundationEssentials
+import Glibc
+public import OffswitchCore
+
+/// A minimal HTTP/1.1 client for `offswitchd`'s Unix socket: one request per connection
+/// (`Connection: close`), Content-Length or chunked responses. Enough for the CLI, without a
+/// networking stack that would slow every invocation down.
+public struct DaemonClient: Sendable {
+    public let socketPath: String
+
+    /// `--socket`, else `OFFSWITCH_SOCKET`, else the default path.
+    public init(socketPath: String? = nil) {
+        self.socketPath = socketPath ?? getenv("OFFSWITCH_SOCKET").map { String(cString: $0) } ?? "/run/offswitch/offswitchd.sock"
+    }
+
+    public struct Response: Sendable {
+        public var status: Int
+        public var body: [UInt8]
+    }
+
+    /// Whether a daemon answers on the socket.
+    public var isReachable: Bool { (try? request("GET", "/healthz").status) == 200 }
+
+    public func request(_ method: String, _ path: String, body: [UInt8] = [], contentType: String = "application/json") throws(OffswitchError) -> Response {
+        let fd = try connect()
+        defer { close(fd) }
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: offswitchd\r\nConnection: close\r\nContent-Length: \(body.count)\r\n"
+        if !body.isEmpty { head += "Content-Type: \(contentType)\r\n" }
+        head += "\r\n"
+        try send(fd, Array(head.utf8) + body)
+        return try parse(receiveAll(fd))
+    }
+
+    /// A JSON request whose error responses become `OffswitchError`s carrying the daemon's message.
+    public func call(_ method: String, _ path: String, body: [UInt8] = [], contentType: String = "application/json") throws(OffswitchError) -> [UInt8] {
+        let response = try request(method, path, body: body, contentType: contentType)
+        guard (200..<300).contains(response.status) else {
+            var message = String(decoding: response.body, as: UTF8.self)
+            var code = OffswitchError.Code.system
+            if let document = try? APIJSON.decode(ErrorDocument.self, from: response.body) {
+                message = document.error.message
+                code = OffswitchError.Code(rawValue: document.error.code) ?? (response.status < 500 ? .invalidArgument : .system)
+            }
+            throw OffswitchError(code, "offswitchd (\(response.status)): \(message)")
+        }
+        return response.body
+    }
+
+    private func connect() throws(OffswitchError) -> Int32 {
+        let fd = try systemCall("socket(AF_UNIX)") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(socketPath.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw OffswitchError(.invalidArgument, "socket path \(socketPath) is too long")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (index, byte) in bytes.enumerated() { raw[index] = byte } }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if result != 0 {
+            let err = errno
+            close(fd)
+            throw OffswitchError.system("connect(\(socketPath))", errno: err)
+        }
+        return fd
+    }
+
+    private func send(_ fd: Int32, _ bytes: [UInt8]) throws(OffswitchError) {
+        var offset = 0
+        while offset < bytes.count {
+            offset += try systemCall("send(\(socketPath))") {
+                bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            }
+        }
+    }
+
+    private func receiveAll(_ fd: Int32) throws(OffswitchError) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = try systemCall("recv(\(socketPath))") { recv(fd, &chunk, chunk.count, 0) }
+            if n == 0 { return bytes }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    func parse(_ raw: [UInt8]) throws(OffswitchError) -> Response {
+        let separator: [UInt8] = [13, 10, 13, 10]
+        guard let headEnd = raw.indices.first(where: { raw[$0...].starts(with: separator) }) else {
+            throw OffswitchError(.protocolError, "offswitchd sent an incomplete HTTP response")
+        }
+        let lines = String(decoding: raw[..<headEnd], as: UTF8.self).split(separator: "\r\n")
+        guard let statusLine = lines.first, let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") else {
+            throw OffswitchError(.protocolError, "offswitchd sent no HTTP status line")
+        }
+        var headers: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingPrefix(" ").description
+        }
+        var body = Array(raw[(headEnd + 4)...])
+        if headers["transfer-encoding"]?.lowercased() == "chunked" { body = try dechunk(body) }
+        return Response(status: status, body: body)
+    }
+
+    private func dechunk(_ raw: [UInt8]) throws(OffswitchError) -> [UInt8] {
+        var output: [UInt8] = []
+        var index = 0
+        while index < raw.count {
+            guard let lineEnd = raw[index...].firstIndex(of: 13), lineEnd + 1 < raw.count,
+                  let size = Int(String(decoding: raw[index..<lineEnd], as: UTF8.self).split(separator: ";").first ?? "", radix: 16) else {
+                throw OffswitchError(.protocolError, "offswitchd sent a malformed chunk")
+            }
+            if size == 0 { break }
+            let start = lineEnd + 2
+            guard start + size <= raw.count else { throw OffswitchError(.protocolError, "offswitchd sent a truncated chunk") }
+            output.append(contentsOf: raw[start..<(start + size)])
+            index = start + size + 2
+        }
+        return output
+    }
+}
+
+extension APIJSON {
+    public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        try JSONDecoder().decode(type, from: Data(bytes))
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Glibc
+import Testing
+
+@Suite("The CLI as offswitchd's client", needsRoot)
+struct CLIClientTests {
+    struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs `offswitch` with its stdin fed from `input`.
+    static func offswitch(_ arguments: [String], input: String = "", socket: String) throws -> Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitch")
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["OFFSWITCH_SOCKET"] = socket
+        process.environment = environment
+        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        let err = stderr.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+    }
+
+    @Test("create, put, exec, get, ls, rm")
+    func longLived() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let socket = daemon.socket
+        let created = try Self.offswitch(["sandbox", "create", "--memory", "256"], socket: socket)
+        #expect(created.status == 0, "\(created.stderr)")
+        let id = created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(id.count == 12)
+
+        #expect(try Self.offswitch(["sandbox", "put", id, "-", "notes/a b.txt"], input: "hello\n", socket: socket).status == 0)
+        let exec = try Self.offswitch(["sandbox", "exec", "-e", "X=1", id, "--", "sh", "-c", "cat 'notes/a b.txt'; echo $X; exit 3"], socket: socket)
+        #expect(exec.status == 3 && exec.stdout == "hello\n1\n", "\(exec.stderr)")
+        let root = try Self.offswitch(["sandbox", "exec", "--user", "root", id, "--", "id", "-u"], socket: socket)
+        #expect(root.stdout == "0\n")
+        let got = try Self.offswitch(["sandbox", "get", id, "/home/user/notes/a b.txt"], socket: socket)
+        #expect(got.stdout == "hello\n")
+        #expect(try Self.offswitch(["sandbox", "ls"], socket: socket).stdout.contains(id))
+        let missing = try Self.offswitch(["sandbox", "get", id, "/nope"], socket: socket)
+        #expect(missing.status != 0 && missing.stderr.contains("/nope"))
+
+        #expect(try Self.offswitch(["sandbox", "rm", id], socket: socket).status == 0)
+        #expect(!(try Self.offswitch(["sandbox", "ls"], socket: socket).stdout.contains(id)))
+        let gone = try Self.offswitch(["sandbox", "exec", id, "--", "true"], socket: socket)
+        #expect(gone.status != 0 && gone.stderr.contains("no sandbox"))
+    }
+
+    @Test("sandbox run uses the daemon when it answers, and says so with --verbose")
+    func runThroughDaemon() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let run = try Self.offswitch(["sandbox", "run", "--verbose", "--", "bash", "-c", "kill -s TERM 1; sleep 5; echo survived"], socket: daemon.socket)
+        #expect(run.status == 137 && run.stdout.isEmpty)
+        #expect(run.stderr.contains("daemon mode"), "\(run.stderr)")
+        #expect(run.stderr.contains("shut down by signal 15"))
+        #expect(try daemon.curl("GET", "/v1/sandboxes").json["sandboxes"] as? [Any] == nil
+            || (try daemon.curl("GET", "/v1/sandboxes").json["sandboxes"] as? [Any])?.isEmpty == true)
+
+        let embedded = try Self.offswitch(["sandbox", "run", "--verbose", "--", "true"], socket: daemon.directory + "/no-such.sock")
+        #expect(embedded.status == 0 && embedded.stderr.contains("embedded mode"))
+    }
+
+    @Test("SIGINT during a daemon-mode run deletes the sandbox in the daemon")
+    func interruptThroughDaemon() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitch")
+        process.arguments = ["sandbox", "run", "--socket", daemon.socket, "--", "sleep", "100"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, (try daemon.curl("GET", "/v1/sandboxes").json["sandboxes"] as? [Any])?.isEmpty != false {
+            usleep(20_000)
+        }
+        #expect((try daemon.curl("GET", "/v1/sandboxes").json["sandboxes"] as? [Any])?.count == 1)
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 130)
+        #expect((try daemon.curl("GET", "/v1/sandboxes").json["sandboxes"] as? [Any])?.isEmpty == true)
+    }
+}
