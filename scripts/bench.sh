@@ -1,26 +1,17 @@
 #!/usr/bin/env bash
-# Create, run `true`, destroy: offswitch beside bubblewrap, interleaved, median of many runs.
+# make bench: Offswitch beside its peers, each pair interleaved in one run so machine drift
+# cancels out, reported as medians and ratios. Installs the peers from Debian when missing.
 set -euo pipefail
 OFFSWITCH=${OFFSWITCH:-offswitch}
 RUNS=${RUNS:-100}
-command -v bwrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }
-
-python3 - "$OFFSWITCH" "$RUNS" <<'PY'
-import statistics, subprocess, sys, time
-offswitch, runs = sys.argv[1], int(sys.argv[2])
-cases = {
-    "offswitch sandbox run -- true": [offswitch, "sandbox", "run", "--", "true"],
-    "bwrap --unshare-all --ro-bind / / true": ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"],
-}
-samples = {name: [] for name in cases}
-for _ in range(3):  # warm caches
-    for argv in cases.values(): subprocess.run(argv, check=True)
-for _ in range(runs):  # interleaved so machine drift cancels out
-    for name, argv in cases.items():
-        start = time.perf_counter(); subprocess.run(argv, check=True); samples[name].append((time.perf_counter() - start) * 1000)
-base = statistics.median(samples["bwrap --unshare-all --ro-bind / / true"])
-print(f"{'case':45} {'median ms':>10} {'p10':>8} {'p90':>8} {'ratio':>7}")
-for name, values in samples.items():
-    q = statistics.quantiles(values, n=10)
-    print(f"{name:45} {statistics.median(values):10.2f} {q[0]:8.2f} {q[-1]:8.2f} {statistics.median(values)/base:7.2f}x")
-PY
+if [[ $(id -u) -ne 0 ]]; then echo "make bench needs root (sandboxes, runc)" >&2; exit 1; fi
+need=()
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[[ -x /bin/busybox ]] || need+=(busybox-static)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+if ((${#need[@]})); then
+  echo "bench: installing ${need[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+exec python3 "$(dirname "$0")/bench.py" "$OFFSWITCH" "$RUNS"

@@ -10,10 +10,16 @@ struct ShellCommand: ParsableCommand {
 
     @OptionGroup var options: SandboxOptions
 
+    @Flag(name: .long, help: "Say on stderr which mode runs and how long each create step took.")
+    var verbose = false
+
     func run() throws {
         let code: Int32
         do {
-            code = try GuardedSandbox.run(try options.spec(), verbose: false) { sandbox in
+            if verbose {
+                StandardStreams.err("offswitch: shell runs embedded: offswitchd has no terminal endpoint yet\n")
+            }
+            code = try GuardedSandbox.run(try options.spec(), verbose: verbose) { sandbox in
                 let code = try TerminalSession(sandbox: sandbox, user: options.user).run()
                 if let shutdown = sandbox.shutdown {
                     StandardStreams.err("offswitch: sandbox shut down by signal \(shutdown.signal) from pid \(shutdown.senderPID) (uid \(shutdown.senderUID))\n")

@@ -1,0 +1,144 @@
+"""Benchmarks for `make bench`: medians of interleaved runs and ratios against peers.
+
+Rows:
+  create, run `true`, destroy: offswitch embedded, offswitch through the daemon, bwrap, runc run
+  exec `true` in a running sandbox: offswitch API (one HTTP request on the Unix socket),
+    offswitch CLI client, runc exec, nsenter into a running bubblewrap sandbox
+"""
+import http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+
+offswitch, runs = sys.argv[1], int(sys.argv[2])
+offswitchd = os.path.join(os.path.dirname(offswitch), "offswitchd")
+work = tempfile.mkdtemp(prefix="offswitch-bench-")
+sock = os.path.join(work, "d.sock")
+cleanups = []
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("offswitchd")
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def api(method, path, body=None):
+    connection = UnixHTTP(sock)
+    connection.request(method, path, body=json.dumps(body) if body is not None else None)
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    if response.status >= 300:
+        raise RuntimeError(f"{method} {path}: {response.status} {data[:200]}")
+    return json.loads(data) if data else None
+
+
+def quiet(argv):
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def measure(cases, runs):
+    """cases: name -> zero-argument callable. Interleaved; returns name -> list of ms."""
+    samples = {name: [] for name in cases}
+    for _ in range(3):
+        for run in cases.values():
+            run()
+    for _ in range(runs):
+        for name, run in cases.items():
+            start = time.perf_counter()
+            run()
+            samples[name].append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def report(title, samples, baseline_names):
+    print(f"\n{title}")
+    print(f"  {'case':52} {'median ms':>10} {'p10':>8} {'p90':>8}  " + "  ".join(f"vs {b.split()[0]}" for b in baseline_names))
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    for name, values in samples.items():
+        q = statistics.quantiles(values, n=10)
+        ratios = "  ".join(f"{medians[name] / medians[b]:6.2f}x" for b in baseline_names)
+        print(f"  {name:52} {medians[name]:10.2f} {q[0]:8.2f} {q[-1]:8.2f}  {ratios}")
+
+
+def runc_bundle():
+    bundle = os.path.join(work, "bundle")
+    rootfs = os.path.join(bundle, "rootfs")
+    os.makedirs(os.path.join(rootfs, "bin"))
+    shutil.copy("/bin/busybox", os.path.join(rootfs, "bin/busybox"))
+    for tool in ["sh", "true", "sleep"]:
+        os.symlink("busybox", os.path.join(rootfs, "bin", tool))
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["true"]
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    return bundle, config
+
+
+try:
+    daemon = subprocess.Popen([offswitchd, "--socket", sock, "--state-dir", os.path.join(work, "state")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cleanups.append(lambda: (daemon.terminate(), daemon.wait()))
+    for _ in range(500):
+        if os.path.exists(sock):
+            try:
+                api("GET", "/healthz")
+                break
+            except OSError:
+                pass
+        time.sleep(0.01)
+
+    bundle, config = runc_bundle()
+    counter = [0]
+
+    def runc_run():
+        counter[0] += 1
+        quiet(["runc", "run", "--bundle", bundle, f"offswitch-bench-{os.getpid()}-{counter[0]}"])
+
+    embedded_env = dict(os.environ, OFFSWITCH_SOCKET=os.path.join(work, "none.sock"))
+    create = measure({
+        "offswitch sandbox run -- true (embedded)": lambda: subprocess.run(
+            [offswitch, "sandbox", "run", "--", "true"], check=True, env=embedded_env),
+        "offswitch sandbox run -- true (through offswitchd)": lambda: quiet(
+            [offswitch, "sandbox", "run", "--socket", sock, "--", "true"]),
+        "bwrap --unshare-all --ro-bind / / true": lambda: quiet(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"]),
+        "runc run (busybox bundle, true)": runc_run,
+    }, max(20, runs // 2))
+    report("create, run `true`, destroy (target: within 2x of bwrap, 5x faster than runc)", create,
+           ["bwrap --unshare-all --ro-bind / / true", "runc run (busybox bundle, true)"])
+
+    # Long-lived peers for the exec row.
+    sandbox = api("POST", "/v1/sandboxes", {})["id"]
+    cleanups.append(lambda: api("DELETE", "/v1/sandboxes/" + sandbox))
+    config["process"]["args"] = ["sleep", "100000"]
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    runc_id = f"offswitch-bench-exec-{os.getpid()}"
+    quiet(["runc", "run", "--detach", "--bundle", bundle, runc_id])
+    cleanups.append(lambda: subprocess.run(["runc", "delete", "--force", runc_id], stderr=subprocess.DEVNULL))
+    bwrap = subprocess.Popen(["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "sleep", "100000"])
+    cleanups.append(lambda: (bwrap.kill(), bwrap.wait()))
+    time.sleep(0.3)
+    children = open(f"/proc/{bwrap.pid}/task/{bwrap.pid}/children").read().split()
+    inner = children[0] if children else str(bwrap.pid)
+    exec_samples = measure({
+        "API: POST /exec true (one HTTP request)": lambda: api("POST", f"/v1/sandboxes/{sandbox}/exec", {"argv": ["true"]}),
+        "offswitch sandbox exec ID -- true (CLI client)": lambda: quiet(
+            [offswitch, "sandbox", "exec", "--socket", sock, sandbox, "--", "true"]),
+        "runc exec ID true": lambda: quiet(["runc", "exec", runc_id, "true"]),
+        "nsenter -t PID -a true (into bwrap)": lambda: quiet(["nsenter", "-t", inner, "-a", "true"]),
+    }, runs)
+    report("exec `true` in a running sandbox (target: at or below nsenter)", exec_samples,
+           ["nsenter -t PID -a true (into bwrap)", "runc exec ID true"])
+finally:
+    for cleanup in reversed(cleanups):
+        try:
+            cleanup()
+        except Exception as error:  # keep cleaning
+            print(f"bench cleanup: {error}", file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
