@@ -198,6 +198,8 @@ int ofs_setresgid(gid_t real, gid_t effective, gid_t saved) { return setresgid(r
 
 int ofs_prctl(int option, unsigned long argument) { return prctl(option, argument, 0, 0, 0); }
 
+int ofs_set_process_name(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0); }
+
 int ofs_winsize_get(int fd, unsigned short *rows, unsigned short *cols) {
     struct winsize size;
     if (ioctl(fd, TIOCGWINSZ, &size) != 0) return -1;

@@ -13,6 +13,7 @@ public enum InitProcess {
 
     public static func main() -> Never {
         umask(0)
+        _ = ofs_set_process_name("offswitch-init")
         // dup2 onto fd 3 cleared close-on-exec; nothing we start may inherit the control socket.
         _ = ofs_set_cloexec(control, 1)
         let order: SetupOrder

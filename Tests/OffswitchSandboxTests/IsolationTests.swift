@@ -11,6 +11,8 @@ struct IsolationTests {
         let run = try runCLI(["sandbox", "run", "--", "cat", "/proc/1/cmdline"])
         #expect(run.status == 0, "stderr: \(run.stderr)")
         #expect(run.stdout.split(separator: "\0").first == "offswitch-init")
+        let comm = try runCLI(["sandbox", "run", "--", "cat", "/proc/1/comm"])
+        #expect(comm.stdout == "offswitch-init\n")
     }
 
     @Test("Only the sandbox's processes, its own hostname, only lo")

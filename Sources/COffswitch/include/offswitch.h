@@ -162,6 +162,8 @@ int ofs_signalfd_next(int fd, int *_Nonnull signo, int *_Nonnull sender_pid, uns
 /// setresuid/setresgid sit behind _GNU_SOURCE, which Swift's Glibc module does not define.
 int ofs_setresuid(uid_t real, uid_t effective, uid_t saved);
 int ofs_setresgid(gid_t real, gid_t effective, gid_t saved);
+/// PR_SET_NAME: the name `ps` shows (a memfd-executed PID 1 would otherwise be "memfd:...").
+int ofs_set_process_name(const char *_Nonnull name);
 /// prctl is variadic: the two-argument form.
 int ofs_prctl(int option, unsigned long argument);
 /// PR_SET_NO_NEW_PRIVS and PR_SET_DUMPABLE values, which Swift cannot import.
