@@ -1,7 +1,8 @@
 """Benchmarks for `make bench`: medians of interleaved runs and ratios against peers.
 
 Rows:
-  create, run `true`, destroy: offswitch embedded, offswitch through the daemon, bwrap, runc run
+  create, run `true`, destroy: offswitch embedded, the CLI through the daemon, the daemon's API
+    alone (no CLI process), bwrap, runc run
   exec `true` in a running sandbox: offswitch API (one HTTP request on the Unix socket),
     offswitch CLI client, runc exec, nsenter into a running bubblewrap sandbox
 """
@@ -101,11 +102,18 @@ try:
         quiet(["runc", "run", "--bundle", bundle, f"offswitch-bench-{os.getpid()}-{counter[0]}"])
 
     embedded_env = dict(os.environ, OFFSWITCH_SOCKET=os.path.join(work, "none.sock"))
+
+    def api_round_trip():
+        sandbox_id = api("POST", "/v1/sandboxes", {})["id"]
+        api("POST", f"/v1/sandboxes/{sandbox_id}/exec", {"argv": ["true"]})
+        api("DELETE", f"/v1/sandboxes/{sandbox_id}")
+
     create = measure({
         "offswitch sandbox run -- true (embedded)": lambda: subprocess.run(
             [offswitch, "sandbox", "run", "--", "true"], check=True, env=embedded_env),
         "offswitch sandbox run -- true (through offswitchd)": lambda: quiet(
             [offswitch, "sandbox", "run", "--socket", sock, "--", "true"]),
+        "API: create, exec true, delete (three requests)": api_round_trip,
         "bwrap --unshare-all --ro-bind / / true": lambda: quiet(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"]),
         "runc run (busybox bundle, true)": runc_run,
     }, max(20, runs // 2))
