@@ -23,7 +23,7 @@ public struct APIError: HTTPResponseError, Sendable {
         case .permissionDenied: status = .forbidden
         case .notFound: status = .notFound
         case .sandboxShutDown: status = .conflict
-        case .sandboxDestroyed: status = .gone
+        case .sandboxDestroyed: status = .notFound  // destroyed while the request ran: it no longer exists
         case .notRoot, .missingFeature, .setupFailed, .protocolError, .system: status = .internalServerError
         }
         self.init(status, code: error.code.rawValue, message: error.description)
