@@ -73,9 +73,14 @@ public struct CreateSandboxBody: Codable, Sendable {
         }
 
         public func fileMode(field: String) throws(OffswitchError) -> UInt32 {
-            guard let mode else { return 0o644 }
-            guard let value = UInt32(mode, radix: 8), value <= 0o7777 else {
-                throw OffswitchError(.invalidArgument, "\(field).mode: \"\(mode)\" is not an octal mode such as \"755\"")
+            try Self.parseMode(mode, field: field + ".mode")
+        }
+
+        /// Octal text ("755") to a mode; nil means 644.
+        public static func parseMode(_ text: String?, field: String) throws(OffswitchError) -> UInt32 {
+            guard let text else { return 0o644 }
+            guard let value = UInt32(text, radix: 8), value <= 0o7777 else {
+                throw OffswitchError(.invalidArgument, "\(field): \"\(text)\" is not an octal mode such as \"755\"")
             }
             return value
         }

@@ -70,8 +70,7 @@ struct APIRoutes {
         on(.put, "/v1/sandboxes/:id/files") { request, context in
             let sandbox = try await registry.sandbox(try context.parameters.require("id"))
             let (path, user) = try Self.fileTarget(request)
-            let mode = try CreateSandboxBody.FileBody(path: path, mode: request.uri.queryParameters["mode"].map(String.init))
-                .fileMode(field: "mode")
+            let mode = try CreateSandboxBody.FileBody.parseMode(request.uri.queryParameters["mode"].map(String.init), field: "mode")
             let buffer = try await request.body.collect(upTo: context.maxUploadSize)
             try await sandbox.writeFile(path, Array(buffer.readableBytesView), user: user, mode: mode)
             return Response(status: .noContent)

@@ -112,7 +112,7 @@ public enum Daemon {
         guard info.st_mode & 0o077 == 0 else {
             throw OffswitchError(.invalidArgument, "--token-file \(path): readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
         }
-        guard let fd = Optional(open(path, O_RDONLY | O_CLOEXEC)), fd >= 0 else { throw OffswitchError.system("open(\(path))", errno: errno) }
+        let fd = try systemCall("open(\(path))") { open(path, O_RDONLY | O_CLOEXEC) }
         defer { close(fd) }
         var buffer = [UInt8](repeating: 0, count: 4096)
         let n = read(fd, &buffer, buffer.count)

@@ -3,16 +3,6 @@ import Glibc
 import OffswitchAPI
 import OffswitchCore
 
-/// `--socket` for commands that talk to offswitchd.
-import ArgumentParser
-
-struct ClientOptions: ParsableArguments {
-    @Option(name: .long, help: "offswitchd's socket (default: $OFFSWITCH_SOCKET or /run/offswitch/offswitchd.sock).")
-    var socket: String?
-
-    var client: DaemonClient { DaemonClient(socketPath: socket) }
-}
-
 /// A throwaway sandbox held by offswitchd for one CLI command: deleted however the command
 /// ends, SIGINT, SIGTERM and SIGHUP included (a watcher thread sigwaits and sends the DELETE).
 enum DaemonSandbox {
