@@ -28,7 +28,8 @@ public struct DaemonOptions: Sendable {
 public enum Daemon {
     public static func run(_ options: DaemonOptions, logger: Logger) async throws {
         try HostCheck.verify()
-        let paths = StatePaths(base: options.stateDirectory)
+        let paths = StatePaths(base: options.stateDirectory, source: "--state-dir")
+        try paths.validate()
         for reclaimed in Leftovers.reclaim(paths: paths) {
             logger.notice("reclaimed leftovers of a previous run", metadata: ["sandbox": "\(reclaimed.id)", "removed": "\(reclaimed.removed.joined(separator: ", "))"])
         }

@@ -44,6 +44,14 @@ struct HostTests {
         #expect(run.stderr.split(separator: "\n").count == 1)
     }
 
+    @Test("A relative state directory is refused, naming it", needsRoot)
+    func relativeStateDirectory() throws {
+        #expect {
+            _ = try Sandbox.create(SandboxSpec(), paths: StatePaths(base: "relative/state"))
+        } throws: { "\($0)".contains("relative/state") && "\($0)".contains("absolute") }
+        #expect(!FileManager.default.fileExists(atPath: FileManager.default.currentDirectoryPath + "/relative"))
+    }
+
     @Test("A missing rootfs directory and bad limits are named", needsRoot)
     func badSpecs() throws {
         #expect {

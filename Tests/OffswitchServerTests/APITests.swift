@@ -144,6 +144,21 @@ struct APITests {
         #expect(try daemon.curl("GET", "/v1/sandboxes").json["sandboxes"] as? [Any] != nil)
     }
 
+    @Test("A relative --state-dir stops the daemon with one sentence naming it")
+    func relativeStateDirectory() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitchd")
+        process.arguments = ["--socket", "/tmp/offswitchd-relative-\(getpid()).sock", "--state-dir", "relative/state"]
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(text.contains("--state-dir relative/state") && text.contains("absolute"), "\(text)")
+    }
+
     @Test("The socket is 0660; TCP needs the bearer token")
     func access() throws {
         let daemon = try DaemonHarness()

@@ -5,19 +5,35 @@ public import OffswitchCore
 /// the upper layers) and the shared rootfs skeletons. Under /run, so a reboot clears it.
 public struct StatePaths: Sendable {
     public var base: String
+    /// What set `base`, for error messages (`--state-dir`, `OFFSWITCH_RUN_DIR`).
+    public var source: String
 
-    /// `OFFSWITCH_RUN_DIR` overrides the default `/run/offswitch`.
+    /// `OFFSWITCH_RUN_DIR` overrides the default `/run/offswitch` (an absolute path).
     public static var standard: StatePaths {
-        StatePaths(base: getenv("OFFSWITCH_RUN_DIR").map { String(cString: $0) } ?? "/run/offswitch")
+        if let override = getenv("OFFSWITCH_RUN_DIR") {
+            return StatePaths(base: String(cString: override), source: "OFFSWITCH_RUN_DIR")
+        }
+        return StatePaths(base: "/run/offswitch")
     }
 
-    public init(base: String) { self.base = base }
+    public init(base: String, source: String = "state directory") {
+        self.base = base
+        self.source = source
+    }
 
     public var sandboxesDirectory: String { base + "/sandboxes" }
     public var rootfsDirectory: String { base + "/rootfs" }
     public func sandboxDirectory(_ id: String) -> String { sandboxesDirectory + "/" + id }
 
+    /// Mount sources and leftovers are found by these paths later, from any working directory.
+    public func validate() throws(OffswitchError) {
+        guard base.hasPrefix("/"), !base.split(separator: "/").contains("..") else {
+            throw OffswitchError(.invalidArgument, "\(source) \(base): needs an absolute path without '..'")
+        }
+    }
+
     func ensureBase() throws(OffswitchError) {
+        try validate()
         try makeDirectory(base, mode: 0o711)
         try makeDirectory(sandboxesDirectory, mode: 0o700)
     }
