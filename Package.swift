@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        // Profiles are YAML; Yams also gives every node its line, for error messages.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // System libraries: headers and link flags come from pkg-config; `make deps` installs them.
@@ -34,7 +36,7 @@ let package = Package(
         .target(name: "OffswitchCore", swiftSettings: strictSettings),
         .target(
             name: "OffswitchSandbox",
-            dependencies: ["OffswitchCore", "COffswitch", "CSeccomp", "CCap"],
+            dependencies: ["OffswitchCore", "COffswitch", "CSeccomp", "CCap", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSettings),
         // PID 1 inside the sandbox: single-threaded, no Foundation, no Dispatch.
         .target(name: "OffswitchInit", dependencies: ["OffswitchCore", "COffswitch"], swiftSettings: strictSettings),

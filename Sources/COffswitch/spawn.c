@@ -224,9 +224,9 @@ static int limit_bounding_set(uint64_t keep, int last) {
     return 0;
 }
 
-int ofs_capabilities_limit(uint64_t keep) {
-    if (limit_bounding_set(keep, ofs_capability_last()) != 0) return -1;
-    if (set_capability_sets(keep) != 0) return -1;
+int ofs_capabilities_limit(uint64_t bound, uint64_t hold) {
+    if (limit_bounding_set(bound, ofs_capability_last()) != 0) return -1;
+    if (set_capability_sets(hold) != 0) return -1;
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return -1;
     return 0;
 }

@@ -25,8 +25,9 @@ public struct ExecBody: Codable, Sendable {
         self.output_limit = output_limit
     }
 
-    /// The runtime request, or an error naming the bad field.
-    public func request() throws(OffswitchError) -> ExecRequest {
+    /// The runtime request, or an error naming the bad field. The defaults are the sandbox
+    /// profile's (`user`, `limits.command_timeout`).
+    public func request(defaultUser: SandboxUser = .agent, defaultTimeout: Double? = nil) throws(OffswitchError) -> ExecRequest {
         guard !argv.isEmpty else { throw OffswitchError(.invalidArgument, "argv: must name a program") }
         var input: [UInt8] = []
         switch (stdin, stdin_base64) {
@@ -39,9 +40,9 @@ public struct ExecBody: Codable, Sendable {
         case (nil, nil): break
         default: throw OffswitchError(.invalidArgument, "stdin, stdin_base64: give one, not both")
         }
-        let who = try SandboxUser.parse(user, field: "user")
+        let who = try SandboxUser.parse(user, field: "user", default: defaultUser)
         if let output_limit, output_limit < 0 { throw OffswitchError(.invalidArgument, "output_limit: must not be negative") }
-        return ExecRequest(argv: argv, stdin: input, cwd: cwd, environment: env ?? [:], user: who, timeoutSeconds: timeout,
+        return ExecRequest(argv: argv, stdin: input, cwd: cwd, environment: env ?? [:], user: who, timeoutSeconds: timeout ?? defaultTimeout,
                            outputLimitBytes: output_limit ?? ExecRequest.defaultOutputLimit)
     }
 }
@@ -139,8 +140,8 @@ public enum APIJSON {
 
 extension SandboxUser {
     /// `user` (default) or `root`, naming the field when it is neither.
-    public static func parse(_ text: String?, field: String) throws(OffswitchError) -> SandboxUser {
-        guard let text else { return .agent }
+    public static func parse(_ text: String?, field: String, default fallback: SandboxUser = .agent) throws(OffswitchError) -> SandboxUser {
+        guard let text else { return fallback }
         guard let user = SandboxUser(rawValue: text) else {
             throw OffswitchError(.invalidArgument, "\(field): \"\(text)\" is not a user; use \"user\" or \"root\"")
         }

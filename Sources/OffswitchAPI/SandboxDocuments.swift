@@ -3,7 +3,7 @@ public import OffswitchCore
 
 /// `POST /v1/sandboxes` body. Every field is optional.
 public struct CreateSandboxBody: Codable, Sendable {
-    /// Only "docker" until profiles land.
+    /// A bundled profile's name (`docker` when absent); see `offswitch profile ls`.
     public var profile: String?
     /// `host` or `dir:PATH`.
     public var rootfs: String?
@@ -86,12 +86,9 @@ public struct CreateSandboxBody: Codable, Sendable {
         }
     }
 
-    /// The runtime spec, naming the bad field when there is one.
-    public func spec() throws(OffswitchError) -> SandboxSpec {
-        if let profile, profile != "docker" {
-            throw OffswitchError(.invalidArgument, "profile: unknown profile \"\(profile)\" (available: docker)")
-        }
-        var spec = SandboxSpec()
+    /// The runtime spec: the profile's, with this body's overrides; errors name the bad field.
+    public func spec(profile: Profile) throws(OffswitchError) -> SandboxSpec {
+        var spec = profile.sandboxSpec
         if let rootfs { spec.rootfs = try RootfsSource(parsing: rootfs) }
         spec.hostname = hostname
         if let limits {

@@ -5,7 +5,7 @@
 /// I/O and exit never pass through PID 1's socket.
 public enum ControlProtocol {
     /// Bumped whenever a message changes shape; PID 1 refuses a host with another version.
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
     /// Largest packet either side sends (argv and environment included).
     public static let maxMessageBytes = 4 << 20
 }
@@ -90,13 +90,20 @@ public struct SetupOrder: Sendable, Equatable {
     public var capabilityBound: UInt64
     /// Classic BPF, 8 bytes per instruction, installed after setup; empty means none.
     public var seccompProgram: [UInt8]
+    /// `SECCOMP_FILTER_FLAG_*` bits for seccomp(2).
+    public var seccompFlags: UInt32
     public var limits: [ResourceLimit]
+    /// A user namespace fd is attached: PID 1 idmaps the overlays' lower layers through it,
+    /// then joins it before serving (the `hardened` profile).
+    public var joinsUserNamespace: Bool
 
     public init(
         hostname: String, rootMountPoint: String, rootOverlay: OverlayLayout, usrOverlay: OverlayLayout?,
         tmpSizeBytes: UInt64, agentUID: UInt32, agentGID: UInt32, capabilityBound: UInt64,
-        seccompProgram: [UInt8], limits: [ResourceLimit]
+        seccompProgram: [UInt8], seccompFlags: UInt32 = 0, limits: [ResourceLimit], joinsUserNamespace: Bool = false
     ) {
+        self.seccompFlags = seccompFlags
+        self.joinsUserNamespace = joinsUserNamespace
         self.hostname = hostname
         self.rootMountPoint = rootMountPoint
         self.rootOverlay = rootOverlay
@@ -159,7 +166,7 @@ public enum InitRequest: Sendable, Equatable {
     /// How many fds must travel with the message.
     public var attachedDescriptors: Int {
         switch self {
-        case .setup: 0
+        case .setup(let order): order.joinsUserNamespace ? 1 : 0
         case .exec: 4
         case .openFile, .openPTY: 1
         }
@@ -181,12 +188,14 @@ public enum InitRequest: Sendable, Equatable {
             w.u32(o.agentGID)
             w.u64(o.capabilityBound)
             w.data(o.seccompProgram)
+            w.u32(o.seccompFlags)
             w.u32(UInt32(o.limits.count))
             for limit in o.limits {
                 w.i32(limit.resource)
                 w.u64(limit.soft)
                 w.u64(limit.hard)
             }
+            w.bool(o.joinsUserNamespace)
         case .exec(let o):
             w.u8(2)
             w.strings(o.argv)
@@ -221,6 +230,7 @@ public enum InitRequest: Sendable, Equatable {
             let usr = try r.bool() ? try decodeOverlay(&r) : nil
             let tmpSize = try r.u64(), uid = try r.u32(), gid = try r.u32(), bound = try r.u64()
             let program = try r.data()
+            let flags = try r.u32()
             let count = Int(try r.u32())
             guard count <= 64 else { throw OffswitchError(.protocolError, "setup lists \(count) limits") }
             var limits: [ResourceLimit] = []
@@ -230,7 +240,7 @@ public enum InitRequest: Sendable, Equatable {
             request = .setup(SetupOrder(
                 hostname: hostname, rootMountPoint: mountPoint, rootOverlay: root, usrOverlay: usr,
                 tmpSizeBytes: tmpSize, agentUID: uid, agentGID: gid, capabilityBound: bound,
-                seccompProgram: program, limits: limits))
+                seccompProgram: program, seccompFlags: flags, limits: limits, joinsUserNamespace: try r.bool()))
         case 2:
             request = .exec(ExecOrder(
                 argv: try r.strings(), environment: try r.strings(), cwd: try r.string(),

@@ -79,26 +79,44 @@ public struct ResourceLimits: Sendable, Equatable, Codable {
     }
 }
 
-/// What to build. Profiles (a later layer) fill this in; the runtime only reads it.
+/// What to build. A profile fills this in (`Profile.sandboxSpec`); the runtime only reads it.
 public struct SandboxSpec: Sendable, Equatable, Codable {
     public var rootfs: RootfsSource
     /// Hostname inside; defaults to `offswitch-` and the first 8 characters of the id.
     public var hostname: String?
     public var limits: ResourceLimits
-    /// Path of an OCI/Docker seccomp JSON policy; nil means the bundled Docker default.
-    public var seccompPolicyPath: String?
+    /// The profile this came from, for reports.
+    public var profileName: String
+    /// The seccomp policy; nil means the bundled Docker default.
+    public var seccomp: SeccompPolicy?
+    /// Where `seccomp` came from, for error messages.
+    public var seccompSource: String?
     /// Capabilities of commands run as root (Docker's default set unless told otherwise).
     public var rootCapabilities: CapabilitySet
+    /// Syscalls the evidence recorder is to see.
+    public var record: [RecordedSyscall]
+    /// nil: no user namespace.
+    public var userNamespace: UserNamespaceMapping?
+    /// Default per-command wall-clock limit in seconds; nil means none.
+    public var commandTimeoutSeconds: Int?
+    /// Who commands run as unless a request says otherwise.
+    public var defaultUser: SandboxUser
 
     public init(
         rootfs: RootfsSource = .host, hostname: String? = nil, limits: ResourceLimits = .defaults,
-        seccompPolicyPath: String? = nil, rootCapabilities: CapabilitySet = .dockerDefault
+        seccomp: SeccompPolicy? = nil, rootCapabilities: CapabilitySet = .dockerDefault
     ) {
         self.rootfs = rootfs
         self.hostname = hostname
         self.limits = limits
-        self.seccompPolicyPath = seccompPolicyPath
+        self.profileName = "docker"
+        self.seccomp = seccomp
+        self.seccompSource = nil
         self.rootCapabilities = rootCapabilities
+        self.record = []
+        self.userNamespace = nil
+        self.commandTimeoutSeconds = nil
+        self.defaultUser = .agent
     }
 }
 

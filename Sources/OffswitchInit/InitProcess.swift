@@ -10,6 +10,8 @@ import OffswitchCore
 /// COffswitch) and that is only safe with one thread.
 public enum InitProcess {
     static let control: Int32 = 3
+    /// CAP_KILL, CAP_SETGID, CAP_SETUID: ending commands and running them as their user.
+    static let ownCapabilities: UInt64 = 1 << 5 | 1 << 6 | 1 << 7
 
     public static func main() -> Never {
         umask(0)
@@ -17,17 +19,20 @@ public enum InitProcess {
         // dup2 onto fd 3 cleared close-on-exec; nothing we start may inherit the control socket.
         _ = ofs_set_cloexec(control, 1)
         let order: SetupOrder
+        var userNamespace: Int32 = -1
         do throws(OffswitchError) {
-            guard case .setup(let setup)? = try receiveRequest()?.request else {
+            let received = try receiveRequest()
+            guard case .setup(let setup)? = received?.request else {
                 throw OffswitchError(.protocolError, "first request was not setup")
             }
             order = setup
+            if setup.joinsUserNamespace { userNamespace = received!.descriptors[0] }
         } catch {
             report(.setupFailed(stage: error.message, errno: error.errno ?? 0))
             _exit(1)
         }
         do throws(OffswitchError) {
-            let signals = try setUp(order)
+            let signals = try setUp(order, userNamespace: userNamespace)
             report(.ready(capabilities: UInt64(bitPattern: ofs_capabilities_effective())))
             var loop = ServeLoop(control: control, signals: signals, order: order)
             loop.run()
@@ -38,12 +43,21 @@ public enum InitProcess {
     }
 
     /// Everything between "new namespaces" and "ready to serve", in dependency order.
-    private static func setUp(_ order: SetupOrder) throws(OffswitchError) -> Int32 {
+    private static func setUp(_ order: SetupOrder, userNamespace: Int32) throws(OffswitchError) -> Int32 {
         // The host moved us into our cgroups before sending setup; root the cgroup namespace here.
         try systemCall("unshare(cgroup)") { ofs_unshare(OFS_CLONE_NEWCGROUP) }
         try systemCall("sethostname(\(order.hostname))") { sethostname(order.hostname, order.hostname.utf8.count) }
         try systemCall("ioctl(lo, SIOCSIFFLAGS up)") { ofs_loopback_up() }
-        try RootBuilder(order: order).build()
+        try RootBuilder(order: order, userNamespace: userNamespace).build()
+        if userNamespace >= 0 {
+            // Mounts are done with the host's powers, so they belong to the host's user namespace
+            // and nobody inside can undo them. From here on, PID 1 and everything it starts live
+            // in the sandbox's user namespace, where root is an unprivileged host uid.
+            try systemCall("setns(user namespace)") { ofs_setns(userNamespace, Int32(OFS_CLONE_NEWUSER)) }
+            close(userNamespace)
+            try systemCall("setresgid(0) in the user namespace") { ofs_setresgid(0, 0, 0) }
+            try systemCall("setgroups() in the user namespace") { setgroups(0, nil) }
+        }
 
         for limit in order.limits {
             var value = rlimit(rlim_cur: rlim_t(limit.soft), rlim_max: rlim_t(limit.hard))
@@ -59,8 +73,11 @@ public enum InitProcess {
 
         // Keep only what commands may get, then let the agent's uid own us (real and saved uid)
         // so that the agent can signal PID 1, while the effective uid 0 keeps those capabilities.
-        try systemCall("capset(bound \(CapabilitySet(mask: order.capabilityBound).hex))") {
-            ofs_capabilities_limit(order.capabilityBound)
+        // PID 1 also holds what it needs to run commands as others and to end them; the bounding
+        // set keeps every command (root's included, at execve) within the profile's set.
+        let hold = order.capabilityBound | Self.ownCapabilities
+        try systemCall("capset(bound \(CapabilitySet(mask: order.capabilityBound).hex), hold \(CapabilitySet(mask: hold).hex))") {
+            ofs_capabilities_limit(order.capabilityBound, hold)
         }
         try systemCall("setresuid(\(order.agentUID), 0, \(order.agentUID))") { ofs_setresuid(order.agentUID, 0, order.agentUID) }
         // Not dumpable: /proc/1/mem, /proc/1/exe and ptrace need CAP_SYS_PTRACE, which no one inside has.
@@ -72,7 +89,7 @@ public enum InitProcess {
                 throw OffswitchError(.protocolError, "seccomp program of \(order.seccompProgram.count) bytes")
             }
             try systemCall("seccomp(SET_MODE_FILTER, \(count) instructions)") {
-                order.seccompProgram.withUnsafeBytes { ofs_seccomp_install($0.baseAddress!, UInt16(count), 0) }
+                order.seccompProgram.withUnsafeBytes { ofs_seccomp_install($0.baseAddress!, UInt16(count), order.seccompFlags) }
             }
         }
         return signals

@@ -6,15 +6,20 @@ import OffswitchCore
 /// Every step names itself and its path in the error it throws.
 struct RootBuilder {
     let order: SetupOrder
+    /// The sandbox's user namespace, or -1. With one, the lower layers are seen through
+    /// idmapped mounts, so that files the host's root owns belong to root inside.
+    let userNamespace: Int32
 
     private var root: String { order.rootMountPoint }
 
     func build() throws(OffswitchError) {
         // Nothing we mount may propagate back to the host.
         try mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil, stage: "mount(/, rprivate)")
-        try mount("overlay", root, "overlay", 0, order.rootOverlay.mountOptions, stage: "mount(overlay, \(root))")
+        let rootOverlay = try idmapped(order.rootOverlay, name: "root")
+        try mount("overlay", root, "overlay", 0, rootOverlay.mountOptions, stage: "mount(overlay, \(root))")
         if let usr = order.usrOverlay {
-            try mount("overlay", root + "/usr", "overlay", 0, usr.mountOptions, stage: "mount(overlay, \(root)/usr)")
+            let usrOverlay = try idmapped(usr, name: "usr")
+            try mount("overlay", root + "/usr", "overlay", 0, usrOverlay.mountOptions, stage: "mount(overlay, \(root)/usr)")
         }
         try mountKernelFilesystems()
         try buildDev()
@@ -23,6 +28,22 @@ struct RootBuilder {
                   stage: "mount(tmpfs, \(root)/tmp)")
         try maskKernelInterfaces()
         try pivot()
+    }
+
+    /// The layout with each lower layer replaced by an idmapped view of it, mounted beside the
+    /// upper directory (in the sandbox's tmpfs, visible only in this mount namespace).
+    private func idmapped(_ layout: OverlayLayout, name: String) throws(OffswitchError) -> OverlayLayout {
+        guard userNamespace >= 0 else { return layout }
+        let base = String(layout.upper[..<(layout.upper.lastIndex(of: "/") ?? layout.upper.endIndex)])
+        var mapped = layout
+        mapped.lower = []
+        for (index, lower) in layout.lower.enumerated() {
+            let target = "\(base)/idmap-\(name)-\(index)"
+            try systemCall("mkdir(\(target))") { mkdir(target, 0o755) }
+            try systemCall("idmapped mount of \(lower) at \(target)") { ofs_idmapped_bind(lower, target, userNamespace) }
+            mapped.lower.append(target)
+        }
+        return mapped
     }
 
     private func mountKernelFilesystems() throws(OffswitchError) {

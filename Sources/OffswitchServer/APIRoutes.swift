@@ -55,7 +55,8 @@ struct APIRoutes {
             let id = try context.parameters.require("id")
             let sandbox = try await registry.sandbox(id)
             let body = try await request.decode(as: ExecBody.self, context: context)
-            var exec = try body.request()
+            var exec = try body.request(defaultUser: sandbox.spec.defaultUser,
+                                        defaultTimeout: sandbox.spec.commandTimeoutSeconds.map(Double.init))
             exec.environment = (await registry.environment(id)).merging(exec.environment) { $1 }
             let started = ContinuousClock.now
             do {

@@ -23,7 +23,7 @@ public actor SandboxRegistry {
 
     /// Creates a sandbox, writes its files, and registers it. On any failure nothing remains.
     public func create(_ body: CreateSandboxBody) async throws(OffswitchError) -> SandboxDocument {
-        let spec = try body.spec()
+        let spec = try body.spec(profile: try ProfileCatalog.loadBundled(body.profile ?? ProfileCatalog.defaultName))
         var files: [(String, [UInt8], UInt32, SandboxUser)] = []
         for (index, file) in (body.files ?? []).enumerated() {
             let field = "files[\(index)]"
@@ -39,7 +39,7 @@ public actor SandboxRegistry {
             try? await sandbox.destroy()
             throw error
         }
-        let entry = Entry(sandbox: sandbox, createdAt: unixNanoseconds(), profile: body.profile ?? "docker", environment: body.env ?? [:])
+        let entry = Entry(sandbox: sandbox, createdAt: unixNanoseconds(), profile: spec.profileName, environment: body.env ?? [:])
         entries[sandbox.id] = entry
         return Self.document(entry)
     }

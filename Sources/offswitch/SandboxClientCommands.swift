@@ -17,7 +17,7 @@ extension SandboxCommand {
 
         func run() throws {
             let body = CreateSandboxBody(
-                profile: options.profile, rootfs: options.rootfs, hostname: hostname,
+                profile: try options.daemonProfile(), rootfs: options.rootfs, hostname: hostname,
                 limits: .init(memory_mib: options.memory, pids: options.pids, cpus: options.cpus))
             let reply = try DaemonSandbox.translated { () throws(OffswitchError) in
                 try client.client.call("POST", "/v1/sandboxes", body: try DaemonSandbox.encode(body))

@@ -55,13 +55,16 @@ struct SandboxCommand: ParsableCommand {
 
         func run() throws {
             let stdin = interactive ? StandardStreams.readAll(0) : []
-            let request = ExecRequest(argv: command, stdin: stdin, user: options.user, timeoutSeconds: timeout)
             let document: ExecDocument
             do {
                 if !embedded, client.client.isReachable {
+                    let request = ExecRequest(argv: command, stdin: stdin, user: options.user ?? .agent, timeoutSeconds: timeout)
                     document = try runThroughDaemon(request)
                 } else {
-                    document = ExecDocument(try GuardedSandbox.run(try options.spec(), verbose: verbose) { sandbox in
+                    let spec = try options.spec()
+                    let request = ExecRequest(argv: command, stdin: stdin, user: options.user ?? spec.defaultUser,
+                                              timeoutSeconds: timeout ?? spec.commandTimeoutSeconds.map(Double.init))
+                    document = ExecDocument(try GuardedSandbox.run(spec, verbose: verbose) { sandbox in
                         try sandbox.exec(request)
                     })
                 }
@@ -73,12 +76,12 @@ struct SandboxCommand: ParsableCommand {
         }
 
         private func runThroughDaemon(_ request: ExecRequest) throws -> ExecDocument {
-            let create = CreateSandboxBody(profile: options.profile, rootfs: options.rootfs,
+            let create = CreateSandboxBody(profile: try options.daemonProfile(), rootfs: options.rootfs,
                                            limits: .init(memory_mib: options.memory, pids: options.pids, cpus: options.cpus))
             let daemon = client.client
             return try DaemonSandbox.run(daemon, create: create, verbose: verbose) { id throws(OffswitchError) in
                 let body = ExecBody(argv: request.argv, stdin_base64: request.stdin.isEmpty ? nil : Data(request.stdin).base64EncodedString(),
-                                    user: request.user.rawValue, timeout: request.timeoutSeconds)
+                                    user: options.user?.rawValue, timeout: request.timeoutSeconds)
                 let reply = try daemon.call("POST", "/v1/sandboxes/\(id)/exec", body: try DaemonSandbox.encode(body))
                 do {
                     return try APIJSON.decode(ExecDocument.self, from: reply)

@@ -19,8 +19,9 @@ struct ShellCommand: ParsableCommand {
             if verbose {
                 StandardStreams.err("offswitch: shell runs embedded: offswitchd has no terminal endpoint yet\n")
             }
-            code = try GuardedSandbox.run(try options.spec(), verbose: verbose) { sandbox in
-                let code = try TerminalSession(sandbox: sandbox, user: options.user).run()
+            let spec = try options.spec()
+            code = try GuardedSandbox.run(spec, verbose: verbose) { sandbox in
+                let code = try TerminalSession(sandbox: sandbox, user: options.user ?? spec.defaultUser).run()
                 if let shutdown = sandbox.shutdown {
                     StandardStreams.err("offswitch: sandbox shut down by signal \(shutdown.signal) from pid \(shutdown.senderPID) (uid \(shutdown.senderUID))\n")
                 }

@@ -66,7 +66,8 @@ struct APITests {
         let id = try #require(try daemon.curl("POST", "/v1/sandboxes", json: [:] as [String: Any]).json["id"] as? String)
         let cases: [(String, String, Any?, Int, String)] = [
             ("POST", "/v1/sandboxes", Data("{not json".utf8), 400, "invalid_request"),
-            ("POST", "/v1/sandboxes", ["profile": "nope"], 400, "invalid_argument"),
+            ("POST", "/v1/sandboxes", ["profile": "nope"], 400, "invalid_profile"),
+            ("POST", "/v1/sandboxes", ["profile": "/etc/passwd"], 400, "invalid_profile"),
             ("POST", "/v1/sandboxes", ["limits": ["memory_mib": 1]], 400, "invalid_argument"),
             ("POST", "/v1/sandboxes", ["files": [["path": "/x", "mode": "999"]]], 400, "invalid_argument"),
             ("POST", "/v1/sandboxes/\(id)/exec", ["argv": [] as [String]], 400, "invalid_argument"),

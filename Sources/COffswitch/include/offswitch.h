@@ -126,9 +126,22 @@ int ofs_loopback_up(void);
 /// Install a BPF seccomp filter (no_new_privs must already be set). flags: SECCOMP_FILTER_FLAG_*.
 /// Returns 0, a listener fd when NEW_LISTENER was asked for, or -1 with errno.
 int ofs_seccomp_install(const void *_Nonnull instructions, unsigned short count, unsigned int flags);
-/// Limit the capability bounding set to `keep` and set permitted/effective/inheritable to `keep`;
-/// clears ambient capabilities.
-int ofs_capabilities_limit(uint64_t keep);
+/// Limit the capability bounding set to `bound` (what any command can ever get) and set our own
+/// permitted and effective sets to `hold` (PID 1 may hold a few more, such as CAP_SETUID, to
+/// change identity for commands); clears inheritable and ambient capabilities.
+int ofs_capabilities_limit(uint64_t bound, uint64_t hold);
+
+// ---------------------------------------------------------------------------------------------
+// User namespaces (the `hardened` profile).
+
+/// A new user namespace whose ids 0..count-1 are host uid `uid`.. and gid `gid`..; returns an fd
+/// of it (O_CLOEXEC) or -1 with errno. Safe in a multi-threaded process: the short-lived child
+/// born in the namespace only blocks in read(2) and exits; the maps are written from here.
+int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count);
+/// Mounts a clone of (the top mount only) `source` at `target`, idmapped through the user namespace
+/// `userns_fd` (open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount). Returns 0 or -1/errno.
+int ofs_idmapped_bind(const char *_Nonnull source, const char *_Nonnull target, int userns_fd);
+int ofs_setns(int fd, int nstype);
 /// Current effective capability mask, or -1 on failure.
 int64_t ofs_capabilities_effective(void);
 /// Highest capability number the kernel knows.

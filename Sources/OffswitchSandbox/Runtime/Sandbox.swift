@@ -37,6 +37,11 @@ public final class Sandbox: Sendable {
 
     // MARK: create
 
+    /// Whether this host can run sandboxes at all (root, kernel features); one sentence if not.
+    public static func verifyHost() throws(OffswitchError) {
+        try HostEnvironment.shared.get()
+    }
+
     /// Builds and starts a sandbox. On failure nothing of it is left behind.
     public static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard) throws(OffswitchError) -> Sandbox {
         var clock = PhaseClock()
@@ -57,7 +62,8 @@ public final class Sandbox: Sendable {
         do throws(OffswitchError) {
             let ownerLock = try filesystem.claim(paths: paths)
             cleanup.append { try? filesystem.remove(); close(ownerLock) }
-            let layouts = try filesystem.create(hostname: hostname, source: spec.rootfs, upperBytes: spec.limits.upperBytes, paths: paths)
+            let layouts = try filesystem.create(hostname: hostname, source: spec.rootfs, upperBytes: spec.limits.upperBytes,
+                                                userNamespace: spec.userNamespace, paths: paths)
             clock.mark("state directory and tmpfs")
             let cgroups = try SandboxCgroups(id: id, limits: spec.limits, mounts: try HostEnvironment.cgroupMounts.get())
             clock.mark("cgroups")
@@ -91,13 +97,22 @@ public final class Sandbox: Sendable {
             try cgroups.addToLegacyGroups(pid: pid)
             clock.mark("cgroup placement")
 
+            var userNamespace: [Int32] = []
+            if let mapping = spec.userNamespace {
+                let fd = try systemCall("create user namespace (0 -> host uid \(mapping.hostUID), \(mapping.size) ids)") {
+                    ofs_userns_create(mapping.hostUID, mapping.hostGID, mapping.size)
+                }
+                userNamespace = [fd]
+            }
+            defer { for fd in userNamespace { close(fd) } }
             let order = SetupOrder(
                 hostname: hostname, rootMountPoint: filesystem.rootMountPoint, rootOverlay: layouts.root, usrOverlay: layouts.usr,
                 tmpSizeBytes: spec.limits.tmpBytes, agentUID: SandboxUser.agentUID, agentGID: SandboxUser.agentGID,
-                capabilityBound: spec.rootCapabilities.mask, seccompProgram: program,
+                capabilityBound: spec.rootCapabilities.mask, seccompProgram: program.program, seccompFlags: program.flags,
                 limits: [ResourceLimit(resource: Int32(RLIMIT_NOFILE.rawValue), soft: spec.limits.openFiles, hard: spec.limits.openFiles),
-                         ResourceLimit(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0)])
-            try control.send(.setup(order))
+                         ResourceLimit(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0)],
+                joinsUserNamespace: !userNamespace.isEmpty)
+            try control.send(.setup(order), descriptors: userNamespace)
             switch try control.receiveReport() {
             case .ready(let capabilities):
                 clock.mark("setup inside (mounts, pivot_root, seccomp)")

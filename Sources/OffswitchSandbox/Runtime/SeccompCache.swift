@@ -1,50 +1,63 @@
 import CSeccomp
+import FoundationEssentials
 import Glibc
 public import OffswitchCore
 import Synchronization
 
 /// Compiled seccomp programs, in memory and on disk under the state directory. Compiling
-/// Docker's profile (JSON plus libseccomp) costs tens of milliseconds, and every sandbox with the
-/// same policy file and capability set gets the same program.
+/// Docker's profile with libseccomp costs tens of milliseconds, and every sandbox with the same
+/// policy and capability set gets the same program.
 ///
-/// The disk key covers the policy file's identity (device, inode, size, modification time), the
-/// capability set, the libseccomp version and the kernel release, so any change recompiles.
+/// The key covers the policy itself (its canonical JSON), the capability set, the libseccomp
+/// version and the kernel release, so any change recompiles.
 final class SeccompCache: Sendable {
     static let shared = SeccompCache()
-    static let formatVersion = 1
+    static let formatVersion = 2
 
     private let programs = Mutex<[String: [UInt8]]>([:])
+    private let dockerDefault = Mutex<SeccompPolicy?>(nil)
 
-    func program(for spec: SandboxSpec, paths: StatePaths) throws(OffswitchError) -> [UInt8] {
-        let path: String
-        if let given = spec.seccompPolicyPath {
-            path = given
-        } else {
-            path = try BundledFiles.path("sandbox-profiles/seccomp/docker-default.json")
+    /// The policy a spec without one gets: Docker's default, as vendored.
+    func defaultPolicy() throws(OffswitchError) -> SeccompPolicy {
+        if let policy = dockerDefault.withLock({ $0 }) { return policy }
+        let path = try BundledFiles.path("sandbox-profiles/seccomp/docker-default.json")
+        let read = ProfileReader.readSeccompPolicy(path: path)
+        guard let policy = read.policy else {
+            throw OffswitchError(.invalidProfile, read.problems.filter { !$0.isWarning }.map(\.description).joined(separator: "\n"))
         }
-        let key = try cacheKey(policy: path, capabilities: spec.rootCapabilities)
+        dockerDefault.withLock { $0 = policy }
+        return policy
+    }
+
+    /// The program for a spec and the seccomp(2) flags its policy asks for.
+    func program(for spec: SandboxSpec, paths: StatePaths) throws(OffswitchError) -> (program: [UInt8], flags: UInt32) {
+        let policy: SeccompPolicy
+        if let given = spec.seccomp { policy = given } else { policy = try defaultPolicy() }
+        return (try program(policy, spec: spec, paths: paths), policy.flagBits)
+    }
+
+    private func program(_ policy: SeccompPolicy, spec: SandboxSpec, paths: StatePaths) throws(OffswitchError) -> [UInt8] {
+        let source = spec.seccompSource ?? "docker-default.json"
+        let key = cacheKey(policy: policy, capabilities: spec.rootCapabilities)
         if let cached = programs.withLock({ $0[key] }) { return cached }
         let file = paths.base + "/seccomp/" + key + ".bpf"
         if let stored = Self.load(file) {
             programs.withLock { $0[key] = stored }
             return stored
         }
-        let policy = try SeccompPolicy.load(path: path)
-        let output = try SeccompCompiler(capabilities: spec.rootCapabilities).compile(policy, source: path)
+        let output = try SeccompCompiler(capabilities: spec.rootCapabilities).compile(policy, source: source)
         programs.withLock { $0[key] = output.program }
         Self.store(output.program, at: file, paths: paths)
         return output.program
     }
 
-    private func cacheKey(policy path: String, capabilities: CapabilitySet) throws(OffswitchError) -> String {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            throw OffswitchError(.invalidProfile, "\(path): cannot read the seccomp policy", errno: errno)
-        }
+    private func cacheKey(policy: SeccompPolicy, capabilities: CapabilitySet) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let canonical = (try? encoder.encode(policy)).map { String(decoding: $0, as: UTF8.self) } ?? "\(policy)"
         let version = seccomp_version()!.pointee
         let identity = [
-            "v\(Self.formatVersion)", path, "\(info.st_dev)", "\(info.st_ino)", "\(info.st_size)",
-            "\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)", capabilities.hex,
+            "v\(Self.formatVersion)", canonical, capabilities.hex,
             "\(version.major).\(version.minor).\(version.micro)", "\(SeccompCompiler.runningKernel())",
         ].joined(separator: "|")
         // FNV-1a: a file name, not a security boundary (the directory is root's alone).

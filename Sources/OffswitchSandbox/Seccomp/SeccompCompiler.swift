@@ -74,6 +74,38 @@ public struct SeccompCompiler {
         return Output(program: try export(context, source: source), skippedSyscalls: skipped)
     }
 
+    /// The policy as this machine compiles it: rules whose includes/excludes do not hold are
+    /// gone, the rest lose their filters; names this libseccomp does not know are gone; archMap
+    /// becomes the architecture list. What `offswitch profile show` prints.
+    public func resolve(_ policy: SeccompPolicy) -> (policy: SeccompPolicy, droppedRules: Int, unknownSyscalls: [String]) {
+        var resolved = policy
+        var dropped = 0
+        var unknown: [String] = []
+        resolved.syscalls = policy.syscalls.compactMap { rule in
+            guard applies(rule) else {
+                dropped += 1
+                return nil
+            }
+            var rule = rule
+            rule.includes = nil
+            rule.excludes = nil
+            rule.names = rule.names.filter { name in
+                let known = seccomp_syscall_resolve_name(name) != cseccomp_nr_error()
+                if !known { unknown.append(name) }
+                return known
+            }
+            return rule.names.isEmpty ? nil : rule
+        }
+        var arches: [String] = []
+        let native = seccomp_arch_native()
+        for entry in policy.archMap ?? [] where Self.archToken(entry.architecture) == native {
+            arches += [entry.architecture] + (entry.subArchitectures ?? [])
+        }
+        resolved.architectures = arches + (policy.architectures ?? [])
+        resolved.archMap = nil
+        return (resolved, dropped, unknown)
+    }
+
     /// Docker's rule filters: `includes` must all hold, and no `excludes` may.
     func applies(_ rule: SeccompPolicy.Rule) -> Bool {
         if let include = rule.includes {
@@ -84,6 +116,7 @@ public struct SeccompCompiler {
         if let exclude = rule.excludes {
             if let caps = exclude.caps, caps.contains(where: capabilities.contains) { return false }
             if let arches = exclude.arches, arches.contains(goArchitecture) { return false }
+            if let minimum = exclude.minKernel, let wanted = Self.parseKernel(minimum), kernel >= wanted { return false }
         }
         return true
     }
@@ -97,15 +130,9 @@ public struct SeccompCompiler {
             }
         }
         names += policy.architectures ?? []
-        var tokens: [UInt32] = []
-        for name in names {
-            let token = Self.archToken(name)
-            guard token != 0 else {
-                throw OffswitchError(.invalidProfile, "\(source): unknown architecture \"\(name)\"")
-            }
-            tokens.append(token)
-        }
-        return tokens
+        // Names this libseccomp does not know were reported as warnings by the reader; like
+        // Docker, compile without them.
+        return names.map(Self.archToken).filter { $0 != 0 }
     }
 
     /// `SCMP_ARCH_X86_64` -> libseccomp's token; 0 when unknown.

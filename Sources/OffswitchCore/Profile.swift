@@ -1,0 +1,90 @@
+/// A sandbox profile: the seccomp, capability, namespace and limit policy of a sandbox, as read
+/// from `sandbox-profiles/NAME.yaml` (format in docs/profiles.md). Reading and checking files
+/// lives in OffswitchSandbox's `Profiles/`; this is the value they produce.
+public struct Profile: Sendable, Equatable, Codable {
+    public var name: String
+    public var description: String
+    /// The profile file it came from.
+    public var source: String
+    public var seccomp: SeccompPolicy
+    /// Where the seccomp policy came from: a JSON file, or `FILE: seccomp` when inline.
+    public var seccompSource: String
+    /// Syscalls the evidence recorder is to see (with their arguments), allowed or not.
+    public var record: [RecordedSyscall]
+    /// Capabilities of commands run as root inside.
+    public var capabilities: CapabilitySet
+    /// nil: no user namespace (root inside is root on the host, with the capabilities above).
+    public var userNamespace: UserNamespaceMapping?
+    public var network: NetworkMode
+    public var limits: ResourceLimits
+    /// Default wall-clock limit of one command in seconds; nil means none.
+    public var commandTimeoutSeconds: Int?
+    public var rootfs: RootfsSource
+    /// Who commands run as unless a request says otherwise.
+    public var user: SandboxUser
+
+    public init(name: String, description: String = "", source: String, seccomp: SeccompPolicy, seccompSource: String,
+                record: [RecordedSyscall] = [], capabilities: CapabilitySet = .dockerDefault,
+                userNamespace: UserNamespaceMapping? = nil, network: NetworkMode = .none, limits: ResourceLimits = .defaults,
+                commandTimeoutSeconds: Int? = nil, rootfs: RootfsSource = .host, user: SandboxUser = .agent) {
+        self.name = name
+        self.description = description
+        self.source = source
+        self.seccomp = seccomp
+        self.seccompSource = seccompSource
+        self.record = record
+        self.capabilities = capabilities
+        self.userNamespace = userNamespace
+        self.network = network
+        self.limits = limits
+        self.commandTimeoutSeconds = commandTimeoutSeconds
+        self.rootfs = rootfs
+        self.user = user
+    }
+
+    /// The runtime spec this profile describes.
+    public var sandboxSpec: SandboxSpec {
+        var spec = SandboxSpec(rootfs: rootfs, limits: limits, rootCapabilities: capabilities)
+        spec.profileName = name
+        spec.seccomp = seccomp
+        spec.seccompSource = seccompSource
+        spec.record = record
+        spec.userNamespace = userNamespace
+        spec.commandTimeoutSeconds = commandTimeoutSeconds
+        spec.defaultUser = user
+        return spec
+    }
+}
+
+/// A syscall the recorder is to see, optionally only when its arguments match.
+public struct RecordedSyscall: Sendable, Equatable, Codable {
+    public var name: String
+    public var args: [SeccompPolicy.Argument]
+
+    public init(name: String, args: [SeccompPolicy.Argument] = []) {
+        self.name = name
+        self.args = args
+    }
+}
+
+/// A user namespace in which uid and gid 0 inside are `hostUID` and `hostGID` outside, for
+/// `size` consecutive ids.
+public struct UserNamespaceMapping: Sendable, Equatable, Codable {
+    public var hostUID: UInt32
+    public var hostGID: UInt32
+    public var size: UInt32
+
+    public static let standard = UserNamespaceMapping(hostUID: 100_000, hostGID: 100_000, size: 65_536)
+
+    public init(hostUID: UInt32, hostGID: UInt32, size: UInt32) {
+        self.hostUID = hostUID
+        self.hostGID = hostGID
+        self.size = size
+    }
+}
+
+/// What network a sandbox has. Only `none` (a network namespace with loopback alone) exists:
+/// an agent under test must not reach anything.
+public enum NetworkMode: String, Sendable, Equatable, Codable, CaseIterable {
+    case none
+}
