@@ -384,24 +384,14 @@ static int write_text(const char *path, const char *text) {
 }
 
 int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count) {
-    int gate[2];
-    if (pipe2(gate, O_CLOEXEC) != 0) return -1;
-    // A raw clone: no atfork handlers run, and the child touches nothing but two syscalls.
+    // A raw clone: no atfork handlers run, and the child only pauses until it is killed. It
+    // waits for a signal, not for a pipe's EOF: a sibling child cloned by another thread at the
+    // same moment would inherit the pipe's write end and keep it open for ever.
     pid_t child = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
-    if (child < 0) {
-        int saved = errno;
-        close(gate[0]);
-        close(gate[1]);
-        errno = saved;
-        return -1;
-    }
+    if (child < 0) return -1;
     if (child == 0) {
-        char byte;
-        close(gate[1]);
-        while (read(gate[0], &byte, 1) < 0 && errno == EINTR) {}
-        syscall(SYS_exit, 0);
+        for (;;) syscall(SYS_pause);
     }
-    close(gate[0]);
     char path[64], map[64];
     int fd = -1, saved = 0;
     snprintf(map, sizeof map, "0 %u %u\n", uid, count);
@@ -414,7 +404,7 @@ int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count) {
     fd = open(path, O_RDONLY | O_CLOEXEC);
 done:
     saved = errno;
-    close(gate[1]);
+    kill(child, SIGKILL);
     while (waitpid(child, NULL, __WALL) < 0 && errno == EINTR) {}
     errno = saved;
     return fd;

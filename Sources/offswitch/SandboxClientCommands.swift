@@ -39,7 +39,7 @@ extension SandboxCommand {
                 """)
         @OptionGroup var client: ClientOptions
         @Argument(help: "The sandbox id.") var id: String
-        @Option(name: .long, help: "Run as 'user' or 'root'.") var user: SandboxUser = .agent
+        @Option(name: .long, help: "Run as 'user' or 'root' (default: the sandbox profile's, normally user).") var user: SandboxUser?
         @Option(name: .long, help: "Working directory (default: the user's home).") var cwd: String?
         @Option(name: [.short, .customLong("env")], help: "KEY=VALUE added to the environment (repeatable).") var env: [String] = []
         @Option(name: .long, help: "Kill the command's whole process tree after this many seconds.") var timeout: Double?
@@ -60,7 +60,7 @@ extension SandboxCommand {
             }
             let stdin = interactive ? StandardStreams.readAll(0) : []
             let body = ExecBody(argv: command, stdin_base64: stdin.isEmpty ? nil : Data(stdin).base64EncodedString(), cwd: cwd,
-                                env: environment, user: user.rawValue, timeout: timeout)
+                                env: environment, user: user?.rawValue, timeout: timeout)
             let reply = try DaemonSandbox.translated { () throws(OffswitchError) in
                 try client.client.call("POST", "/v1/sandboxes/\(id)/exec", body: try DaemonSandbox.encode(body))
             }

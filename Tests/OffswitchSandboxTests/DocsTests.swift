@@ -1,4 +1,6 @@
 import Foundation
+import OffswitchCore
+import OffswitchSandbox
 import Testing
 
 @Suite("Documented formats")
@@ -26,5 +28,18 @@ struct DocsTests {
         #expect(Set((documented["truncated"] as? [String: Any] ?? [:]).keys) == Set((actual["truncated"] as? [String: Any] ?? [:]).keys))
         #expect(documented["exit_code"] as? Int == actual["exit_code"] as? Int)
         #expect(documented["stdout"] as? String == actual["stdout"] as? String)
+    }
+
+    @Test("The full example in docs/profiles.md is a valid profile, and its docker fields match docker.yaml")
+    func profileExample() throws {
+        let text = try String(contentsOfFile: Self.docsDirectory() + "/profiles.md", encoding: .utf8)
+        let block = try #require(text.components(separatedBy: "```yaml\n").dropFirst().first?.components(separatedBy: "\n```").first)
+        let outcome = ProfileReader.read(text: block, file: try ProfileCatalog.directory() + "/example.yaml")
+        let example = try #require(outcome.profile, "\(outcome.errors)")
+        let docker = try ProfileCatalog.load("docker")
+        #expect(example.record.contains(RecordedSyscall(name: "kill", args: [SeccompPolicy.Argument(index: 0, value: 1, op: "SCMP_CMP_EQ")])))
+        #expect(example.commandTimeoutSeconds == 600)
+        #expect(example.capabilities == docker.capabilities && example.limits == docker.limits && example.seccomp == docker.seccomp)
+        #expect(example.description == docker.description && example.user == docker.user && example.rootfs == docker.rootfs)
     }
 }

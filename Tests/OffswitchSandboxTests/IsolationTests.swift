@@ -15,9 +15,9 @@ struct IsolationTests {
         #expect(comm.stdout == "offswitch-init\n")
     }
 
-    @Test("Only the sandbox's processes, its own hostname, only lo")
-    func namespaces() throws {
-        try withSandbox { (sandbox: Sandbox) throws in
+    @Test("Only the sandbox's processes, its own hostname, only lo", arguments: bundledProfiles)
+    func namespaces(profile: String) throws {
+        try withSandbox(try profileSpec(profile)) { (sandbox: Sandbox) throws in
             let procs = try sandbox.bash("ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '")
             let pids = procs.out.split(separator: " ").compactMap { Int($0) }
             #expect(pids.first == 1)
@@ -36,17 +36,17 @@ struct IsolationTests {
         }
     }
 
-    @Test("Writes as root vanish with the sandbox; host secrets and homes are not there")
-    func throwawayRoot() throws {
-        let probe = "offswitch-probe-\(getpid())"
-        let run = try runCLI(["sandbox", "run", "--user", "root", "--", "sh", "-c",
+    @Test("Writes as root vanish with the sandbox; host secrets and homes are not there", arguments: bundledProfiles)
+    func throwawayRoot(profile: String) throws {
+        let probe = "offswitch-probe-\(getpid())-\(profile)"
+        let run = try runCLI(["sandbox", "run", "--profile", profile, "--user", "root", "--", "sh", "-c",
                               "echo x > /etc/\(probe) && echo y > /usr/bin/\(probe) && cat /etc/\(probe) /usr/bin/\(probe)"])
         #expect(run.status == 0, "stderr: \(run.stderr)")
         #expect(run.stdout == "x\ny\n")
         #expect(access("/etc/\(probe)", F_OK) != 0)
         #expect(access("/usr/bin/\(probe)", F_OK) != 0)
 
-        try withSandbox { (sandbox: Sandbox) throws in
+        try withSandbox(try profileSpec(profile)) { (sandbox: Sandbox) throws in
             // Host markers that must not show through.
             let marker = "/root/.offswitch-host-marker-\(getpid())"
             FileManager.default.createFile(atPath: marker, contents: Data("secret".utf8))
@@ -64,13 +64,13 @@ struct IsolationTests {
         }
     }
 
-    @Test("The project directory and /tmp of the host are not visible")
-    func noHostDirectories() throws {
+    @Test("The project directory and /tmp of the host are not visible", arguments: bundledProfiles)
+    func noHostDirectories(profile: String) throws {
         let cwd = FileManager.default.currentDirectoryPath
         let marker = "/tmp/offswitch-host-tmp-\(getpid())"
         FileManager.default.createFile(atPath: marker, contents: Data())
         defer { unlink(marker) }
-        try withSandbox { (sandbox: Sandbox) throws in
+        try withSandbox(try profileSpec(profile)) { (sandbox: Sandbox) throws in
             let result = try sandbox.bash("ls -d \(cwd) \(marker) /work /opt/* 2>&1; mount | grep -c overlay", user: .root)
             #expect(result.out.contains("cannot access '\(cwd)': No such file or directory"), "\(result.out)")
             #expect(result.out.contains("cannot access '\(marker)': No such file or directory"), "\(result.out)")

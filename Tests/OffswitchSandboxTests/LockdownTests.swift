@@ -33,9 +33,9 @@ struct LockdownTests {
         }
     }
 
-    @Test("PID 1's executable cannot be written, read or traced from inside, even by root")
-    func initExecutableSealed() throws {
-        try withSandbox { (sandbox: Sandbox) throws in
+    @Test("PID 1's executable cannot be written, read or traced from inside, even by root", arguments: bundledProfiles)
+    func initExecutableSealed(profile: String) throws {
+        try withSandbox(try profileSpec(profile)) { (sandbox: Sandbox) throws in
             for user in SandboxUser.allCases {
                 let result = try sandbox.bash("""
                     (echo x >> /proc/1/exe) 2>/dev/null && echo WROTE-EXE; \
@@ -51,9 +51,9 @@ struct LockdownTests {
         }
     }
 
-    @Test("SIGKILL and SIGSTOP from inside do not end PID 1; the sandbox keeps serving")
-    func initIgnoresKill() throws {
-        try withSandbox { (sandbox: Sandbox) throws in
+    @Test("SIGKILL and SIGSTOP from inside do not end PID 1; the sandbox keeps serving", arguments: bundledProfiles)
+    func initIgnoresKill(profile: String) throws {
+        try withSandbox(try profileSpec(profile)) { (sandbox: Sandbox) throws in
             _ = try sandbox.bash("kill -KILL 1; kill -STOP 1; kill -INT 1; kill -HUP 1; true", user: .root)
             #expect(sandbox.end == nil)
             #expect(try sandbox.exec(ExecRequest(argv: ["true"])).exitCode == 0)

@@ -6,9 +6,9 @@ import Testing
 
 @Suite("A real shutdown", needsRoot)
 struct ShutdownTests {
-    @Test("user's kill -s TERM 1 ends everything; the sender is recorded; later execs fail")
-    func agentShutsDown() throws {
-        try withSandbox { (sandbox: Sandbox) throws in
+    @Test("user's kill -s TERM 1 ends everything; the sender is recorded; later execs fail", arguments: bundledProfiles)
+    func agentShutsDown(profile: String) throws {
+        try withSandbox(try profileSpec(profile)) { (sandbox: Sandbox) throws in
             try sandbox.writeFile("/home/user/before.txt", Array("kept\n".utf8))
             let started = Date()
             let result = try sandbox.bash("echo $$ > /tmp/sender; kill -s TERM 1; sleep 5; echo survived")

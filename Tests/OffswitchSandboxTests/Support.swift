@@ -20,6 +20,14 @@ extension Sandbox {
     }
 }
 
+/// The bundled profiles; isolation and lockdown tests run once with each.
+let bundledProfiles = ["docker", "hardened", "observe"]
+
+/// The spec of a bundled profile.
+func profileSpec(_ name: String) throws -> SandboxSpec {
+    try ProfileCatalog.load(name).sandboxSpec
+}
+
 /// A sandbox destroyed when the test body returns, whatever happens.
 func withSandbox<R>(_ spec: SandboxSpec = SandboxSpec(), _ body: (Sandbox) throws -> R) throws -> R {
     let sandbox = try Sandbox.create(spec)

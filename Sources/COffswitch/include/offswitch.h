@@ -136,7 +136,7 @@ int ofs_capabilities_limit(uint64_t bound, uint64_t hold);
 
 /// A new user namespace whose ids 0..count-1 are host uid `uid`.. and gid `gid`..; returns an fd
 /// of it (O_CLOEXEC) or -1 with errno. Safe in a multi-threaded process: the short-lived child
-/// born in the namespace only blocks in read(2) and exits; the maps are written from here.
+/// born in the namespace only pauses until it is killed; the maps are written from here.
 int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count);
 /// Mounts a clone of (the top mount only) `source` at `target`, idmapped through the user namespace
 /// `userns_fd` (open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount). Returns 0 or -1/errno.
