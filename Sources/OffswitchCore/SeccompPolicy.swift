@@ -91,11 +91,11 @@ public struct SeccompPolicy: Sendable, Equatable, Codable {
     public static let comparators: Set<String> = [
         "SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ",
     ]
-    /// The `flags` seccomp(2) accepts from a policy, with their kernel values. NEW_LISTENER is
-    /// Offswitch's own business (the recorder), so a policy cannot ask for it.
+    /// The `flags` seccomp(2) accepts from a policy, with their kernel values. NEW_LISTENER and
+    /// WAIT_KILLABLE_RECV (valid only with a listener) are Offswitch's own business: the
+    /// recorder's listener, so a policy cannot ask for them.
     public static let filterFlags: [String: UInt32] = [
         "SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2, "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
-        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 32,
     ]
     /// The architecture names Docker's `includes.arches` and `excludes.arches` use: Go's, plus
     /// libseccomp's short names (Docker's own profile writes `x86` and `x32`).

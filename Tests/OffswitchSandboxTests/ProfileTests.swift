@@ -91,6 +91,7 @@ struct ProfileTests {
         ("name: probe", "nmae: probe", "nmae: unknown field"),
         ("name: probe\n", "", "name: missing"),
         ("defaultAction: SCMP_ACT_ALLOW", "defaultAction: SCMP_ACT_ALLOW\n  flags: [SECCOMP_FILTER_FLAG_NEW_LISTENER]", "seccomp.flags[0]: the listener belongs to Offswitch's recorder"),
+        ("defaultAction: SCMP_ACT_ALLOW", "defaultAction: SCMP_ACT_ALLOW\n  flags: [SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV]", "seccomp.flags[0]: the listener belongs to Offswitch's recorder"),
         ("action: SCMP_ACT_LOG", "action: SCMP_ACT_LOG\n      includes: {minKernel: five}", "seccomp.syscalls[2].includes.minKernel: expected a kernel version"),
         ("action: SCMP_ACT_LOG", "action: SCMP_ACT_LOG\n      includes: {caps: [CAP_WIZARD]}", "seccomp.syscalls[2].includes.caps[0]: unknown capability \"CAP_WIZARD\""),
         ("- names: [getpid]", "- names: getpid", "seccomp.syscalls[0].names: expected a list, found \"getpid\""),

@@ -88,6 +88,18 @@ struct SeccompActionTests {
         }
     }
 
+    @Test("Policy flags are passed to seccomp(2), which accepts LOG, SPEC_ALLOW and TSYNC")
+    func flags() throws {
+        var spec = SandboxSpec()
+        spec.seccomp = SeccompPolicy(
+            defaultAction: "SCMP_ACT_ALLOW",
+            syscalls: [SeccompPolicy.Rule(names: ["getpriority"], action: "SCMP_ACT_ERRNO", errnoRet: 42)],
+            flags: ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"])
+        #expect(spec.seccomp?.flagBits == 7)
+        let result = try Self.run(spec)
+        #expect(result.out == "-1 42 -\n", "\(result.err)")
+    }
+
     @Test("Docker's profile as in Docker: keyctl and unshare EPERM without CAP_SYS_ADMIN, clone3 ENOSYS")
     func dockerBehaviour() throws {
         let script = """

@@ -59,6 +59,27 @@ struct APITests {
         #expect((state["shutdown"] as? [String: Any])?["sender_uid"] as? Int == 1000)
     }
 
+    @Test("Profiles by name: hardened runs in its user namespace; limits in the body override the profile's")
+    func profiles() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let created = try daemon.curl("POST", "/v1/sandboxes", json: ["profile": "hardened", "limits": ["pids": 100]] as [String: Any]).json
+        let id = try #require(created["id"] as? String, "\(created)")
+        #expect(created["profile"] as? String == "hardened")
+        let exec = try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", json: [
+            "argv": ["sh", "-c", "cat /proc/self/uid_map; grep CapEff /proc/self/status"],
+            "user": "root"])
+        let lines = (exec.json["stdout"] as? String ?? "").split(separator: "\n").map { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ") }
+        #expect(lines.first == "0 100000 65536", "\(exec.text)")
+        #expect(lines.dropFirst().first == "CapEff: 0000000000000000", "\(exec.text)")
+        // The body's pids limit, seen from the host (cgroup v1 on hybrid hosts, v2 on pure ones).
+        let limit = ["/sys/fs/cgroup/pids/offswitch/\(id)/pids.max", "/sys/fs/cgroup/offswitch/\(id)/pids.max"]
+            .compactMap { try? String(contentsOfFile: $0, encoding: .utf8) }.first
+        #expect(limit == "100\n")
+        let docker = try daemon.curl("POST", "/v1/sandboxes", json: [:] as [String: Any]).json
+        #expect(docker["profile"] as? String == "docker")
+    }
+
     @Test("Every error status, as JSON naming what is wrong")
     func errors() throws {
         let daemon = try DaemonHarness()

@@ -37,7 +37,7 @@ enum SeccompPolicyReader {
             flags = items.compactMap { item in
                 guard let name = item.string() else { return nil }
                 guard SeccompPolicy.filterFlags[name] != nil else {
-                    if name == "SECCOMP_FILTER_FLAG_NEW_LISTENER" {
+                    if name == "SECCOMP_FILTER_FLAG_NEW_LISTENER" || name == "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" {
                         item.error("the listener belongs to Offswitch's recorder; a policy cannot ask for it")
                     } else {
                         item.error("unknown flag \"\(name)\" (known: \(SeccompPolicy.filterFlags.keys.sorted().joined(separator: ", ")))")
