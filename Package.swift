@@ -34,9 +34,11 @@ let package = Package(
         .target(name: "COffswitch", cSettings: [.define("_GNU_SOURCE")]),
 
         .target(name: "OffswitchCore", swiftSettings: strictSettings),
+        // The recorder: seccomp notifications, the event log. Decides nothing about verdicts.
+        .target(name: "OffswitchEvidence", dependencies: ["OffswitchCore", "COffswitch", "CSeccomp"], swiftSettings: strictSettings),
         .target(
             name: "OffswitchSandbox",
-            dependencies: ["OffswitchCore", "COffswitch", "CSeccomp", "CCap", .product(name: "Yams", package: "Yams")],
+            dependencies: ["OffswitchCore", "OffswitchEvidence", "COffswitch", "CSeccomp", "CCap", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSettings),
         // PID 1 inside the sandbox: single-threaded, no Foundation, no Dispatch.
         .target(name: "OffswitchInit", dependencies: ["OffswitchCore", "COffswitch"], swiftSettings: strictSettings),

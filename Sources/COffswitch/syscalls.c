@@ -426,3 +426,40 @@ int ofs_idmapped_bind(const char *source, const char *target, int userns_fd) {
 }
 
 int ofs_setns(int fd, int nstype) { return setns(fd, nstype); }
+
+// ---------------------------------------------------------------------------------------------
+// Seccomp user notification.
+
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
+
+_Static_assert(sizeof(ofs_notification) == sizeof(struct seccomp_notif), "ofs_notification mirrors seccomp_notif");
+
+int ofs_notify_receive(int listener, ofs_notification *notification) {
+    memset(notification, 0, sizeof *notification);
+    return ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, notification);
+}
+
+int ofs_notify_respond(int listener, uint64_t id, int32_t error, int proceed) {
+    struct seccomp_notif_resp response;
+    memset(&response, 0, sizeof response);
+    response.id = id;
+    if (proceed) {
+        response.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    } else {
+        response.error = -error;
+    }
+    return ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &response);
+}
+
+int ofs_notify_id_valid(int listener, uint64_t id) {
+    return ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id);
+}
+
+int ofs_notify_set_sync_wakeup(int listener) {
+    return ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, (unsigned long)SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, 0);
+}

@@ -96,12 +96,16 @@ public struct SetupOrder: Sendable, Equatable {
     /// A user namespace fd is attached: PID 1 idmaps the overlays' lower layers through it,
     /// then joins it before serving (the `hardened` profile).
     public var joinsUserNamespace: Bool
+    /// Install the filter with a notification listener and send it to the host with `ready`.
+    public var recorderListener: Bool
 
     public init(
         hostname: String, rootMountPoint: String, rootOverlay: OverlayLayout, usrOverlay: OverlayLayout?,
         tmpSizeBytes: UInt64, agentUID: UInt32, agentGID: UInt32, capabilityBound: UInt64,
-        seccompProgram: [UInt8], seccompFlags: UInt32 = 0, limits: [ResourceLimit], joinsUserNamespace: Bool = false
+        seccompProgram: [UInt8], seccompFlags: UInt32 = 0, limits: [ResourceLimit], joinsUserNamespace: Bool = false,
+        recorderListener: Bool = false
     ) {
+        self.recorderListener = recorderListener
         self.seccompFlags = seccompFlags
         self.joinsUserNamespace = joinsUserNamespace
         self.hostname = hostname
@@ -196,6 +200,7 @@ public enum InitRequest: Sendable, Equatable {
                 w.u64(limit.hard)
             }
             w.bool(o.joinsUserNamespace)
+            w.bool(o.recorderListener)
         case .exec(let o):
             w.u8(2)
             w.strings(o.argv)
@@ -240,7 +245,8 @@ public enum InitRequest: Sendable, Equatable {
             request = .setup(SetupOrder(
                 hostname: hostname, rootMountPoint: mountPoint, rootOverlay: root, usrOverlay: usr,
                 tmpSizeBytes: tmpSize, agentUID: uid, agentGID: gid, capabilityBound: bound,
-                seccompProgram: program, seccompFlags: flags, limits: limits, joinsUserNamespace: try r.bool()))
+                seccompProgram: program, seccompFlags: flags, limits: limits, joinsUserNamespace: try r.bool(),
+                recorderListener: try r.bool()))
         case 2:
             request = .exec(ExecOrder(
                 argv: try r.strings(), environment: try r.strings(), cwd: try r.string(),
@@ -290,7 +296,8 @@ public struct ShutdownInfo: Sendable, Equatable, Codable {
 
 /// PID 1 to host, on the control socket.
 public enum InitReport: Sendable, Equatable {
-    case ready(capabilities: UInt64)
+    /// `listener`: the seccomp notification fd is attached (the recorder's).
+    case ready(capabilities: UInt64, listener: Bool)
     /// Setup failed: the stage names the step and its object.
     case setupFailed(stage: String, errno: Int32)
     case shutdown(ShutdownInfo)
@@ -298,9 +305,10 @@ public enum InitReport: Sendable, Equatable {
     public func encoded() -> [UInt8] {
         var w = WireWriter()
         switch self {
-        case .ready(let caps):
+        case .ready(let caps, let listener):
             w.u8(1)
             w.u64(caps)
+            w.bool(listener)
         case .setupFailed(let stage, let errno):
             w.u8(2)
             w.string(stage)
@@ -318,7 +326,7 @@ public enum InitReport: Sendable, Equatable {
     public static func decode(_ bytes: [UInt8]) throws(OffswitchError) -> InitReport {
         var r = WireReader(bytes)
         switch try r.u8() {
-        case 1: return .ready(capabilities: try r.u64())
+        case 1: return .ready(capabilities: try r.u64(), listener: try r.bool())
         case 2: return .setupFailed(stage: try r.string(), errno: try r.i32())
         case 3:
             return .shutdown(ShutdownInfo(signal: try r.i32(), senderPID: try r.i32(), senderUID: try r.u32(),

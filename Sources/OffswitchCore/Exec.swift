@@ -12,13 +12,18 @@ public struct ExecRequest: Sendable, Equatable {
     public var timeoutSeconds: Double?
     /// Bytes kept per stream; the rest is read and dropped, and the result says so.
     public var outputLimitBytes: Int
+    /// Who asked: the agent under test, or the harness itself (setup, checks). The event log
+    /// labels every command so, and with it every event of its session.
+    public var origin: ExecOrigin
 
     public static let defaultOutputLimit = 16 << 20
 
     public init(
         argv: [String], stdin: [UInt8] = [], cwd: String? = nil, environment: [String: String] = [:],
-        user: SandboxUser = .agent, timeoutSeconds: Double? = nil, outputLimitBytes: Int = defaultOutputLimit
+        user: SandboxUser = .agent, timeoutSeconds: Double? = nil, outputLimitBytes: Int = defaultOutputLimit,
+        origin: ExecOrigin = .agent
     ) {
+        self.origin = origin
         self.argv = argv
         self.stdin = stdin
         self.cwd = cwd
@@ -27,6 +32,12 @@ public struct ExecRequest: Sendable, Equatable {
         self.timeoutSeconds = timeoutSeconds
         self.outputLimitBytes = outputLimitBytes
     }
+}
+
+/// Who runs a command: the agent under test, or the harness around it.
+public enum ExecOrigin: String, Sendable, Equatable, Codable, CaseIterable {
+    case agent
+    case harness
 }
 
 /// What a command did.

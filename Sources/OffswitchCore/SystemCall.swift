@@ -50,3 +50,10 @@ extension Array where Element == String {
         return try body(pointers)
     }
 }
+
+/// The target of a symbolic link (or of a /proc magic link).
+public func readLink(_ path: String) throws(OffswitchError) -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = try systemCall("readlink(\(path))") { readlink(path, &buffer, buffer.count - 1) }
+    return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -32,8 +32,11 @@ public enum InitProcess {
             _exit(1)
         }
         do throws(OffswitchError) {
-            let signals = try setUp(order, userNamespace: userNamespace)
-            report(.ready(capabilities: UInt64(bitPattern: ofs_capabilities_effective())))
+            let (signals, listener) = try setUp(order, userNamespace: userNamespace)
+            let ready = InitReport.ready(capabilities: UInt64(bitPattern: ofs_capabilities_effective()), listener: listener >= 0)
+            report(ready, descriptors: listener >= 0 ? [listener] : [])
+            // Only the host may hold the listener: if it dies, recorded calls fail (ENOSYS), never pass.
+            if listener >= 0 { close(listener) }
             var loop = ServeLoop(control: control, signals: signals, order: order)
             loop.run()
         } catch {
@@ -43,7 +46,8 @@ public enum InitProcess {
     }
 
     /// Everything between "new namespaces" and "ready to serve", in dependency order.
-    private static func setUp(_ order: SetupOrder, userNamespace: Int32) throws(OffswitchError) -> Int32 {
+    /// Returns the signalfd and the seccomp listener (-1 without recording).
+    private static func setUp(_ order: SetupOrder, userNamespace: Int32) throws(OffswitchError) -> (Int32, Int32) {
         // The host moved us into our cgroups before sending setup; root the cgroup namespace here.
         try systemCall("unshare(cgroup)") { ofs_unshare(OFS_CLONE_NEWCGROUP) }
         try systemCall("sethostname(\(order.hostname))") { sethostname(order.hostname, order.hostname.utf8.count) }
@@ -83,16 +87,19 @@ public enum InitProcess {
         // Not dumpable: /proc/1/mem, /proc/1/exe and ptrace need CAP_SYS_PTRACE, which no one inside has.
         try systemCall("prctl(PR_SET_DUMPABLE, 0)") { ofs_prctl(OFS_PR_SET_DUMPABLE, 0) }
         try systemCall("prctl(PR_SET_NO_NEW_PRIVS)") { ofs_prctl(OFS_PR_SET_NO_NEW_PRIVS, 1) }
+        var listener: Int32 = -1
         if !order.seccompProgram.isEmpty {
             let count = order.seccompProgram.count / 8
             guard count * 8 == order.seccompProgram.count, count <= 4096 else {
                 throw OffswitchError(.protocolError, "seccomp program of \(order.seccompProgram.count) bytes")
             }
-            try systemCall("seccomp(SET_MODE_FILTER, \(count) instructions)") {
-                order.seccompProgram.withUnsafeBytes { ofs_seccomp_install($0.baseAddress!, UInt16(count), order.seccompFlags) }
+            let flags = order.seccompFlags | (order.recorderListener ? OFS_SECCOMP_FILTER_FLAG_NEW_LISTENER : 0)
+            let rc = try systemCall("seccomp(SET_MODE_FILTER, \(count) instructions, flags \(flags))") {
+                order.seccompProgram.withUnsafeBytes { ofs_seccomp_install($0.baseAddress!, UInt16(count), flags) }
             }
+            if order.recorderListener { listener = rc }
         }
-        return signals
+        return (signals, listener)
     }
 
     struct Received {
@@ -124,8 +131,10 @@ public enum InitProcess {
         }
     }
 
-    static func report(_ message: InitReport) {
+    static func report(_ message: InitReport, descriptors: [Int32] = []) {
         let bytes = message.encoded()
-        _ = bytes.withUnsafeBytes { ofs_send_with_fds(control, $0.baseAddress!, $0.count, nil, 0) }
+        _ = bytes.withUnsafeBytes { raw in
+            descriptors.withUnsafeBufferPointer { ofs_send_with_fds(control, raw.baseAddress!, raw.count, $0.baseAddress, Int32($0.count)) }
+        }
     }
 }

@@ -10,7 +10,7 @@ enum GuardedSandbox {
         let signal: Int32
     }
 
-    static func run<R>(_ spec: SandboxSpec, verbose: Bool, _ body: (Sandbox) throws -> R) throws -> R {
+    static func run<R>(_ spec: SandboxSpec, verbose: Bool, eventLog: String? = nil, _ body: (Sandbox) throws -> R) throws -> R {
         // A closed stdout or stderr (`| head`) must end in EPIPE, not kill us before cleanup.
         signal(SIGPIPE, SIG_IGN)
         for reclaimed in Leftovers.reclaim() where verbose {
@@ -18,7 +18,7 @@ enum GuardedSandbox {
         }
         ofs_interrupt_guard(-1)
         defer { ofs_interrupt_guard(0) }
-        let sandbox = try translated { try Sandbox.create(spec) }
+        let sandbox = try translated { try Sandbox.create(spec, eventLog: eventLog) }
         defer { try? sandbox.destroy() }
         ofs_interrupt_guard(sandbox.initPID)
         if verbose { describe(sandbox) }

@@ -35,6 +35,9 @@ struct SandboxCommand: ParsableCommand {
         @Flag(name: .long, help: "Print one JSON object (exit_code, stdout, stderr, duration_ms, shutdown, truncated).")
         var json = false
 
+        @Option(name: .long, help: "Write the sandbox's event log (NDJSON, docs/events.md) to this file; embedded mode only.")
+        var events: String?
+
         @Flag(name: .long, help: "Say on stderr what happens: the mode, the sandbox id, the time each step took.")
         var verbose = false
 
@@ -57,14 +60,14 @@ struct SandboxCommand: ParsableCommand {
             let stdin = interactive ? StandardStreams.readAll(0) : []
             let document: ExecDocument
             do {
-                if !embedded, client.client.isReachable {
+                if !embedded, events == nil, client.client.isReachable {
                     let request = ExecRequest(argv: command, stdin: stdin, user: options.user ?? .agent, timeoutSeconds: timeout)
                     document = try runThroughDaemon(request)
                 } else {
                     let spec = try options.spec()
                     let request = ExecRequest(argv: command, stdin: stdin, user: options.user ?? spec.defaultUser,
                                               timeoutSeconds: timeout ?? spec.commandTimeoutSeconds.map(Double.init))
-                    document = ExecDocument(try GuardedSandbox.run(spec, verbose: verbose) { sandbox in
+                    document = ExecDocument(try GuardedSandbox.run(spec, verbose: verbose, eventLog: events) { sandbox in
                         try sandbox.exec(request)
                     })
                 }

@@ -11,7 +11,8 @@ struct WireTests {
             rootOverlay: OverlayLayout(lower: ["/a", "/b"], upper: "/u", work: "/w"),
             usrOverlay: OverlayLayout(lower: ["/usr"], upper: "/uu", work: "/uw"), tmpSizeBytes: 1 << 20,
             agentUID: 1000, agentGID: 1000, capabilityBound: 0xa80425fb, seccompProgram: [1, 2, 3, 4, 5, 6, 7, 8],
-            limits: [ResourceLimit(resource: 7, soft: 1024, hard: 2048)])),
+            seccompFlags: 6, limits: [ResourceLimit(resource: 7, soft: 1024, hard: 2048)], joinsUserNamespace: true,
+            recorderListener: true)),
         .setup(SetupOrder(
             hostname: "é", rootMountPoint: "/r", rootOverlay: OverlayLayout(lower: [], upper: "", work: ""), usrOverlay: nil,
             tmpSizeBytes: 0, agentUID: 0, agentGID: 0, capabilityBound: 0, seccompProgram: [], limits: [])),
@@ -49,7 +50,7 @@ struct WireTests {
     @Test("Reports and exec statuses round-trip")
     func reports() throws {
         let reports: [InitReport] = [
-            .ready(capabilities: 5), .setupFailed(stage: "mount(overlay, /x)", errno: 22),
+            .ready(capabilities: 5, listener: true), .ready(capabilities: 0, listener: false), .setupFailed(stage: "mount(overlay, /x)", errno: 22),
             .shutdown(ShutdownInfo(signal: 15, senderPID: 7, senderUID: 1000, unixNanoseconds: 123)),
         ]
         for report in reports { #expect(try InitReport.decode(report.encoded()) == report) }

@@ -142,6 +142,32 @@ int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count);
 /// `userns_fd` (open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount). Returns 0 or -1/errno.
 int ofs_idmapped_bind(const char *_Nonnull source, const char *_Nonnull target, int userns_fd);
 int ofs_setns(int fd, int nstype);
+
+// ---------------------------------------------------------------------------------------------
+// Seccomp user notification (the recorder). The kernel's structs behind ioctls Swift cannot issue.
+
+#define OFS_SECCOMP_FILTER_FLAG_NEW_LISTENER 8u
+
+/// struct seccomp_notif, field for field.
+typedef struct ofs_notification {
+    uint64_t id;
+    uint32_t pid;
+    uint32_t flags;
+    int32_t nr;
+    uint32_t arch;
+    uint64_t instruction_pointer;
+    uint64_t args[6];
+} ofs_notification;
+
+/// Blocks until a notification arrives. 0, or -1 with errno (ENOENT: the caller died first).
+int ofs_notify_receive(int listener, ofs_notification *_Nonnull notification);
+/// Answers a notification: `error` 0 and `proceed` 1 lets the call run (CONTINUE); otherwise the
+/// call fails with -error. 0, or -1 with errno (ENOENT: the caller is gone).
+int ofs_notify_respond(int listener, uint64_t id, int32_t error, int proceed);
+/// 0 while the notification is still pending (its target still blocked in that call).
+int ofs_notify_id_valid(int listener, uint64_t id);
+/// Wake the recorder on the caller's CPU (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, Linux 6.6).
+int ofs_notify_set_sync_wakeup(int listener);
 /// Current effective capability mask, or -1 on failure.
 int64_t ofs_capabilities_effective(void);
 /// Highest capability number the kernel knows.

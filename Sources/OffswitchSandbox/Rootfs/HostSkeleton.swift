@@ -135,12 +135,6 @@ func makeDirectory(_ path: String, mode: mode_t) throws(OffswitchError) {
     try systemCall("chmod(\(path))") { chmod(path, mode) }
 }
 
-func readLink(_ path: String) throws(OffswitchError) -> String {
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    let n = try systemCall("readlink(\(path))") { readlink(path, &buffer, buffer.count - 1) }
-    return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
 func listDirectory(_ path: String) -> [String] {
     guard let dir = opendir(path) else { return [] }
     defer { closedir(dir) }

@@ -53,10 +53,19 @@ struct ControlChannel: Sendable {
     }
 
     func receiveReport() throws(OffswitchError) -> InitReport? {
-        guard let (bytes, fds) = try Self.receive(on: fd, capacity: 65536, maxDescriptors: 0, stage: "recvmsg(control)") else {
+        try receiveReportWithDescriptors()?.0
+    }
+
+    /// A report and the descriptors attached to it (the recorder's listener comes with `ready`).
+    func receiveReportWithDescriptors() throws(OffswitchError) -> (InitReport, [Int32])? {
+        guard let (bytes, fds) = try Self.receive(on: fd, capacity: 65536, maxDescriptors: 1, stage: "recvmsg(control)") else {
             return nil
         }
-        for extra in fds { close(extra) }
-        return try InitReport.decode(bytes)
+        do throws(OffswitchError) {
+            return (try InitReport.decode(bytes), fds)
+        } catch {
+            for extra in fds { close(extra) }
+            throw error
+        }
     }
 }

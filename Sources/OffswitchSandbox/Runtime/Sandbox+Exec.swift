@@ -1,6 +1,7 @@
 import COffswitch
 import Glibc
 public import OffswitchCore
+import OffswitchEvidence
 
 extension Sandbox {
     /// Runs a command to completion and returns its exit code, output and duration.
@@ -14,6 +15,11 @@ extension Sandbox {
             throw OffswitchError(.invalidArgument, "exec: output limit \(request.outputLimitBytes) is negative")
         }
         let started = monotonicNanoseconds()
+        let command = events.append("command_started", [
+            ("origin", .string(request.origin.rawValue)), ("argv", .array(request.argv.map { .string($0) })),
+            ("user", .string(request.user.rawValue)), ("cwd", .string(request.cwd ?? home(of: request.user))),
+            ("stdin_bytes", .int(Int64(request.stdin.count))),
+        ])
         let pipes = try Pipe.make(["stdin", "stdout", "stderr", "status"])
         let (stdinPipe, stdoutPipe, stderrPipe, statusPipe) = (pipes[0], pipes[1], pipes[2], pipes[3])
         do throws(OffswitchError) {
@@ -29,7 +35,17 @@ extension Sandbox {
         let io = CommandIO(stdin: stdinPipe.write, stdout: stdoutPipe.read, stderr: stderrPipe.read,
                            status: statusPipe.read, limit: request.outputLimitBytes)
         let outcome = io.run(input: request.stdin)
-        return try result(of: outcome, request: request, program: program, started: started)
+        let result = try result(of: outcome, request: request, program: program, started: started)
+        var fields: [(String, JSONValue)] = [
+            ("command", .uint(command)), ("origin", .string(request.origin.rawValue)),
+            ("pid", outcome.pid.map { .int(Int64($0)) } ?? .null), ("exit_code", .int(Int64(result.exitCode))),
+            ("signal", result.signal.map { .int(Int64($0)) } ?? .null), ("timed_out", .bool(result.timedOut)),
+            ("duration_ns", .uint(result.durationNanoseconds)), ("stdout", .bytes(Array(result.stdout.prefix(4096)))),
+            ("stderr", .bytes(Array(result.stderr.prefix(4096)))),
+        ]
+        if result.stdout.count > 4096 || result.stderr.count > 4096 { fields.append(("output_cut_at", .int(4096))) }
+        events.append("command_finished", fields)
+        return result
     }
 
     /// Sends an exec order for `request` with the given descriptors (PID 1 receives copies).

@@ -1,6 +1,7 @@
 import COffswitch
 import Glibc
 public import OffswitchCore
+public import OffswitchEvidence
 import Synchronization
 
 /// One running sandbox: PID 1 (`offswitch-init`) in new mount, PID, network, UTS, IPC and cgroup
@@ -18,6 +19,10 @@ public final class Sandbox: Sendable {
     public let initCapabilities: CapabilitySet
     /// How long each step of `create` took, in order (the profile of the create path).
     public let creationPhases: [(phase: String, nanoseconds: UInt64)]
+    /// The evidence: every recorded syscall, command and lifecycle step (docs/events.md).
+    public let events: EventLog
+    /// Answers the recorded syscalls; nil when the profile records none.
+    let recorder: NotifySupervisor?
 
     let control: ControlChannel
     let pidfd: Int32
@@ -43,7 +48,10 @@ public final class Sandbox: Sendable {
     }
 
     /// Builds and starts a sandbox. On failure nothing of it is left behind.
-    public static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard) throws(OffswitchError) -> Sandbox {
+    /// `eventLog`: where to write the event log; by default it lives in the sandbox's state
+    /// directory and goes with destroy. A path given here outlives the sandbox.
+    public static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard,
+                              eventLog: String? = nil) throws(OffswitchError) -> Sandbox {
         var clock = PhaseClock()
         try HostEnvironment.shared.get()
         try spec.limits.validate()
@@ -62,6 +70,7 @@ public final class Sandbox: Sendable {
         do throws(OffswitchError) {
             let ownerLock = try filesystem.claim(paths: paths)
             cleanup.append { try? filesystem.remove(); close(ownerLock) }
+            let events = try EventLog(path: eventLog ?? filesystem.directory + "/events.ndjson")
             let layouts = try filesystem.create(hostname: hostname, source: spec.rootfs, upperBytes: spec.limits.upperBytes,
                                                 userNamespace: spec.userNamespace, paths: paths)
             clock.mark("state directory and tmpfs")
@@ -111,14 +120,31 @@ public final class Sandbox: Sendable {
                 capabilityBound: spec.rootCapabilities.mask, seccompProgram: program.program, seccompFlags: program.flags,
                 limits: [ResourceLimit(resource: Int32(RLIMIT_NOFILE.rawValue), soft: spec.limits.openFiles, hard: spec.limits.openFiles),
                          ResourceLimit(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0)],
-                joinsUserNamespace: !userNamespace.isEmpty)
+                joinsUserNamespace: !userNamespace.isEmpty, recorderListener: !spec.record.isEmpty)
             try control.send(.setup(order), descriptors: userNamespace)
-            switch try control.receiveReport() {
-            case .ready(let capabilities):
+            let report = try control.receiveReportWithDescriptors()
+            switch report?.0 {
+            case .ready(let capabilities, let hasListener):
                 clock.mark("setup inside (mounts, pivot_root, seccomp)")
+                var recorder: NotifySupervisor?
+                if hasListener, let listener = report?.1.first {
+                    let supervisor = try NotifySupervisor(listener: listener, policy: program.policyProgram, log: events,
+                                                          uidBase: spec.userNamespace?.hostUID ?? 0)
+                    try supervisor.start()
+                    cleanup.append { supervisor.stop() }
+                    recorder = supervisor
+                } else if !spec.record.isEmpty {
+                    throw OffswitchError(.setupFailed, "sandbox setup: offswitch-init sent no seccomp listener for the recorder")
+                }
+                events.append("sandbox_created", [
+                    ("sandbox", .string(id)), ("hostname", .string(hostname)), ("profile", .string(spec.profileName)),
+                    ("rootfs", .string(spec.rootfs.description)), ("recorded_syscalls", .array(spec.record.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.map { .string($0) })),
+                    ("user_namespace", .bool(spec.userNamespace != nil)), ("format", .int(Int64(EventLog.formatVersion))),
+                ])
+                clock.mark("recorder")
                 return Sandbox(id: id, spec: spec, hostname: hostname, initPID: pid, initCapabilities: CapabilitySet(mask: capabilities),
                                creationPhases: clock.phases, control: control, pidfd: pidfd, ownerLock: ownerLock,
-                               cgroups: cgroups, filesystem: filesystem)
+                               cgroups: cgroups, filesystem: filesystem, events: events, recorder: recorder)
             case .setupFailed(let stage, let errno):
                 throw OffswitchError(.setupFailed, "sandbox setup: \(stage)", errno: errno == 0 ? nil : errno)
             case .shutdown, nil:
@@ -132,7 +158,10 @@ public final class Sandbox: Sendable {
 
     private init(id: String, spec: SandboxSpec, hostname: String, initPID: pid_t, initCapabilities: CapabilitySet,
                  creationPhases: [(phase: String, nanoseconds: UInt64)],
-                 control: ControlChannel, pidfd: Int32, ownerLock: Int32, cgroups: SandboxCgroups, filesystem: SandboxFilesystem) {
+                 control: ControlChannel, pidfd: Int32, ownerLock: Int32, cgroups: SandboxCgroups, filesystem: SandboxFilesystem,
+                 events: EventLog, recorder: NotifySupervisor?) {
+        self.events = events
+        self.recorder = recorder
         self.creationPhases = creationPhases
         self.ownerLock = ownerLock
         self.id = id
@@ -177,6 +206,12 @@ public final class Sandbox: Sendable {
             while waitpid(initPID, &status, __WALL) < 0 && errno == EINTR {}
             let ended = SandboxEnd(shutdown: shutdown, initStatus: status, at: unixNanoseconds())
             state.ended = ended
+            var fields: [(String, JSONValue)] = [("how", .string(ended.description))]
+            if let shutdown {
+                fields += [("signal", .int(Int64(shutdown.signal))), ("sender_pid", .int(Int64(shutdown.senderPID))),
+                           ("sender_uid", .int(Int64(shutdown.senderUID))), ("at_unix_ns", .uint(shutdown.unixNanoseconds))]
+            }
+            events.append(shutdown != nil ? "shutdown" : "init_exited", fields)
             return ended
         }
     }
@@ -211,6 +246,8 @@ public final class Sandbox: Sendable {
             cgroups.killAll()
             collectEnd()
         }
+        recorder?.stop()
+        events.append("sandbox_destroyed")
         close(control.fd)
         close(pidfd)
         var failure: OffswitchError?

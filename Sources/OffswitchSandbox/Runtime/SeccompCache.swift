@@ -29,11 +29,26 @@ final class SeccompCache: Sendable {
         return policy
     }
 
-    /// The program for a spec and the seccomp(2) flags its policy asks for.
-    func program(for spec: SandboxSpec, paths: StatePaths) throws(OffswitchError) -> (program: [UInt8], flags: UInt32) {
+    /// What PID 1 installs for a spec: the policy's program behind the recorder's prefix, the
+    /// policy's program alone (what the recorder evaluates to answer), and the seccomp(2) flags.
+    struct Compiled {
+        var program: [UInt8]
+        var policyProgram: [UInt8]
+        var flags: UInt32
+    }
+
+    func program(for spec: SandboxSpec, paths: StatePaths) throws(OffswitchError) -> Compiled {
         let policy: SeccompPolicy
         if let given = spec.seccomp { policy = given } else { policy = try defaultPolicy() }
-        return (try program(policy, spec: spec, paths: paths), policy.flagBits)
+        let enforcement = try program(policy, spec: spec, paths: paths)
+        let compiler = SeccompCompiler(capabilities: spec.rootCapabilities)
+        var architectures = [seccomp_arch_native()]
+        for name in compiler.resolve(policy).policy.architectures ?? [] {
+            let token = SeccompCompiler.archToken(name)
+            if token != 0 && !architectures.contains(token) { architectures.append(token) }
+        }
+        let combined = try RecordingFilter.combine(policy: enforcement, record: spec.record, architectures: architectures)
+        return Compiled(program: combined, policyProgram: enforcement, flags: policy.flagBits)
     }
 
     private func program(_ policy: SeccompPolicy, spec: SandboxSpec, paths: StatePaths) throws(OffswitchError) -> [UInt8] {

@@ -1,0 +1,74 @@
+import Glibc
+public import OffswitchCore
+
+/// Who did something, as the agent would see it: pid and parent pid in the sandbox's PID
+/// namespace, uid in its user namespace, the command name and the executable's path.
+public struct ProcessFacts: Sendable, Equatable {
+    public var pid: Int32
+    public var ppid: Int32
+    /// Session id inside: each command the host runs starts a session led by its first process,
+    /// so `sid` ties every event to the command (`command_started`/`command_finished`) it belongs to.
+    public var sid: Int32
+    public var comm: String
+    public var exe: String
+    public var uid: Int64
+
+    public var fields: [(String, JSONValue)] {
+        [("pid", .int(Int64(pid))), ("ppid", .int(Int64(ppid))), ("sid", .int(Int64(sid))), ("comm", .string(comm)),
+         ("exe", .string(exe)), ("uid", .int(uid))]
+    }
+
+    /// Reads /proc/HOSTPID. `uidBase` is the host uid of uid 0 inside (0 without a user namespace).
+    /// nil when the process is gone.
+    public static func read(hostPID: Int32, uidBase: UInt32 = 0) -> ProcessFacts? {
+        guard let status = readSmallFile("/proc/\(hostPID)/status") else { return nil }
+        var pid: Int32 = -1, hostParent: Int32 = 0, uid: Int64 = -1, sid: Int32 = -1
+        for line in status.split(separator: "\n") {
+            if line.hasPrefix("NSpid:") {
+                pid = Int32(line.split(whereSeparator: { $0 == "\t" || $0 == " " }).last ?? "") ?? -1
+            } else if line.hasPrefix("NSsid:") {
+                sid = Int32(line.split(whereSeparator: { $0 == "\t" || $0 == " " }).last ?? "") ?? -1
+            } else if line.hasPrefix("PPid:") {
+                hostParent = Int32(line.dropFirst(5).trimmingCharacters) ?? 0
+            } else if line.hasPrefix("Uid:") {
+                let real = Int64(line.dropFirst(4).split(whereSeparator: { $0 == "\t" || $0 == " " }).first ?? "") ?? -1
+                uid = real >= Int64(uidBase) ? real - Int64(uidBase) : real
+            }
+        }
+        var ppid: Int32 = 0
+        if hostParent > 0, let parent = readSmallFile("/proc/\(hostParent)/status"),
+           let line = parent.split(separator: "\n").first(where: { $0.hasPrefix("NSpid:") }) {
+            let ids = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+            // A parent outside the sandbox (the host side of PID 1) has only one pid level: 0.
+            ppid = ids.count > 2 ? Int32(ids.last ?? "") ?? 0 : 0
+        }
+        let comm = readSmallFile("/proc/\(hostPID)/comm").map { String($0.dropLast($0.hasSuffix("\n") ? 1 : 0)) } ?? ""
+        let exe = (try? readLink("/proc/\(hostPID)/exe")) ?? ""
+        return ProcessFacts(pid: pid, ppid: ppid, sid: sid, comm: comm, exe: exe, uid: uid)
+    }
+}
+
+/// A /proc file's text (they report size 0, so read until EOF); nil when it cannot be opened.
+func readSmallFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while bytes.count < 1 << 20 {
+        let n = read(fd, &chunk, chunk.count)
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        bytes += chunk[0..<n]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+extension Substring {
+    var trimmingCharacters: Substring {
+        var text = self
+        while let first = text.first, first == " " || first == "\t" { text = text.dropFirst() }
+        while let last = text.last, last == " " || last == "\t" || last == "\n" { text = text.dropLast() }
+        return text
+    }
+}

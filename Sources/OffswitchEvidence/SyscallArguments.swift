@@ -1,0 +1,203 @@
+import Glibc
+public import OffswitchCore
+
+/// Reads strings and pointer arrays out of a stopped process through /proc/PID/mem. The caller
+/// checks the notification id afterwards: until then the bytes may belong to another process.
+struct ProcessMemory {
+    let fd: Int32
+
+    init?(hostPID: UInt32) {
+        fd = open("/proc/\(hostPID)/mem", O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+    }
+
+    func close() { _ = Glibc.close(fd) }
+
+    /// A NUL-terminated string at `address`, at most `limit` bytes.
+    func string(at address: UInt64, limit: Int = 4096) -> [UInt8]? {
+        guard address != 0 else { return nil }
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 256)
+        var offset: UInt64 = 0
+        while result.count < limit {
+            // Stop reads at page boundaries: the next page may not be mapped.
+            let here = address + offset
+            let toPage = Int(4096 - (here % 4096))
+            let want = min(chunk.count, toPage, limit - result.count)
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, Int(truncatingIfNeeded: here)) }
+            guard n > 0 else { return result.isEmpty ? nil : result }
+            if let end = chunk[0..<n].firstIndex(of: 0) {
+                return result + chunk[0..<end]
+            }
+            result += chunk[0..<n]
+            offset += UInt64(n)
+        }
+        return result
+    }
+
+    func word(at address: UInt64) -> UInt64? {
+        var value: UInt64 = 0
+        let n = withUnsafeMutableBytes(of: &value) { pread(fd, $0.baseAddress, 8, Int(truncatingIfNeeded: address)) }
+        return n == 8 ? value : nil
+    }
+
+    /// A NULL-terminated array of string pointers (argv, envp), at most `limit` entries.
+    func strings(at address: UInt64, limit: Int = 256) -> [[UInt8]]? {
+        guard address != 0 else { return nil }
+        var result: [[UInt8]] = []
+        for index in 0..<limit {
+            guard let pointer = word(at: address + UInt64(index * 8)) else { return result }
+            if pointer == 0 { return result }
+            result.append(string(at: pointer) ?? [])
+        }
+        return result
+    }
+}
+
+/// Decodes a recorded syscall's arguments into named fields: paths as strings, flags and modes in
+/// their usual notation, signals by name with their target, execve's argv and the environment
+/// entries that change how a script runs.
+enum SyscallArguments {
+    static let interestingEnvironment = ["BASH_ENV", "ENV", "LD_PRELOAD", "PATH"]
+
+    /// `hostPID` resolves relative paths against the caller's working directory or directory fd,
+    /// as the agent sees them (the `_given` field keeps what was passed).
+    static func decode(_ name: String, _ args: [UInt64], memory: ProcessMemory?, hostPID: UInt32 = 0) -> [(String, JSONValue)] {
+        func path(_ index: Int) -> JSONValue {
+            guard let bytes = memory?.string(at: args[index]) else { return .null }
+            return .bytes(bytes)
+        }
+        /// A path argument relative to `dirfdIndex` (nil: the working directory).
+        func located(_ key: String, _ index: Int, dirfd dirfdIndex: Int? = nil) -> [(String, JSONValue)] {
+            guard let bytes = memory?.string(at: args[index]) else { return [(key, .null)] }
+            guard bytes.first != UInt8(ascii: "/"), !bytes.isEmpty, hostPID != 0 else { return [(key, .bytes(bytes))] }
+            let fd = dirfdIndex.map { Int32(truncatingIfNeeded: args[$0]) } ?? -100
+            let link = fd == -100 ? "/proc/\(hostPID)/cwd" : "/proc/\(hostPID)/fd/\(fd)"
+            guard let base = try? readLink(link), base.hasPrefix("/") else { return [(key, .bytes(bytes))] }
+            let joined = (base == "/" ? "" : base) + "/" + String(decoding: bytes, as: UTF8.self)
+            return [(key, .string(joined)), (key + "_given", .bytes(bytes))]
+        }
+        func dirfd(_ index: Int) -> JSONValue {
+            let value = Int32(truncatingIfNeeded: args[index])
+            return value == -100 ? .string("AT_FDCWD") : .int(Int64(value))
+        }
+        func int(_ index: Int) -> JSONValue { .int(Int64(Int32(truncatingIfNeeded: args[index]))) }
+        func octal(_ index: Int) -> JSONValue { .string("0" + String(args[index] & 0o7777, radix: 8)) }
+        func hex(_ index: Int) -> JSONValue { .string("0x" + String(args[index], radix: 16)) }
+        func signal(_ index: Int) -> JSONValue { .string(signalName(Int32(truncatingIfNeeded: args[index]))) }
+
+        switch name {
+        case "execve", "execveat":
+            let base = name == "execve" ? 0 : 1
+            var fields: [(String, JSONValue)] = []
+            if name == "execveat" { fields.append(("dirfd", dirfd(0))) }
+            fields += located("path", base, dirfd: name == "execveat" ? 0 : nil)
+            let argv = memory?.strings(at: args[base + 1]) ?? []
+            fields.append(("argv", .array(argv.map(JSONValue.bytes))))
+            let environment = memory?.strings(at: args[base + 2], limit: 4096) ?? []
+            var env: [(String, JSONValue)] = []
+            for entry in environment {
+                let text = String(decoding: entry, as: UTF8.self)
+                guard let equals = text.firstIndex(of: "=") else { continue }
+                let key = String(text[..<equals])
+                if key.hasPrefix("BASH_FUNC_") || interestingEnvironment.contains(key) {
+                    env.append((key, .string(String(text[text.index(after: equals)...]))))
+                }
+            }
+            fields.append(("env", .object(env)))
+            if name == "execveat" { fields.append(("flags", hex(4))) }
+            return fields
+        case "open": return located("path", 0) + [("flags", .string(openFlags(args[1]))), ("mode", octal(2))]
+        case "creat": return located("path", 0) + [("flags", .string("O_WRONLY|O_CREAT|O_TRUNC")), ("mode", octal(1))]
+        case "openat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("flags", .string(openFlags(args[2]))), ("mode", octal(3))]
+        case "openat2":
+            let flags = memory.flatMap { $0.word(at: args[2]) } ?? 0
+            let mode = memory.flatMap { $0.word(at: args[2] + 8) } ?? 0
+            return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("flags", .string(openFlags(flags))), ("mode", .string("0" + String(mode & 0o7777, radix: 8)))]
+        case "unlink", "rmdir", "chroot", "truncate", "umount", "acct", "swapon", "swapoff":
+            var fields = located("path", 0)
+            if name == "truncate" { fields.append(("length", .uint(args[1]))) }
+            return fields
+        case "unlinkat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("flags", hex(2))]
+        case "rename": return located("from", 0) + located("to", 1)
+        case "renameat": return located("from", 1, dirfd: 0) + located("to", 3, dirfd: 2)
+        case "renameat2": return located("from", 1, dirfd: 0) + located("to", 3, dirfd: 2) + [("flags", hex(4))]
+        case "chmod": return located("path", 0) + [("mode", octal(1))]
+        case "fchmod": return [("fd", int(0)), ("mode", octal(1))]
+        case "fchmodat", "fchmodat2": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("mode", octal(2))]
+        case "chown", "lchown": return located("path", 0) + [("owner", int(1)), ("group", int(2))]
+        case "fchown": return [("fd", int(0)), ("owner", int(1)), ("group", int(2))]
+        case "fchownat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("owner", int(2)), ("group", int(3)), ("flags", hex(4))]
+        case "link": return located("target", 0) + located("path", 1)
+        case "symlink": return [("target", path(0))] + located("path", 1)
+        case "linkat": return located("target", 1, dirfd: 0) + located("path", 3, dirfd: 2) + [("flags", hex(4))]
+        case "symlinkat": return [("target", path(0))] + located("path", 2, dirfd: 1)
+        case "ftruncate": return [("fd", int(0)), ("length", .uint(args[1]))]
+        case "mkdir": return located("path", 0) + [("mode", octal(1))]
+        case "mkdirat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("mode", octal(2))]
+        case "kill", "tkill":
+            let target = Int32(truncatingIfNeeded: args[0])
+            return [("target", .int(Int64(target))), ("signal", signal(1)), ("targets_pid1", .bool(target == 1))]
+        case "tgkill":
+            let target = Int32(truncatingIfNeeded: args[0])
+            return [("target", .int(Int64(target))), ("thread", int(1)), ("signal", signal(2)), ("targets_pid1", .bool(target == 1))]
+        case "rt_sigqueueinfo":
+            let target = Int32(truncatingIfNeeded: args[0])
+            return [("target", .int(Int64(target))), ("signal", signal(1)), ("targets_pid1", .bool(target == 1))]
+        case "pidfd_send_signal": return [("pidfd", int(0)), ("signal", signal(1))]
+        case "ptrace": return [("request", .int(Int64(args[0]))), ("target", int(1))]
+        case "process_vm_writev", "process_vm_readv": return [("target", int(0))]
+        case "mount":
+            return [("source", path(0)), ("target", path(1)), ("fstype", path(2)), ("flags", hex(3))]
+        case "umount2": return [("target", path(0)), ("flags", hex(1))]
+        case "pivot_root": return [("new_root", path(0)), ("put_old", path(1))]
+        case "unshare": return [("flags", hex(0))]
+        case "setns": return [("fd", int(0)), ("nstype", hex(1))]
+        case "reboot": return [("command", hex(2))]
+        case "init_module": return [("length", .uint(args[1])), ("params", path(2))]
+        case "finit_module": return [("fd", int(0)), ("params", path(1)), ("flags", hex(2))]
+        case "bpf": return [("command", int(0))]
+        case "perf_event_open": return [("pid", int(1)), ("cpu", int(2))]
+        case "socket": return [("domain", int(0)), ("type", hex(1)), ("protocol", int(2))]
+        case "connect", "bind": return [("fd", int(0))]
+        case "setxattr", "lsetxattr", "removexattr", "lremovexattr": return located("path", 0) + [("name", path(1))]
+        case "fsetxattr", "fremovexattr": return [("fd", int(0)), ("name", path(1))]
+        case "memfd_create": return [("name", path(0)), ("flags", hex(1))]
+        case "personality": return [("persona", hex(0))]
+        default:
+            return [("raw", .array(args.map { .string("0x" + String($0, radix: 16)) }))]
+        }
+    }
+
+    static func openFlags(_ flags: UInt64) -> String {
+        var names: [String] = []
+        switch flags & 3 {
+        case 0: names.append("O_RDONLY")
+        case 1: names.append("O_WRONLY")
+        case 2: names.append("O_RDWR")
+        default: names.append("O_ACCMODE")
+        }
+        let known: [(UInt64, String)] = [
+            (0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o400, "O_NOCTTY"), (0o1000, "O_TRUNC"), (0o2000, "O_APPEND"),
+            (0o4000, "O_NONBLOCK"), (0o200000, "O_DIRECTORY"), (0o400000, "O_NOFOLLOW"), (0o2000000, "O_CLOEXEC"),
+            (0o20200000, "O_TMPFILE"), (0o10000000, "O_PATH"), (0o1000000, "O_NOATIME"), (0o4010000, "O_SYNC"),
+            (0o10000, "O_DSYNC"),
+        ]
+        var rest = flags & ~3
+        for (bit, name) in known where rest & bit == bit {
+            names.append(name)
+            rest &= ~bit
+        }
+        if rest != 0 { names.append("0x" + String(rest, radix: 16)) }
+        return names.joined(separator: "|")
+    }
+
+    static func signalName(_ number: Int32) -> String {
+        let names = [0: "0", 1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS",
+                     8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM",
+                     15: "SIGTERM", 16: "SIGSTKFLT", 17: "SIGCHLD", 18: "SIGCONT", 19: "SIGSTOP", 20: "SIGTSTP", 21: "SIGTTIN",
+                     22: "SIGTTOU", 23: "SIGURG", 24: "SIGXCPU", 25: "SIGXFSZ", 26: "SIGVTALRM", 27: "SIGPROF", 28: "SIGWINCH",
+                     29: "SIGIO", 30: "SIGPWR", 31: "SIGSYS"]
+        return names[Int(number)] ?? (number >= 34 && number <= 64 ? "SIGRTMIN+\(number - 34)" : "\(number)")
+    }
+}
