@@ -90,7 +90,7 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchSandboxTests",
-            dependencies: ["OffswitchSandbox", "OffswitchCore", "COffswitch"],
+            dependencies: ["OffswitchSandbox", "OffswitchCore", "OffswitchEvidence", "COffswitch"],
             swiftSettings: strictSettings),
     ]
 )

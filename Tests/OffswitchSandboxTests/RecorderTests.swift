@@ -1,0 +1,152 @@
+import Foundation
+import Glibc
+import OffswitchCore
+import OffswitchEvidence
+import OffswitchSandbox
+import Testing
+
+/// The syscall recorder, end to end: real commands in a sandbox with the docker profile, and the
+/// events they leave in the log.
+@Suite("Recorder: syscalls as evidence", needsRoot)
+struct RecorderTests {
+    typealias Event = [String: Any]
+
+    static func events(_ sandbox: Sandbox) throws -> [Event] {
+        let text = try String(contentsOfFile: sandbox.events.path, encoding: .utf8)
+        return try text.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? Event, "not JSON: \($0)")
+        }
+    }
+
+    /// One expected event: the syscall (any of `syscalls`), the process name, and a check of its arguments.
+    struct Expected: CustomStringConvertible {
+        var label: String
+        var syscalls: [String]
+        var comm: String?
+        var check: ([String: Any], Event) -> Bool
+        var description: String { label }
+    }
+
+    static func expect(_ label: String, _ syscalls: [String], comm: String? = nil,
+                       _ check: @escaping ([String: Any], Event) -> Bool = { _, _ in true }) -> Expected {
+        Expected(label: label, syscalls: syscalls, comm: comm, check: check)
+    }
+
+    static func path(_ key: String, _ value: String) -> ([String: Any], Event) -> Bool {
+        { args, _ in args[key] as? String == value }
+    }
+
+    @Test("27 operations of a script each leave their event, with pid, path and arguments, in order")
+    func operations() throws {
+        let script = #"""
+            cd /home/user
+            echo a > f1
+            echo b >> f1
+            echo c | tee f2 > /dev/null
+            sed -i s/a/z/ f1
+            python3 -c "open('f3', 'w').write('x')"
+            cp f1 f4
+            mv f4 f5
+            rm f5
+            ln -s f1 l1
+            ln f1 h1
+            chmod -x f1
+            truncate -s 0 f2
+            mkdir d1 && rmdir d1
+            mount -t tmpfs none /mnt 2>/dev/null
+            unshare -U true 2>/dev/null
+            kill -0 1
+            kill() { echo "not really"; }; export -f kill; bash -c 'kill -s TERM 1'
+            echo 'true' > envfile; BASH_ENV=/home/user/envfile bash -c true
+            chown user f1
+            touch f6
+            python3 -c "import os; os.rename('f3', 'f7')"
+            printf x > /tmp/t1
+            exec 3> f8
+            (sleep 0.3; echo late > late.txt) &
+            """#
+        try withSandbox(try profileSpec("docker")) { (sandbox: Sandbox) throws in
+            let run = try sandbox.exec(ExecRequest(argv: ["bash", "-c", script], timeoutSeconds: 60))
+            #expect(run.exitCode == 0, "\(run.out) \(run.err)")
+            _ = try sandbox.exec(ExecRequest(argv: ["sleep", "0.6"], origin: .harness))
+            let events = try Self.events(sandbox)
+            let home = "/home/user/"
+            let expectations: [Expected] = [
+                Self.expect("echo a > f1", ["openat"], comm: "bash") { args, _ in
+                    args["path"] as? String == home + "f1" && (args["flags"] as? String ?? "").contains("O_CREAT|O_TRUNC") },
+                Self.expect("echo b >> f1", ["openat"], comm: "bash") { args, _ in
+                    args["path"] as? String == home + "f1" && (args["flags"] as? String ?? "").contains("O_APPEND") },
+                Self.expect("tee starts", ["execve"]) { args, _ in (args["argv"] as? [String]) == ["tee", "f2"] },
+                Self.expect("tee opens f2", ["openat"], comm: "tee", Self.path("path", home + "f2")),
+                Self.expect("sed -i starts", ["execve"]) { args, _ in (args["argv"] as? [String])?.first == "sed" },
+                Self.expect("sed -i replaces f1", ["rename", "renameat", "renameat2"], comm: "sed", Self.path("to", home + "f1")),
+                Self.expect("python3 writes f3", ["openat"], comm: "python3", Self.path("path", home + "f3")),
+                Self.expect("cp creates f4", ["openat"], comm: "cp", Self.path("path", home + "f4")),
+                Self.expect("mv f4 f5", ["rename", "renameat", "renameat2"], comm: "mv") { args, _ in
+                    args["from"] as? String == home + "f4" && args["to"] as? String == home + "f5" },
+                Self.expect("rm f5", ["unlink", "unlinkat"], comm: "rm", Self.path("path", home + "f5")),
+                Self.expect("ln -s f1 l1", ["symlink", "symlinkat"], comm: "ln") { args, _ in
+                    args["target"] as? String == "f1" && args["path"] as? String == home + "l1" },
+                Self.expect("ln f1 h1", ["link", "linkat"], comm: "ln", Self.path("path", home + "h1")),
+                Self.expect("chmod -x f1", ["chmod", "fchmodat", "fchmodat2"], comm: "chmod") { args, _ in
+                    args["path"] as? String == home + "f1" && args["mode"] as? String == "0644" },
+                Self.expect("truncate -s 0 f2", ["ftruncate", "truncate"], comm: "truncate") { args, _ in args["length"] as? Int == 0 },
+                Self.expect("rmdir d1", ["rmdir", "unlinkat"], comm: "rmdir", Self.path("path", home + "d1")),
+                Self.expect("a denied mount", ["mount"], comm: "mount") { args, event in
+                    args["target"] as? String == "/mnt" && event["decision"] as? String == "denied" && event["errno"] as? Int == 1 },
+                Self.expect("a denied unshare -U", ["unshare"], comm: "unshare") { args, event in
+                    args["flags"] as? String == "0x10000000" && event["decision"] as? String == "denied" },
+                Self.expect("kill -0 1", ["kill"], comm: "bash") { args, event in
+                    args["target"] as? Int == 1 && args["signal"] as? String == "0" && event["decision"] as? String == "allowed" },
+                Self.expect("an exported function kill reaches a child bash", ["execve"]) { args, _ in
+                    (args["env"] as? [String: Any])?.keys.contains { $0.hasPrefix("BASH_FUNC_kill") } == true },
+                Self.expect("BASH_ENV for a child", ["execve"]) { args, _ in
+                    (args["env"] as? [String: Any])?["BASH_ENV"] as? String == "/home/user/envfile" },
+                Self.expect("chown user f1", ["chown", "fchownat", "lchown"], comm: "chown") { args, _ in
+                    args["path"] as? String == home + "f1" && args["owner"] as? Int == 1000 },
+                Self.expect("touch f6", ["openat"], comm: "touch", Self.path("path", home + "f6")),
+                Self.expect("os.rename in python", ["rename", "renameat", "renameat2"], comm: "python3") { args, _ in
+                    args["from"] as? String == home + "f3" && args["to"] as? String == home + "f7" },
+                Self.expect("printf x > /tmp/t1", ["openat"], comm: "bash", Self.path("path", "/tmp/t1")),
+                Self.expect("exec 3> f8", ["openat"], comm: "bash", Self.path("path", home + "f8")),
+                Self.expect("the agent's command finished", ["command_finished"]),
+                Self.expect("a background process writes after its parent exited", ["openat"], comm: "bash", Self.path("path", home + "late.txt")),
+            ]
+            var position = 0
+            var agentSession: Int?
+            for expected in expectations {
+                let found = events[position...].firstIndex { event in
+                    if expected.syscalls == ["command_finished"] { return event["kind"] as? String == "command_finished" }
+                    guard event["kind"] as? String == "syscall", let name = event["syscall"] as? String,
+                          expected.syscalls.contains(name) else { return false }
+                    if let comm = expected.comm, event["comm"] as? String != comm { return false }
+                    return expected.check(event["args"] as? [String: Any] ?? [:], event)
+                }
+                guard let found else {
+                    Issue.record("no event for \(expected) after event \(position): \(events[position...].prefix(8).map { "\($0["syscall"] ?? $0["kind"] ?? "")" })")
+                    continue
+                }
+                let event = events[found]
+                if event["kind"] as? String == "syscall" {
+                    #expect((event["pid"] as? Int ?? 0) > 1, "\(expected): pid \(event["pid"] ?? "none")")
+                    #expect(event["uid"] as? Int == 1000, "\(expected)")
+                    agentSession = agentSession ?? event["sid"] as? Int
+                    #expect(event["sid"] as? Int == agentSession, "\(expected): every event belongs to the agent's command session")
+                }
+                position = found + 1
+            }
+            #expect(expectations.count >= 25)
+            let started = events.filter { $0["kind"] as? String == "command_started" }
+            #expect(started.map { $0["origin"] as? String } == ["agent", "harness"])
+        }
+    }
+
+    @Test("Recording never changes a decision: what the policy denies stays denied, with its errno")
+    func decisionsUnchanged() throws {
+        try withSandbox(try profileSpec("docker")) { (sandbox: Sandbox) throws in
+            let run = try sandbox.exec(ExecRequest(argv: ["bash", "-c", "unshare -U true; echo $?; echo x > /home/user/ok && echo wrote"]))
+            #expect(run.out == "1\nwrote\n", "\(run.err)")
+            #expect(run.err.contains("Operation not permitted"))
+        }
+    }
+}
