@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "OffswitchServer",
             dependencies: [
-                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI",
+                "OffswitchSandbox", "OffswitchEvidence", "OffswitchCore", "OffswitchAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

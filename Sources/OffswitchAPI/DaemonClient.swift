@@ -46,6 +46,63 @@ public struct DaemonClient: Sendable {
         return response.body
     }
 
+    /// A GET whose body is handed to `onData` as it arrives (chunked or not), for streams such
+    /// as `/events?follow=1`. Error statuses throw like `call`.
+    public func stream(_ path: String, onData: ([UInt8]) -> Void) throws(OffswitchError) {
+        let fd = try connect()
+        defer { close(fd) }
+        try send(fd, Array("GET \(path) HTTP/1.1\r\nHost: offswitchd\r\nConnection: close\r\n\r\n".utf8))
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        func more() throws(OffswitchError) -> Bool {
+            let n = try systemCall("recv(\(socketPath))") { recv(fd, &chunk, chunk.count, 0) }
+            buffer += chunk[0..<n]
+            return n > 0
+        }
+        let separator: [UInt8] = [13, 10, 13, 10]
+        var headEnd: Int?
+        while headEnd == nil {
+            headEnd = buffer.indices.first { buffer[$0...].starts(with: separator) }
+            if headEnd == nil, try !more() { throw OffswitchError(.protocolError, "offswitchd closed the connection before its headers") }
+        }
+        let head = String(decoding: buffer[..<headEnd!], as: UTF8.self)
+        let status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
+        let chunked = head.lowercased().contains("transfer-encoding: chunked")
+        buffer.removeSubrange(..<(headEnd! + 4))
+        guard status == 200 else {
+            while try more() {}
+            var raw = Array(head.utf8) + separator + buffer
+            let response = try parse(raw)
+            raw = response.body
+            let message = (try? APIJSON.decode(ErrorDocument.self, from: raw))?.error.message ?? String(decoding: raw, as: UTF8.self)
+            throw OffswitchError(status == 404 ? .notFound : .invalidArgument, "offswitchd (\(status)): \(message)")
+        }
+        guard chunked else {
+            onData(buffer)
+            buffer = []
+            while try more() {
+                onData(buffer)
+                buffer = []
+            }
+            return
+        }
+        while true {
+            guard let lineEnd = buffer.firstIndex(of: 13), lineEnd + 1 < buffer.count else {
+                if try !more() { return }
+                continue
+            }
+            guard let size = Int(String(decoding: buffer[..<lineEnd], as: UTF8.self).split(separator: ";").first ?? "", radix: 16) else {
+                throw OffswitchError(.protocolError, "offswitchd sent a malformed chunk")
+            }
+            if size == 0 { return }
+            while buffer.count < lineEnd + 2 + size + 2 {
+                if try !more() { throw OffswitchError(.protocolError, "offswitchd sent a truncated chunk") }
+            }
+            onData(Array(buffer[(lineEnd + 2)..<(lineEnd + 2 + size)]))
+            buffer.removeSubrange(..<(lineEnd + 2 + size + 2))
+        }
+    }
+
     private func connect() throws(OffswitchError) -> Int32 {
         let fd = try systemCall("socket(AF_UNIX)") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var address = sockaddr_un()

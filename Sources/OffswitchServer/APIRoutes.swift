@@ -1,8 +1,10 @@
 import FoundationEssentials
+import Glibc
 public import Hummingbird
 import OffswitchAPI
 import OffswitchCore
 import OffswitchSandbox
+import OffswitchEvidence
 
 /// The request context of every route: bodies up to 256 MiB (50 MiB files and stdin, base64 in
 /// JSON, fit), beyond that 413.
@@ -83,6 +85,22 @@ struct APIRoutes {
             var headers = HTTPFields()
             headers[.contentType] = "application/octet-stream"
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+        on(.get, "/v1/sandboxes/:id/events") { request, context in
+            let sandbox = try await registry.sandbox(try context.parameters.require("id"))
+            let follow = ["1", "true"].contains(request.uri.queryParameters["follow"].map(String.init) ?? "")
+            // Opened now: the stream goes on to the end even if destroy removes the file meanwhile.
+            let fd = open(sandbox.events.path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                throw APIError(.internalServerError, code: "system", message: "open(\(sandbox.events.path)): \(String(cString: strerror(errno)))")
+            }
+            var headers = HTTPFields()
+            headers[.contentType] = "application/x-ndjson"
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                defer { close(fd) }
+                try await EventStream.copy(from: fd, to: &writer, follow: follow) { sandbox.isDestroyed }
+                try await writer.finish(nil)
+            })
         }
         on(.post, "/v1/sandboxes/:id/shutdown") { _, context in
             let id = try context.parameters.require("id")

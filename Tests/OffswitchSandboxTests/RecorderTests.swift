@@ -149,4 +149,39 @@ struct RecorderTests {
             #expect(run.err.contains("Operation not permitted"))
         }
     }
+
+    @Test("Every example in docs/events.md has the fields of a real event of its kind")
+    func documentedExamples() throws {
+        let text = try String(contentsOfFile: DocsTests.docsDirectory() + "/events.md", encoding: .utf8)
+        let examples = try text.components(separatedBy: "```json\n").dropFirst().map { block -> Event in
+            let line = String(block.prefix { $0 != "\n" })
+            return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? Event, "not JSON: \(line)")
+        }
+        let log = NSTemporaryDirectory() + "offswitch-events-\(getpid()).ndjson"
+        defer { unlink(log) }
+        var spec = try profileSpec("docker")
+        spec.record = [RecordedSyscall(name: "openat"), RecordedSyscall(name: "unshare"), RecordedSyscall(name: "kill")]
+        let sandbox = try Sandbox.create(spec, eventLog: log)
+        _ = try sandbox.exec(ExecRequest(argv: ["bash", "-c", "echo hi > x; unshare -U true; kill -s TERM 1"]))
+        try sandbox.destroy()
+        var actual = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? Event)
+        }
+        // init_exited: a sandbox destroyed without a shutdown.
+        let other = NSTemporaryDirectory() + "offswitch-events-\(getpid())-2.ndjson"
+        defer { unlink(other) }
+        try Sandbox.create(spec, eventLog: other).destroy()
+        actual += try String(contentsOfFile: other, encoding: .utf8).split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? Event)
+        }
+        let kinds = Set(examples.compactMap { $0["kind"] as? String })
+        #expect(kinds == ["sandbox_created", "command_started", "syscall", "command_finished", "shutdown", "init_exited", "sandbox_destroyed"])
+        for example in examples {
+            let kind = example["kind"] as? String ?? ""
+            let decision = example["decision"] as? String
+            let match = actual.first { $0["kind"] as? String == kind && $0["decision"] as? String == decision }
+            let real = try #require(match, "no real \(kind) event (decision \(decision ?? "-"))")
+            #expect(Set(example.keys) == Set(real.keys), "\(kind): documented \(example.keys.sorted()), real \(real.keys.sorted())")
+        }
+    }
 }

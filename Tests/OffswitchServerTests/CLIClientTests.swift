@@ -93,4 +93,38 @@ struct CLIClientTests {
         #expect(process.terminationStatus == 130)
         #expect((try daemon.curl("GET", "/v1/sandboxes").json["sandboxes"] as? [Any])?.isEmpty == true)
     }
+
+    @Test("GET /events and offswitch events: the log as NDJSON, a timeline, and a stream that ends with destroy")
+    func events() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let id = try Self.offswitch(["sandbox", "create"], socket: daemon.socket).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        // A follower started before anything happens sees everything, and stops when the sandbox goes.
+        let follower = Process()
+        follower.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitch")
+        follower.arguments = ["events", "--follow", "--json", "--socket", daemon.socket, id]
+        let followed = Pipe()
+        follower.standardOutput = followed
+        try follower.run()
+        let run = try Self.offswitch(["sandbox", "exec", id, "--", "bash", "-c", "echo hi > f; mv f g"], socket: daemon.socket)
+        #expect(run.status == 0, "\(run.stderr)")
+        let reply = try daemon.curl("GET", "/v1/sandboxes/\(id)/events")
+        #expect(reply.status == 200)
+        let kinds = reply.text.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["kind"] as? String
+        }
+        #expect(kinds.first == "sandbox_created" && kinds.contains("command_started") && kinds.last == "command_finished", "\(kinds)")
+        let timeline = try Self.offswitch(["events", id], socket: daemon.socket)
+        #expect(timeline.stdout.contains("renameat2 from=/home/user/f to=/home/user/g"), "\(timeline.stdout)")
+        #expect(timeline.stdout.contains("command #2 [agent] as user: bash -c echo hi > f; mv f g"), "\(timeline.stdout)")
+        #expect(try Self.offswitch(["sandbox", "rm", id], socket: daemon.socket).status == 0)
+        let streamed = String(decoding: followed.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        follower.waitUntilExit()
+        #expect(follower.terminationStatus == 0)
+        let lines = streamed.split(separator: "\n")
+        #expect(lines.count == kinds.count + 2, "followed: \(lines.count) lines")  // + init_exited, sandbox_destroyed
+        #expect(lines.last?.contains("\"kind\":\"sandbox_destroyed\"") == true)
+        let missing = try Self.offswitch(["events", id], socket: daemon.socket)
+        #expect(missing.status == 1 && missing.stderr.contains("404"))
+    }
 }

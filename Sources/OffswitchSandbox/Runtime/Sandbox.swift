@@ -189,6 +189,9 @@ public final class Sandbox: Sendable {
         return collectEnd()
     }
 
+    /// Whether `destroy` has run (the event log is complete then).
+    public var isDestroyed: Bool { state.withLock { $0.destroyed } }
+
     /// How the sandbox shut down, if it did (SIGTERM to PID 1, from inside or outside).
     public var shutdown: ShutdownInfo? { end?.shutdown }
 
