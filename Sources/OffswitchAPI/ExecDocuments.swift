@@ -12,9 +12,13 @@ public struct ExecBody: Codable, Sendable {
     public var user: String?
     public var timeout: Double?
     public var output_limit: Int?
+    /// `agent` (default) or `harness`: who asks, as the event log labels it.
+    public var origin: String?
 
     public init(argv: [String], stdin: String? = nil, stdin_base64: String? = nil, cwd: String? = nil,
-                env: [String: String]? = nil, user: String? = nil, timeout: Double? = nil, output_limit: Int? = nil) {
+                env: [String: String]? = nil, user: String? = nil, timeout: Double? = nil, output_limit: Int? = nil,
+                origin: String? = nil) {
+        self.origin = origin
         self.argv = argv
         self.stdin = stdin
         self.stdin_base64 = stdin_base64
@@ -42,8 +46,15 @@ public struct ExecBody: Codable, Sendable {
         }
         let who = try SandboxUser.parse(user, field: "user", default: defaultUser)
         if let output_limit, output_limit < 0 { throw OffswitchError(.invalidArgument, "output_limit: must not be negative") }
+        var from = ExecOrigin.agent
+        if let origin {
+            guard let value = ExecOrigin(rawValue: origin) else {
+                throw OffswitchError(.invalidArgument, "origin: \"\(origin)\" is neither \"agent\" nor \"harness\"")
+            }
+            from = value
+        }
         return ExecRequest(argv: argv, stdin: input, cwd: cwd, environment: env ?? [:], user: who, timeoutSeconds: timeout ?? defaultTimeout,
-                           outputLimitBytes: output_limit ?? ExecRequest.defaultOutputLimit)
+                           outputLimitBytes: output_limit ?? ExecRequest.defaultOutputLimit, origin: from)
     }
 }
 

@@ -108,12 +108,15 @@ struct CLIClientTests {
         try follower.run()
         let run = try Self.offswitch(["sandbox", "exec", id, "--", "bash", "-c", "echo hi > f; mv f g"], socket: daemon.socket)
         #expect(run.status == 0, "\(run.stderr)")
+        let check = try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", json: ["argv": ["true"], "origin": "harness"])
+        #expect(check.status == 200)
         let reply = try daemon.curl("GET", "/v1/sandboxes/\(id)/events")
         #expect(reply.status == 200)
         let kinds = reply.text.split(separator: "\n").compactMap {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["kind"] as? String
         }
         #expect(kinds.first == "sandbox_created" && kinds.contains("command_started") && kinds.last == "command_finished", "\(kinds)")
+        #expect(reply.text.contains("\"kind\":\"command_started\",\"origin\":\"harness\",\"argv\":[\"true\"]"))
         let timeline = try Self.offswitch(["events", id], socket: daemon.socket)
         #expect(timeline.stdout.contains("renameat2 from=/home/user/f to=/home/user/g"), "\(timeline.stdout)")
         #expect(timeline.stdout.contains("command #2 [agent] as user: bash -c echo hi > f; mv f g"), "\(timeline.stdout)")
