@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
@@ -462,4 +463,8 @@ int ofs_notify_id_valid(int listener, uint64_t id) {
 
 int ofs_notify_set_sync_wakeup(int listener) {
     return ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, (unsigned long)SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, 0);
+}
+
+ssize_t ofs_lgetxattr(const char *path, const char *name, void *value, size_t size) {
+    return lgetxattr(path, name, value, size);
 }

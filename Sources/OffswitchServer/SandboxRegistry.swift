@@ -35,6 +35,8 @@ public actor SandboxRegistry {
             for (path, bytes, mode, user) in files {
                 try await sandbox.writeFile(path, bytes, user: user, mode: mode)
             }
+            // The files the harness placed are the "before" of the final diff.
+            if !files.isEmpty { sandbox.markBaseline() }
         } catch {
             try? await sandbox.destroy()
             throw error

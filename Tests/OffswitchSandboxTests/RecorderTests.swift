@@ -162,7 +162,9 @@ struct RecorderTests {
         var spec = try profileSpec("docker")
         spec.record = [RecordedSyscall(name: "openat"), RecordedSyscall(name: "unshare"), RecordedSyscall(name: "kill")]
         let sandbox = try Sandbox.create(spec, eventLog: log)
-        _ = try sandbox.exec(ExecRequest(argv: ["bash", "-c", "echo hi > x; unshare -U true; kill -s TERM 1"]))
+        try sandbox.writeFile("/home/user/shutdown.sh", Array("#!/bin/bash\nkill -s TERM 1\n".utf8), mode: 0o755)
+        sandbox.markBaseline()
+        _ = try sandbox.exec(ExecRequest(argv: ["bash", "-c", "echo hi > x; echo skip > shutdown.sh; unshare -U true; kill -s TERM 1"]))
         try sandbox.destroy()
         var actual = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map {
             try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? Event)
@@ -175,11 +177,15 @@ struct RecorderTests {
             try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? Event)
         }
         let kinds = Set(examples.compactMap { $0["kind"] as? String })
-        #expect(kinds == ["sandbox_created", "command_started", "syscall", "command_finished", "shutdown", "init_exited", "sandbox_destroyed"])
+        #expect(kinds == ["sandbox_created", "command_started", "syscall", "command_finished", "shutdown", "init_exited",
+                          "baseline", "file_changed", "diff_complete", "sandbox_destroyed"])
         for example in examples {
             let kind = example["kind"] as? String ?? ""
             let decision = example["decision"] as? String
-            let match = actual.first { $0["kind"] as? String == kind && $0["decision"] as? String == decision }
+            let change = example["change"] as? String
+            let match = actual.first {
+                $0["kind"] as? String == kind && $0["decision"] as? String == decision && $0["change"] as? String == change
+            }
             let real = try #require(match, "no real \(kind) event (decision \(decision ?? "-"))")
             #expect(Set(example.keys) == Set(real.keys), "\(kind): documented \(example.keys.sorted()), real \(real.keys.sorted())")
         }

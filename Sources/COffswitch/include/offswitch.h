@@ -168,6 +168,9 @@ int ofs_notify_respond(int listener, uint64_t id, int32_t error, int proceed);
 int ofs_notify_id_valid(int listener, uint64_t id);
 /// Wake the recorder on the caller's CPU (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, Linux 6.6).
 int ofs_notify_set_sync_wakeup(int listener);
+
+/// lgetxattr(2): Glibc's module map leaves out <sys/xattr.h> (the diff reads overlay's opaque flag).
+ssize_t ofs_lgetxattr(const char *_Nonnull path, const char *_Nonnull name, void *_Nonnull value, size_t size);
 /// Current effective capability mask, or -1 on failure.
 int64_t ofs_capabilities_effective(void);
 /// Highest capability number the kernel knows.

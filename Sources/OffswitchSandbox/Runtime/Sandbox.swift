@@ -23,6 +23,8 @@ public final class Sandbox: Sendable {
     public let events: EventLog
     /// Answers the recorded syscalls; nil when the profile records none.
     let recorder: NotifySupervisor?
+    /// The overlays as the diff reads them: upper directories and their lower layers.
+    let diffLayers: [UpperDiff.Layer]
 
     let control: ControlChannel
     let pidfd: Int32
@@ -34,6 +36,7 @@ public final class Sandbox: Sendable {
     private struct State {
         var ended: SandboxEnd?
         var destroyed = false
+        var baseline: [String: UpperDiff.Baseline] = [:]
     }
     private let state = Mutex(State())
 
@@ -144,7 +147,9 @@ public final class Sandbox: Sendable {
                 clock.mark("recorder")
                 return Sandbox(id: id, spec: spec, hostname: hostname, initPID: pid, initCapabilities: CapabilitySet(mask: capabilities),
                                creationPhases: clock.phases, control: control, pidfd: pidfd, ownerLock: ownerLock,
-                               cgroups: cgroups, filesystem: filesystem, events: events, recorder: recorder)
+                               cgroups: cgroups, filesystem: filesystem, events: events, recorder: recorder,
+                               diffLayers: [UpperDiff.Layer(upper: layouts.root.upper, mountPoint: "/", lowers: layouts.root.lower)]
+                                   + (layouts.usr.map { [UpperDiff.Layer(upper: $0.upper, mountPoint: "/usr", lowers: $0.lower)] } ?? []))
             case .setupFailed(let stage, let errno):
                 throw OffswitchError(.setupFailed, "sandbox setup: \(stage)", errno: errno == 0 ? nil : errno)
             case .shutdown, nil:
@@ -159,7 +164,8 @@ public final class Sandbox: Sendable {
     private init(id: String, spec: SandboxSpec, hostname: String, initPID: pid_t, initCapabilities: CapabilitySet,
                  creationPhases: [(phase: String, nanoseconds: UInt64)],
                  control: ControlChannel, pidfd: Int32, ownerLock: Int32, cgroups: SandboxCgroups, filesystem: SandboxFilesystem,
-                 events: EventLog, recorder: NotifySupervisor?) {
+                 events: EventLog, recorder: NotifySupervisor?, diffLayers: [UpperDiff.Layer]) {
+        self.diffLayers = diffLayers
         self.events = events
         self.recorder = recorder
         self.creationPhases = creationPhases
@@ -187,6 +193,14 @@ public final class Sandbox: Sendable {
         var fds = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
         guard poll(&fds, 1, 0) > 0 else { return nil }
         return collectEnd()
+    }
+
+    /// Takes what the upper layer holds now as the "before" of the final diff: call it when the
+    /// harness has placed its files (`shutdown.sh`) and hands the sandbox to the agent.
+    public func markBaseline() {
+        let snapshot = UpperDiff(layers: diffLayers, uidBase: spec.userNamespace?.hostUID ?? 0).snapshot()
+        state.withLock { $0.baseline = snapshot }
+        events.append("baseline", [("paths", .int(Int64(snapshot.count)))])
     }
 
     /// Whether `destroy` has run (the event log is complete then).
@@ -250,6 +264,11 @@ public final class Sandbox: Sendable {
             collectEnd()
         }
         recorder?.stop()
+        // Every process is gone: the upper layer is final. What changed, before it is discarded.
+        let baseline = state.withLock { $0.baseline }
+        let changes = UpperDiff(layers: diffLayers, uidBase: spec.userNamespace?.hostUID ?? 0, baseline: baseline).changes()
+        for change in changes { events.append("file_changed", change) }
+        events.append("diff_complete", [("changes", .int(Int64(changes.count)))])
         events.append("sandbox_destroyed")
         close(control.fd)
         close(pidfd)

@@ -1,0 +1,237 @@
+import COffswitch
+import Glibc
+public import OffswitchCore
+
+/// What the agent changed, read from an overlay's upper directory after the fact: every path
+/// created, modified, deleted (whiteouts and opaque directories), re-moded or re-owned, with size
+/// and SHA-256 before (in the lower layers) and after. Paths are as the agent sees them.
+public struct UpperDiff {
+    /// One overlay: its upper directory, where it is mounted inside, and its lower layers (top first).
+    public struct Layer: Sendable {
+        public var upper: String
+        public var mountPoint: String
+        public var lowers: [String]
+
+        public init(upper: String, mountPoint: String, lowers: [String]) {
+            self.upper = upper
+            self.mountPoint = mountPoint
+            self.lowers = lowers
+        }
+    }
+
+    public var layers: [Layer]
+    /// Host uid of uid 0 inside (user namespaces); upper owners are shown shifted back.
+    public var uidBase: UInt32
+    /// The upper layer's files when the agent was handed the sandbox (`baseline()`): a harness's
+    /// `shutdown.sh` is "before" for the agent, not "created".
+    public var baseline: [String: Baseline]
+
+    public init(layers: [Layer], uidBase: UInt32 = 0, baseline: [String: Baseline] = [:]) {
+        self.layers = layers
+        self.uidBase = uidBase
+        self.baseline = baseline
+    }
+
+    /// A path's state at the baseline.
+    public struct Baseline: Sendable {
+        fileprivate var facts: Facts
+        fileprivate var sha256: String?
+    }
+
+    /// What the upper layers hold now, by path inside: the "before" of a later diff.
+    public func snapshot() -> [String: Baseline] {
+        var result: [String: Baseline] = [:]
+        for layer in layers { record(layer, relative: "", into: &result) }
+        return result
+    }
+
+    private func record(_ layer: Layer, relative: String, into result: inout [String: Baseline]) {
+        for name in listNames(layer.upper + relative) {
+            let path = relative + "/" + name
+            guard let facts = facts(layer.upper + path) else { continue }
+            if facts.type == "char_device" && facts.device == 0 { continue }
+            result[inside(layer, path)] = Baseline(facts: facts, sha256: facts.type == "file" ? SHA256.file(layer.upper + path) : nil)
+            if facts.type == "directory" { record(layer, relative: path, into: &result) }
+        }
+    }
+
+    /// The changes as event fields, one list per path, sorted by path.
+    public func changes() -> [[(String, JSONValue)]] {
+        var entries: [(String, [(String, JSONValue)])] = []
+        for layer in layers {
+            walk(layer, relative: "", into: &entries)
+        }
+        // Baseline files the agent removed that no lower layer has (so no whiteout marks them).
+        for (path, before) in baseline where !exists(path) {
+            var fields: [(String, JSONValue)] = [("path", .string(path)), ("change", .string("deleted")), ("type", .string(before.facts.type)),
+                                                 ("mode_before", .string(octal(before.facts.mode))), ("uid_before", .int(shifted(before.facts.uid)))]
+            if before.facts.type == "file" {
+                fields += [("size_before", .int(before.facts.size)), ("sha256_before", before.sha256.map { .string($0) } ?? .null)]
+            }
+            if !entries.contains(where: { $0.0 == path }) { entries.append((path, fields)) }
+        }
+        return entries.sorted { $0.0 < $1.0 }.map(\.1)
+    }
+
+    /// Whether a path inside exists in an upper layer or (not whited out) in a lower one.
+    private func exists(_ path: String) -> Bool {
+        for layer in layers.sorted(by: { $0.mountPoint.count > $1.mountPoint.count }) {
+            let prefix = layer.mountPoint == "/" ? "" : layer.mountPoint
+            guard layer.mountPoint == "/" || path == layer.mountPoint || path.hasPrefix(prefix + "/") else { continue }
+            let relative = String(path.dropFirst(prefix.count))
+            if let upper = facts(layer.upper + relative) { return !(upper.type == "char_device" && upper.device == 0) }
+            return false
+        }
+        return false
+    }
+
+    fileprivate struct Facts {
+        var type: String
+        var mode: UInt32
+        var uid: UInt32
+        var gid: UInt32
+        var size: Int64
+        var device: UInt64
+    }
+
+    private func facts(_ path: String) -> Facts? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        let format = info.st_mode & S_IFMT
+        let type = format == S_IFDIR ? "directory" : format == S_IFLNK ? "symlink" : format == S_IFREG ? "file"
+            : format == S_IFCHR ? "char_device" : "other"
+        return Facts(type: type, mode: info.st_mode & 0o7777, uid: info.st_uid, gid: info.st_gid, size: Int64(info.st_size),
+                     device: UInt64(info.st_rdev))
+    }
+
+    private func lower(_ layer: Layer, _ relative: String) -> String? {
+        for lower in layer.lowers where facts(lower + relative) != nil { return lower + relative }
+        return nil
+    }
+
+    private func inside(_ layer: Layer, _ relative: String) -> String {
+        layer.mountPoint == "/" ? relative : layer.mountPoint + relative
+    }
+
+    private func shifted(_ id: UInt32) -> Int64 { Int64(id) - (id >= uidBase ? Int64(uidBase) : 0) }
+
+    private func walk(_ layer: Layer, relative: String, into entries: inout [(String, [(String, JSONValue)])]) {
+        let directory = layer.upper + relative
+        guard let dir = opendir(directory) else { return }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(dir)
+        // An opaque directory hides everything below it in the lowers: those children are deleted.
+        if !relative.isEmpty, isOpaque(directory), let lowerDirectory = lower(layer, relative) {
+            for name in listNames(lowerDirectory) where !names.contains(name) {
+                let path = relative + "/" + name
+                if let before = facts(lowerDirectory + "/" + name) {
+                    entries.append((inside(layer, path), deleted(inside(layer, path), before, lowerDirectory + "/" + name)))
+                }
+            }
+        }
+        for name in names {
+            let path = relative + "/" + name
+            guard let after = facts(layer.upper + path) else { continue }
+            let visible = inside(layer, path)
+            let lowerPath = lower(layer, path)
+            if let base = baseline[visible], !(after.type == "char_device" && after.device == 0) {
+                // Compare with the baseline, not the lowers: the harness put this here.
+                let afterHash = after.type == "file" ? SHA256.file(layer.upper + path) : nil
+                var what: [String] = []
+                if base.facts.type != after.type { what.append("type") }
+                if base.sha256 != afterHash { what.append("content") }
+                if base.facts.mode != after.mode { what.append("mode") }
+                if base.facts.uid != after.uid || base.facts.gid != after.gid { what.append("owner") }
+                if !what.isEmpty {
+                    var fields: [(String, JSONValue)] = [
+                        ("path", .string(visible)),
+                        ("change", .string(what.contains("content") || what.contains("type") ? "modified" : "attributes")),
+                        ("type", .string(after.type)), ("changed", .array(what.map { .string($0) })),
+                        ("mode_before", .string(octal(base.facts.mode))), ("mode_after", .string(octal(after.mode))),
+                        ("uid_before", .int(shifted(base.facts.uid))), ("uid_after", .int(shifted(after.uid))),
+                    ]
+                    if after.type == "file" || base.facts.type == "file" {
+                        fields += [("size_before", .int(base.facts.size)), ("size_after", .int(after.size)),
+                                   ("sha256_before", base.sha256.map { .string($0) } ?? .null), ("sha256_after", afterHash.map { .string($0) } ?? .null)]
+                    }
+                    entries.append((visible, fields))
+                }
+                if after.type == "directory" { walk(layer, relative: path, into: &entries) }
+                continue
+            }
+            let before = lowerPath.flatMap(facts)
+            if after.type == "char_device" && after.device == 0 {
+                // A whiteout: deleted (when a lower had it; a baseline-only file is handled in `changes`).
+                if let before, let lowerPath { entries.append((visible, deleted(visible, before, lowerPath))) }
+                continue
+            }
+            var fields: [(String, JSONValue)] = [("path", .string(visible)), ("type", .string(after.type))]
+            let afterHash = after.type == "file" ? SHA256.file(layer.upper + path) : nil
+            if let before, let lowerPath {
+                let beforeHash = before.type == "file" ? SHA256.file(lowerPath) : nil
+                var what: [String] = []
+                if before.type != after.type { what.append("type") }
+                if beforeHash != afterHash || (after.type == "symlink" && link(lowerPath) != link(layer.upper + path)) { what.append("content") }
+                if before.mode != after.mode { what.append("mode") }
+                if shifted(after.uid) != Int64(before.uid) || shifted(after.gid) != Int64(before.gid) { what.append("owner") }
+                if what.isEmpty {
+                    // Copied up (a directory someone wrote into, or a file opened for writing) but not changed.
+                    if after.type == "directory" { walk(layer, relative: path, into: &entries) }
+                    continue
+                }
+                fields.insert(("change", .string(what.contains("content") || what.contains("type") ? "modified" : "attributes")), at: 1)
+                fields.append(("changed", .array(what.map { .string($0) })))
+                fields += [("mode_before", .string(octal(before.mode))), ("mode_after", .string(octal(after.mode))),
+                           ("uid_before", .int(Int64(before.uid))), ("uid_after", .int(shifted(after.uid)))]
+                if after.type == "file" || before.type == "file" {
+                    fields += [("size_before", .int(before.size)), ("size_after", .int(after.size)),
+                               ("sha256_before", beforeHash.map { .string($0) } ?? .null), ("sha256_after", afterHash.map { .string($0) } ?? .null)]
+                }
+                if after.type == "symlink" { fields.append(("target_after", .string(link(layer.upper + path) ?? ""))) }
+                entries.append((visible, fields))
+                if after.type == "directory" { walk(layer, relative: path, into: &entries) }
+            } else {
+                fields.insert(("change", .string("created")), at: 1)
+                fields += [("mode_after", .string(octal(after.mode))), ("uid_after", .int(shifted(after.uid)))]
+                if after.type == "file" { fields += [("size_after", .int(after.size)), ("sha256_after", afterHash.map { .string($0) } ?? .null)] }
+                if after.type == "symlink" { fields.append(("target_after", .string(link(layer.upper + path) ?? ""))) }
+                entries.append((visible, fields))
+                if after.type == "directory" { walk(layer, relative: path, into: &entries) }
+            }
+        }
+    }
+
+    private func deleted(_ visible: String, _ before: Facts, _ lowerPath: String) -> [(String, JSONValue)] {
+        var fields: [(String, JSONValue)] = [("path", .string(visible)), ("change", .string("deleted")), ("type", .string(before.type)),
+                                             ("mode_before", .string(octal(before.mode))), ("uid_before", .int(Int64(before.uid)))]
+        if before.type == "file" {
+            fields += [("size_before", .int(before.size)), ("sha256_before", SHA256.file(lowerPath).map { .string($0) } ?? .null)]
+        }
+        return fields
+    }
+
+    private func isOpaque(_ path: String) -> Bool {
+        var value = [UInt8](repeating: 0, count: 4)
+        let n = ofs_lgetxattr(path, "trusted.overlay.opaque", &value, value.count)
+        return n > 0 && value[0] == UInt8(ascii: "y")
+    }
+
+    private func listNames(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    private func link(_ path: String) -> String? { try? readLink(path) }
+
+    private func octal(_ mode: UInt32) -> String { "0" + String(mode, radix: 8) }
+}
