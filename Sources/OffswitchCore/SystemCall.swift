@@ -57,3 +57,12 @@ public func readLink(_ path: String) throws(OffswitchError) -> String {
     let n = try systemCall("readlink(\(path))") { readlink(path, &buffer, buffer.count - 1) }
     return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
+
+/// st_mode of a path (lstat when `followLinks` is false). Here rather than at each caller: in
+/// modules that also see NIO, `struct stat` resolves to CNIOLinux's copy and fails to compile.
+public func fileMode(_ path: String, followLinks: Bool = true) throws(OffswitchError) -> UInt32 {
+    var info = stat()
+    let rc = followLinks ? stat(path, &info) : lstat(path, &info)
+    if rc != 0 { throw OffswitchError.system(followLinks ? "stat(\(path))" : "lstat(\(path))", errno: errno) }
+    return UInt32(info.st_mode)
+}

@@ -88,9 +88,8 @@ public enum Daemon {
                 throw OffswitchError.system("mkdir(\(directory))", errno: errno)
             }
         }
-        var info = Glibc.stat()
-        guard lstat(path, &info) == 0 else { return }
-        guard info.st_mode & S_IFMT == S_IFSOCK else {
+        guard let mode = try? fileMode(path, followLinks: false) else { return }
+        guard mode & S_IFMT == S_IFSOCK else {
             throw OffswitchError(.invalidArgument, "--socket \(path): exists and is not a socket")
         }
         if SocketProbe.isListening(path) {
@@ -108,10 +107,12 @@ public enum Daemon {
 
     static func readToken(_ path: String?) throws(OffswitchError) -> String {
         guard let path else { throw OffswitchError(.invalidArgument, "--listen needs --token-file FILE with the bearer token") }
-        var info = Glibc.stat()
-        guard stat(path, &info) == 0 else { throw OffswitchError.system("--token-file \(path)", errno: errno) }
-        guard info.st_mode & 0o077 == 0 else {
-            throw OffswitchError(.invalidArgument, "--token-file \(path): readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
+        let mode: UInt32
+        do throws(OffswitchError) { mode = try fileMode(path) } catch {
+            throw OffswitchError.system("--token-file \(path)", errno: error.errno ?? EIO)
+        }
+        guard mode & 0o077 == 0 else {
+            throw OffswitchError(.invalidArgument, "--token-file \(path): readable by others (mode \(String(mode & 0o777, radix: 8))); chmod 600 it")
         }
         let fd = try systemCall("open(\(path))") { open(path, O_RDONLY | O_CLOEXEC) }
         defer { close(fd) }
