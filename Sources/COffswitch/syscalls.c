@@ -27,6 +27,7 @@
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
+#include <sys/fanotify.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
@@ -467,4 +468,111 @@ int ofs_notify_set_sync_wakeup(int listener) {
 
 ssize_t ofs_lgetxattr(const char *path, const char *name, void *value, size_t size) {
     return lgetxattr(path, name, value, size);
+}
+
+// ---------------------------------------------------------------------------------------------
+// fanotify.
+
+#ifndef FAN_REPORT_PIDFD
+#define FAN_REPORT_PIDFD 0x00000080
+#endif
+#ifndef FAN_RENAME
+#define FAN_RENAME 0x10000000
+#endif
+#ifndef FAN_REPORT_TARGET_FID
+#define FAN_REPORT_TARGET_FID 0x00001000
+#endif
+#ifndef FAN_EVENT_INFO_TYPE_OLD_DFID_NAME
+#define FAN_EVENT_INFO_TYPE_OLD_DFID_NAME 10
+#define FAN_EVENT_INFO_TYPE_NEW_DFID_NAME 12
+#endif
+
+int ofs_fanotify_open(void) {
+    unsigned flags = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE | FAN_REPORT_DFID_NAME |
+                     FAN_REPORT_FID | FAN_REPORT_TARGET_FID;
+    return fanotify_init(flags, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+}
+
+int ofs_fanotify_mark_filesystem(int fan, const char *path) {
+    uint64_t mask = FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_MODIFY | FAN_CLOSE_WRITE | FAN_ATTRIB | FAN_ONDIR;
+    return fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, AT_FDCWD, path);
+}
+
+typedef struct ofs_mount_fsid {
+    int fd;
+    __kernel_fsid_t fsid;
+} ofs_mount_fsid;
+
+// Directory handle + name -> "/dir/name" as the filesystem's mount shows it; "" when unresolved.
+static void resolve(const ofs_mount_fsid *mounts, int mount_count, struct fanotify_event_info_fid *info, int with_name,
+                    char *out, size_t size) {
+    struct file_handle *handle = (struct file_handle *)info->handle;
+    const char *name = with_name ? (const char *)handle->f_handle + handle->handle_bytes : "";
+    char dir[4096] = "";
+    int mount_fd = -1;
+    for (int i = 0; i < mount_count; i++) {
+        if (memcmp(&mounts[i].fsid, &info->fsid, sizeof info->fsid) == 0) mount_fd = mounts[i].fd;
+    }
+    int fd = mount_fd >= 0 ? open_by_handle_at(mount_fd, handle, O_PATH | O_CLOEXEC) : -1;
+    if (fd < 0) {
+        out[0] = 0;
+        return;
+    }
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, dir, sizeof dir - 1);
+    dir[n > 0 ? n : 0] = 0;
+    close(fd);
+    if (name[0] == 0) {
+        snprintf(out, size, "%s", dir);
+    } else {
+        snprintf(out, size, "%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/", name);
+    }
+}
+
+int ofs_fanotify_next(int fan, const int *mount_fds, int mount_count, ofs_file_event *events, int capacity) {
+    static __thread char buffer[1 << 16] __attribute__((aligned(8)));
+    ssize_t length = read(fan, buffer, sizeof buffer);
+    if (length < 0) return errno == EAGAIN ? 0 : -1;
+    ofs_mount_fsid mounts[8];
+    int known = 0;
+    for (int i = 0; i < mount_count && known < 8; i++) {
+        struct statfs info;
+        if (fstatfs(mount_fds[i], &info) != 0) continue;
+        mounts[known].fd = mount_fds[i];
+        memcpy(&mounts[known].fsid, &info.f_fsid, sizeof mounts[known].fsid);
+        known++;
+    }
+    int count = 0;
+    for (struct fanotify_event_metadata *m = (void *)buffer; FAN_EVENT_OK(m, length) && count < capacity;
+         m = FAN_EVENT_NEXT(m, length)) {
+        ofs_file_event *event = &events[count++];
+        event->mask = m->mask;
+        event->pid = m->pid;
+        event->path[0] = 0;
+        event->old_path[0] = 0;
+        if (m->fd >= 0) close(m->fd);
+        char *p = (char *)(m + 1), *end = (char *)m + m->event_len;
+        while (p + sizeof(struct fanotify_event_info_header) <= end) {
+            struct fanotify_event_info_header *header = (void *)p;
+            if (header->len == 0) break;
+            struct fanotify_event_info_fid *info = (void *)p;
+            switch (header->info_type) {
+            case FAN_EVENT_INFO_TYPE_DFID_NAME:
+            case FAN_EVENT_INFO_TYPE_NEW_DFID_NAME:
+                resolve(mounts, known, info, 1, event->path, sizeof event->path);
+                break;
+            case FAN_EVENT_INFO_TYPE_OLD_DFID_NAME:
+                resolve(mounts, known, info, 1, event->old_path, sizeof event->old_path);
+                break;
+            case FAN_EVENT_INFO_TYPE_FID:
+                if (event->path[0] == 0) resolve(mounts, known, info, 0, event->path, sizeof event->path);
+                break;
+            default:
+                break;
+            }
+            p += header->len;
+        }
+    }
+    return count;
 }

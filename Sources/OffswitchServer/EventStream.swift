@@ -2,33 +2,45 @@ import Glibc
 import Hummingbird
 
 /// Copies a sandbox's event log to an HTTP response, whole lines only; with `follow`, goes on
-/// as lines are appended until the sandbox is destroyed (or the client goes away).
+/// as lines are appended until the log's last line (`sandbox_destroyed`) has been sent, or the
+/// client goes away.
 enum EventStream {
+    static let lastKind = Array(#""kind":"sandbox_destroyed""#.utf8)
+
     static func copy(from fd: Int32, to writer: inout any ResponseBodyWriter, follow: Bool,
                      finished: @Sendable () -> Bool) async throws {
         var pending: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var idleAfterDestroy = 0
         while true {
             let n = read(fd, &chunk, chunk.count)
             if n < 0 && errno == EINTR { continue }
             if n > 0 {
                 pending += chunk[0..<n]
                 if let lastNewline = pending.lastIndex(of: 10) {
-                    try await writer.write(ByteBuffer(bytes: pending[...lastNewline]))
+                    let lines = Array(pending[...lastNewline])
+                    try await writer.write(ByteBuffer(bytes: lines))
                     pending.removeSubrange(...lastNewline)
+                    if contains(lines, lastKind) { return }
                 }
                 continue
             }
-            // At the end of what is written so far.
-            guard follow, !finished() else { break }
+            guard follow else { break }
+            // A destroy that failed half-way never writes the last line: give up after 5 s of silence.
+            if finished() {
+                idleAfterDestroy += 1
+                if idleAfterDestroy > 100 { break }
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
-        // Read once more after the end was seen: destroy appends its last line before it reports.
-        while true {
-            let n = read(fd, &chunk, chunk.count)
-            if n <= 0 { break }
-            pending += chunk[0..<n]
-        }
         if !pending.isEmpty { try await writer.write(ByteBuffer(bytes: pending)) }
+    }
+
+    private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard haystack.count >= needle.count else { return false }
+        for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
+            if haystack[start..<(start + needle.count)].elementsEqual(needle) { return true }
+        }
+        return false
     }
 }

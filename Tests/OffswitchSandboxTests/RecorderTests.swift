@@ -164,7 +164,7 @@ struct RecorderTests {
         let sandbox = try Sandbox.create(spec, eventLog: log)
         try sandbox.writeFile("/home/user/shutdown.sh", Array("#!/bin/bash\nkill -s TERM 1\n".utf8), mode: 0o755)
         sandbox.markBaseline()
-        _ = try sandbox.exec(ExecRequest(argv: ["bash", "-c", "echo hi > x; echo skip > shutdown.sh; unshare -U true; kill -s TERM 1"]))
+        _ = try sandbox.exec(ExecRequest(argv: ["bash", "-c", "echo hi > x; echo skip > shutdown.sh; mv x y; sleep 0.2; unshare -U true; kill -s TERM 1"]))
         try sandbox.destroy()
         var actual = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map {
             try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? Event)
@@ -178,13 +178,15 @@ struct RecorderTests {
         }
         let kinds = Set(examples.compactMap { $0["kind"] as? String })
         #expect(kinds == ["sandbox_created", "command_started", "syscall", "command_finished", "shutdown", "init_exited",
-                          "baseline", "file_changed", "diff_complete", "sandbox_destroyed"])
+                          "baseline", "file_changed", "diff_complete", "sandbox_destroyed", "watching", "file"])
         for example in examples {
             let kind = example["kind"] as? String ?? ""
             let decision = example["decision"] as? String
             let change = example["change"] as? String
+            let operations = example["operations"] as? [String]
             let match = actual.first {
                 $0["kind"] as? String == kind && $0["decision"] as? String == decision && $0["change"] as? String == change
+                    && (operations == nil || $0["operations"] as? [String] == operations)
             }
             let real = try #require(match, "no real \(kind) event (decision \(decision ?? "-"))")
             #expect(Set(example.keys) == Set(real.keys), "\(kind): documented \(example.keys.sorted()), real \(real.keys.sorted())")

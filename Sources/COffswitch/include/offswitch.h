@@ -146,7 +146,6 @@ int ofs_setns(int fd, int nstype);
 // ---------------------------------------------------------------------------------------------
 // Seccomp user notification (the recorder). The kernel's structs behind ioctls Swift cannot issue.
 
-#define OFS_SECCOMP_FILTER_FLAG_NEW_LISTENER 8u
 
 /// struct seccomp_notif, field for field.
 typedef struct ofs_notification {
@@ -168,6 +167,39 @@ int ofs_notify_respond(int listener, uint64_t id, int32_t error, int proceed);
 int ofs_notify_id_valid(int listener, uint64_t id);
 /// Wake the recorder on the caller's CPU (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, Linux 6.6).
 int ofs_notify_set_sync_wakeup(int listener);
+
+// ---------------------------------------------------------------------------------------------
+// fanotify (the file watcher). The info records behind each event are variable-length C structs.
+
+#define OFS_FAN_ACCESS 0x1ULL
+#define OFS_FAN_MODIFY 0x2ULL
+#define OFS_FAN_ATTRIB 0x4ULL
+#define OFS_FAN_CLOSE_WRITE 0x8ULL
+#define OFS_FAN_CREATE 0x100ULL
+#define OFS_FAN_DELETE 0x200ULL
+#define OFS_FAN_Q_OVERFLOW 0x4000ULL
+#define OFS_FAN_RENAME 0x10000000ULL
+#define OFS_FAN_ONDIR 0x40000000ULL
+
+/// One decoded event: paths as the sandbox sees them (directory handle resolved + name).
+typedef struct ofs_file_event {
+    uint64_t mask;
+    int32_t pid;  // the writer's pid in our namespace (0 when unknown)
+    char path[4096];
+    char old_path[4096];  // renames: where it came from
+} ofs_file_event;
+
+/// A fanotify group reporting directory handles, names and rename targets, with an unlimited
+/// queue (nothing is dropped); close-on-exec, non-blocking. -1 with errno on failure.
+int ofs_fanotify_open(void);
+/// FAN_MARK_FILESYSTEM on the filesystem of `path` for create, delete, rename, modify,
+/// close-write and attrib, directories included.
+int ofs_fanotify_mark_filesystem(int fan, const char *_Nonnull path);
+/// Reads what is queued (one read) and decodes up to `capacity` events, resolving each handle
+/// through the one of `mount_fds` (a directory of each watched filesystem) on its filesystem.
+/// A handle that no longer resolves (the file or its filesystem is gone) leaves the path empty.
+/// Returns the count, 0 when nothing was queued, -1 with errno.
+int ofs_fanotify_next(int fan, const int *_Nonnull mount_fds, int mount_count, ofs_file_event *_Nonnull events, int capacity);
 
 /// lgetxattr(2): Glibc's module map leaves out <sys/xattr.h> (the diff reads overlay's opaque flag).
 ssize_t ofs_lgetxattr(const char *_Nonnull path, const char *_Nonnull name, void *_Nonnull value, size_t size);

@@ -23,6 +23,8 @@ public final class Sandbox: Sendable {
     public let events: EventLog
     /// Answers the recorded syscalls; nil when the profile records none.
     let recorder: NotifySupervisor?
+    /// Watches file changes; on whenever the recorder is.
+    let watcher: FileWatcher?
     /// The overlays as the diff reads them: upper directories and their lower layers.
     let diffLayers: [UpperDiff.Layer]
 
@@ -129,25 +131,30 @@ public final class Sandbox: Sendable {
             switch report?.0 {
             case .ready(let capabilities, let hasListener):
                 clock.mark("setup inside (mounts, pivot_root, seccomp)")
+                events.append("sandbox_created", [
+                    ("sandbox", .string(id)), ("hostname", .string(hostname)), ("profile", .string(spec.profileName)),
+                    ("rootfs", .string(spec.rootfs.description)), ("recorded_syscalls", .array(spec.record.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.map { .string($0) })),
+                    ("user_namespace", .bool(spec.userNamespace != nil)), ("format", .int(Int64(EventLog.formatVersion))),
+                ])
                 var recorder: NotifySupervisor?
+                var watcher: FileWatcher?
                 if hasListener, let listener = report?.1.first {
                     let supervisor = try NotifySupervisor(listener: listener, policy: program.policyProgram, log: events,
                                                           uidBase: spec.userNamespace?.hostUID ?? 0)
                     try supervisor.start()
                     cleanup.append { supervisor.stop() }
                     recorder = supervisor
+                    let files = try FileWatcher(initPID: pid, log: events, uidBase: spec.userNamespace?.hostUID ?? 0)
+                    try files.start()
+                    cleanup.append { files.stop() }
+                    watcher = files
                 } else if !spec.record.isEmpty {
                     throw OffswitchError(.setupFailed, "sandbox setup: offswitch-init sent no seccomp listener for the recorder")
                 }
-                events.append("sandbox_created", [
-                    ("sandbox", .string(id)), ("hostname", .string(hostname)), ("profile", .string(spec.profileName)),
-                    ("rootfs", .string(spec.rootfs.description)), ("recorded_syscalls", .array(spec.record.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.map { .string($0) })),
-                    ("user_namespace", .bool(spec.userNamespace != nil)), ("format", .int(Int64(EventLog.formatVersion))),
-                ])
                 clock.mark("recorder")
                 return Sandbox(id: id, spec: spec, hostname: hostname, initPID: pid, initCapabilities: CapabilitySet(mask: capabilities),
                                creationPhases: clock.phases, control: control, pidfd: pidfd, ownerLock: ownerLock,
-                               cgroups: cgroups, filesystem: filesystem, events: events, recorder: recorder,
+                               cgroups: cgroups, filesystem: filesystem, events: events, recorder: recorder, watcher: watcher,
                                diffLayers: [UpperDiff.Layer(upper: layouts.root.upper, mountPoint: "/", lowers: layouts.root.lower)]
                                    + (layouts.usr.map { [UpperDiff.Layer(upper: $0.upper, mountPoint: "/usr", lowers: $0.lower)] } ?? []))
             case .setupFailed(let stage, let errno):
@@ -164,7 +171,8 @@ public final class Sandbox: Sendable {
     private init(id: String, spec: SandboxSpec, hostname: String, initPID: pid_t, initCapabilities: CapabilitySet,
                  creationPhases: [(phase: String, nanoseconds: UInt64)],
                  control: ControlChannel, pidfd: Int32, ownerLock: Int32, cgroups: SandboxCgroups, filesystem: SandboxFilesystem,
-                 events: EventLog, recorder: NotifySupervisor?, diffLayers: [UpperDiff.Layer]) {
+                 events: EventLog, recorder: NotifySupervisor?, watcher: FileWatcher?, diffLayers: [UpperDiff.Layer]) {
+        self.watcher = watcher
         self.diffLayers = diffLayers
         self.events = events
         self.recorder = recorder
@@ -264,6 +272,7 @@ public final class Sandbox: Sendable {
             collectEnd()
         }
         recorder?.stop()
+        watcher?.stop()
         // Every process is gone: the upper layer is final. What changed, before it is discarded.
         let baseline = state.withLock { $0.baseline }
         let changes = UpperDiff(layers: diffLayers, uidBase: spec.userNamespace?.hostUID ?? 0, baseline: baseline).changes()

@@ -1,0 +1,151 @@
+import COffswitch
+import Glibc
+public import OffswitchCore
+import Synchronization
+
+/// The recorder's file half: fanotify on the sandbox's filesystems (the overlay root, the /usr
+/// overlay, /tmp and /dev/shm), reporting creates, deletes, renames (old and new name), writes,
+/// close-after-write and attribute changes, for files and directories, with the writer. The
+/// queue is unlimited, so nothing is dropped; an overflow would still be logged.
+///
+/// The overlays are mounted with `index=on,nfs_export=on`, without which the kernel refuses a
+/// filesystem mark on them.
+public final class FileWatcher: Sendable {
+    private let fan: Int32
+    /// One directory of each watched filesystem, to decode its file handles (and to keep it
+    /// alive until the queue is drained).
+    private let mountFDs: [Int32]
+    private let log: EventLog
+    private let uidBase: UInt32
+    private let wake: (read: Int32, write: Int32)
+    private let thread = Mutex<pthread_t?>(nil)
+
+    /// Watches the filesystems of the sandbox whose PID 1 is `initPID` (host pid). Paths that
+    /// cannot be watched are logged as `watch_failed`, not fatal: the recorder still sees syscalls.
+    public init(initPID: Int32, log: EventLog, uidBase: UInt32) throws(OffswitchError) {
+        let root = "/proc/\(initPID)/root"
+        fan = try systemCall("fanotify_init") { ofs_fanotify_open() }
+        self.log = log
+        self.uidBase = uidBase
+        var fds: [Int32] = [-1, -1]
+        guard ofs_pipe(&fds) == 0 else {
+            close(fan)
+            throw OffswitchError.system("pipe(file watcher wake-up)", errno: errno)
+        }
+        wake = (fds[0], fds[1])
+        var watched: [JSONValue] = []
+        var mounts: [Int32] = []
+        for inside in ["/", "/usr", "/tmp", "/dev/shm"] {
+            let path = root + (inside == "/" ? "" : inside)
+            if ofs_fanotify_mark_filesystem(fan, path) == 0 {
+                watched.append(.string(inside))
+                let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                if fd >= 0 { mounts.append(fd) }
+            } else {
+                log.append("watch_failed", [("path", .string(inside)), ("errno", .int(Int64(errno))),
+                                            ("reason", .string(String(cString: strerror(errno))))])
+            }
+        }
+        mountFDs = mounts
+        log.append("watching", [("filesystems", .array(watched))])
+    }
+
+    private let released = Mutex(false)
+
+    deinit {
+        release()
+        close(wake.read)
+        close(wake.write)
+    }
+
+    /// Closes the group and the mount reference (which keeps the sandbox's overlay alive).
+    private func release() {
+        guard !released.withLock({ done in defer { done = true }; return done }) else { return }
+        close(fan)
+        for fd in mountFDs { close(fd) }
+    }
+
+    private final class Box: @unchecked Sendable {
+        let body: () -> Void
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
+
+    public func start() throws(OffswitchError) {
+        var handle = pthread_t()
+        let box = Unmanaged.passRetained(Box { [self] in self.serve() })
+        let rc = pthread_create(&handle, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box.toOpaque())
+        guard rc == 0 else {
+            box.release()
+            throw OffswitchError.system("pthread_create(file watcher)", errno: rc)
+        }
+        thread.withLock { $0 = handle }
+    }
+
+    /// Logs what is still queued, then stops the thread.
+    public func stop() {
+        guard let handle = thread.withLock({ current -> pthread_t? in
+            defer { current = nil }
+            return current
+        }) else { return }
+        var byte: UInt8 = 1
+        _ = write(wake.write, &byte, 1)
+        pthread_join(handle, nil)
+        release()
+    }
+
+    private func serve() {
+        let capacity = 32
+        let events = UnsafeMutablePointer<ofs_file_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
+        var polls = [pollfd(fd: fan, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+        while true {
+            let n = poll(&polls, 2, -1)
+            if n < 0 && errno == EINTR { continue }
+            let stopping = n < 0 || polls[1].revents != 0
+            // Drain: on stop, everything queued before it is logged.
+            while true {
+                let count = mountFDs.withUnsafeBufferPointer {
+                    ofs_fanotify_next(fan, $0.baseAddress!, Int32($0.count), events, Int32(capacity))
+                }
+                if count <= 0 { break }
+                var facts: [Int32: ProcessFacts?] = [:]
+                for index in 0..<Int(count) { record(events[index], facts: &facts) }
+            }
+            if stopping { return }
+        }
+    }
+
+    private func record(_ event: ofs_file_event, facts: inout [Int32: ProcessFacts?]) {
+        if event.mask & OFS_FAN_Q_OVERFLOW != 0 {
+            log.append("file_events_lost", [("reason", .string("fanotify queue overflow"))])
+            return
+        }
+        var operations: [JSONValue] = []
+        for (bit, name) in [(OFS_FAN_CREATE, "create"), (OFS_FAN_DELETE, "delete"), (OFS_FAN_RENAME, "rename"),
+                            (OFS_FAN_MODIFY, "modify"), (OFS_FAN_CLOSE_WRITE, "close_write"), (OFS_FAN_ATTRIB, "attrib")]
+        where event.mask & bit != 0 {
+            operations.append(.string(name))
+        }
+        let process: ProcessFacts?
+        if let known = facts[event.pid] {
+            process = known
+        } else {
+            process = event.pid > 0 ? ProcessFacts.read(hostPID: event.pid, uidBase: uidBase) : nil
+            facts[event.pid] = process
+        }
+        // An empty path: the handle no longer resolves (the file, or its filesystem, is gone).
+        func path(_ text: String) -> JSONValue { text.isEmpty ? .null : .string(text) }
+        var fields: [(String, JSONValue)] = [("operations", .array(operations)), ("path", path(Self.text(event.path)))]
+        if event.mask & OFS_FAN_RENAME != 0 { fields.append(("old_path", path(Self.text(event.old_path)))) }
+        fields.append(("directory", .bool(event.mask & OFS_FAN_ONDIR != 0)))
+        if process == nil { fields.append(("writer_gone", .bool(true))) }
+        log.append("file", process: process ?? nil, fields)
+    }
+
+    private static func text<T>(_ tuple: T) -> String {
+        withUnsafeBytes(of: tuple) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+}
