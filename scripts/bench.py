@@ -5,6 +5,9 @@ Rows:
     alone (no CLI process), bwrap, runc run
   exec `true` in a running sandbox: offswitch API (one HTTP request on the Unix socket),
     offswitch CLI client, runc exec, nsenter into a running bubblewrap sandbox
+  file-heavy work inside a sandbox (untar and remove 5,000 files; 20,000 `echo >> file`), timed
+    inside the sandbox with bash's $EPOCHREALTIME: recording on (the docker profile), recording
+    off (the same profile without its record list), and under `strace -f` with recording off
 """
 import http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -143,6 +146,49 @@ try:
     }, runs)
     report("exec `true` in a running sandbox (target: at or below nsenter)", exec_samples,
            ["nsenter -t PID -a true (into bwrap)", "runc exec ID true"])
+
+    # Recording cost. The same bundled docker profile, and a copy without its record list.
+    profiles = os.environ.get("OFFSWITCH_HOME", os.path.join(os.path.dirname(__file__), "..")) + "/sandbox-profiles"
+    with open(os.path.join(profiles, "docker.yaml")) as f:
+        lines = f.read().split("\n")
+    kept, skipping = [], False
+    for line in lines:
+        if line.startswith("record:"):
+            skipping = True
+            continue
+        if skipping and (line.startswith("  ") or line.startswith("#") or not line):
+            continue
+        skipping = False
+        kept.append(line.replace("seccomp: seccomp/", "seccomp: " + profiles + "/seccomp/").replace("name: docker", "name: docker-unrecorded"))
+    unrecorded = os.path.join(work, "docker-unrecorded.yaml")
+    with open(unrecorded, "w") as f:
+        f.write("\n".join(kept))
+    workloads = {
+        "untar and remove 5,000 files": (
+            "mkdir /tmp/src && for ((i = 0; i < 5000; i++)); do echo $i > /tmp/src/f$i; done"
+            " && tar -C /tmp -cf /tmp/src.tar src && rm -rf /tmp/src",
+            "tar -C /home/user -xf /tmp/src.tar && rm -rf /home/user/src"),
+        "20,000 echo >> file (bash loop)": ("true", "for ((i = 0; i < 20000; i++)); do echo x >> /home/user/log; done"),
+    }
+
+    def inside(profile, prepare, work_script, wrapper=""):
+        script = f"{prepare}; t0=$EPOCHREALTIME; {wrapper}bash -c '{work_script}'; t1=$EPOCHREALTIME; echo $t0 $t1"
+        out = subprocess.run([offswitch, "sandbox", "run", "--embedded", "--profile", profile, "--memory", "1024",
+                              "--timeout", "600", "--", "bash", "-c", script],
+                             check=True, capture_output=True, text=True, env=embedded_env).stdout.split()
+        return (float(out[-1]) - float(out[-2])) * 1000
+
+    file_runs = max(3, runs // 20)
+    for title, (prepare, work_script) in workloads.items():
+        timings = {"recording on (docker profile)": [], "recording off (same profile, no record list)": [],
+                   "strace -f -o /dev/null, recording off": []}
+        for _ in range(file_runs):
+            timings["recording on (docker profile)"].append(inside("docker", prepare, work_script))
+            timings["recording off (same profile, no record list)"].append(inside(unrecorded, prepare, work_script))
+            timings["strace -f -o /dev/null, recording off"].append(
+                inside(unrecorded, prepare, work_script, "strace -f -qq -o /dev/null "))
+        report(f"{title}, timed inside the sandbox (target: recording under 1.3x of off)", timings,
+               ["recording off (same profile, no record list)"])
 finally:
     for cleanup in reversed(cleanups):
         try:

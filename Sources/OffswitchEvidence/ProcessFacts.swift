@@ -1,5 +1,6 @@
 import Glibc
 public import OffswitchCore
+import Synchronization
 
 /// Who did something, as the agent would see it: pid and parent pid in the sandbox's PID
 /// namespace, uid in its user namespace, the command name and the executable's path.
@@ -18,13 +19,21 @@ public struct ProcessFacts: Sendable, Equatable {
          ("exe", .string(exe)), ("uid", .int(uid))]
     }
 
-    /// Reads /proc/HOSTPID. `uidBase` is the host uid of uid 0 inside (0 without a user namespace).
-    /// nil when the process is gone.
+    /// Host pid -> pid inside, for parents (read once per pid: a recorded loop asks for the same
+    /// parent thousands of times). Bounded; cleared when full.
+    private static let parents = Mutex<[Int32: Int32]>([:])
+
+    /// Reads /proc/HOSTPID/status (one read: name, pids, parent, uid) and the exe link.
+    /// `uidBase` is the host uid of uid 0 inside (0 without a user namespace). nil when the
+    /// process is gone.
     public static func read(hostPID: Int32, uidBase: UInt32 = 0) -> ProcessFacts? {
         guard let status = readSmallFile("/proc/\(hostPID)/status") else { return nil }
         var pid: Int32 = -1, hostParent: Int32 = 0, uid: Int64 = -1, sid: Int32 = -1
+        var comm = ""
         for line in status.split(separator: "\n") {
-            if line.hasPrefix("NSpid:") {
+            if line.hasPrefix("Name:") {
+                comm = String(line.dropFirst(5).trimmingCharacters)
+            } else if line.hasPrefix("NSpid:") {
                 pid = Int32(line.split(whereSeparator: { $0 == "\t" || $0 == " " }).last ?? "") ?? -1
             } else if line.hasPrefix("NSsid:") {
                 sid = Int32(line.split(whereSeparator: { $0 == "\t" || $0 == " " }).last ?? "") ?? -1
@@ -35,16 +44,25 @@ public struct ProcessFacts: Sendable, Equatable {
                 uid = real >= Int64(uidBase) ? real - Int64(uidBase) : real
             }
         }
-        var ppid: Int32 = 0
-        if hostParent > 0, let parent = readSmallFile("/proc/\(hostParent)/status"),
+        let exe = (try? readLink("/proc/\(hostPID)/exe")) ?? ""
+        return ProcessFacts(pid: pid, ppid: parentInside(hostParent), sid: sid, comm: comm, exe: exe, uid: uid)
+    }
+
+    /// The pid inside of a host pid; 0 for a process outside the sandbox (the host side of PID 1).
+    private static func parentInside(_ hostParent: Int32) -> Int32 {
+        guard hostParent > 0 else { return 0 }
+        if let known = parents.withLock({ $0[hostParent] }) { return known }
+        var inside: Int32 = 0
+        if let parent = readSmallFile("/proc/\(hostParent)/status"),
            let line = parent.split(separator: "\n").first(where: { $0.hasPrefix("NSpid:") }) {
             let ids = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
-            // A parent outside the sandbox (the host side of PID 1) has only one pid level: 0.
-            ppid = ids.count > 2 ? Int32(ids.last ?? "") ?? 0 : 0
+            inside = ids.count > 2 ? Int32(ids.last ?? "") ?? 0 : 0
         }
-        let comm = readSmallFile("/proc/\(hostPID)/comm").map { String($0.dropLast($0.hasSuffix("\n") ? 1 : 0)) } ?? ""
-        let exe = (try? readLink("/proc/\(hostPID)/exe")) ?? ""
-        return ProcessFacts(pid: pid, ppid: ppid, sid: sid, comm: comm, exe: exe, uid: uid)
+        parents.withLock { map in
+            if map.count > 4096 { map.removeAll() }
+            map[hostParent] = inside
+        }
+        return inside
     }
 }
 
