@@ -17,8 +17,7 @@ public final class FileWatcher: Sendable {
     private let mountFDs: [Int32]
     private let log: EventLog
     private let uidBase: UInt32
-    private let wake: (read: Int32, write: Int32)
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread: WorkerThread
 
     /// Watches the filesystems of the sandbox whose PID 1 is `initPID` (host pid). Paths that
     /// cannot be watched are logged as `watch_failed`, not fatal: the recorder still sees syscalls.
@@ -27,12 +26,12 @@ public final class FileWatcher: Sendable {
         fan = try systemCall("fanotify_init") { ofs_fanotify_open() }
         self.log = log
         self.uidBase = uidBase
-        var fds: [Int32] = [-1, -1]
-        guard ofs_pipe(&fds) == 0 else {
+        do throws(OffswitchError) {
+            thread = try WorkerThread("file watcher")
+        } catch {
             close(fan)
-            throw OffswitchError.system("pipe(file watcher wake-up)", errno: errno)
+            throw error
         }
-        wake = (fds[0], fds[1])
         var watched: [JSONValue] = []
         var mounts: [Int32] = []
         for inside in ["/", "/usr", "/tmp", "/dev/shm"] {
@@ -54,8 +53,6 @@ public final class FileWatcher: Sendable {
 
     deinit {
         release()
-        close(wake.read)
-        close(wake.write)
     }
 
     /// Closes the group and the mount reference (which keeps the sandbox's overlay alive).
@@ -65,34 +62,13 @@ public final class FileWatcher: Sendable {
         for fd in mountFDs { close(fd) }
     }
 
-    private final class Box: @unchecked Sendable {
-        let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
-    }
-
     public func start() throws(OffswitchError) {
-        var handle = pthread_t()
-        let box = Unmanaged.passRetained(Box { [self] in self.serve() })
-        let rc = pthread_create(&handle, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box.toOpaque())
-        guard rc == 0 else {
-            box.release()
-            throw OffswitchError.system("pthread_create(file watcher)", errno: rc)
-        }
-        thread.withLock { $0 = handle }
+        try thread.start("file watcher") { [self] in self.serve() }
     }
 
     /// Logs what is still queued, then stops the thread.
     public func stop() {
-        guard let handle = thread.withLock({ current -> pthread_t? in
-            defer { current = nil }
-            return current
-        }) else { return }
-        var byte: UInt8 = 1
-        _ = write(wake.write, &byte, 1)
-        pthread_join(handle, nil)
+        thread.stop()
         release()
     }
 
@@ -100,7 +76,7 @@ public final class FileWatcher: Sendable {
         let capacity = 32
         let events = UnsafeMutablePointer<ofs_file_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
-        var polls = [pollfd(fd: fan, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+        var polls = [pollfd(fd: fan, events: Int16(POLLIN), revents: 0), pollfd(fd: thread.wakeFD, events: Int16(POLLIN), revents: 0)]
         while true {
             let n = poll(&polls, 2, -1)
             if n < 0 && errno == EINTR { continue }

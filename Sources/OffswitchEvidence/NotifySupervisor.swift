@@ -15,8 +15,7 @@ public final class NotifySupervisor: Sendable {
     private let policy: [UInt8]
     private let log: EventLog
     private let uidBase: UInt32
-    private let wake: (read: Int32, write: Int32)
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread: WorkerThread
 
     /// Takes ownership of `listener`. `policy` is the enforcement program without the recording
     /// prefix; `uidBase` is the host uid of root inside (0 without a user namespace).
@@ -25,52 +24,27 @@ public final class NotifySupervisor: Sendable {
         self.policy = policy
         self.log = log
         self.uidBase = uidBase
-        var fds: [Int32] = [-1, -1]
-        try systemCall("pipe(recorder wake-up)") { ofs_pipe(&fds) }
-        wake = (fds[0], fds[1])
+        thread = try WorkerThread("recorder")
         // Wake this thread on the caller's CPU: about 20 times faster on this kind of machine.
         _ = ofs_notify_set_sync_wakeup(listener)
     }
 
     deinit {
         close(listener)
-        close(wake.read)
-        close(wake.write)
-    }
-
-    private final class Box: @unchecked Sendable {
-        let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
     }
 
     public func start() throws(OffswitchError) {
-        var handle = pthread_t()
-        let box = Unmanaged.passRetained(Box { [self] in self.serve() })
-        let rc = pthread_create(&handle, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box.toOpaque())
-        guard rc == 0 else {
-            box.release()
-            throw OffswitchError.system("pthread_create(recorder)", errno: rc)
-        }
-        thread.withLock { $0 = handle }
+        try thread.start("recorder") { [self] in self.serve() }
     }
 
     /// Stops the thread and waits for it. Calls still pending are answered by the kernel with
     /// ENOSYS once the listener closes.
     public func stop() {
-        guard let handle = thread.withLock({ current -> pthread_t? in
-            defer { current = nil }
-            return current
-        }) else { return }
-        var byte: UInt8 = 1
-        _ = write(wake.write, &byte, 1)
-        pthread_join(handle, nil)
+        thread.stop()
     }
 
     private func serve() {
-        var polls = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+        var polls = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: thread.wakeFD, events: Int16(POLLIN), revents: 0)]
         var notification = ofs_notification()
         while true {
             let n = poll(&polls, 2, -1)

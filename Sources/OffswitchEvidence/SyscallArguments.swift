@@ -1,5 +1,5 @@
 import Glibc
-public import OffswitchCore
+import OffswitchCore
 
 /// Reads strings and pointer arrays out of a stopped process through /proc/PID/mem. The caller
 /// checks the notification id afterwards: until then the bytes may belong to another process.
