@@ -105,6 +105,7 @@ enum SyscallArguments {
                 }
             }
             fields.append(("env", .object(env)))
+            if hostPID != 0, let cwd = try? readLink("/proc/\(hostPID)/cwd") { fields.append(("cwd", .string(cwd))) }
             if name == "execveat" { fields.append(("flags", hex(4))) }
             return fields
         case "open": return located("path", 0) + [("flags", .string(openFlags(args[1]))), ("mode", octal(2))]

@@ -76,7 +76,8 @@ struct RecorderTests {
                     args["path"] as? String == home + "f1" && (args["flags"] as? String ?? "").contains("O_CREAT|O_TRUNC") },
                 Self.expect("echo b >> f1", ["openat"], comm: "bash") { args, _ in
                     args["path"] as? String == home + "f1" && (args["flags"] as? String ?? "").contains("O_APPEND") },
-                Self.expect("tee starts", ["execve"]) { args, _ in (args["argv"] as? [String]) == ["tee", "f2"] },
+                Self.expect("tee starts", ["execve"]) { args, _ in
+                    (args["argv"] as? [String]) == ["tee", "f2"] && args["cwd"] as? String == "/home/user" },
                 Self.expect("tee opens f2", ["openat"], comm: "tee", Self.path("path", home + "f2")),
                 Self.expect("sed -i starts", ["execve"]) { args, _ in (args["argv"] as? [String])?.first == "sed" },
                 Self.expect("sed -i replaces f1", ["rename", "renameat", "renameat2"], comm: "sed", Self.path("to", home + "f1")),
