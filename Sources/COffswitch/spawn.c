@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef SYS_clone3
@@ -288,10 +289,18 @@ static int exec_searching(const char *file, const char *path_env, char *const ar
             }
             candidate[n++] = '/';
             memcpy(candidate + n, file, file_len + 1);
+            // Skip directories without the file before execve: each execve is a recorded syscall,
+            // and a failed try would show up in the event log as the harness starting nothing.
+            struct stat info;
+            if (stat(candidate, &info) != 0) {
+                if (errno != ENOENT && errno != ENOTDIR && best == ENOENT) best = errno;
+                goto next;
+            }
             execve(candidate, argv, envp);
             if (errno == EACCES || errno == ENOEXEC || errno == ETXTBSY) best = errno;
             else if (errno != ENOENT && errno != ENOTDIR && best == ENOENT) best = errno;
         }
+    next:
         if (end == NULL) break;
         p = end + 1;
     }
