@@ -190,7 +190,11 @@ struct RecorderTests {
                     && (operations == nil || $0["operations"] as? [String] == operations)
             }
             let real = try #require(match, "no real \(kind) event (decision \(decision ?? "-"))")
-            #expect(Set(example.keys) == Set(real.keys), "\(kind): documented \(example.keys.sorted()), real \(real.keys.sorted())")
+            // A file event's writer may have exited before the watcher read it (`writer_gone`): then
+            // only the change's own fields are compared.
+            let loose: Set<String> = kind == "file" ? ["pid", "ppid", "sid", "comm", "exe", "uid", "writer_gone"] : []
+            #expect(Set(example.keys).subtracting(loose) == Set(real.keys).subtracting(loose),
+                    "\(kind): documented \(example.keys.sorted()), real \(real.keys.sorted())")
         }
     }
 }
