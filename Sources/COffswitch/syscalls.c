@@ -531,7 +531,13 @@ static void resolve(const ofs_mount_fsid *mounts, int mount_count, struct fanoti
 }
 
 int ofs_fanotify_next(int fan, const int *mount_fds, int mount_count, ofs_file_event *events, int capacity) {
-    static __thread char buffer[1 << 16] __attribute__((aligned(8)));
+    // Small enough that every event read fits in `events` (the smallest event is 24 bytes), so
+    // nothing read is dropped; large enough for the largest (a rename with two 255-byte names).
+    static __thread char buffer[OFS_FANOTIFY_READ_BYTES] __attribute__((aligned(8)));
+    if (capacity < OFS_FANOTIFY_READ_BYTES / (int)sizeof(struct fanotify_event_metadata)) {
+        errno = EINVAL;
+        return -1;
+    }
     ssize_t length = read(fan, buffer, sizeof buffer);
     if (length < 0) return errno == EAGAIN ? 0 : -1;
     ofs_mount_fsid mounts[8];

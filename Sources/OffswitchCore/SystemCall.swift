@@ -66,3 +66,10 @@ public func fileMode(_ path: String, followLinks: Bool = true) throws(OffswitchE
     if rc != 0 { throw OffswitchError.system(followLinks ? "stat(\(path))" : "lstat(\(path))", errno: errno) }
     return UInt32(info.st_mode)
 }
+
+/// A path's change time in nanoseconds (for /proc/PID: when that process started).
+public func fileStamp(_ path: String) throws(OffswitchError) -> Int {
+    var info = stat()
+    if stat(path, &info) != 0 { throw OffswitchError.system("stat(\(path))", errno: errno) }
+    return Int(info.st_ctim.tv_sec) * 1_000_000_000 + Int(info.st_ctim.tv_nsec)
+}

@@ -73,7 +73,8 @@ public final class FileWatcher: Sendable {
     }
 
     private func serve() {
-        let capacity = 32
+        // Every event one read can return (at least 24 bytes each), so none is dropped.
+        let capacity = Int(OFS_FANOTIFY_READ_BYTES) / 24 + 1
         let events = UnsafeMutablePointer<ofs_file_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
         var polls = [pollfd(fd: fan, events: Int16(POLLIN), revents: 0), pollfd(fd: thread.wakeFD, events: Int16(POLLIN), revents: 0)]

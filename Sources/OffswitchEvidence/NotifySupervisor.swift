@@ -66,7 +66,9 @@ public final class NotifySupervisor: Sendable {
         let verdict = SeccompVerdict.evaluate(policy, nr: notification.nr, arch: notification.arch,
                                               instructionPointer: notification.instruction_pointer, args: args)
         let name = Self.syscallName(arch: notification.arch, nr: notification.nr)
-        let facts = ProcessFacts.read(hostPID: Int32(bitPattern: notification.pid), uidBase: uidBase)
+        let facts = ProcessFacts.lookup(hostPID: Int32(bitPattern: notification.pid), uidBase: uidBase)
+        // After an execve the process has another name and executable: read them afresh next time.
+        if name == "execve" || name == "execveat" { ProcessFacts.forget(hostPID: Int32(bitPattern: notification.pid)) }
         let memory = ProcessMemory(hostPID: notification.pid)
         var decoded = SyscallArguments.decode(name, args, memory: memory, hostPID: notification.pid)
         memory?.close()

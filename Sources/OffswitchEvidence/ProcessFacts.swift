@@ -23,6 +23,35 @@ public struct ProcessFacts: Sendable, Equatable {
     /// parent thousands of times). Bounded; cleared when full.
     private static let parents = Mutex<[Int32: Int32]>([:])
 
+    /// Facts already read, by host pid, with the start stamp of the process they belong to (the
+    /// change time of /proc/PID, which a reused pid does not share). A process keeps its entry
+    /// until it calls execve (the recorder forgets it then) or the cache is full. Only the notify
+    /// supervisor uses it: it sees a process's calls in order, so an entry never outlives an exec.
+    private static let known = Mutex<[Int32: (stamp: Int, facts: ProcessFacts)]>([:])
+
+    /// The facts of a process, from the cache when it is still the same process.
+    public static func lookup(hostPID: Int32, uidBase: UInt32 = 0) -> ProcessFacts? {
+        let stamp = startStamp(hostPID)
+        guard stamp != 0 else { return nil }
+        if let entry = known.withLock({ $0[hostPID] }), entry.stamp == stamp { return entry.facts }
+        guard let facts = read(hostPID: hostPID, uidBase: uidBase) else { return nil }
+        known.withLock { map in
+            if map.count > 8192 { map.removeAll() }
+            map[hostPID] = (stamp, facts)
+        }
+        return facts
+    }
+
+    /// Drops a process's entry: it is about to exec, so its name and executable change.
+    public static func forget(hostPID: Int32) {
+        _ = known.withLock { $0.removeValue(forKey: hostPID) }
+    }
+
+    private static func startStamp(_ hostPID: Int32) -> Int {
+        guard let mode = try? fileStamp("/proc/\(hostPID)") else { return 0 }
+        return mode
+    }
+
     /// Reads /proc/HOSTPID/status (one read: name, pids, parent, uid) and the exe link.
     /// `uidBase` is the host uid of uid 0 inside (0 without a user namespace). nil when the
     /// process is gone.

@@ -181,6 +181,9 @@ int ofs_notify_set_sync_wakeup(int listener);
 #define OFS_FAN_RENAME 0x10000000ULL
 #define OFS_FAN_ONDIR 0x40000000ULL
 
+/// Bytes read from the group at a time; `ofs_fanotify_next` needs room for 1/24 of that many events.
+#define OFS_FANOTIFY_READ_BYTES 2048
+
 /// One decoded event: paths as the sandbox sees them (directory handle resolved + name).
 typedef struct ofs_file_event {
     uint64_t mask;
