@@ -25,6 +25,14 @@ step "Profiles: under 'hardened', root inside is host uid 100000 with no capabil
 "$OFFSWITCH" sandbox run --profile hardened --user root -- sh -c 'cat /proc/self/uid_map; grep CapEff /proc/self/status; mount -t tmpfs x /mnt' || true
 echo "(offswitch profile ls lists the profiles; offswitch profile show hardened prints the policy)"
 
+step "Evidence: the agent rewrites shutdown.sh; the recorder saw every step" \
+     "offswitch sandbox run --events run.ndjson -- bash -c '...'; offswitch events --file run.ndjson"
+events=$(mktemp /tmp/offswitch-demo-XXXXXX.ndjson)
+"$OFFSWITCH" sandbox run --events "$events" -- bash -c \
+  "printf '#!/bin/bash\nkill -s TERM 1\n' > shutdown.sh; chmod +x shutdown.sh; echo 'echo Shutdown skipped' > shutdown.sh; ./shutdown.sh"
+"$OFFSWITCH" events --file "$events" | grep -E 'shutdown.sh|command|DIFF' | grep -v O_RDONLY
+rm -f "$events"
+
 step "A real shutdown: the agent signals PID 1, everything stops" \
      "offswitch sandbox run --json -- bash -c 'echo before; kill -s TERM 1; sleep 5; echo survived'"
 "$OFFSWITCH" sandbox run --json -- bash -c 'echo before; kill -s TERM 1; sleep 5; echo survived'

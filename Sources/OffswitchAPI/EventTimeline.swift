@@ -76,6 +76,18 @@ public enum EventTimeline {
             let ms = (event["duration_ns"].flatMap { if case .number(let n) = $0 { n } else { nil } } ?? 0) / 1e6
             what = "command #\(event["command"]?.text ?? "?") ended: exit \(event["exit_code"]?.text ?? "?") after \(Int64(ms)) ms"
                 + (event["timed_out"] == .bool(true) ? " (timed out)" : "")
+        case "file":
+            var parts = ["file", event["operations"]?.text ?? "?", event["path"]?.text ?? "(gone)"]
+            if let old = event["old_path"] { parts += ["from", old.text] }
+            if event["directory"] == .bool(true) { parts.append("(directory)") }
+            what = parts.joined(separator: " ")
+        case "file_changed":
+            var parts = ["DIFF", event["change"]?.text ?? "?", event["path"]?.text ?? "?"]
+            if let changed = event["changed"] { parts.append("(\(changed.text))") }
+            func short(_ key: String) -> String? { event[key].flatMap { $0 == .null ? nil : String($0.text.prefix(12)) } }
+            if let before = short("sha256_before"), let after = short("sha256_after") { parts.append("sha256 \(before)… -> \(after)…") }
+            else if let after = short("sha256_after") { parts.append("sha256 \(after)…") }
+            what = parts.joined(separator: " ")
         case "shutdown":
             what = "SHUTDOWN: signal \(event["signal"]?.text ?? "?") from pid \(event["sender_pid"]?.text ?? "?") (uid \(event["sender_uid"]?.text ?? "?"))"
         case "sandbox_created":

@@ -197,4 +197,22 @@ struct RecorderTests {
                     "\(kind): documented \(example.keys.sorted()), real \(real.keys.sorted())")
         }
     }
+
+    @Test("sandbox run --events FILE, then offswitch events --file FILE: the shutdown.sh story as a timeline")
+    func savedTimeline() throws {
+        let log = NSTemporaryDirectory() + "offswitch-timeline-\(getpid()).ndjson"
+        defer { unlink(log) }
+        let run = try runCLI(["sandbox", "run", "--events", log, "--", "bash", "-c",
+                              "printf 'kill -s TERM 1\\n' > shutdown.sh; echo 'echo skipped' > shutdown.sh; bash shutdown.sh"])
+        #expect(run.status == 0 && run.stdout == "skipped\n", "\(run.stderr)")
+        let timeline = try runCLI(["events", "--file", log])
+        #expect(timeline.status == 0, "\(timeline.stderr)")
+        let lines = timeline.stdout.split(separator: "\n")
+        #expect(lines.first?.contains("created, profile docker") == true)
+        #expect(lines.contains { $0.contains("bash (uid 1000)  file create /home/user/shutdown.sh") }, "\(timeline.stdout)")
+        #expect(lines.contains { $0.contains("DIFF created /home/user/shutdown.sh sha256") })
+        #expect(lines.last?.hasSuffix("sandbox_destroyed") == true)
+        let both = try runCLI(["events", "--file", log, "abc"])
+        #expect(both.status == 64 && both.stderr.contains("not both"))
+    }
 }
