@@ -68,7 +68,8 @@ struct RecorderTests {
         try withSandbox(try profileSpec("docker")) { (sandbox: Sandbox) throws in
             let run = try sandbox.exec(ExecRequest(argv: ["bash", "-c", script], timeoutSeconds: 60))
             #expect(run.exitCode == 0, "\(run.out) \(run.err)")
-            _ = try sandbox.exec(ExecRequest(argv: ["sleep", "0.6"], origin: .harness))
+            // Long enough for the background writer (0.3 s) even on a loaded machine.
+            _ = try sandbox.exec(ExecRequest(argv: ["sleep", "2"], origin: .harness))
             let events = try Self.events(sandbox)
             let home = "/home/user/"
             let expectations: [Expected] = [

@@ -20,13 +20,19 @@ struct FailClosedTests {
             """
         let started = try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", json: ["argv": ["bash", "-c", loop]])
         #expect(started.json["exit_code"] as? Int == 0, "\(started.text)")
-        usleep(300_000)
+        let logPath = daemon.stateDirectory + "/sandboxes/\(id)/fs/upper/home/user/log"
+        // Let the loop get going (a loaded machine may take a while), then a little more.
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, !((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").contains("ok ") {
+            usleep(20_000)
+        }
+        usleep(200_000)
         daemon.stop(signal: SIGKILL)  // returns once the daemon is reaped: its listener is closed
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let dead = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
         usleep(500_000)
-        let log = (try? String(contentsOfFile: daemon.stateDirectory + "/sandboxes/\(id)/fs/upper/home/user/log", encoding: .utf8)) ?? ""
+        let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         let entries = log.split(separator: "\n").map { $0.split(separator: " ") }.filter { $0.count == 2 }
         #expect(entries.contains { $0[0] == "ok" }, "the loop ran while the daemon lived: \(log.prefix(200))")
         let late = entries.filter { $0[0] == "ok" && (Double($0[1]) ?? 0) > dead }
