@@ -73,3 +73,15 @@ public func fileStamp(_ path: String) throws(OffswitchError) -> Int {
     if stat(path, &info) != 0 { throw OffswitchError.system("stat(\(path))", errno: errno) }
     return Int(info.st_ctim.tv_sec) * 1_000_000_000 + Int(info.st_ctim.tv_nsec)
 }
+
+/// The names in a directory, without `.` and `..`; empty when it cannot be opened.
+public func listDirectory(_ path: String) -> [String] {
+    guard let dir = opendir(path) else { return [] }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}

@@ -48,8 +48,7 @@ public struct ProcessFacts: Sendable, Equatable {
     }
 
     private static func startStamp(_ hostPID: Int32) -> Int {
-        guard let mode = try? fileStamp("/proc/\(hostPID)") else { return 0 }
-        return mode
+        (try? fileStamp("/proc/\(hostPID)")) ?? 0
     }
 
     /// Reads /proc/HOSTPID/status (one read: name, pids, parent, uid) and the exe link.

@@ -46,7 +46,7 @@ public struct UpperDiff {
     }
 
     private func record(_ layer: Layer, relative: String, into result: inout [String: Baseline]) {
-        for name in listNames(layer.upper + relative) {
+        for name in listDirectory(layer.upper + relative) {
             let path = relative + "/" + name
             guard let facts = facts(layer.upper + path) else { continue }
             if facts.type == "char_device" && facts.device == 0 { continue }
@@ -117,16 +117,10 @@ public struct UpperDiff {
 
     private func walk(_ layer: Layer, relative: String, into entries: inout [(String, [(String, JSONValue)])]) {
         let directory = layer.upper + relative
-        guard let dir = opendir(directory) else { return }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        closedir(dir)
+        let names = listDirectory(directory)
         // An opaque directory hides everything below it in the lowers: those children are deleted.
         if !relative.isEmpty, isOpaque(directory), let lowerDirectory = lower(layer, relative) {
-            for name in listNames(lowerDirectory) where !names.contains(name) {
+            for name in listDirectory(lowerDirectory) where !names.contains(name) {
                 let path = relative + "/" + name
                 if let before = facts(lowerDirectory + "/" + name) {
                     entries.append((inside(layer, path), deleted(inside(layer, path), before, lowerDirectory + "/" + name)))
@@ -218,17 +212,6 @@ public struct UpperDiff {
         var value = [UInt8](repeating: 0, count: 4)
         let n = ofs_lgetxattr(path, "trusted.overlay.opaque", &value, value.count)
         return n > 0 && value[0] == UInt8(ascii: "y")
-    }
-
-    private func listNames(_ path: String) -> [String] {
-        guard let dir = opendir(path) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
     }
 
     private func link(_ path: String) -> String? { try? readLink(path) }

@@ -88,7 +88,11 @@ struct APIRoutes {
         }
         on(.get, "/v1/sandboxes/:id/events") { request, context in
             let sandbox = try await registry.sandbox(try context.parameters.require("id"))
-            let follow = ["1", "true"].contains(request.uri.queryParameters["follow"].map(String.init) ?? "")
+            let followText = request.uri.queryParameters["follow"].map(String.init) ?? "0"
+            guard ["0", "1", "true", "false"].contains(followText) else {
+                throw APIError(.badRequest, code: "invalid_argument", message: "follow: \"\(followText)\" is not 0, 1, true or false")
+            }
+            let follow = followText == "1" || followText == "true"
             // Opened now: the stream goes on to the end even if destroy removes the file meanwhile.
             let fd = open(sandbox.events.path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {

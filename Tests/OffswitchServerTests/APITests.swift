@@ -89,6 +89,7 @@ struct APITests {
             ("POST", "/v1/sandboxes", Data("{not json".utf8), 400, "invalid_request"),
             ("POST", "/v1/sandboxes", ["profile": "nope"], 400, "invalid_profile"),
             ("POST", "/v1/sandboxes/\(id)/exec", ["argv": ["true"], "origin": "judge"], 400, "invalid_argument"),
+            ("GET", "/v1/sandboxes/\(id)/events?follow=yes", nil, 400, "invalid_argument"),
             ("POST", "/v1/sandboxes", ["profile": "/etc/passwd"], 400, "invalid_profile"),
             ("POST", "/v1/sandboxes", ["limits": ["memory_mib": 1]], 400, "invalid_argument"),
             ("POST", "/v1/sandboxes", ["files": [["path": "/x", "mode": "999"]]], 400, "invalid_argument"),

@@ -135,17 +135,6 @@ func makeDirectory(_ path: String, mode: mode_t) throws(OffswitchError) {
     try systemCall("chmod(\(path))") { chmod(path, mode) }
 }
 
-func listDirectory(_ path: String) -> [String] {
-    guard let dir = opendir(path) else { return [] }
-    defer { closedir(dir) }
-    var names: [String] = []
-    while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names
-}
-
 func writeFile(_ path: String, _ text: String, mode: mode_t) throws(OffswitchError) {
     let fd = try systemCall("open(\(path))") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
     defer { close(fd) }
