@@ -5,7 +5,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/cn_proc.h>
+#include <linux/connector.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
 #include <linux/mount.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
@@ -581,4 +584,70 @@ int ofs_fanotify_next(int fan, const int *mount_fds, int mount_count, ofs_file_e
         }
     }
     return count;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The process connector.
+
+int ofs_proc_connector_open(void) {
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_CONNECTOR);
+    if (fd < 0) return -1;
+    int size = 8 << 20;
+    // SO_RCVBUFFORCE passes the rmem_max cap (we are root); fall back to what is allowed.
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    struct sockaddr_nl address = {.nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC, .nl_pid = 0};
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) goto fail;
+    struct {
+        struct nlmsghdr header;
+        struct cn_msg message;
+        enum proc_cn_mcast_op op;
+    } __attribute__((packed)) request;
+    memset(&request, 0, sizeof request);
+    request.header.nlmsg_len = sizeof request;
+    request.header.nlmsg_type = NLMSG_DONE;
+    request.message.id.idx = CN_IDX_PROC;
+    request.message.id.val = CN_VAL_PROC;
+    request.message.len = sizeof(enum proc_cn_mcast_op);
+    request.op = PROC_CN_MCAST_LISTEN;
+    if (send(fd, &request, sizeof request, 0) < 0) goto fail;
+    return fd;
+fail:;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+int ofs_proc_connector_next(int socket, ofs_proc_event *event) {
+    char buffer[1024] __attribute__((aligned(8)));
+    ssize_t n = recv(socket, buffer, sizeof buffer, 0);
+    if (n < 0) return -1;
+    struct nlmsghdr *header = (struct nlmsghdr *)buffer;
+    if (!NLMSG_OK(header, (size_t)n) || header->nlmsg_type != NLMSG_DONE) return 0;
+    struct cn_msg *message = NLMSG_DATA(header);
+    if (message->id.idx != CN_IDX_PROC || message->id.val != CN_VAL_PROC) return 0;
+    struct proc_event *proc = (struct proc_event *)message->data;
+    memset(event, 0, sizeof *event);
+    switch (proc->what) {
+    case PROC_EVENT_FORK:
+        event->what = OFS_PROC_FORK;
+        event->pid = proc->event_data.fork.child_pid;
+        event->tgid = proc->event_data.fork.child_tgid;
+        event->parent_tgid = proc->event_data.fork.parent_tgid;
+        return 1;
+    case PROC_EVENT_EXEC:
+        event->what = OFS_PROC_EXEC;
+        event->pid = proc->event_data.exec.process_pid;
+        event->tgid = proc->event_data.exec.process_tgid;
+        return 1;
+    case PROC_EVENT_EXIT:
+        event->what = OFS_PROC_EXIT;
+        event->pid = proc->event_data.exit.process_pid;
+        event->tgid = proc->event_data.exit.process_tgid;
+        event->exit_code = proc->event_data.exit.exit_code;
+        return 1;
+    default:
+        return 0;
+    }
 }

@@ -88,6 +88,12 @@ public enum EventTimeline {
             if let before = short("sha256_before"), let after = short("sha256_after") { parts.append("sha256 \(before)… -> \(after)…") }
             else if let after = short("sha256_after") { parts.append("sha256 \(after)…") }
             what = parts.joined(separator: " ")
+        case "process_exited":
+            if let signal = event["signal_name"] {
+                what = "exited: killed by \(signal.text)" + (event["core_dumped"] == .bool(true) ? " (core dumped)" : "")
+            } else {
+                what = "exited: status \(event["exit_code"]?.text ?? "?")"
+            }
         case "shutdown":
             what = "SHUTDOWN: signal \(event["signal"]?.text ?? "?") from pid \(event["sender_pid"]?.text ?? "?") (uid \(event["sender_uid"]?.text ?? "?"))"
         case "sandbox_created":

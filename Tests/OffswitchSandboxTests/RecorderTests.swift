@@ -151,6 +151,39 @@ struct RecorderTests {
         }
     }
 
+    @Test("Every process's exit is logged with its status or signal, before the shutdown, including a background child that outlives its command")
+    func processExits() throws {
+        let log = NSTemporaryDirectory() + "offswitch-exits-\(getpid()).ndjson"
+        defer { unlink(log) }
+        let sandbox = try Sandbox.create(try profileSpec("docker"), eventLog: log)
+        defer { try? sandbox.destroy() }
+        let script = """
+            (exit 3); bash -c 'kill -9 $$'; python3 -c 'import os; os.abort()'
+            setsid sleep 30 < /dev/null > /dev/null 2>&1 &
+            echo started
+            """
+        let result = try sandbox.exec(ExecRequest(argv: ["bash", "-c", script]))
+        #expect(result.stdout == Array("started\n".utf8))
+        _ = try sandbox.exec(ExecRequest(argv: ["bash", "-c", "kill -s TERM 1; sleep 5"]))
+        try sandbox.destroy()
+        let events = try Self.events(sandbox)  // the log at `log`, complete now
+        let exits = events.filter { $0["kind"] as? String == "process_exited" }
+        func exit(_ comm: String, code: Int? = nil, signal: Int? = nil) -> Event? {
+            exits.first { $0["comm"] as? String == comm && ($0["exit_code"] as? Int) == code && ($0["signal"] as? Int) == signal }
+        }
+        #expect(exit("bash", code: 3) != nil, "the subshell's exit 3")
+        #expect(exit("bash", signal: 9)?["signal_name"] as? String == "SIGKILL")
+        #expect(exit("python3", signal: 6)?["signal_name"] as? String == "SIGABRT")
+        // The detached sleep outlived its command and died with the namespace.
+        #expect(exit("sleep", signal: 9) != nil)
+        #expect(exits.contains { $0["pid"] as? Int == 1 }, "PID 1's own exit")
+        let shutdown = try #require(events.firstIndex { $0["kind"] as? String == "shutdown" })
+        let lastExit = try #require(events.lastIndex { $0["kind"] as? String == "process_exited" })
+        #expect(lastExit < shutdown)
+        // Every exit is of a process of this sandbox: pids as seen inside, never repeated while alive.
+        for event in exits { #expect((event["pid"] as? Int ?? 0) >= 1) }
+    }
+
     @Test("Every example in docs/events.md has the fields of a real event of its kind")
     func documentedExamples() throws {
         let text = try String(contentsOfFile: DocsTests.docsDirectory() + "/events.md", encoding: .utf8)
@@ -179,14 +212,16 @@ struct RecorderTests {
         }
         let kinds = Set(examples.compactMap { $0["kind"] as? String })
         #expect(kinds == ["sandbox_created", "command_started", "syscall", "command_finished", "shutdown", "init_exited",
-                          "baseline", "file_changed", "diff_complete", "sandbox_destroyed", "watching", "file"])
+                          "baseline", "file_changed", "diff_complete", "sandbox_destroyed", "watching", "file", "process_exited"])
         for example in examples {
             let kind = example["kind"] as? String ?? ""
             let decision = example["decision"] as? String
             let change = example["change"] as? String
             let operations = example["operations"] as? [String]
+            let killed = example["signal"] is NSNumber
             let match = actual.first {
                 $0["kind"] as? String == kind && $0["decision"] as? String == decision && $0["change"] as? String == change
+                    && (kind != "process_exited" || ($0["signal"] is NSNumber) == killed)
                     && (operations == nil || $0["operations"] as? [String] == operations)
             }
             let real = try #require(match, "no real \(kind) event (decision \(decision ?? "-"))")

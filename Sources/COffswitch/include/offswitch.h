@@ -204,6 +204,30 @@ int ofs_fanotify_mark_filesystem(int fan, const char *_Nonnull path);
 /// Returns the count, 0 when nothing was queued, -1 with errno.
 int ofs_fanotify_next(int fan, const int *_Nonnull mount_fds, int mount_count, ofs_file_event *_Nonnull events, int capacity);
 
+// ---------------------------------------------------------------------------------------------
+// The process connector (netlink, CN_IDX_PROC): fork, exec and exit of every host process. The
+// recorder's process table uses it for exits, which seccomp cannot see. Its structs live in
+// <linux/cn_proc.h>, which Swift's Glibc module does not import.
+
+#define OFS_PROC_FORK 1
+#define OFS_PROC_EXEC 2
+#define OFS_PROC_EXIT 3
+
+typedef struct ofs_proc_event {
+    int32_t what;         // OFS_PROC_FORK, OFS_PROC_EXEC or OFS_PROC_EXIT
+    int32_t pid;          // thread id (host)
+    int32_t tgid;         // process id (host)
+    int32_t parent_tgid;  // forks: the parent process
+    uint32_t exit_code;   // exits: a wait(2) status
+} ofs_proc_event;
+
+/// A non-blocking, close-on-exec netlink socket subscribed to process events (needs
+/// CAP_NET_ADMIN), with a large receive buffer. -1 with errno on failure.
+int ofs_proc_connector_open(void);
+/// Reads one datagram: 1 and `*event` filled, 0 for a message of another kind, -1 with errno
+/// (EAGAIN: nothing queued; ENOBUFS: the kernel dropped events).
+int ofs_proc_connector_next(int socket, ofs_proc_event *_Nonnull event);
+
 /// lgetxattr(2): Glibc's module map leaves out <sys/xattr.h> (the diff reads overlay's opaque flag).
 ssize_t ofs_lgetxattr(const char *_Nonnull path, const char *_Nonnull name, void *_Nonnull value, size_t size);
 /// Current effective capability mask, or -1 on failure.

@@ -148,6 +148,8 @@ public final class Sandbox: Sendable {
                     try files.start()
                     cleanup.append { files.stop() }
                     watcher = files
+                    try ProcessExits.shared.track(initPID: pid, log: events, uidBase: spec.userNamespace?.hostUID ?? 0)
+                    cleanup.append { ProcessExits.shared.untrack(log: events) }
                 } else if !spec.record.isEmpty {
                     throw OffswitchError(.setupFailed, "sandbox setup: offswitch-init sent no seccomp listener for the recorder")
                 }
@@ -229,6 +231,8 @@ public final class Sandbox: Sendable {
             }
             var status: Int32 = 0
             while waitpid(initPID, &status, __WALL) < 0 && errno == EINTR {}
+            // Every process of the namespace has exited now: log their exits before the end.
+            if recorder != nil { ProcessExits.shared.untrack(log: events) }
             let ended = SandboxEnd(shutdown: shutdown, initStatus: status, at: unixNanoseconds())
             state.ended = ended
             var fields: [(String, JSONValue)] = [("how", .string(ended.description))]
