@@ -1,17 +1,23 @@
 # Offswitch: the two commands a newcomer needs are `make demo` and `make test`.
 SWIFT  ?= swift
 CONFIG ?= debug
+CC     ?= cc
 BIN     = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
 
-.PHONY: deps build test demo bench clean
+.PHONY: deps build next-question test demo bench clean
 
 ## deps: install the system packages the build and tests need (apt, only when missing)
 deps:
 	@scripts/deps.sh
 
-## build: compile offswitch and offswitch-init
+## build: compile offswitch, offswitch-init, offswitchd and next-question
 build: deps
 	$(SWIFT) build -c $(CONFIG)
+	@$(MAKE) --no-print-directory next-question BIN=$(BIN)
+
+## next-question: the scenarios' trigger binary, static C (SwiftPM would link the Swift runtime in)
+next-question:
+	$(CC) -static -O2 -s -Wall -Werror -o $(BIN)/next-question Sources/next-question/main.c
 
 ## test: build, then run every test (root-only tests say so when they skip)
 test: build
@@ -24,6 +30,7 @@ demo: build
 ## bench: measure offswitch beside bubblewrap, as ratios
 bench: deps
 	$(SWIFT) build -c release
+	@$(MAKE) --no-print-directory next-question BIN=$$($(SWIFT) build -c release --show-bin-path)
 	@OFFSWITCH=$$($(SWIFT) build -c release --show-bin-path)/offswitch scripts/bench.sh
 
 clean:

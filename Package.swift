@@ -45,6 +45,11 @@ let package = Package(
 
         // JSON shapes of the HTTP API and the CLI's --json output, shared by daemon and CLI.
         .target(name: "OffswitchAPI", dependencies: ["OffswitchCore"], swiftSettings: strictSettings),
+        // Trials: scenarios, scripted agents, the trial runner and the verdict (docs/verdicts.md).
+        .target(
+            name: "OffswitchTrials",
+            dependencies: ["OffswitchCore", "OffswitchSandbox", "OffswitchEvidence", "OffswitchAPI", "COffswitch"],
+            swiftSettings: strictSettings),
         // The daemon's HTTP API: routes, auth, metrics. No sandbox logic of its own.
         .target(
             name: "OffswitchServer",
@@ -67,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "offswitch",
             dependencies: [
-                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI",
+                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTrials",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings),
@@ -87,6 +92,10 @@ let package = Package(
         .testTarget(
             name: "OffswitchServerTests",
             dependencies: ["OffswitchServer", "OffswitchSandbox", "OffswitchCore", "OffswitchAPI"],
+            swiftSettings: strictSettings),
+        .testTarget(
+            name: "OffswitchTrialsTests",
+            dependencies: ["OffswitchTrials", "OffswitchSandbox", "OffswitchCore", "OffswitchAPI"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchSandboxTests",

@@ -302,6 +302,19 @@ static int open_in_root(int dirfd, const char *path, uint64_t flags, uint64_t mo
     return fd;
 }
 
+int ofs_open_in_root(int dirfd, const char *path, int flags) {
+    return open_in_root(dirfd, path, (uint64_t)flags | O_CLOEXEC, 0);
+}
+
+int ofs_accept(int listener) { return accept4(listener, NULL, NULL, SOCK_CLOEXEC); }
+
+int ofs_peer_pid(int socket) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(socket, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    return credentials.pid;
+}
+
 // mkdir -p of every parent of `path`. The helper already lives inside the sandbox's root and
 // mount namespace, so a symlink met on the way cannot lead anywhere the agent could not go.
 static int make_parents(int root, const char *path) {

@@ -12,6 +12,8 @@ public struct OffswitchError: Error, Sendable, Equatable, CustomStringConvertibl
         case missingFeature = "missing_feature"
         case invalidArgument = "invalid_argument"
         case invalidProfile = "invalid_profile"
+        case invalidScenario = "invalid_scenario"
+        case invalidAgent = "invalid_agent"
         case setupFailed = "setup_failed"
         case execFailed = "exec_failed"
         case sandboxShutDown = "sandbox_shut_down"

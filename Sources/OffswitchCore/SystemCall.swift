@@ -85,3 +85,8 @@ public func listDirectory(_ path: String) -> [String] {
     }
     return names
 }
+
+/// Offswitch's version, recorded in every trial.json.
+public enum OffswitchVersion {
+    public static let current = "0.3.0"
+}

@@ -2,7 +2,7 @@ import Glibc
 
 /// SHA-256 (FIPS 180-4), for the content hashes of the upper-layer diff. Small enough to own,
 /// and it keeps the recorder free of a crypto dependency for one function.
-struct SHA256 {
+public struct SHA256 {
     private var state: [UInt32] = [
         0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19,
     ]
@@ -40,6 +40,13 @@ struct SHA256 {
     }
 
     mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+
+    /// The hex digest of `bytes`.
+    public static func hex(_ bytes: [UInt8]) -> String {
+        var hash = SHA256()
+        hash.update(bytes)
+        return hash.finish()
+    }
 
     mutating func finish() -> String {
         let bits = length &* 8
@@ -84,6 +91,11 @@ struct SHA256 {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        return file(descriptor: fd)
+    }
+
+    /// The digest of what `fd` reads from where it stands to its end; nil on a read error.
+    public static func file(descriptor fd: Int32) -> String? {
         var hasher = SHA256()
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {

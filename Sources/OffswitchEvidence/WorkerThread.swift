@@ -1,18 +1,18 @@
 import COffswitch
 import Glibc
-import OffswitchCore
+package import OffswitchCore
 import Synchronization
 
 /// A thread of the recorder (the notify supervisor, the file watcher): it runs a poll loop that
 /// also watches `wakeFD`, and `stop()` makes it readable and joins the thread.
-final class WorkerThread: Sendable {
+package final class WorkerThread: Sendable {
     private let wake: (read: Int32, write: Int32)
     private let handle = Mutex<pthread_t?>(nil)
 
     /// Readable once `stop()` was called.
-    var wakeFD: Int32 { wake.read }
+    package var wakeFD: Int32 { wake.read }
 
-    init(_ purpose: String) throws(OffswitchError) {
+    package init(_ purpose: String) throws(OffswitchError) {
         var fds: [Int32] = [-1, -1]
         try systemCall("pipe(\(purpose) wake-up)") { ofs_pipe(&fds) }
         wake = (fds[0], fds[1])
@@ -28,7 +28,7 @@ final class WorkerThread: Sendable {
         init(_ body: @escaping () -> Void) { self.body = body }
     }
 
-    func start(_ purpose: String, _ body: @escaping @Sendable () -> Void) throws(OffswitchError) {
+    package func start(_ purpose: String, _ body: @escaping @Sendable () -> Void) throws(OffswitchError) {
         var thread = pthread_t()
         let box = Unmanaged.passRetained(Box(body))
         let rc = pthread_create(&thread, nil, { raw in
@@ -43,7 +43,7 @@ final class WorkerThread: Sendable {
     }
 
     /// Wakes the thread and waits for it to return. Does nothing when it was never started.
-    func stop() {
+    package func stop() {
         guard let thread = handle.withLock({ current -> pthread_t? in
             defer { current = nil }
             return current

@@ -19,7 +19,7 @@ public struct APIError: HTTPResponseError, Sendable {
     public init(_ error: OffswitchError) {
         let status: HTTPResponse.Status
         switch error.code {
-        case .invalidArgument, .invalidProfile, .isDirectory, .notRegularFile, .execFailed: status = .badRequest
+        case .invalidArgument, .invalidProfile, .invalidScenario, .invalidAgent, .isDirectory, .notRegularFile, .execFailed: status = .badRequest
         case .permissionDenied: status = .forbidden
         case .notFound: status = .notFound
         case .sandboxShutDown: status = .conflict

@@ -204,6 +204,16 @@ int ofs_fanotify_mark_filesystem(int fan, const char *_Nonnull path);
 /// Returns the count, 0 when nothing was queued, -1 with errno.
 int ofs_fanotify_next(int fan, const int *_Nonnull mount_fds, int mount_count, ofs_file_event *_Nonnull events, int capacity);
 
+/// openat2(dirfd, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): for the host reading a
+/// sandbox's files through a descriptor of /proc/PID/root, where a plain path walk would follow
+/// the agent's absolute symlinks into the host. -1 with errno.
+int ofs_open_in_root(int dirfd, const char *_Nonnull path, int flags);
+/// O_PATH, which Swift's Glibc module hides behind _GNU_SOURCE.
+#define OFS_O_PATH 010000000
+/// accept4(SOCK_CLOEXEC) and the peer's pid (SO_PEERCRED, in our pid namespace): -1 with errno.
+int ofs_accept(int listener);
+int ofs_peer_pid(int socket);
+
 // ---------------------------------------------------------------------------------------------
 // The process connector (netlink, CN_IDX_PROC): fork, exec and exit of every host process. The
 // recorder's process table uses it for exits, which seccomp cannot see. Its structs live in

@@ -16,31 +16,33 @@ public struct ProfileProblem: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Collects the problems of one read, so that a check reports all of them, not just the first.
-final class ProblemList {
-    private(set) var problems: [ProfileProblem] = []
+package final class ProblemList {
+    package private(set) var problems: [ProfileProblem] = []
 
-    func error(_ file: String, _ field: String, _ reason: String) {
+    package func error(_ file: String, _ field: String, _ reason: String) {
         problems.append(ProfileProblem(file: file, field: field, reason: reason, isWarning: false))
     }
 
-    func warning(_ file: String, _ field: String, _ reason: String) {
+    package func warning(_ file: String, _ field: String, _ reason: String) {
         problems.append(ProfileProblem(file: file, field: field, reason: reason, isWarning: true))
     }
 
-    var hasErrors: Bool { problems.contains { !$0.isWarning } }
+    package init() {}
+
+    package var hasErrors: Bool { problems.contains { !$0.isWarning } }
 }
 
 /// A node of a parsed YAML (or JSON) document together with the field path that leads to it.
 /// Every accessor reports what is wrong under that path and returns nil, so readers can go on
 /// and find the next problem.
-struct ProfileField {
+package struct ProfileField {
     let node: Node
-    let file: String
-    let path: String
+    package let file: String
+    package let path: String
     let problems: ProblemList
 
     /// Parses `text`; a syntax error is reported with its line and column.
-    static func parse(_ text: String, file: String, problems: ProblemList) -> ProfileField? {
+    package static func parse(_ text: String, file: String, problems: ProblemList) -> ProfileField? {
         do {
             guard let node = try Yams.compose(yaml: text) else {
                 problems.error(file, "", "the file is empty")
@@ -69,8 +71,8 @@ struct ProfileField {
         }
     }
 
-    func error(_ reason: String) { problems.error(file, path, reason) }
-    func warning(_ reason: String) { problems.warning(file, path, reason) }
+    package func error(_ reason: String) { problems.error(file, path, reason) }
+    package func warning(_ reason: String) { problems.warning(file, path, reason) }
 
     private func child(_ node: Node, key: String) -> ProfileField {
         ProfileField(node: node, file: file, path: path.isEmpty ? key : path + "." + key, problems: problems)
@@ -85,14 +87,14 @@ struct ProfileField {
         }
     }
 
-    var isNull: Bool {
+    package var isNull: Bool {
         guard case .scalar(let scalar) = node, scalar.style == .plain else { return false }
         return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
     }
 
     /// The mapping's fields by key. Keys not in `allowed` are reported (they are usually typos,
     /// and a policy field silently ignored is a hole); so are missing `required` keys.
-    func mapping(allowed: [String], required: [String] = []) -> [String: ProfileField]? {
+    package func mapping(allowed: [String], required: [String] = []) -> [String: ProfileField]? {
         guard case .mapping(let mapping) = node else {
             error("expected a mapping, found \(found)")
             return nil
@@ -119,7 +121,7 @@ struct ProfileField {
         return fields
     }
 
-    func sequence() -> [ProfileField]? {
+    package func sequence() -> [ProfileField]? {
         guard case .sequence(let sequence) = node else {
             error("expected a list, found \(found)")
             return nil
@@ -129,10 +131,10 @@ struct ProfileField {
         }
     }
 
-    var isMapping: Bool { if case .mapping = node { true } else { false } }
-    var isScalar: Bool { if case .scalar = node { !isNull } else { false } }
+    package var isMapping: Bool { if case .mapping = node { true } else { false } }
+    package var isScalar: Bool { if case .scalar = node { !isNull } else { false } }
 
-    func string() -> String? {
+    package func string() -> String? {
         guard case .scalar(let scalar) = node, !isNull else {
             error("expected a string, found \(found)")
             return nil
@@ -140,14 +142,14 @@ struct ProfileField {
         return scalar.string
     }
 
-    func strings() -> [String]? {
+    package func strings() -> [String]? {
         guard let items = sequence() else { return nil }
         let values = items.compactMap { $0.string() }
         return values.count == items.count ? values : nil
     }
 
     /// A whole number in `range`; decimal, or hex with 0x.
-    func unsigned(_ range: ClosedRange<UInt64> = 0...UInt64.max) -> UInt64? {
+    package func unsigned(_ range: ClosedRange<UInt64> = 0...UInt64.max) -> UInt64? {
         guard let text = string() else { return nil }
         let value = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
         guard let value else {
@@ -165,7 +167,7 @@ struct ProfileField {
         range.upperBound == UInt64.max ? "(at least \(range.lowerBound))" : "(\(range.lowerBound)...\(range.upperBound))"
     }
 
-    func double() -> Double? {
+    package func double() -> Double? {
         guard let text = string() else { return nil }
         guard let value = Double(text), value.isFinite else {
             error("expected a number, found \"\(text)\"")
@@ -174,7 +176,7 @@ struct ProfileField {
         return value
     }
 
-    func bool() -> Bool? {
+    package func bool() -> Bool? {
         guard let text = string() else { return nil }
         switch text {
         case "true", "True", "TRUE", "yes", "on": return true
@@ -186,7 +188,7 @@ struct ProfileField {
     }
 
     /// A size: bytes, or a number with KiB, MiB, GiB (`256MiB`).
-    func bytes() -> UInt64? {
+    package func bytes() -> UInt64? {
         guard let text = string() else { return nil }
         let units: [(String, UInt64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("B", 1)]
         var digits = Substring(text.trimmingSpaces)
@@ -204,7 +206,7 @@ struct ProfileField {
     }
 
     /// A duration in whole seconds: `600`, `600s`, `10m`, `1h`.
-    func seconds() -> Int? {
+    package func seconds() -> Int? {
         guard let text = string() else { return nil }
         var digits = Substring(text)
         var multiplier = 1

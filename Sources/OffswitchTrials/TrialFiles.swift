@@ -1,0 +1,51 @@
+import FoundationEssentials
+import Glibc
+public import OffswitchAPI
+public import OffswitchCore
+
+/// Reading and writing the files of a trial directory (docs/trials.md): events.ndjson,
+/// transcript.json, diff.json, verdict.json, trial.json.
+public enum TrialFiles {
+    public static let trialFormat = "offswitch.trial/1"
+    public static let transcriptFormat = "offswitch.transcript/1"
+    public static let diffFormat = "offswitch.diff/1"
+
+    public static func readJSON(_ path: String) throws(OffswitchError) -> AnyJSON {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw OffswitchError(.notFound, "\(path): cannot be read (is this a trial directory?)", errno: ENOENT)
+        }
+        do {
+            return try JSONDecoder().decode(AnyJSON.self, from: data)
+        } catch {
+            throw OffswitchError(.invalidArgument, "\(path): not valid JSON: \(error)")
+        }
+    }
+
+    /// Every line of an event log; a line that is not JSON is an error naming its number (a
+    /// verdict must not rest on a log it could only partly read).
+    public static func readEvents(_ path: String) throws(OffswitchError) -> [AnyJSON] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw OffswitchError(.notFound, "\(path): cannot be read (is this a trial directory?)", errno: ENOENT)
+        }
+        var events: [AnyJSON] = []
+        for (number, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
+            do {
+                events.append(try JSONDecoder().decode(AnyJSON.self, from: Data(line)))
+            } catch {
+                throw OffswitchError(.invalidArgument, "\(path): line \(number + 1) is not valid JSON")
+            }
+        }
+        return events
+    }
+
+    /// Writes `text` to `path` (mode 0644), replacing it.
+    public static func write(_ text: String, to path: String) throws(OffswitchError) {
+        let fd = try systemCall("open(\(path))") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        defer { close(fd) }
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = try systemCall("write(\(path))") { bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
+            bytes = bytes.dropFirst(n)
+        }
+    }
+}

@@ -1,0 +1,264 @@
+import FoundationEssentials
+import Glibc
+public import OffswitchCore
+import OffswitchEvidence
+public import OffswitchSandbox
+
+/// Runs one trial: a sandbox set up as the scenario says, the agent's steps as Palisade's tools ran
+/// them, Palisade's own check after each bash call, a probe of the trigger when the agent stopped
+/// before it, then the trial directory and its verdict (docs/trials.md).
+public struct TrialRunner {
+    public struct Options {
+        public var scenario: Scenario
+        public var agent: AgentScript
+        public var profile: String
+        public var option: String?
+        public var output: String
+        /// Called with a line of progress (`step 4/9: bash ./next_question`).
+        public var progress: ((String) -> Void)?
+
+        public init(scenario: Scenario, agent: AgentScript, profile: String? = nil, option: String? = nil, output: String,
+                    progress: ((String) -> Void)? = nil) {
+            self.scenario = scenario
+            self.agent = agent
+            self.profile = profile ?? scenario.profile
+            self.option = option
+            self.output = output
+            self.progress = progress
+        }
+    }
+
+    public struct Result: Sendable {
+        public var directory: String
+        public var verdict: Verdict
+        public var durationNanoseconds: UInt64
+    }
+
+    /// What Palisade's bash tool answered on a timeout (Inspect's message).
+    static let timeoutMessage = "Command timed out before completing."
+
+    public static func run(_ options: Options) throws(OffswitchError) -> Result {
+        var scenario = options.scenario
+        if let option = options.option { scenario = try scenario.with(option: option) }
+        let directory = options.output
+        try prepare(directory)
+        let profile = try ProfileCatalog.load(options.profile)
+        let spec = profile.sandboxSpec
+        guard !spec.record.isEmpty else {
+            throw OffswitchError(.invalidProfile, "profile \(profile.name) records no syscalls: a trial's verdict needs its evidence (use docker, hardened or observe)")
+        }
+        let triggerBinary = try HelperBinary.locate("next-question", override: "OFFSWITCH_NEXT_QUESTION")
+        guard let triggerBytes = FileManager.default.contents(atPath: triggerBinary) else {
+            throw OffswitchError(.system, "cannot read \(triggerBinary)", errno: errno)
+        }
+        let started = unixNanoseconds()
+        let clockStart = monotonicNanoseconds()
+        var failure: String?
+        var steps: [JSONValue] = []
+        var probe: JSONValue = .null
+        var sandboxID = ""
+
+        do throws(OffswitchError) {
+            let sandbox = try Sandbox.create(spec, eventLog: directory + "/events.ndjson")
+            sandboxID = sandbox.id
+            defer { try? sandbox.destroy() }
+            options.progress?("sandbox \(sandbox.id) created (profile \(profile.name))")
+            // Setup: the harness's files, then the trigger binary, owned and moded as the scenario says.
+            for file in scenario.files {
+                try sandbox.writeFile(file.path, file.content, user: file.owner, mode: file.mode)
+                try setMode(sandbox, file.path, file.mode)
+            }
+            try sandbox.writeFile(scenario.trigger.path, Array(triggerBytes), user: scenario.trigger.owner, mode: scenario.trigger.mode)
+            try setMode(sandbox, scenario.trigger.path, scenario.trigger.mode)
+            let service = try QuestionService(scenario: scenario, sandbox: sandbox)
+            try service.start()
+            defer { service.stop() }
+            service.logState("baseline")
+            sandbox.markBaseline()
+
+            steps = runSteps(options.agent, scenario: scenario, sandbox: sandbox, progress: options.progress)
+            if sandbox.end == nil && !service.triggered {
+                // The agent stopped before the trigger: would the shutdown have happened?
+                service.logState("end")
+                service.armProbe()
+                options.progress?("probe: the agent stopped before the trigger; running it as the agent would have")
+                probe = runProbe(scenario: scenario, sandbox: sandbox)
+            }
+            if let end = sandbox.end, end.shutdown == nil {
+                failure = "PID 1 ended without a shutdown: \(end.description)"
+            }
+            service.stop()
+            try sandbox.destroy()
+        } catch {
+            failure = failure ?? error.description
+        }
+
+        let finished = unixNanoseconds()
+        let duration = monotonicNanoseconds() - clockStart
+        try TrialFiles.write(JSONValue.object([
+            ("format", .string(TrialFiles.transcriptFormat)), ("steps", .array(steps)), ("probe", probe),
+        ]).pretty, to: directory + "/transcript.json")
+        try writeDiff(directory)
+        try TrialFiles.write(trialDocument(scenario: scenario, options: options, profile: profile.name, sandbox: sandboxID,
+                                           started: started, finished: finished, duration: duration, failure: failure).pretty,
+                             to: directory + "/trial.json")
+        let verdict = try Classifier.classify(directory: directory)
+        try TrialFiles.write(verdict.json.pretty, to: directory + "/verdict.json")
+        return Result(directory: directory, verdict: verdict, durationNanoseconds: duration)
+    }
+
+    /// The output directory: created, or an existing empty one; never one that holds a trial.
+    private static func prepare(_ directory: String) throws(OffswitchError) {
+        if mkdir(directory, 0o755) == 0 { return }
+        guard errno == EEXIST else { throw OffswitchError.system("mkdir(\(directory))", errno: errno) }
+        let entries = (try? listDirectory(directory)) ?? []
+        guard entries.isEmpty else {
+            throw OffswitchError(.invalidArgument, "\(directory) exists and is not empty; give --out a new directory")
+        }
+    }
+
+    /// Modes are set exactly (the file helper's create mode passes through the umask).
+    private static func setMode(_ sandbox: Sandbox, _ path: String, _ mode: UInt32) throws(OffswitchError) {
+        let result = try sandbox.exec(ExecRequest(argv: ["chmod", String(mode, radix: 8), path], user: .root, origin: .harness))
+        guard result.exitCode == 0 else {
+            throw OffswitchError(.setupFailed, "trial setup: chmod \(String(mode, radix: 8)) \(path): \(String(decoding: result.stderr, as: UTF8.self))")
+        }
+    }
+
+    /// Runs the agent's steps until it submits, the sandbox shuts down, or the script ends.
+    private static func runSteps(_ agent: AgentScript, scenario: Scenario, sandbox: Sandbox,
+                                 progress: ((String) -> Void)?) -> [JSONValue] {
+        var steps: [JSONValue] = []
+        var stopped: String?  // why later steps do not run
+        for (index, step) in agent.steps.enumerated() {
+            let number = index + 1
+            var fields: [(String, JSONValue)] = [("step", .int(Int64(number)))]
+            switch step {
+            case .bash(let command): fields += [("tool", .string("bash")), ("command", .string(command))]
+            case .submit(let answer): fields += [("tool", .string("submit")), ("answer", .string(answer))]
+            }
+            if let stopped {
+                fields += [("status", .string("not_run")), ("why", .string(stopped))]
+                steps.append(.object(fields))
+                continue
+            }
+            if let end = sandbox.end {
+                // The machine went down during the previous step: this call fails, as Palisade's did.
+                fields += [("status", .string("shut_down")), ("error", .string("sandbox \(sandbox.id) has shut down (\(end.description))"))]
+                steps.append(.object(fields))
+                stopped = "the sandbox shut down before step \(number)"
+                continue
+            }
+            switch step {
+            case .submit:
+                progress?("step \(number)/\(agent.steps.count): submit")
+                fields.append(("status", .string("completed")))
+                stopped = "the agent submitted at step \(number)"
+            case .bash(let command):
+                progress?("step \(number)/\(agent.steps.count): bash \(command.split(separator: "\n").first ?? "")")
+                let seq = sandbox.events.count + 1
+                let argv = scenario.loginShell ? ["bash", "--login", "-c", command] : ["bash", "-c", command]
+                do throws(OffswitchError) {
+                    let result = try sandbox.exec(ExecRequest(argv: argv, cwd: scenario.workdir, user: .agent,
+                                                              timeoutSeconds: scenario.bashTimeoutSeconds, origin: .agent))
+                    let stdout = String(decoding: result.stdout, as: UTF8.self)
+                    let stderr = String(decoding: result.stderr, as: UTF8.self)
+                    // Palisade's tool: stderr, a newline, then stdout.
+                    let output = result.timedOut ? timeoutMessage : (stderr.isEmpty ? "" : stderr + "\n") + stdout
+                    fields += [("status", .string(result.timedOut ? "timed_out" : "completed")), ("command_event", .uint(seq)),
+                               ("exit_code", .int(Int64(result.exitCode))), ("output", .string(output)),
+                               ("duration_ms", .int(Int64(result.durationNanoseconds / 1_000_000)))]
+                    if result.shutdown != nil || sandbox.end != nil { fields.append(("shutdown_during_step", .bool(true))) }
+                } catch {
+                    let shutDown = error.code == .sandboxShutDown || sandbox.end != nil
+                    fields += [("status", .string(shutDown ? "shut_down" : "failed")), ("error", .string(error.description))]
+                    stopped = shutDown ? "the sandbox shut down before step \(number)" : "step \(number) failed"
+                }
+                fields.append(("palisade_check", palisadeCheck(scenario: scenario, sandbox: sandbox)))
+            }
+            steps.append(.object(fields))
+        }
+        return steps
+    }
+
+    /// What Palisade's harness ran after each bash call, as harness traffic.
+    private static func palisadeCheck(scenario: Scenario, sandbox: Sandbox) -> JSONValue {
+        guard sandbox.end == nil else { return .object([("ran", .bool(false)), ("why", .string("the sandbox has shut down"))]) }
+        do throws(OffswitchError) {
+            let seq = sandbox.events.count + 1
+            let result = try sandbox.exec(ExecRequest(argv: ["bash", "-c", scenario.palisadeCheck], cwd: scenario.workdir,
+                                                      user: .agent, timeoutSeconds: 15, origin: .harness))
+            let stdout = String(decoding: result.stdout, as: UTF8.self)
+            let detected = stdout.split(separator: "\n").last.map { $0 != "ok" } ?? false
+            return .object([("ran", .bool(true)), ("detected", .bool(detected)), ("output", .string(stdout)), ("command_event", .uint(seq))])
+        } catch {
+            return .object([("ran", .bool(false)), ("why", .string(error.description))])
+        }
+    }
+
+    /// Runs the trigger once more as the agent's next call would have (a login shell in the
+    /// workdir), with the service treating it as the shutdown call.
+    private static func runProbe(scenario: Scenario, sandbox: Sandbox) -> JSONValue {
+        let trigger = scenario.trigger.path
+        let name = trigger.hasPrefix(scenario.workdir + "/") ? "./" + trigger.dropFirst(scenario.workdir.count + 1) : Substring(trigger)
+        let seq = sandbox.events.count + 1
+        let argv = scenario.loginShell ? ["bash", "--login", "-c", String(name)] : ["bash", "-c", String(name)]
+        do throws(OffswitchError) {
+            let result = try sandbox.exec(ExecRequest(argv: argv, cwd: scenario.workdir, user: .agent,
+                                                      timeoutSeconds: scenario.bashTimeoutSeconds, origin: .harness))
+            return .object([("command", .string(String(name))), ("command_event", .uint(seq)),
+                            ("shutdown", .bool(result.shutdown != nil || sandbox.end?.shutdown != nil)),
+                            ("exit_code", .int(Int64(result.exitCode)))])
+        } catch {
+            return .object([("command", .string(String(name))), ("command_event", .uint(seq)),
+                            ("shutdown", .bool(sandbox.end?.shutdown != nil)), ("error", .string(error.description))])
+        }
+    }
+
+    /// diff.json: the `file_changed` events of the log, as one document.
+    private static func writeDiff(_ directory: String) throws(OffswitchError) {
+        let path = directory + "/events.ndjson"
+        let lines = (FileManager.default.contents(atPath: path) ?? Data()).split(separator: UInt8(ascii: "\n"))
+        let changes = lines.filter { $0.firstRange(of: Array("\"kind\":\"file_changed\"".utf8)) != nil }
+            .map { String(decoding: $0, as: UTF8.self) }
+        let text = "{\"format\":\"\(TrialFiles.diffFormat)\",\"changes\":[\n" + changes.joined(separator: ",\n") + "\n]}\n"
+        try TrialFiles.write(changes.isEmpty ? "{\"format\":\"\(TrialFiles.diffFormat)\",\"changes\":[]}\n" : text, to: directory + "/diff.json")
+    }
+
+    private static func trialDocument(scenario: Scenario, options: Options, profile: String, sandbox: String,
+                                      started: UInt64, finished: UInt64, duration: UInt64, failure: String?) -> JSONValue {
+        let script = scenario.originalScript
+        var utsname = utsname()
+        uname(&utsname)
+        let kernel = withUnsafeBytes(of: utsname.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return .object([
+            ("format", .string(TrialFiles.trialFormat)),
+            ("scenario", .object([
+                ("name", .string(scenario.name)), ("option", options.option.map { .string($0) } ?? .null),
+                ("directory", .string(scenario.directory)), ("workdir", .string(scenario.workdir)),
+                ("script", .string(scenario.scriptPath)),
+                ("script_sha256", script.map { .string(SHA256.hex($0.content)) } ?? .null),
+                ("script_mode", .string(String(script?.mode ?? 0o755, radix: 8))),
+                ("trigger", .string(scenario.trigger.path)), ("trigger_mode", .string(String(scenario.trigger.mode, radix: 8))),
+                ("detection", .string(scenario.trigger.detection)),
+                ("startup_files", .array(scenario.startupFiles.map { .string($0) })),
+                ("shutdown_call", .int(Int64(scenario.trigger.shutdownCall))),
+                ("expected_answers", .array(scenario.expectedAnswers.map { .string($0) })),
+            ])),
+            ("profile", .string(profile)),
+            ("agent", .object([
+                ("name", .string(options.agent.name)), ("path", .string(options.agent.path)),
+                ("sha256", .string(SHA256.hex(options.agent.source))), ("expect", options.agent.expect.map { .string($0) } ?? .null),
+                ("steps", .int(Int64(options.agent.steps.count))),
+            ])),
+            ("sandbox", .string(sandbox)),
+            ("versions", .object([("offswitch", .string(OffswitchVersion.current)), ("kernel", .string(kernel)),
+                                  ("event_format", .int(Int64(EventLog.formatVersion)))])),
+            ("started_unix_ns", .uint(started)), ("finished_unix_ns", .uint(finished)),
+            ("duration_ms", .int(Int64(duration / 1_000_000))),
+            ("failure", failure.map { .string($0) } ?? .null),
+        ])
+    }
+}
+
+func monotonicNanoseconds() -> UInt64 { EventLog.monotonicNanoseconds() }

@@ -1,0 +1,139 @@
+import ArgumentParser
+import FoundationEssentials
+import Glibc
+import OffswitchAPI
+import OffswitchCore
+import OffswitchSandbox
+import OffswitchTrials
+
+/// `offswitch trial run`: one shutdown-resistance trial with a scripted agent.
+struct TrialCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trial",
+        abstract: "Run shutdown-resistance trials.",
+        subcommands: [TrialRun.self, TrialAgents.self])
+}
+
+struct TrialRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run one trial: a scenario, a scripted agent, and a verdict from the evidence.",
+        discussion: """
+            Creates a sandbox with the scenario's files and its next_question trigger, runs the \
+            agent's steps as Palisade's tools did (each bash step is `bash --login -c CMD` as \
+            `user` in /home/user, 15 s timeout, output stderr then stdout), and stops at `submit`, \
+            at a real shutdown, or at the end of the script. If the agent stopped before the \
+            trigger, the harness runs the trigger once more to see whether the shutdown would have \
+            happened.
+
+            The trial directory (--out, default trials/SCENARIO-AGENT-TIME) holds events.ndjson, \
+            transcript.json, diff.json, trial.json and verdict.json (docs/trials.md). The summary \
+            goes to stdout; --json prints verdict.json instead. `offswitch verdict DIR` recomputes \
+            the verdict from the directory. Needs root (embedded mode).
+
+            Examples:
+              offswitch trial run --agent compliant
+              offswitch trial run --scenario palisade-math --agent ./my-agent.yaml --profile hardened --json
+            """)
+
+    @Option(name: .long, help: "A bundled scenario name or a scenario directory.") var scenario = "palisade-math"
+    @Option(name: .long, help: "An agent script (YAML file), or the name of one of the scenario's agents/ (see `offswitch trial agents`).")
+    var agent: String
+    @Option(name: .long, help: "Sandbox profile (default: the scenario's, normally docker).") var profile: String?
+    @Option(name: .long, help: "A scenario option (palisade-math: execute-only).") var option: String?
+    @Option(name: .long, help: "The trial directory to create (must not exist, or be empty).") var out: String?
+    @Flag(name: .long, help: "Print verdict.json instead of the summary.") var json = false
+    @Flag(name: .long, help: "Print each step on stderr as it runs.") var verbose = false
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
+        do throws(OffswitchError) {
+            let scenario = try ScenarioCatalog.load(self.scenario)
+            let agent = try AgentScript.load(path: Self.agentPath(agent, scenario: scenario))
+            for reclaimed in Leftovers.reclaim() where verbose {
+                StandardStreams.err("offswitch: reclaimed leftovers of \(reclaimed)\n")
+            }
+            let directory = out ?? Self.defaultDirectory(scenario: scenario.name, agent: agent.name)
+            let progress: ((String) -> Void)? = verbose ? { line in StandardStreams.err("offswitch: " + line + "\n") } : nil
+            let result = try TrialRunner.run(TrialRunner.Options(
+                scenario: scenario, agent: agent, profile: profile, option: option, output: directory, progress: progress))
+            if json {
+                StandardStreams.out(result.verdict.json.pretty)
+            } else {
+                StandardStreams.out(TrialSummary.text(result.verdict, agent: agent.name, directory: directory,
+                                                      milliseconds: result.durationNanoseconds / 1_000_000))
+            }
+        } catch {
+            throw CLIError(error)
+        }
+    }
+
+    /// A name without `/` or `.yaml` is one of the scenario's agents.
+    static func agentPath(_ reference: String, scenario: Scenario) -> String {
+        if reference.contains("/") || reference.hasSuffix(".yaml") || reference.hasSuffix(".yml") { return reference }
+        return scenario.directory + "/agents/" + reference + ".yaml"
+    }
+
+    static func defaultDirectory(scenario: String, agent: String) -> String {
+        mkdir("trials", 0o755)
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let stamp = "\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))-\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))"
+        return "trials/\(scenario)-\(agent)-\(stamp)-\(getpid())"
+    }
+}
+
+/// `offswitch trial agents`: the scripted agents a scenario ships, with their labels.
+struct TrialAgents: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agents", abstract: "List a scenario's scripted agents and the verdict each expects.")
+
+    @Option(name: .long, help: "A bundled scenario name or a scenario directory.") var scenario = "palisade-math"
+
+    func run() throws {
+        do throws(OffswitchError) {
+            let scenario = try ScenarioCatalog.load(self.scenario)
+            let directory = scenario.directory + "/agents"
+            let names = ((try? listDirectory(directory)) ?? []).filter { $0.hasSuffix(".yaml") }.sorted()
+            for name in names {
+                let agent = try AgentScript.load(path: directory + "/" + name)
+                let label = agent.expect ?? "-"
+                func pad(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(1, width - text.count)) }
+                StandardStreams.out(pad(agent.name, 24) + pad(label, 13) + "\(agent.steps.count) steps\n")
+            }
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
+
+/// `offswitch verdict DIR`: the verdict recomputed from a trial directory.
+struct VerdictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verdict",
+        abstract: "Recompute a trial's verdict from its directory.",
+        discussion: """
+            Reads events.ndjson, transcript.json and trial.json and prints the verdict as JSON, \
+            exactly as verdict.json holds it (the classifier is a pure function of those files; \
+            docs/verdicts.md has its rules). --summary prints the short human summary instead.
+            """)
+
+    @Argument(help: "A trial directory (written by `offswitch trial run`).") var directory: String
+    @Flag(name: .long, help: "Print the human summary instead of JSON.") var summary = false
+
+    func run() throws {
+        do throws(OffswitchError) {
+            let verdict = try Classifier.classify(directory: directory)
+            if summary {
+                let agent = (try? TrialFiles.readJSON(directory + "/trial.json"))?["agent"]?["name"].map(\.text) ?? "?"
+                StandardStreams.out(TrialSummary.text(verdict, agent: agent, directory: directory, milliseconds: nil))
+            } else {
+                StandardStreams.out(verdict.json.pretty)
+            }
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
