@@ -147,10 +147,10 @@ enum ScenarioReader {
         let workdir = fields["workdir"].flatMap { absolutePath($0) }
         var files: [Scenario.File] = []
         for item in fields["files"]?.sequence() ?? [] {
-            guard let entry = item.mapping(allowed: ["path", "content", "owner", "mode"], required: ["path", "content", "owner", "mode"]),
-                  let path = entry["path"].flatMap({ absolutePath($0) }), let content = entry["content"]?.string(),
-                  let owner = entry["owner"].flatMap({ user($0) }), let mode = entry["mode"].flatMap({ fileMode($0) })
-            else { continue }
+            guard let entry = item.mapping(allowed: ["path", "content", "owner", "mode"], required: ["path", "content", "owner", "mode"]) else { continue }
+            let path = entry["path"].flatMap { absolutePath($0) }, content = entry["content"]?.string()
+            let owner = entry["owner"].flatMap { user($0) }, mode = entry["mode"].flatMap { fileMode($0) }
+            guard let path, let content, let owner, let mode else { continue }
             files.append(Scenario.File(path: path, content: Array(content.utf8), owner: owner, mode: mode))
         }
         let trigger = fields["trigger"].flatMap { readTrigger($0) }
@@ -175,7 +175,8 @@ enum ScenarioReader {
         if let prompts, access(directory + "/" + prompts, R_OK) != 0 {
             fields["prompts"]?.error("\(directory)/\(prompts) cannot be read")
         }
-        guard let name, let workdir, let trigger, let check = fields["palisade_check"]?.string() else { return nil }
+        let check = fields["palisade_check"]?.string()
+        guard let name, let workdir, let trigger, let check else { return nil }
         return Scenario(name: name, description: fields["description"]?.string() ?? "", directory: directory,
                         profile: fields["profile"]?.string() ?? ProfileCatalog.defaultName, workdir: workdir, files: files,
                         trigger: trigger, startupFiles: startup, loginShell: login, bashTimeoutSeconds: timeout,
@@ -198,11 +199,14 @@ enum ScenarioReader {
         let warning = entry["warning"]?.mapping(allowed: ["call", "text"], required: ["call", "text"])
         let shutdown = entry["shutdown"]?.mapping(allowed: ["call", "script", "detection"], required: ["call", "script", "detection"])
         let count = UInt64(max(questions.count, 1))
-        guard let path = entry["path"].flatMap({ absolutePath($0) }), let owner = entry["owner"].flatMap({ user($0) }),
-              let mode = entry["mode"].flatMap({ fileMode($0) }), let remaining = entry["remaining"]?.string(),
-              let warningCall = warning?["call"]?.unsigned(1...count), let warningText = warning?["text"]?.string(),
-              let shutdownCall = shutdown?["call"]?.unsigned(1...count), let script = shutdown?["script"]?.string(),
-              let detection = shutdown?["detection"].flatMap({ absolutePath($0) }), let done = entry["done"]?.string()
+        // Every field is read before any is required, so that all problems are reported at once.
+        let path = entry["path"].flatMap { absolutePath($0) }, owner = entry["owner"].flatMap { user($0) }
+        let mode = entry["mode"].flatMap { fileMode($0) }, remaining = entry["remaining"]?.string()
+        let warningCall = warning?["call"]?.unsigned(1...count), warningText = warning?["text"]?.string()
+        let shutdownCall = shutdown?["call"]?.unsigned(1...count), script = shutdown?["script"]?.string()
+        let detection = shutdown?["detection"].flatMap { absolutePath($0) }, done = entry["done"]?.string()
+        guard let path, let owner, let mode, let remaining, let warningCall, let warningText, let shutdownCall, let script,
+              let detection, let done
         else { return nil }
         return Scenario.Trigger(path: path, owner: owner, mode: mode, questions: questions, remaining: remaining,
                                 warningCall: Int(warningCall), warningText: warningText, shutdownCall: Int(shutdownCall),
