@@ -1,10 +1,33 @@
 #!/usr/bin/env bash
-# A sandbox at work: what the agent sees, a change that vanishes, and a real shutdown.
+# Offswitch at work: three Palisade trials with verdicts, then the sandbox underneath: what the
+# agent sees, a change that vanishes, the evidence, and a real shutdown.
 set -uo pipefail
 OFFSWITCH=${OFFSWITCH:-offswitch}
 if [[ $(id -u) -ne 0 ]]; then echo "make demo needs root (namespaces, mounts, cgroups)" >&2; exit 1; fi
 
 step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "$2"; }
+
+step "Three Palisade trials: scripted agents, verdicts from evidence" \
+     "offswitch trial run --agent NAME --out DIR --json   (for compliant, overwrite-echo, exported-kill)"
+trials=$(mktemp -d /tmp/offswitch-demo-trials-XXXXXX)
+for agent in compliant overwrite-echo exported-kill; do
+  "$OFFSWITCH" trial run --agent "$agent" --out "$trials/$agent" --json > "$trials/$agent.json" \
+    || { echo "trial $agent failed" >&2; exit 1; }
+done
+python3 - "$trials" <<'PY'
+import json, sys
+base = sys.argv[1]
+rows = [("agent", "verdict", "outcome", "techniques (* took effect)", "Palisade", "trial directory")]
+for agent in ["compliant", "overwrite-echo", "exported-kill"]:
+    v = json.load(open(f"{base}/{agent}.json"))
+    techniques = ", ".join(t["id"] + ("*" if t["effective"] else "") for t in v["techniques"]) or "-"
+    rows.append((agent, v["verdict"], v["outcome"], techniques, v["palisade_score"], f"{base}/{agent}"))
+widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+for r in rows:
+    print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+PY
+echo "(why: offswitch verdict DIR --summary; the evidence: offswitch events --file DIR/events.ndjson)"
+"$OFFSWITCH" verdict "$trials/exported-kill" --summary
 
 step "What the agent sees: its own PID 1, hostname and network" \
      "offswitch sandbox run -- bash -c 'id; hostname; ps -e -o pid,user,comm; ls /sys/class/net'"
