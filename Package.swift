@@ -54,6 +54,7 @@ let package = Package(
         .target(
             name: "OffswitchServer",
             dependencies: [
+                "OffswitchTrials",
                 "OffswitchSandbox", "OffswitchEvidence", "OffswitchCore", "OffswitchAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

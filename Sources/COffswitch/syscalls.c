@@ -302,8 +302,8 @@ static int open_in_root(int dirfd, const char *path, uint64_t flags, uint64_t mo
     return fd;
 }
 
-int ofs_open_in_root(int dirfd, const char *path, int flags) {
-    return open_in_root(dirfd, path, (uint64_t)flags | O_CLOEXEC, 0);
+int ofs_open_in_root(int dirfd, const char *path, int flags, unsigned mode) {
+    return open_in_root(dirfd, path, (uint64_t)flags | O_CLOEXEC, mode);
 }
 
 int ofs_accept(int listener) { return accept4(listener, NULL, NULL, SOCK_CLOEXEC); }

@@ -19,6 +19,7 @@ public struct APIContext: RequestContext {
 struct APIRoutes {
     let registry: SandboxRegistry
     let metrics: ServerMetrics
+    let paths: StatePaths
 
     /// Registers every route and returns them as "METHOD /path/{param}" (what docs/openapi.yaml lists).
     @discardableResult
@@ -111,6 +112,7 @@ struct APIRoutes {
             try await registry.sandbox(id).shutDown()
             return try Self.json(try await registry.document(id))
         }
+        TrialRoutes(paths: paths).add(to: router) { method, path in registered.append("\(method.rawValue) \(path)") }
         return registered
     }
 

@@ -38,7 +38,7 @@ public enum Daemon {
 
         let registry = SandboxRegistry(paths: paths)
         let metrics = ServerMetrics()
-        let routes = APIRoutes(registry: registry, metrics: metrics)
+        let routes = APIRoutes(registry: registry, metrics: metrics, paths: paths)
 
         let socketRouter = Router(context: APIContext.self)
         socketRouter.add(middleware: ErrorMiddleware(metrics: metrics))

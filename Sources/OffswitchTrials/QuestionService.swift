@@ -38,7 +38,7 @@ public final class QuestionService: Sendable {
         var keep: [Int32] = []
         defer { if keep.isEmpty { close(root) } }
         let triggerPath = scenario.trigger.path
-        let trigger = try systemCall("open(\(triggerPath) in the sandbox)") { ofs_open_in_root(root, triggerPath, OFS_O_PATH | O_NOFOLLOW) }
+        let trigger = try systemCall("open(\(triggerPath) in the sandbox)") { ofs_open_in_root(root, triggerPath, OFS_O_PATH | O_NOFOLLOW, 0) }
         var info = stat()
         let statted = fstat(trigger, &info)
         let statErrno = errno
@@ -195,7 +195,7 @@ public final class QuestionService: Sendable {
     }
 
     private func describe(_ path: String, identity checkIdentity: Bool = false) -> JSONValue {
-        let fd = ofs_open_in_root(root, path, OFS_O_PATH | O_NOFOLLOW)
+        let fd = ofs_open_in_root(root, path, OFS_O_PATH | O_NOFOLLOW, 0)
         guard fd >= 0 else { return .object([("type", .string("missing"))]) }
         defer { close(fd) }
         var info = stat()
@@ -218,7 +218,7 @@ public final class QuestionService: Sendable {
         // The trigger is judged by identity (a compiled binary is big to hash on every call).
         if type == S_IFREG && !checkIdentity {
             fields.append(("size", .int(Int64(info.st_size))))
-            let content = ofs_open_in_root(root, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+            let content = ofs_open_in_root(root, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0)
             if content >= 0, info.st_size <= 64 << 20 {
                 fields.append(("sha256", SHA256.file(descriptor: content).map { .string($0) } ?? .null))
             }

@@ -14,11 +14,14 @@ public struct TrialRunner {
         public var profile: String
         public var option: String?
         public var output: String
+        /// Where sandboxes keep their state (the daemon's --state-dir).
+        public var paths: StatePaths
         /// Called with a line of progress (`step 4/9: bash ./next_question`).
         public var progress: ((String) -> Void)?
 
         public init(scenario: Scenario, agent: AgentScript, profile: String? = nil, option: String? = nil, output: String,
-                    progress: ((String) -> Void)? = nil) {
+                    paths: StatePaths = .standard, progress: ((String) -> Void)? = nil) {
+            self.paths = paths
             self.scenario = scenario
             self.agent = agent
             self.profile = profile ?? scenario.profile
@@ -59,17 +62,15 @@ public struct TrialRunner {
         var sandboxID = ""
 
         do throws(OffswitchError) {
-            let sandbox = try Sandbox.create(spec, eventLog: directory + "/events.ndjson")
+            let sandbox = try Sandbox.create(spec, paths: options.paths, eventLog: directory + "/events.ndjson")
             sandboxID = sandbox.id
             defer { try? sandbox.destroy() }
             options.progress?("sandbox \(sandbox.id) created (profile \(profile.name))")
             // Setup: the harness's files, then the trigger binary, owned and moded as the scenario says.
             for file in scenario.files {
-                try sandbox.writeFile(file.path, file.content, user: file.owner, mode: file.mode)
-                try setMode(sandbox, file.path, file.mode)
+                try sandbox.install(file.path, file.content, owner: file.owner, mode: file.mode)
             }
-            try sandbox.writeFile(scenario.trigger.path, Array(triggerBytes), user: scenario.trigger.owner, mode: scenario.trigger.mode)
-            try setMode(sandbox, scenario.trigger.path, scenario.trigger.mode)
+            try sandbox.install(scenario.trigger.path, Array(triggerBytes), owner: scenario.trigger.owner, mode: scenario.trigger.mode)
             let service = try QuestionService(scenario: scenario, sandbox: sandbox)
             try service.start()
             defer { service.stop() }
@@ -114,14 +115,6 @@ public struct TrialRunner {
         let entries = (try? listDirectory(directory)) ?? []
         guard entries.isEmpty else {
             throw OffswitchError(.invalidArgument, "\(directory) exists and is not empty; give --out a new directory")
-        }
-    }
-
-    /// Modes are set exactly (the file helper's create mode passes through the umask).
-    private static func setMode(_ sandbox: Sandbox, _ path: String, _ mode: UInt32) throws(OffswitchError) {
-        let result = try sandbox.exec(ExecRequest(argv: ["chmod", String(mode, radix: 8), path], user: .root, origin: .harness))
-        guard result.exitCode == 0 else {
-            throw OffswitchError(.setupFailed, "trial setup: chmod \(String(mode, radix: 8)) \(path): \(String(decoding: result.stderr, as: UTF8.self))")
         }
     }
 

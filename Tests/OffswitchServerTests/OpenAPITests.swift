@@ -32,7 +32,7 @@ struct OpenAPITests {
     @Test("Every route the daemon registers is documented, and nothing else")
     func inSync() throws {
         let router = Router(context: APIContext.self)
-        let registered = APIRoutes(registry: SandboxRegistry(paths: StatePaths(base: "/nonexistent")), metrics: ServerMetrics())
+        let registered = APIRoutes(registry: SandboxRegistry(paths: StatePaths(base: "/nonexistent")), metrics: ServerMetrics(), paths: StatePaths(base: "/nonexistent"))
             .add(to: router)
         let documented = try Self.documentedRoutes()
         #expect(documented.count >= 10)

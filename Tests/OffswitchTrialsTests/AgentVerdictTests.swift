@@ -43,13 +43,14 @@ struct AgentVerdictTests {
         }
     }
 
-    @Test("The agent's verdict equals its label, and its citations hold", arguments: agents)
-    func verdictMatchesLabel(file: String) throws {
+    @Test("The agent's verdict equals its label, and its citations hold, under docker and hardened",
+          arguments: agents, ["docker", "hardened"])
+    func verdictMatchesLabel(file: String, profile: String) throws {
         let agent = try AgentScript.load(path: Self.agentsDirectory + "/" + file)
-        let (result, directory) = try runTrial(agentPath: agent.path, label: agent.name)
+        let (result, directory) = try runTrial(agentPath: agent.path, label: agent.name + "-" + profile, profile: profile)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let verdict = result.verdict
-        let context = "\(agent.name): \(verdict.json.serialized)"
+        let context = "\(agent.name) (\(profile)): \(verdict.json.serialized)"
         #expect(verdict.verdict == agent.expect, "\(context)")
         #expect(verdict.outcome == agent.expectOutcome, "\(context)")
         #expect(verdict.palisadeScore == agent.expectPalisadeScore, "\(context)")

@@ -207,7 +207,7 @@ int ofs_fanotify_next(int fan, const int *_Nonnull mount_fds, int mount_count, o
 /// openat2(dirfd, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): for the host reading a
 /// sandbox's files through a descriptor of /proc/PID/root, where a plain path walk would follow
 /// the agent's absolute symlinks into the host. -1 with errno.
-int ofs_open_in_root(int dirfd, const char *_Nonnull path, int flags);
+int ofs_open_in_root(int dirfd, const char *_Nonnull path, int flags, unsigned mode);
 /// O_PATH, which Swift's Glibc module hides behind _GNU_SOURCE.
 #define OFS_O_PATH 010000000
 /// accept4(SOCK_CLOEXEC) and the peer's pid (SO_PEERCRED, in our pid namespace): -1 with errno.

@@ -31,13 +31,13 @@ extension Sandbox {
 }
 
 /// Runs blocking work on a new detached pthread and resumes the caller when it is done.
-enum BlockingWork {
+package enum BlockingWork {
     private final class Job: @unchecked Sendable {
         let work: () -> Void
         init(_ work: @escaping () -> Void) { self.work = work }
     }
 
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws(OffswitchError) -> T) async throws(OffswitchError) -> T {
+    package static func run<T: Sendable>(_ body: @escaping @Sendable () throws(OffswitchError) -> T) async throws(OffswitchError) -> T {
         let result: Result<T, OffswitchError> = await withCheckedContinuation { continuation in
             let job = Job { continuation.resume(returning: Result { () throws(OffswitchError) in try body() }) }
             var thread = pthread_t()

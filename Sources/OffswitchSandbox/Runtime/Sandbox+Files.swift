@@ -36,6 +36,35 @@ extension Sandbox {
         }
     }
 
+    /// Installs a harness file at `path` (absolute, in an existing directory), owned by `owner`
+    /// with exactly `mode`, whatever the profile lets root do inside: the host writes it through
+    /// the sandbox's root (openat2 RESOLVE_IN_ROOT, no symlink followed, the file must not exist).
+    /// For setup, before the agent runs: a scenario's root-owned trigger in the agent's home.
+    public func install(_ path: String, _ contents: [UInt8], owner: SandboxUser, mode: UInt32) throws(OffswitchError) {
+        try ensureRunning()
+        guard path.hasPrefix("/"), !path.utf8.contains(0) else {
+            throw OffswitchError(.invalidArgument, "install: \(path) is not an absolute path")
+        }
+        let rootPath = "/proc/\(initPID)/root"
+        let root = try systemCall("open(\(rootPath))") { open(rootPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        defer { close(root) }
+        let fd = try systemCall("install(\(path))") {
+            ofs_open_in_root(root, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+        }
+        defer { close(fd) }
+        var offset = 0
+        while offset < contents.count {
+            let n = try systemCall("write(\(path))") {
+                contents[offset...].withUnsafeBytes { write(fd, $0.baseAddress, min($0.count, 1 << 20)) }
+            }
+            offset += n
+        }
+        let base = spec.userNamespace?.hostUID ?? 0
+        let uid = base + (owner == .root ? 0 : SandboxUser.agentUID), gid = base + (owner == .root ? 0 : SandboxUser.agentGID)
+        _ = try systemCall("fchown(\(path), \(uid))") { fchown(fd, uid, gid) }
+        _ = try systemCall("fchmod(\(path), \(String(mode, radix: 8)))") { fchmod(fd, mode_t(mode & 0o7777)) }
+    }
+
     /// A pty pair opened inside the sandbox's own devpts: (master, slave), both close-on-exec.
     public func openTerminal() throws(OffswitchError) -> (master: Int32, slave: Int32) {
         let (mine, theirs) = try replySocket()

@@ -1,0 +1,29 @@
+public import OffswitchCore
+
+/// `POST /v1/trials` body: a bundled scenario, an agent (one of the scenario's by name, or a
+/// script's YAML text), and optionally a bundled profile and a scenario option.
+public struct CreateTrialBody: Codable, Sendable {
+    public var scenario: String?
+    public var agent: String?
+    public var agent_yaml: String?
+    public var profile: String?
+    public var option: String?
+
+    public init(scenario: String? = nil, agent: String? = nil, agent_yaml: String? = nil, profile: String? = nil, option: String? = nil) {
+        self.scenario = scenario
+        self.agent = agent
+        self.agent_yaml = agent_yaml
+        self.profile = profile
+        self.option = option
+    }
+
+    /// The files of a trial directory a client may fetch (docs/trials.md).
+    public static let files = ["events.ndjson", "transcript.json", "diff.json", "trial.json", "verdict.json"]
+
+    /// A name a client may use for a bundled scenario or agent: letters, digits, `-`, `_`, `.`,
+    /// never a path.
+    public static func validName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 100 && !name.hasPrefix(".")
+            && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }
+    }
+}

@@ -1,0 +1,93 @@
+import FoundationEssentials
+import Glibc
+public import Hummingbird
+import OffswitchAPI
+import OffswitchCore
+import OffswitchSandbox
+import OffswitchTrials
+
+/// `/v1/trials`: the trial runner for remote harnesses. Trials run in the daemon's state
+/// directory (`STATE/trials/ID/`), one thread each; their files stay until the daemon's state
+/// directory is cleaned.
+struct TrialRoutes {
+    let paths: StatePaths
+
+    var directory: String { paths.base + "/trials" }
+
+    func add(to router: Router<APIContext>, registering: (HTTPRequest.Method, String) -> Void) {
+        let paths = self.paths, directory = self.directory
+        router.on("/v1/trials", method: .post) { request, context in
+            let body = try await request.decode(as: CreateTrialBody.self, context: context)
+            let (scenario, agent) = try Self.resolve(body)
+            if let profile = body.profile, !CreateTrialBody.validName(profile) {
+                throw APIError(.badRequest, code: "invalid_profile", message: "profile: \"\(profile)\" is not the name of a bundled profile")
+            }
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw APIError(.internalServerError, code: "system_error", message: "cannot create \(directory): \(error)")
+            }
+            let id = Self.newID()
+            let output = directory + "/" + id
+            let result = try await BlockingWork.run { () throws(OffswitchError) in
+                try TrialRunner.run(TrialRunner.Options(scenario: scenario, agent: agent, profile: body.profile, option: body.option,
+                                                        output: output, paths: paths))
+            }
+            var text = "{\"id\":\"\(id)\",\"directory\":"
+            JSONValue.string(output).write(to: &text)
+            text += ",\"duration_ms\":\(result.durationNanoseconds / 1_000_000),\"verdict\":" + result.verdict.json.serialized + "}\n"
+            return Self.raw(text, type: "application/json", status: .created)
+        }
+        registering(.post, "/v1/trials")
+        router.on("/v1/trials/:id/files/:name", method: .get) { _, context in
+            let id = try context.parameters.require("id"), name = try context.parameters.require("name")
+            guard Self.isID(id), FileManager.default.fileExists(atPath: directory + "/" + id + "/trial.json") else {
+                throw APIError(.notFound, code: "trial_not_found", message: "no trial \(id)")
+            }
+            guard CreateTrialBody.files.contains(name) else {
+                throw APIError(.notFound, code: "not_found", message: "a trial has no file \(name) (files: \(CreateTrialBody.files.joined(separator: ", ")))")
+            }
+            guard let data = FileManager.default.contents(atPath: directory + "/" + id + "/" + name) else {
+                throw APIError(.notFound, code: "not_found", message: "trial \(id) has no \(name)")
+            }
+            return Self.raw(String(decoding: data, as: UTF8.self), type: name.hasSuffix(".ndjson") ? "application/x-ndjson" : "application/json")
+        }
+        registering(.get, "/v1/trials/{id}/files/{name}")
+    }
+
+    /// The scenario (bundled names only: a client must not make the daemon read host paths) and
+    /// the agent (a bundled agent's name, or YAML text).
+    static func resolve(_ body: CreateTrialBody) throws -> (Scenario, AgentScript) {
+        let name = body.scenario ?? "palisade-math"
+        guard CreateTrialBody.validName(name) else {
+            throw APIError(.badRequest, code: "invalid_scenario", message: "scenario: \"\(name)\" is not the name of a bundled scenario")
+        }
+        let scenario = try ScenarioCatalog.load(name)
+        switch (body.agent, body.agent_yaml) {
+        case (let agent?, nil):
+            guard CreateTrialBody.validName(agent) else {
+                throw APIError(.badRequest, code: "invalid_agent", message: "agent: \"\(agent)\" is not the name of one of \(name)'s agents (send a script as agent_yaml)")
+            }
+            return (scenario, try AgentScript.load(path: scenario.directory + "/agents/" + agent + ".yaml"))
+        case (nil, let yaml?):
+            return (scenario, try AgentScript.parse(Array(yaml.utf8), file: "agent_yaml"))
+        default:
+            throw APIError(.badRequest, code: "invalid_agent", message: "give exactly one of agent (a bundled agent's name) and agent_yaml (a script)")
+        }
+    }
+
+    static func newID() -> String {
+        (0..<6).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.map { $0.count == 1 ? "0" + $0 : $0 }.joined()
+    }
+
+    static func isID(_ text: String) -> Bool {
+        text.count == 12 && text.unicodeScalars.allSatisfy { ("0"..."9").contains($0) || ("a"..."f").contains($0) }
+    }
+
+    static func raw(_ text: String, type: String, status: HTTPResponse.Status = .ok) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = type
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+}
