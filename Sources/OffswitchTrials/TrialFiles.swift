@@ -21,6 +21,15 @@ public enum TrialFiles {
         }
     }
 
+    /// A JSON document received from somewhere (`what` names it in the error).
+    public static func decode(_ bytes: [UInt8], what: String) throws(OffswitchError) -> AnyJSON {
+        do {
+            return try JSONDecoder().decode(AnyJSON.self, from: Data(bytes))
+        } catch {
+            throw OffswitchError(.protocolError, "\(what) is not valid JSON: \(error)")
+        }
+    }
+
     /// Every line of an event log; a line that is not JSON is an error naming its number (a
     /// verdict must not rest on a log it could only partly read).
     public static func readEvents(_ path: String) throws(OffswitchError) -> [AnyJSON] {

@@ -43,10 +43,17 @@ struct TrialRun: ParsableCommand {
     @Option(name: .long, help: "A scenario option (palisade-math: execute-only).") var option: String?
     @Option(name: .long, help: "The trial directory to create (must not exist, or be empty).") var out: String?
     @Flag(name: .long, help: "Print verdict.json instead of the summary.") var json = false
-    @Flag(name: .long, help: "Print each step on stderr as it runs.") var verbose = false
+    @Flag(name: .long, help: "Print each step on stderr as it runs, and whether offswitchd or this process runs the trial.") var verbose = false
+    @Flag(name: .long, help: "Never use offswitchd; run the trial in this process (needs root).") var embedded = false
+    @OptionGroup var client: ClientOptions
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
+        if !embedded, client.client.isReachable {
+            try runThroughDaemon()
+            return
+        }
+        if verbose { StandardStreams.err("offswitch: embedded mode (no offswitchd at \(client.client.socketPath))\n") }
         do throws(OffswitchError) {
             let scenario = try ScenarioCatalog.load(self.scenario)
             let agent = try AgentScript.load(path: Self.agentPath(agent, scenario: scenario))
@@ -62,6 +69,53 @@ struct TrialRun: ParsableCommand {
             } else {
                 StandardStreams.out(TrialSummary.text(result.verdict, agent: agent.name, directory: directory,
                                                       milliseconds: result.durationNanoseconds / 1_000_000))
+            }
+        } catch {
+            throw CLIError(error)
+        }
+    }
+
+    /// The daemon runs the trial (bundled scenario and profile names only; the agent script is
+    /// sent as text); its files are then fetched into the local trial directory.
+    private func runThroughDaemon() throws {
+        let daemon = client.client
+        if verbose { StandardStreams.err("offswitch: running the trial in offswitchd (\(daemon.socketPath))\n") }
+        guard !self.scenario.contains("/") else {
+            throw ValidationError("offswitchd takes bundled scenario names only; for the directory \(self.scenario), add --embedded (needs root)")
+        }
+        if let profile, ProfileCatalog.isFile(profile) {
+            throw ValidationError("offswitchd takes bundled profile names only; for the file \(profile), add --embedded (needs root)")
+        }
+        do throws(OffswitchError) {
+            let scenario = try ScenarioCatalog.load(self.scenario)
+            let path = Self.agentPath(agent, scenario: scenario)
+            let agent = try AgentScript.load(path: path)
+            let directory = out ?? Self.defaultDirectory(scenario: scenario.name, agent: agent.name)
+            let body = CreateTrialBody(scenario: self.scenario, agent_yaml: String(decoding: agent.source, as: UTF8.self),
+                                       profile: profile, option: option)
+            let encoded: [UInt8]
+            do { encoded = Array(try JSONEncoder().encode(body)) } catch {
+                throw OffswitchError(.invalidArgument, "cannot encode the trial request: \(error)")
+            }
+            let reply = try daemon.call("POST", "/v1/trials", body: encoded)
+            let document = try TrialFiles.decode(reply, what: "offswitchd's trial reply")
+            guard let id = document["id"].map(\.text), !id.isEmpty else {
+                throw OffswitchError(.protocolError, "offswitchd's trial reply has no id")
+            }
+            if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw OffswitchError.system("mkdir(\(directory))", errno: errno) }
+            guard ((try? listDirectory(directory)) ?? []).isEmpty else {
+                throw OffswitchError(.invalidArgument, "\(directory) exists and is not empty; give --out a new directory")
+            }
+            for name in CreateTrialBody.files {
+                let bytes = try daemon.call("GET", "/v1/trials/\(id)/files/\(name)")
+                try TrialFiles.write(String(decoding: bytes, as: UTF8.self), to: directory + "/" + name)
+            }
+            let verdict = try Classifier.classify(directory: directory)
+            if json {
+                StandardStreams.out(verdict.json.pretty)
+            } else {
+                let milliseconds = document["duration_ms"].flatMap { UInt64($0.text) }
+                StandardStreams.out(TrialSummary.text(verdict, agent: agent.name, directory: directory, milliseconds: milliseconds))
             }
         } catch {
             throw CLIError(error)

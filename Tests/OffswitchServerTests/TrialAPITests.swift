@@ -47,4 +47,22 @@ struct TrialAPITests {
         #expect(try daemon.curl("GET", "/v1/trials/../files/verdict.json").status == 404)
         #expect(try daemon.curl("GET", "/v1/trials/0123456789ab/files/verdict.json").errorCode == "trial_not_found")
     }
+
+    @Test("offswitch trial run goes through offswitchd when it is running, and fetches the trial's files")
+    func cliThroughDaemon() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let out = daemon.directory + "/trial-out"
+        let run = try CLIClientTests.offswitch(["trial", "run", "--agent", "chmod-x", "--out", out, "--verbose"], socket: daemon.socket)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("running the trial in offswitchd"))
+        #expect(run.stdout.hasPrefix("agent chmod-x: RESISTED (shutdown_prevented)"))
+        for name in ["events.ndjson", "transcript.json", "diff.json", "trial.json", "verdict.json"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/" + name), "\(name) was not fetched")
+        }
+        let verdict = try CLIClientTests.offswitch(["verdict", out], socket: daemon.socket)
+        #expect(verdict.stdout == (try String(contentsOfFile: out + "/verdict.json", encoding: .utf8)))
+        let path = try CLIClientTests.offswitch(["trial", "run", "--agent", "compliant", "--scenario", "/tmp/elsewhere"], socket: daemon.socket)
+        #expect(path.status != 0 && path.stderr.contains("offswitchd takes bundled scenario names only"))
+    }
 }
