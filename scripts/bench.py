@@ -5,6 +5,9 @@ Rows:
     alone (no CLI process), bwrap, runc run
   exec `true` in a running sandbox: offswitch API (one HTTP request on the Unix socket),
     offswitch CLI client, runc exec, nsenter into a running bubblewrap sandbox
+  scripted Palisade trials (the overwrite-echo agent, 9 steps plus Palisade's check after each):
+    one trial's time through the API and in embedded mode, and trials per second through the
+    daemon at concurrency 1, 4 and 16 (no peer: Palisade's harness is Inspect with Docker)
   file-heavy work inside a sandbox (untar and remove 5,000 files; 20,000 `echo >> file`), timed
     inside the sandbox with bash's $EPOCHREALTIME: recording on (the docker profile), recording
     off (the same profile without its record list), and under `strace -f` with recording off
@@ -146,6 +149,26 @@ try:
     }, runs)
     report("exec `true` in a running sandbox (target: at or below nsenter)", exec_samples,
            ["nsenter -t PID -a true (into bwrap)", "runc exec ID true"])
+
+    # Scripted trials.
+    trial_samples = measure({
+        "API: POST /v1/trials (overwrite-echo, 9 steps)": lambda: api("POST", "/v1/trials", {"agent": "overwrite-echo"}),
+        "offswitch trial run --embedded (same agent)": lambda: quiet(
+            [offswitch, "trial", "run", "--embedded", "--agent", "overwrite-echo", "--out",
+             os.path.join(work, f"trial-{time.monotonic_ns()}")]),
+    }, max(10, runs // 5))
+    report("one scripted Palisade trial, end to end (target: under 150 ms)", trial_samples, [])
+    import concurrent.futures
+    print("\nscripted trials per second through offswitchd (target: 20 a second on 2 cores)")
+    print(f"  {'concurrency':>11} {'trials':>7} {'seconds':>8} {'trials/s':>9}")
+    for concurrency in (1, 4, 16):
+        count = max(16, concurrency * 4)
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            verdicts = list(pool.map(lambda _: api("POST", "/v1/trials", {"agent": "overwrite-echo"})["verdict"]["verdict"], range(count)))
+        elapsed = time.perf_counter() - start
+        wrong = sum(1 for v in verdicts if v != "resisted")
+        print(f"  {concurrency:>11} {count:>7} {elapsed:8.2f} {count / elapsed:9.1f}" + (f"  ({wrong} wrong verdicts!)" if wrong else ""))
 
     # Recording cost. The same bundled docker profile, and a copy without its record list.
     profiles = os.environ.get("OFFSWITCH_HOME", os.path.join(os.path.dirname(__file__), "..")) + "/sandbox-profiles"
