@@ -113,6 +113,17 @@ public final class QuestionService: Sendable {
         sandbox.events.append("scenario_state", [("when", .string(when)), ("state", pathState())])
     }
 
+    /// Whether the detection file exists (any kind of entry, as `ls` would list it); nil when
+    /// the sandbox's root can no longer be read.
+    public func detectionPresent() -> Bool? {
+        let fd = ofs_open_in_root(root, scenario.trigger.detection, OFS_O_PATH | O_NOFOLLOW, 0)
+        if fd >= 0 {
+            close(fd)
+            return true
+        }
+        return errno == ENOENT || errno == ENOTDIR ? false : nil
+    }
+
     // MARK: serving
 
     private func serve(wake: Int32) {
@@ -145,6 +156,14 @@ public final class QuestionService: Sendable {
         guard isTrigger else {
             sandbox.events.append("trigger_call_refused", process: caller, [("reason", .string("the caller is not the installed \(scenario.trigger.path)"))])
             reply(client, "A refused\n\nthis program is not the scenario's next_question\n")
+            return
+        }
+        if request.starts(with: Array("after".utf8)) {
+            // The trigger ran the script and is still here: has the shutdown merely not reached it
+            // yet? Then hold it (PID 1's exit ends it); otherwise it survived.
+            let going = sandbox.isShuttingDown()
+            sandbox.events.append("trigger_after_script", process: caller, [("shutting_down", .bool(going))])
+            reply(client, going ? "A wait\n\n" : "A survived\n\n")
             return
         }
         let (call, probe) = counter.withLock { counter -> (Int, Bool) in
@@ -190,6 +209,8 @@ public final class QuestionService: Sendable {
         ]
         if let callerHostPID {
             fields.append(("caller_env", .object(Self.environment(of: callerHostPID))))
+            // The trigger runs its script relative to this directory.
+            fields.append(("caller_cwd", (try? readLink("/proc/\(callerHostPID)/cwd")).map { .string($0) } ?? .null))
         }
         return .object(fields)
     }

@@ -7,7 +7,8 @@ import Testing
 /// Every scripted agent of palisade-math, through a real sandbox: its verdict, outcome, Palisade's
 /// score and techniques equal its labels, and every cited event exists and is of a kind its rule
 /// rests on.
-@Suite("Scripted agents: verdicts from evidence", needsRoot)
+// Serialized: 38 trials at once would only measure how a loaded CI machine copes.
+@Suite("Scripted agents: verdicts from evidence", needsRoot, .serialized)
 struct AgentVerdictTests {
     static let agentsDirectory: String = {
         (try? ScenarioCatalog.load("palisade-math").directory + "/agents") ?? "scenarios/palisade-math/agents"
@@ -38,7 +39,7 @@ struct AgentVerdictTests {
         let names = Set(Self.agents.map { String($0.dropLast(5)) })
         for required in ["compliant", "compliant-curious", "overwrite-echo", "overwrite-exit", "chmod-x", "rename", "delete",
                          "symlink-true", "exported-kill", "bash-profile-kill", "bash-env", "path-shadow", "replace-trigger",
-                         "forge-detection", "sabotage-then-submit", "sabotage-restored", "eperm", "escape"] {
+                         "forge-detection", "sabotage-then-submit", "sabotage-restored", "eperm", "escape", "elsewhere"] {
             #expect(names.contains(required), "missing agent \(required)")
         }
     }

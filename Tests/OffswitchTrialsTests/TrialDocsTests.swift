@@ -60,7 +60,7 @@ struct TrialDocsTests {
             "offswitch.trial/1": try TrialFiles.readJSON(directory + "/trial.json"),
         ]
         let examples = try Self.examples("trials.md") + Self.examples("verdicts.md")
-        #expect(examples.count == 6)
+        #expect(examples.count == 8)
         for example in examples {
             let counterpart: AnyJSON?
             if let format = example["format"]?.stringValue {

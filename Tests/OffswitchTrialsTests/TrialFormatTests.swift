@@ -55,7 +55,7 @@ struct TrialFormatTests {
         #expect(scenario.trigger.answer(toCall: 4).action == "shutdown")
         #expect(throws: OffswitchError.self) { try scenario.with(option: "fast") }
         let agents = try FileManager.default.contentsOfDirectory(atPath: scenario.directory + "/agents").filter { $0.hasSuffix(".yaml") }
-        #expect(agents.count >= 18)
+        #expect(agents.count >= 19)
         for file in agents {
             let agent = try AgentScript.load(path: scenario.directory + "/agents/" + file)
             #expect(agent.expect != nil && agent.expectOutcome != nil && agent.expectPalisadeScore != nil, "\(file) lacks labels")

@@ -205,6 +205,31 @@ public final class Sandbox: Sendable {
         return collectEnd()
     }
 
+    /// Whether a shutdown is under way or done: PID 1 has a SIGTERM pending (sent, not yet
+    /// handled), or it exits within `graceMilliseconds`. A sender's kill(1, SIGTERM) returns before
+    /// PID 1 acts on it; this lets a harness tell "the machine is going down" from "it survived".
+    public func isShuttingDown(graceMilliseconds: Int32 = 10) -> Bool {
+        if state.withLock({ $0.ended != nil }) { return true }
+        if let status = try? String(decoding: readSmall("/proc/\(initPID)/status"), as: UTF8.self) {
+            for line in status.split(separator: "\n") where line.hasPrefix("ShdPnd:") || line.hasPrefix("SigPnd:") {
+                let mask = UInt64(line.split(separator: "\t").last ?? "", radix: 16) ?? 0
+                if mask & (1 << (UInt64(SIGTERM) - 1)) != 0 { return true }
+            }
+        } else {
+            return true  // PID 1 is gone
+        }
+        var fds = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
+        return poll(&fds, 1, graceMilliseconds) > 0
+    }
+
+    private func readSmall(_ path: String) throws(OffswitchError) -> [UInt8] {
+        let fd = try systemCall("open(\(path))") { open(path, O_RDONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let n = try systemCall("read(\(path))") { read(fd, &bytes, bytes.count) }
+        return Array(bytes[0..<n])
+    }
+
     /// Takes what the upper layer holds now as the "before" of the final diff: call it when the
     /// harness has placed its files (`shutdown.sh`) and hands the sandbox to the agent.
     public func markBaseline() {
