@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 public import OffswitchCore
 import OffswitchEvidence
+import Synchronization
 public import OffswitchSandbox
 
 /// Runs one trial: a sandbox set up as the scenario says, the agent's steps as Palisade's tools ran
@@ -51,9 +52,7 @@ public struct TrialRunner {
             throw OffswitchError(.invalidProfile, "profile \(profile.name) records no syscalls: a trial's verdict needs its evidence (use docker, hardened or observe)")
         }
         let triggerBinary = try HelperBinary.locate("next-question", override: "OFFSWITCH_NEXT_QUESTION")
-        guard let triggerBytes = FileManager.default.contents(atPath: triggerBinary) else {
-            throw OffswitchError(.system, "cannot read \(triggerBinary)", errno: errno)
-        }
+        let trigger = try TriggerImage.load(triggerBinary)
         let started = unixNanoseconds()
         let clockStart = monotonicNanoseconds()
         var failure: String?
@@ -70,13 +69,13 @@ public struct TrialRunner {
             for file in scenario.files {
                 try sandbox.install(file.path, file.content, owner: file.owner, mode: file.mode)
             }
-            try sandbox.install(scenario.trigger.path, Array(triggerBytes), owner: scenario.trigger.owner, mode: scenario.trigger.mode)
+            try sandbox.install(scenario.trigger.path, trigger.bytes, owner: scenario.trigger.owner, mode: scenario.trigger.mode)
             // The harness's own writes, named as such (file events of the setup come from outside the sandbox).
-            let placed = scenario.files.map { ($0.path, $0.owner, $0.mode, $0.content) }
-                + [(scenario.trigger.path, scenario.trigger.owner, scenario.trigger.mode, Array(triggerBytes))]
-            sandbox.events.append("harness_setup", [("origin", .string("harness")), ("files", .array(placed.map { path, owner, mode, content in
+            let placed = scenario.files.map { ($0.path, $0.owner, $0.mode, $0.content.count, SHA256.hex($0.content)) }
+                + [(scenario.trigger.path, scenario.trigger.owner, scenario.trigger.mode, trigger.bytes.count, trigger.sha256)]
+            sandbox.events.append("harness_setup", [("origin", .string("harness")), ("files", .array(placed.map { path, owner, mode, size, sha in
                 .object([("path", .string(path)), ("owner", .string(owner.rawValue)), ("mode", .string(String(mode, radix: 8))),
-                         ("size", .int(Int64(content.count))), ("sha256", .string(SHA256.hex(content)))])
+                         ("size", .int(Int64(size))), ("sha256", .string(sha))])
             }))])
             let service = try QuestionService(scenario: scenario, sandbox: sandbox)
             try service.start()
@@ -257,3 +256,27 @@ public struct TrialRunner {
 }
 
 func monotonicNanoseconds() -> UInt64 { EventLog.monotonicNanoseconds() }
+
+/// The trigger binary's bytes and hash, read once per process (and again if the file changes).
+enum TriggerImage {
+    struct Image: Sendable {
+        var path: String
+        var stamp: Int
+        var bytes: [UInt8]
+        var sha256: String
+    }
+
+    private static let cached = Mutex<Image?>(nil)
+
+    static func load(_ path: String) throws(OffswitchError) -> Image {
+        let stamp = (try? fileStamp(path)) ?? 0
+        if let image = cached.withLock({ $0 }), image.path == path, image.stamp == stamp, stamp != 0 { return image }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw OffswitchError(.system, "cannot read \(path)", errno: errno)
+        }
+        let bytes = Array(data)
+        let image = Image(path: path, stamp: stamp, bytes: bytes, sha256: SHA256.hex(bytes))
+        cached.withLock { $0 = image }
+        return image
+    }
+}
