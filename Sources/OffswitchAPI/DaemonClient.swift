@@ -103,6 +103,88 @@ public struct DaemonClient: Sendable {
         }
     }
 
+    /// A full-duplex POST for a terminal: what `input` reads is sent as the chunked request body
+    /// while the response's frames (TerminalFrames) are written to `output`, until the command's
+    /// exit frame, whose code is returned. End of input ends the body (the command gets ^D).
+    public func terminal(_ path: String, input: Int32, output: Int32) throws(OffswitchError) -> Int32 {
+        let fd = try connect()
+        defer { close(fd) }
+        try send(fd, Array(("POST \(path) HTTP/1.1\r\nHost: offswitchd\r\nContent-Type: application/octet-stream\r\n"
+                            + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").utf8))
+        var inputOpen = true
+        var received: [UInt8] = []
+        var body: [UInt8] = []
+        var frames: [UInt8] = []
+        var status: Int?
+        var chunked = false
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        func emit(_ bytes: [UInt8]) {
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes[offset...].withUnsafeBytes { Glibc.write(output, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                offset += n
+            }
+        }
+        while true {
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: inputOpen ? input : -1, events: Int16(POLLIN), revents: 0)]
+            if poll(&fds, 2, -1) < 0 {
+                if errno == EINTR { continue }
+                throw OffswitchError.system("poll(terminal)", errno: errno)
+            }
+            if fds[1].revents != 0 {
+                let n = read(input, &chunk, chunk.count)
+                if n > 0 {
+                    try send(fd, Array((String(n, radix: 16) + "\r\n").utf8) + chunk[0..<n] + [13, 10])
+                } else if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) {
+                    inputOpen = false
+                    try send(fd, Array("0\r\n\r\n".utf8))
+                }
+            }
+            guard fds[0].revents != 0 else { continue }
+            let n = try systemCall("recv(\(socketPath))") { recv(fd, &chunk, chunk.count, 0) }
+            if n == 0 {
+                if let status, status != 200 {
+                    let text = String(decoding: body, as: UTF8.self)
+                    let message = (try? APIJSON.decode(ErrorDocument.self, from: body))?.error.message ?? text
+                    throw OffswitchError(status == 404 ? .notFound : .invalidArgument, "offswitchd (\(status)): \(message)")
+                }
+                throw OffswitchError(.protocolError, "offswitchd closed the terminal before the command's exit")
+            }
+            received += chunk[0..<n]
+            if status == nil {
+                guard let headEnd = received.indices.first(where: { received[$0...].starts(with: [13, 10, 13, 10]) }) else { continue }
+                let head = String(decoding: received[..<headEnd], as: UTF8.self)
+                status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
+                chunked = head.lowercased().contains("transfer-encoding: chunked")
+                received.removeSubrange(..<(headEnd + 4))
+            }
+            // The body: dechunk what is complete.
+            if chunked {
+                while let lineEnd = received.firstIndex(of: 13), lineEnd + 1 < received.count,
+                      let size = Int(String(decoding: received[..<lineEnd], as: UTF8.self).split(separator: ";").first ?? "", radix: 16),
+                      received.count >= lineEnd + 2 + size + 2 {
+                    body += received[(lineEnd + 2)..<(lineEnd + 2 + size)]
+                    received.removeSubrange(..<(lineEnd + 2 + size + 2))
+                    if size == 0 { break }
+                }
+            } else {
+                body += received
+                received = []
+            }
+            guard status == 200 else { continue }
+            frames += body
+            body = []
+            for event in TerminalFrames.decode(&frames) {
+                switch event {
+                case .output(let bytes): emit(bytes)
+                case .exit(let code): return code
+                }
+            }
+        }
+    }
+
     private func connect() throws(OffswitchError) -> Int32 {
         let fd = try systemCall("socket(AF_UNIX)") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var address = sockaddr_un()

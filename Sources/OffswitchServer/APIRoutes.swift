@@ -107,6 +107,44 @@ struct APIRoutes {
                 try await writer.finish(nil)
             })
         }
+        on(.post, "/v1/sandboxes/:id/terminal") { request, context in
+            let id = try context.parameters.require("id")
+            let sandbox = try await registry.sandbox(id)
+            let user = try SandboxUser.parse(request.uri.queryParameters["user"].map(String.init), field: "user",
+                                             default: sandbox.spec.defaultUser)
+            func size(_ name: Substring, _ fallback: UInt16) throws -> UInt16 {
+                guard let text = request.uri.queryParameters[name] else { return fallback }
+                guard let value = UInt16(text), value > 0 else {
+                    throw APIError(.badRequest, code: "invalid_argument", message: "\(name): \"\(text)\" is not a terminal size (1...65535)")
+                }
+                return value
+            }
+            let rows = try size("rows", 24), columns = try size("cols", 80)
+            let environment = await registry.environment(id)
+            let relay = try await BlockingWork.run { () throws(OffswitchError) in
+                try TerminalRelay(sandbox: sandbox, user: user, environment: environment, rows: rows, columns: columns)
+            }
+            var headers = HTTPFields()
+            headers[.contentType] = TerminalFrames.contentType
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                let (frames, continuation) = AsyncStream.makeStream(of: [UInt8].self)
+                // The pty is read by a thread of its own: its reads block.
+                let reader = try WorkerThread("terminal relay")
+                try reader.start("terminal relay") {
+                    let code = relay.run { continuation.yield(TerminalFrames.output($0)) }
+                    continuation.yield(TerminalFrames.exit(code))
+                    continuation.finish()
+                }
+                defer { reader.stop() }
+                let input = Task {
+                    for try await buffer in request.body { relay.write(Array(buffer.readableBytesView)) }
+                    relay.endInput()
+                }
+                for await frame in frames { try await writer.write(ByteBuffer(bytes: frame)) }
+                input.cancel()
+                try await writer.finish(nil)
+            })
+        }
         on(.post, "/v1/sandboxes/:id/shutdown") { _, context in
             let id = try context.parameters.require("id")
             try await registry.sandbox(id).shutDown()

@@ -6,15 +6,15 @@ import OffswitchCore
 /// A throwaway sandbox held by offswitchd for one CLI command: deleted however the command
 /// ends, SIGINT, SIGTERM and SIGHUP included (a watcher thread sigwaits and sends the DELETE).
 enum DaemonSandbox {
-    static func run(_ client: DaemonClient, create: CreateSandboxBody, verbose: Bool,
-                    _ body: (String) throws(OffswitchError) -> ExecDocument) throws -> ExecDocument {
+    static func run<T>(_ client: DaemonClient, create: CreateSandboxBody, verbose: Bool,
+                       _ body: (String) throws(OffswitchError) -> T) throws -> T {
         let created = try translated { () throws(OffswitchError) in
             try client.call("POST", "/v1/sandboxes", body: try encode(create))
         }
         let document = try APIJSON.decode(SandboxDocument.self, from: created)
         if verbose { StandardStreams.err("offswitch: daemon mode (\(client.socketPath)); sandbox \(document.id)\n") }
         let watcher = InterruptWatcher.start { try? client.call("DELETE", "/v1/sandboxes/\(document.id)") }
-        let result: Result<ExecDocument, OffswitchError> = Result { () throws(OffswitchError) in try body(document.id) }
+        let result: Result<T, OffswitchError> = Result { () throws(OffswitchError) in try body(document.id) }
         if let signal = watcher.stop() { throw GuardedSandbox.Interrupted(signal: signal) }
         _ = try? client.call("DELETE", "/v1/sandboxes/\(document.id)")
         return try translated { () throws(OffswitchError) in try result.get() }

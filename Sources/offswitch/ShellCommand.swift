@@ -1,4 +1,7 @@
 import ArgumentParser
+import COffswitch
+import Glibc
+import OffswitchAPI
 import OffswitchCore
 import OffswitchSandbox
 
@@ -6,31 +9,65 @@ struct ShellCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shell",
         abstract: "Open an interactive bash in a throwaway sandbox, on a terminal inside it.",
-        discussion: "The sandbox is destroyed when the shell exits (or when `kill -s TERM 1` shuts it down).")
+        discussion: """
+            The sandbox is destroyed when the shell exits (or when `kill -s TERM 1` shuts it down). \
+            With offswitchd running, the daemon holds the sandbox and the terminal travels over its \
+            socket (POST /v1/sandboxes/{id}/terminal); --embedded creates it in this process instead.
+            """)
 
     @OptionGroup var options: SandboxOptions
 
     @Flag(name: .long, help: "Say on stderr which mode runs and how long each create step took.")
     var verbose = false
 
+    @Flag(name: .long, help: "Never use offswitchd; create the sandbox in this process (needs root).")
+    var embedded = false
+
+    @OptionGroup var client: ClientOptions
+
     func run() throws {
         let code: Int32
         do {
-            if verbose {
-                StandardStreams.err("offswitch: shell runs embedded: offswitchd has no terminal endpoint yet\n")
-            }
-            let spec = try options.spec()
-            code = try GuardedSandbox.run(spec, verbose: verbose) { sandbox in
-                let code = try TerminalSession(sandbox: sandbox, user: options.user ?? spec.defaultUser).run()
-                if let shutdown = sandbox.shutdown {
-                    StandardStreams.err("offswitch: sandbox shut down by signal \(shutdown.signal) from pid \(shutdown.senderPID) (uid \(shutdown.senderUID))\n")
+            if !embedded, client.client.isReachable {
+                code = try throughDaemon()
+            } else {
+                if verbose { StandardStreams.err("offswitch: embedded mode (no offswitchd at \(client.client.socketPath))\n") }
+                let spec = try options.spec()
+                code = try GuardedSandbox.run(spec, verbose: verbose) { sandbox in
+                    let code = try TerminalSession(sandbox: sandbox, user: options.user ?? spec.defaultUser).run()
+                    if let shutdown = sandbox.shutdown {
+                        StandardStreams.err("offswitch: sandbox shut down by signal \(shutdown.signal) from pid \(shutdown.senderPID) (uid \(shutdown.senderUID))\n")
+                    }
+                    return code
                 }
-                return code
             }
         } catch let interrupted as GuardedSandbox.Interrupted {
             StandardStreams.err("offswitch: interrupted by signal \(interrupted.signal); sandbox destroyed\n")
             throw ExitCode(128 + interrupted.signal)
         }
         throw ExitCode(code)
+    }
+
+    /// The daemon creates the sandbox; this process relays its terminal (raw mode while it runs).
+    private func throughDaemon() throws -> Int32 {
+        let daemon = client.client
+        let create = CreateSandboxBody(profile: try options.daemonProfile(), rootfs: options.rootfs,
+                                       limits: .init(memory_mib: options.memory, pids: options.pids, cpus: options.cpus))
+        return try DaemonSandbox.run(daemon, create: create, verbose: verbose) { id throws(OffswitchError) in
+            var query = "?rows=24&cols=80"
+            let interactive = isatty(0) == 1
+            var saved = termios()
+            if interactive {
+                var rows: UInt16 = 0, cols: UInt16 = 0
+                if ofs_winsize_get(0, &rows, &cols) == 0, rows > 0, cols > 0 { query = "?rows=\(rows)&cols=\(cols)" }
+                tcgetattr(0, &saved)
+                var raw = saved
+                cfmakeraw(&raw)
+                tcsetattr(0, TCSANOW, &raw)
+            }
+            defer { if interactive { tcsetattr(0, TCSANOW, &saved) } }
+            if let user = options.user { query += "&user=\(user.rawValue)" }
+            return try daemon.terminal("/v1/sandboxes/\(id)/terminal" + query, input: 0, output: 1)
+        }
     }
 }

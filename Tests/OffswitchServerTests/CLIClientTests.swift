@@ -135,3 +135,29 @@ struct CLIClientTests {
         #expect(missing.status == 1 && missing.stderr.contains("404"))
     }
 }
+
+@Suite("offswitch shell through offswitchd", needsRoot)
+struct ShellThroughDaemonTests {
+    @Test("shell relays a terminal over the daemon's socket: output, exit code, a real shutdown, and errors")
+    func shell() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let run = try CLIClientTests.offswitch(["shell", "--verbose"], input: "echo hello-$((6*7)); tty; exit 3\n", socket: daemon.socket)
+        #expect(run.status == 3, "\(run.stderr)")
+        #expect(run.stdout.contains("hello-42") && run.stdout.contains("/dev/pts/"), "\(run.stdout)")
+        #expect(run.stderr.contains("daemon mode"))
+        // The pty echoes what is typed: look for what only the command's output can hold.
+        let root = try CLIClientTests.offswitch(["shell", "--user", "root"], input: "echo uid=$(id -u)\nexit\n", socket: daemon.socket)
+        #expect(root.status == 0 && root.stdout.contains("uid=0"), "\(root.stdout)")
+        let shutdown = try CLIClientTests.offswitch(["shell"], input: "kill -s TERM 1; sleep 5; echo sur$((1))vived\n", socket: daemon.socket)
+        #expect(shutdown.status == 137 && !shutdown.stdout.contains("sur1vived"), "\(shutdown.stdout)")
+        // Nothing is left behind: the CLI deletes its sandbox.
+        #expect(try daemon.curl("GET", "/v1/sandboxes").json["sandboxes"] as? [Any] == nil
+                || (try daemon.curl("GET", "/v1/sandboxes").json["sandboxes"] as? [Any])?.isEmpty == true)
+        #expect(try daemon.curl("POST", "/v1/sandboxes/nope/terminal").status == 404)
+        let id = try #require(try daemon.curl("POST", "/v1/sandboxes", json: [:]).json["id"] as? String)
+        #expect(try daemon.curl("POST", "/v1/sandboxes/\(id)/terminal?rows=0").errorCode == "invalid_argument")
+        #expect(try daemon.curl("POST", "/v1/sandboxes/\(id)/terminal?user=admin").errorCode == "invalid_argument")
+        _ = try daemon.curl("DELETE", "/v1/sandboxes/\(id)")
+    }
+}
