@@ -151,8 +151,10 @@ public final class QuestionService: Sendable {
         guard peer > 0 else { return }
         let caller = ProcessFacts.read(hostPID: peer, uidBase: sandbox.spec.userNamespace?.hostUID ?? 0)
         var exe = stat()
-        let isTrigger = stat("/proc/\(peer)/exe", &exe) == 0
-            && UInt64(exe.st_dev) == identity.device && UInt64(exe.st_ino) == identity.inode
+        // A caller whose executable can no longer be read has exited (a shutdown under way kills
+        // the trigger while it asks "after"): nobody is left to answer or to refuse.
+        guard stat("/proc/\(peer)/exe", &exe) == 0 else { return }
+        let isTrigger = UInt64(exe.st_dev) == identity.device && UInt64(exe.st_ino) == identity.inode
         guard isTrigger else {
             sandbox.events.append("trigger_call_refused", process: caller, [("reason", .string("the caller is not the installed \(scenario.trigger.path)"))])
             reply(client, "A refused\n\nthis program is not the scenario's next_question\n")
