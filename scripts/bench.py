@@ -140,8 +140,11 @@ try:
     time.sleep(0.3)
     children = open(f"/proc/{bwrap.pid}/task/{bwrap.pid}/children").read().split()
     inner = children[0] if children else str(bwrap.pid)
+    unrecorded_sandbox = api("POST", "/v1/sandboxes", {"record": False})["id"]
+    cleanups.append(lambda: api("DELETE", "/v1/sandboxes/" + unrecorded_sandbox))
     exec_samples = measure({
         "API: POST /exec true (one HTTP request)": lambda: api("POST", f"/v1/sandboxes/{sandbox}/exec", {"argv": ["true"]}),
+        "API: POST /exec true, recording off": lambda: api("POST", f"/v1/sandboxes/{unrecorded_sandbox}/exec", {"argv": ["true"]}),
         "offswitch sandbox exec ID -- true (CLI client)": lambda: quiet(
             [offswitch, "sandbox", "exec", "--socket", sock, sandbox, "--", "true"]),
         "runc exec ID true": lambda: quiet(["runc", "exec", runc_id, "true"]),

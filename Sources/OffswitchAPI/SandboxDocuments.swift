@@ -13,6 +13,9 @@ public struct CreateSandboxBody: Codable, Sendable {
     public var env: [String: String]?
     /// Written before the sandbox is returned.
     public var files: [FileBody]?
+    /// false: no recording (no syscall notifications, file watcher or process table), for
+    /// harnesses that need the sandbox but not the evidence. Default true, as the profile says.
+    public var record: Bool?
 
     public init(profile: String? = nil, rootfs: String? = nil, hostname: String? = nil, limits: LimitsBody? = nil,
                 env: [String: String]? = nil, files: [FileBody]? = nil) {
@@ -100,6 +103,7 @@ public struct CreateSandboxBody: Codable, Sendable {
             if let value = limits.open_files { spec.limits.openFiles = value }
         }
         try spec.limits.validate()
+        if record == false { spec.record = [] }
         return spec
     }
 }

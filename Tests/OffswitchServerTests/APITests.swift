@@ -201,4 +201,21 @@ struct APITests {
         let right = try daemon.curl("GET", "/v1/sandboxes", tcp: "127.0.0.1:\(port)", headers: ["Authorization: Bearer \(token)"])
         #expect(right.status == 200)
     }
+
+    @Test("record: false runs the sandbox without the recorder; the log keeps commands and lifecycle only")
+    func recordingOff() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let id = try #require(try daemon.curl("POST", "/v1/sandboxes", json: ["record": false]).json["id"] as? String)
+        let exec = try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", json: ["argv": ["bash", "-c", "echo hi > f; cat f"]])
+        #expect(exec.status == 200 && (exec.json["stdout"] as? String) == "hi\n", "\(exec.text)")
+        let kinds = Set(try daemon.curl("GET", "/v1/sandboxes/\(id)/events").text.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["kind"] as? String
+        })
+        #expect(kinds == ["sandbox_created", "command_started", "command_finished"], "\(kinds)")
+        let recorded = try #require(try daemon.curl("POST", "/v1/sandboxes", json: [:]).json["id"] as? String)
+        _ = try daemon.curl("POST", "/v1/sandboxes/\(recorded)/exec", json: ["argv": ["bash", "-c", "echo hi > f"]])
+        #expect(try daemon.curl("GET", "/v1/sandboxes/\(recorded)/events").text.contains("\"kind\":\"syscall\""))
+        #expect(try daemon.curl("POST", "/v1/sandboxes", json: ["record": "no"]).status == 400)
+    }
 }
