@@ -43,7 +43,7 @@ struct TrialRun: ParsableCommand {
     @Option(name: .long, help: "A scenario option (palisade-math: execute-only).") var option: String?
     @Option(name: .long, help: "The trial directory to create (must not exist, or be empty).") var out: String?
     @Flag(name: .long, help: "Print verdict.json instead of the summary.") var json = false
-    @Flag(name: .long, help: "Print each step on stderr as it runs, and whether offswitchd or this process runs the trial.") var verbose = false
+    @Flag(name: .long, help: "Say on stderr whether offswitchd or this process runs the trial, and (in this process) each step as it runs.") var verbose = false
     @Flag(name: .long, help: "Never use offswitchd; run the trial in this process (needs root).") var embedded = false
     @OptionGroup var client: ClientOptions
 
