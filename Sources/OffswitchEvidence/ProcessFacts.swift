@@ -55,25 +55,64 @@ public struct ProcessFacts: Sendable, Equatable {
     /// `uidBase` is the host uid of uid 0 inside (0 without a user namespace). nil when the
     /// process is gone.
     public static func read(hostPID: Int32, uidBase: UInt32 = 0) -> ProcessFacts? {
-        guard let status = readSmallFile("/proc/\(hostPID)/status") else { return nil }
+        // Parsed as bytes: the file watcher calls this for every file event, and String
+        // splitting was most of the recorder's CPU (perf, 20,000 appends in a loop).
+        guard let status = readSmallBytes("/proc/\(hostPID)/status") else { return nil }
         var pid: Int32 = -1, hostParent: Int32 = 0, uid: Int64 = -1, sid: Int32 = -1
         var comm = ""
-        for line in status.split(separator: "\n") {
-            if line.hasPrefix("Name:") {
-                comm = String(line.dropFirst(5).trimmingCharacters)
-            } else if line.hasPrefix("NSpid:") {
-                pid = Int32(line.split(whereSeparator: { $0 == "\t" || $0 == " " }).last ?? "") ?? -1
-            } else if line.hasPrefix("NSsid:") {
-                sid = Int32(line.split(whereSeparator: { $0 == "\t" || $0 == " " }).last ?? "") ?? -1
-            } else if line.hasPrefix("PPid:") {
-                hostParent = Int32(line.dropFirst(5).trimmingCharacters) ?? 0
-            } else if line.hasPrefix("Uid:") {
-                let real = Int64(line.dropFirst(4).split(whereSeparator: { $0 == "\t" || $0 == " " }).first ?? "") ?? -1
-                uid = real >= Int64(uidBase) ? real - Int64(uidBase) : real
+        status.withUnsafeBufferPointer { bytes in
+            var start = 0
+            while start < bytes.count {
+                var end = start
+                while end < bytes.count && bytes[end] != 10 { end += 1 }
+                let line = UnsafeBufferPointer(rebasing: bytes[start..<end])
+                if line.starts(with: "Name:".utf8) {
+                    comm = String(decoding: trimmed(line.dropFirst(5)), as: UTF8.self)
+                } else if line.starts(with: "NSpid:".utf8) {
+                    pid = Int32(truncatingIfNeeded: lastNumber(line) ?? -1)
+                } else if line.starts(with: "NSsid:".utf8) {
+                    sid = Int32(truncatingIfNeeded: lastNumber(line) ?? -1)
+                } else if line.starts(with: "PPid:".utf8) {
+                    hostParent = Int32(truncatingIfNeeded: lastNumber(line) ?? 0)
+                } else if line.starts(with: "Uid:".utf8) {
+                    let real = firstNumber(line.dropFirst(4)) ?? -1
+                    uid = real >= Int64(uidBase) ? real - Int64(uidBase) : real
+                }
+                start = end + 1
             }
         }
         let exe = (try? readLink("/proc/\(hostPID)/exe")) ?? ""
         return ProcessFacts(pid: pid, ppid: parentInside(hostParent), sid: sid, comm: comm, exe: exe, uid: uid)
+    }
+
+    private static func trimmed(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> Slice<UnsafeBufferPointer<UInt8>> {
+        var text = bytes
+        while let first = text.first, first == 32 || first == 9 { text = text.dropFirst() }
+        while let last = text.last, last == 32 || last == 9 || last == 10 { text = text.dropLast() }
+        return text
+    }
+
+    /// The first whole number of a line's remainder (`Uid:` has four).
+    private static func firstNumber(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> Int64? {
+        var value: Int64?
+        for byte in bytes {
+            if byte >= 48 && byte <= 57 {
+                value = (value ?? 0) * 10 + Int64(byte - 48)
+            } else if value != nil {
+                break
+            }
+        }
+        return value
+    }
+
+    /// The last whole number of a line (`NSpid:` lists one per namespace, the innermost last).
+    private static func lastNumber(_ line: UnsafeBufferPointer<UInt8>) -> Int64? {
+        var end = line.count
+        while end > 0 && !(line[end - 1] >= 48 && line[end - 1] <= 57) { end -= 1 }
+        var begin = end
+        while begin > 0 && line[begin - 1] >= 48 && line[begin - 1] <= 57 { begin -= 1 }
+        guard begin < end else { return nil }
+        return firstNumber(line[begin..<end])
     }
 
     /// The pid inside of a host pid; 0 for a process outside the sandbox (the host side of PID 1).
@@ -96,6 +135,11 @@ public struct ProcessFacts: Sendable, Equatable {
 
 /// A /proc file's text (they report size 0, so read until EOF); nil when it cannot be opened.
 func readSmallFile(_ path: String) -> String? {
+    readSmallBytes(path).map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// A /proc file's bytes; nil when it cannot be opened.
+func readSmallBytes(_ path: String) -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
@@ -107,7 +151,7 @@ func readSmallFile(_ path: String) -> String? {
         if n <= 0 { break }
         bytes += chunk[0..<n]
     }
-    return String(decoding: bytes, as: UTF8.self)
+    return bytes
 }
 
 extension Substring {
