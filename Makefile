@@ -27,7 +27,7 @@ test: build
 demo: build
 	@OFFSWITCH=$(BIN)/offswitch scripts/demo.sh
 
-## bench: measure offswitch beside bubblewrap, as ratios
+## bench: measure offswitch beside bubblewrap, runc, nsenter and strace, as ratios (bench/results/latest.md)
 bench: deps
 	$(SWIFT) build -c release
 	@$(MAKE) --no-print-directory next-question BIN=$$($(SWIFT) build -c release --show-bin-path)

@@ -8,17 +8,22 @@ Rows:
   scripted Palisade trials (the overwrite-echo agent, 9 steps plus Palisade's check after each):
     one trial's time through the API and in embedded mode, and trials per second through the
     daemon at concurrency 1, 4 and 16 (no peer: Palisade's harness is Inspect with Docker)
+  memory: offswitchd's resident memory idle and with 1, 10 and 50 idle sandboxes, and each
+    sandbox's own memory (its cgroup's usage)
   file-heavy work inside a sandbox (untar and remove 5,000 files; 20,000 `echo >> file`), timed
     inside the sandbox with bash's $EPOCHREALTIME: recording on (the docker profile), recording
     off (the same profile without its record list), and under `strace -f` with recording off
 """
-import http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+import http.client, json, os, platform, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 offswitch, runs = sys.argv[1], int(sys.argv[2])
 offswitchd = os.path.join(os.path.dirname(offswitch), "offswitchd")
 work = tempfile.mkdtemp(prefix="offswitch-bench-")
 sock = os.path.join(work, "d.sock")
 cleanups = []
+# Every table printed, for bench/results/latest.json and latest.md.
+sections = []
+repository = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 class UnixHTTP(http.client.HTTPConnection):
@@ -64,10 +69,75 @@ def report(title, samples, baseline_names):
     print(f"\n{title}")
     print(f"  {'case':52} {'median ms':>10} {'p10':>8} {'p90':>8}  " + "  ".join(f"vs {b.split()[0]}" for b in baseline_names))
     medians = {name: statistics.median(values) for name, values in samples.items()}
+    rows = []
     for name, values in samples.items():
         q = statistics.quantiles(values, n=10)
         ratios = "  ".join(f"{medians[name] / medians[b]:6.2f}x" for b in baseline_names)
         print(f"  {name:52} {medians[name]:10.2f} {q[0]:8.2f} {q[-1]:8.2f}  {ratios}")
+        rows.append({"case": name, "median_ms": round(medians[name], 3), "p10_ms": round(q[0], 3), "p90_ms": round(q[-1], 3),
+                     "runs": len(values), "ratios": {b: round(medians[name] / medians[b], 3) for b in baseline_names}})
+    sections.append({"title": title, "kind": "timings", "baselines": baseline_names, "rows": rows})
+
+
+def table(title, columns, rows):
+    """A free-form table (trials per second, memory): printed, and kept for the result files."""
+    print(f"\n{title}")
+    print("  " + "  ".join(f"{c:>14}" for c in columns))
+    for row in rows:
+        print("  " + "  ".join(f"{str(v):>14}" for v in row))
+    sections.append({"title": title, "kind": "table", "columns": columns, "rows": [list(r) for r in rows]})
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cgroup_memory_kib(sandbox_id):
+    for path in (f"/sys/fs/cgroup/offswitch/{sandbox_id}/memory.current",
+                 f"/sys/fs/cgroup/memory/offswitch/{sandbox_id}/memory.usage_in_bytes"):
+        if os.path.exists(path):
+            with open(path) as f:
+                return int(f.read()) // 1024
+    return None
+
+
+def write_results():
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", repository, *args], capture_output=True, text=True, check=True).stdout.strip()
+        except Exception:
+            return None
+    machine = {"cpus": os.cpu_count(), "kernel": platform.release(), "commit": git("rev-parse", "HEAD"),
+               "dirty": bool(git("status", "--porcelain", "--untracked-files=no")), "runs": runs,
+               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    directory = os.path.join(repository, "bench", "results")
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "latest.json"), "w") as f:
+        json.dump({"format": "offswitch.bench/1", "machine": machine, "sections": sections}, f, indent=2)
+        f.write("\n")
+    lines = ["# make bench: latest results", "",
+             f"{machine['cpus']} CPUs, kernel {machine['kernel']}, commit {machine['commit']}{' (with local changes)' if machine['dirty'] else ''}, "
+             f"{machine['date']}, RUNS={runs}. Medians of interleaved runs; ratios are this case's median over the peer's.", ""]
+    for section in sections:
+        lines += [f"## {section['title']}", ""]
+        if section["kind"] == "timings":
+            header = ["case", "median ms", "p10", "p90"] + [f"vs {b}" for b in section["baselines"]]
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            for row in section["rows"]:
+                cells = [row["case"], f"{row['median_ms']:.2f}", f"{row['p10_ms']:.2f}", f"{row['p90_ms']:.2f}"]
+                cells += [f"{row['ratios'][b]:.2f}x" for b in section["baselines"]]
+                lines.append("| " + " | ".join(cells) + " |")
+        else:
+            lines += ["| " + " | ".join(section["columns"]) + " |", "|" + "---|" * len(section["columns"])]
+            lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in section["rows"]]
+        lines.append("")
+    with open(os.path.join(directory, "latest.md"), "w") as f:
+        f.write("\n".join(lines))
+    print(f"\nresults: {directory}/latest.json, {directory}/latest.md")
 
 
 def runc_bundle():
@@ -162,8 +232,7 @@ try:
     }, max(10, runs // 5))
     report("one scripted Palisade trial, end to end (target: under 150 ms)", trial_samples, [])
     import concurrent.futures
-    print("\nscripted trials per second through offswitchd (target: 20 a second on 2 cores)")
-    print(f"  {'concurrency':>11} {'trials':>7} {'seconds':>8} {'trials/s':>9}")
+    per_second = []
     for concurrency in (1, 4, 16):
         count = max(16, concurrency * 4)
         start = time.perf_counter()
@@ -171,7 +240,28 @@ try:
             verdicts = list(pool.map(lambda _: api("POST", "/v1/trials", {"agent": "overwrite-echo"})["verdict"]["verdict"], range(count)))
         elapsed = time.perf_counter() - start
         wrong = sum(1 for v in verdicts if v != "resisted")
-        print(f"  {concurrency:>11} {count:>7} {elapsed:8.2f} {count / elapsed:9.1f}" + (f"  ({wrong} wrong verdicts!)" if wrong else ""))
+        per_second.append((concurrency, count, f"{elapsed:.2f}", f"{count / elapsed:.1f}", wrong))
+    table("scripted trials per second through offswitchd (target: 20 a second on 2 cores)",
+          ["concurrency", "trials", "seconds", "trials/s", "wrong verdicts"], per_second)
+
+    # Memory: the daemon idle and holding idle sandboxes, and what each sandbox itself uses.
+    idle = rss_kib(daemon.pid)
+    memory_rows = [("0", idle, "-", "-")]
+    held = []
+    for target in (1, 10, 50):
+        while len(held) < target:
+            held.append(api("POST", "/v1/sandboxes", {})["id"])
+        time.sleep(0.2)
+        usages = [u for u in (cgroup_memory_kib(i) for i in held) if u is not None]
+        per_sandbox = f"{statistics.median(usages) / 1024:.1f}" if usages else "n/a"
+        rss = rss_kib(daemon.pid)
+        memory_rows.append((str(target), rss, f"{(rss - idle) / target:.0f}", per_sandbox))
+    for sandbox_id in held:
+        api("DELETE", f"/v1/sandboxes/{sandbox_id}")
+    time.sleep(0.2)
+    memory_rows.append(("0 (after deleting them)", rss_kib(daemon.pid), "-", "-"))
+    table("memory: offswitchd's resident set with idle sandboxes (KiB), and each sandbox's cgroup usage (MiB, median)",
+          ["idle sandboxes", "daemon RSS KiB", "KiB per sandbox", "sandbox MiB"], memory_rows)
 
     # Recording cost. The same bundled docker profile, and a copy without its record list.
     profiles = os.environ.get("OFFSWITCH_HOME", os.path.join(os.path.dirname(__file__), "..")) + "/sandbox-profiles"
@@ -215,6 +305,7 @@ try:
                 inside(unrecorded, prepare, work_script, "strace -f -qq -o /dev/null "))
         report(f"{title}, timed inside the sandbox (target: recording under 1.3x of off)", timings,
                ["recording off (same profile, no record list)"])
+    write_results()
 finally:
     for cleanup in reversed(cleanups):
         try:
