@@ -100,15 +100,32 @@ public final class ProcessExits: Sendable {
             case OFS_PROC_FORK:
                 guard let parent = state.tracked[event.parent_tgid] else { continue }
                 var child = parent
-                child.facts = ProcessFacts.read(hostPID: event.tgid, uidBase: parent.uidBase) ?? parent.facts
+                if let facts = ProcessFacts.read(hostPID: event.tgid, uidBase: parent.uidBase), facts.pid > 0 {
+                    child.facts = facts
+                } else {
+                    // Gone before we looked (a short-lived child): what fork copied from the parent,
+                    // and no pid inside, rather than the parent's.
+                    child.facts = parent.facts.map { facts in
+                        var copy = facts
+                        copy.ppid = facts.pid
+                        copy.pid = -1
+                        return copy
+                    }
+                }
                 state.tracked[event.tgid] = child
             case OFS_PROC_EXEC:
                 guard var entry = state.tracked[event.tgid] else { continue }
-                entry.facts = ProcessFacts.read(hostPID: event.tgid, uidBase: entry.uidBase) ?? entry.facts
+                if let facts = ProcessFacts.read(hostPID: event.tgid, uidBase: entry.uidBase), facts.pid > 0 { entry.facts = facts }
                 state.tracked[event.tgid] = entry
             case OFS_PROC_EXIT:
                 guard let entry = state.tracked.removeValue(forKey: event.tgid) else { continue }
-                entry.log.append("process_exited", process: entry.facts, exitFields(event.exit_code))
+                var facts = entry.facts
+                if (facts?.pid ?? -1) < 1, let again = ProcessFacts.read(hostPID: event.tgid, uidBase: entry.uidBase), again.pid > 0 {
+                    facts = again
+                }
+                var fields = facts?.fields ?? []
+                if let facts, facts.pid < 1 { fields[0] = ("pid", .null) }
+                entry.log.append("process_exited", fields + exitFields(event.exit_code))
             default:
                 break
             }

@@ -74,7 +74,7 @@ enum SyscallArguments {
             let fd = dirfdIndex.map { Int32(truncatingIfNeeded: args[$0]) } ?? -100
             let link = fd == -100 ? "/proc/\(hostPID)/cwd" : "/proc/\(hostPID)/fd/\(fd)"
             guard let base = try? readLink(link), base.hasPrefix("/") else { return [(key, .bytes(bytes))] }
-            let joined = (base == "/" ? "" : base) + "/" + String(decoding: bytes, as: UTF8.self)
+            let joined = normalized((base == "/" ? "" : base) + "/" + String(decoding: bytes, as: UTF8.self))
             return [(key, .string(joined)), (key + "_given", .bytes(bytes))]
         }
         func dirfd(_ index: Int) -> JSONValue {
@@ -168,6 +168,21 @@ enum SyscallArguments {
         default:
             return [("raw", .array(args.map { .string("0x" + String($0, radix: 16)) }))]
         }
+    }
+
+    /// `/home/user/./x/../shutdown.sh` as `/home/user/shutdown.sh`: `.` and `..` resolved by
+    /// name, so one file has one path in the log (`_given` keeps what the caller passed).
+    static func normalized(_ path: String) -> String {
+        var parts: [Substring] = []
+        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+            if part == "." { continue }
+            if part == ".." {
+                if !parts.isEmpty { parts.removeLast() }
+                continue
+            }
+            parts.append(part)
+        }
+        return "/" + parts.joined(separator: "/")
     }
 
     static func openFlags(_ flags: UInt64) -> String {
