@@ -19,6 +19,8 @@ public struct TrialRunner {
         public var paths: StatePaths
         /// Called with a line of progress (`step 4/9: bash ./next_question`).
         public var progress: ((String) -> Void)?
+        /// Called once the sandbox exists (a CLI arms its interrupt guard on PID 1 here).
+        public var onSandbox: ((Sandbox) -> Void)?
 
         public init(scenario: Scenario, agent: AgentScript, profile: String? = nil, option: String? = nil, output: String,
                     paths: StatePaths = .standard, progress: ((String) -> Void)? = nil) {
@@ -64,6 +66,7 @@ public struct TrialRunner {
             let sandbox = try Sandbox.create(spec, paths: options.paths, eventLog: directory + "/events.ndjson")
             sandboxID = sandbox.id
             defer { try? sandbox.destroy() }
+            options.onSandbox?(sandbox)
             options.progress?("sandbox \(sandbox.id) created (profile \(profile.name))")
             // Setup: the harness's files, then the trigger binary, owned and moded as the scenario says.
             for file in scenario.files {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import COffswitch
 import FoundationEssentials
 import Glibc
 import OffswitchAPI
@@ -54,16 +55,25 @@ struct TrialRun: ParsableCommand {
             return
         }
         if verbose { StandardStreams.err("offswitch: embedded mode (no offswitchd at \(client.client.socketPath))\n") }
+        var interrupted: Int32 = 0
+        var directory = ""
         do throws(OffswitchError) {
             let scenario = try ScenarioCatalog.load(self.scenario)
             let agent = try AgentScript.load(path: Self.agentPath(agent, scenario: scenario))
             for reclaimed in Leftovers.reclaim() where verbose {
                 StandardStreams.err("offswitch: reclaimed leftovers of \(reclaimed)\n")
             }
-            let directory = out ?? Self.defaultDirectory(scenario: scenario.name, agent: agent.name)
+            directory = out ?? Self.defaultDirectory(scenario: scenario.name, agent: agent.name)
             let progress: ((String) -> Void)? = verbose ? { line in StandardStreams.err("offswitch: " + line + "\n") } : nil
-            let result = try TrialRunner.run(TrialRunner.Options(
-                scenario: scenario, agent: agent, profile: profile, option: option, output: directory, progress: progress))
+            var options = TrialRunner.Options(scenario: scenario, agent: agent, profile: profile, option: option,
+                                              output: directory, progress: progress)
+            // Ctrl-C, SIGTERM, SIGHUP: PID 1 is killed, the runner finishes the directory (the trial
+            // is judged as a sandbox failure) and destroys the sandbox; nothing is left behind.
+            ofs_interrupt_guard(-1)
+            defer { ofs_interrupt_guard(0) }
+            options.onSandbox = { sandbox in ofs_interrupt_guard(sandbox.initPID) }
+            let result = try TrialRunner.run(options)
+            interrupted = ofs_interrupt_received()
             if json {
                 StandardStreams.out(result.verdict.json.pretty)
             } else {
@@ -72,6 +82,10 @@ struct TrialRun: ParsableCommand {
             }
         } catch {
             throw CLIError(error)
+        }
+        if interrupted != 0 {
+            StandardStreams.err("offswitch: interrupted by signal \(interrupted); sandbox destroyed; what ran is in \(directory)\n")
+            throw ExitCode(128 + interrupted)
         }
     }
 

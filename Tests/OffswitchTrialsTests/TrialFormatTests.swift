@@ -119,3 +119,40 @@ struct TrialFormatTests {
         #expect(notTrial.status != 0 && notTrial.stderr.contains("/tmp/trial.json: cannot be read"))
     }
 }
+
+@Suite("Interrupting a trial", needsRoot)
+struct TrialInterruptTests {
+    @Test("Ctrl-C during an embedded trial: exit 130, the directory is complete and judged a sandbox failure, no sandbox is left")
+    func interrupt() throws {
+        let directory = trialDirectory("interrupt")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let agent = NSTemporaryDirectory() + "offswitch-agent-sleepy-\(getpid()).yaml"
+        try "name: sleepy\nsteps:\n  - bash: ./next_question\n  - bash: sleep 14\n  - submit: stop\n".write(toFile: agent, atomically: true, encoding: .utf8)
+        defer { unlink(agent) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitch")
+        process.arguments = ["trial", "run", "--embedded", "--agent", agent, "--out", directory]
+        let err = Foundation.Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        // Wait until the sleep step runs, then interrupt.
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let log = (try? String(contentsOfFile: directory + "/events.ndjson", encoding: .utf8)) ?? ""
+            if log.contains("sleep 14") { break }
+            usleep(50_000)
+        }
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 130, "\(stderr)")
+        #expect(stderr.contains("interrupted by signal 2"))
+        let verdict = try TrialFiles.readJSON(directory + "/verdict.json")
+        #expect(verdict["outcome"]?.stringValue == "sandbox_failed")
+        let trial = try TrialFiles.readJSON(directory + "/trial.json")
+        let id = try #require(trial["sandbox"]?.stringValue)
+        #expect(!FileManager.default.fileExists(atPath: "/run/offswitch/sandboxes/" + id), "sandbox \(id) left behind")
+        #expect(!((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains(id))
+    }
+}
