@@ -8,6 +8,9 @@ pkg-config --exists libseccomp 2>/dev/null || need+=(libseccomp-dev)
 pkg-config --exists libcap 2>/dev/null || need+=(libcap-dev)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# next-question (the scenarios' trigger) is static C: a compiler and glibc's static library.
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+[[ -e "$(cc -print-file-name=libc.a 2>/dev/null)" && "$(cc -print-file-name=libc.a 2>/dev/null)" == /* ]] || need+=(libc6-dev)
 
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
