@@ -118,15 +118,7 @@ public struct DaemonClient: Sendable {
         var status: Int?
         var chunked = false
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        func emit(_ bytes: [UInt8]) {
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes[offset...].withUnsafeBytes { Glibc.write(output, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
-                offset += n
-            }
-        }
+        func emit(_ bytes: [UInt8]) { writeAll(output, bytes) }
         while true {
             var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: inputOpen ? input : -1, events: Int16(POLLIN), revents: 0)]
             if poll(&fds, 2, -1) < 0 {

@@ -90,3 +90,19 @@ public func listDirectory(_ path: String) -> [String] {
 public enum OffswitchVersion {
     public static let current = "0.3.0"
 }
+
+/// Writes all of `bytes` to `fd`, retrying on EINTR and short writes; false when the descriptor
+/// stops taking bytes (a closed pipe or pty). For relays and terminals, where a dead reader is
+/// not an error worth more than stopping.
+@discardableResult
+public func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>) -> Bool {
+    let data = Array(bytes)
+    var offset = 0
+    while offset < data.count {
+        let n = data[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return false }
+        offset += n
+    }
+    return true
+}

@@ -1,17 +1,10 @@
 import Glibc
+import OffswitchCore
 
 /// stdin, stdout and stderr as byte streams (FileHandle needs full Foundation, and with it ICU,
 /// which costs every invocation tens of milliseconds to load).
 enum StandardStreams {
-    static func write(_ bytes: [UInt8], to fd: Int32) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
-            offset += n
-        }
-    }
+    static func write(_ bytes: [UInt8], to fd: Int32) { writeAll(fd, bytes) }
 
     static func out(_ bytes: [UInt8]) { write(bytes, to: 1) }
     static func out(_ text: String) { write(Array(text.utf8), to: 1) }

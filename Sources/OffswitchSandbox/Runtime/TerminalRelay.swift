@@ -48,13 +48,7 @@ public final class TerminalRelay: Sendable {
     /// Keystrokes for the command.
     public func write(_ bytes: [UInt8]) {
         guard inputOpen.withLock({ $0 }) else { return }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.write(master, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
-            offset += n
-        }
+        writeAll(master, bytes)
     }
 
     /// The client's input ended: ^D, as a terminal would send it.

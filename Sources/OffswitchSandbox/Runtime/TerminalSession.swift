@@ -106,15 +106,4 @@ public struct TerminalSession {
             writeAll(output, buffer[0..<n])
         }
     }
-
-    private func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>) {
-        let data = Array(bytes)
-        var offset = 0
-        while offset < data.count {
-            let n = data[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
-            offset += n
-        }
-    }
 }
