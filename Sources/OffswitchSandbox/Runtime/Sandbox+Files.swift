@@ -10,13 +10,7 @@ extension Sandbox {
         let resolved = try resolve(path, user: user)
         let fd = try openInside(resolved, mode: .write, createMode: mode & 0o7777, user: user, operation: "write")
         defer { close(fd) }
-        var offset = 0
-        while offset < contents.count {
-            let n = try systemCall("write(\(resolved))") {
-                contents[offset...].withUnsafeBytes { write(fd, $0.baseAddress, min($0.count, 1 << 20)) }
-            }
-            offset += n
-        }
+        try Self.write(contents, to: fd, path: resolved)
     }
 
     /// Reads the file at `path` inside the sandbox as `user`.
@@ -52,17 +46,22 @@ extension Sandbox {
             ofs_open_in_root(root, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
         }
         defer { close(fd) }
-        var offset = 0
-        while offset < contents.count {
-            let n = try systemCall("write(\(path))") {
-                contents[offset...].withUnsafeBytes { write(fd, $0.baseAddress, min($0.count, 1 << 20)) }
-            }
-            offset += n
-        }
+        try Self.write(contents, to: fd, path: path)
         let base = spec.userNamespace?.hostUID ?? 0
         let uid = base + (owner == .root ? 0 : SandboxUser.agentUID), gid = base + (owner == .root ? 0 : SandboxUser.agentGID)
         _ = try systemCall("fchown(\(path), \(uid))") { fchown(fd, uid, gid) }
         _ = try systemCall("fchmod(\(path), \(String(mode, radix: 8)))") { fchmod(fd, mode_t(mode & 0o7777)) }
+    }
+
+    /// Writes all of `contents`; an error names `path` and the errno.
+    private static func write(_ contents: [UInt8], to fd: Int32, path: String) throws(OffswitchError) {
+        var offset = 0
+        while offset < contents.count {
+            let n = try systemCall("write(\(path))") {
+                contents[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, min($0.count, 1 << 20)) }
+            }
+            offset += n
+        }
     }
 
     /// A pty pair opened inside the sandbox's own devpts: (master, slave), both close-on-exec.
