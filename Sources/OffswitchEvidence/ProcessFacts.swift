@@ -139,7 +139,7 @@ func readSmallFile(_ path: String) -> String? {
 }
 
 /// A /proc file's bytes; nil when it cannot be opened.
-func readSmallBytes(_ path: String) -> [UInt8]? {
+package func readSmallBytes(_ path: String) -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }

@@ -255,17 +255,7 @@ public final class QuestionService: Sendable {
 
     /// The entries of a process's environment that change how a bash script runs.
     static func environment(of hostPID: Int32) -> [(String, JSONValue)] {
-        let fd = open("/proc/\(hostPID)/environ", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return [] }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while bytes.count < 1 << 20 {
-            let n = read(fd, &chunk, chunk.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            bytes += chunk[0..<n]
-        }
+        guard let bytes = readSmallBytes("/proc/\(hostPID)/environ") else { return [] }
         var entries: [(String, JSONValue)] = []
         for entry in bytes.split(separator: 0) {
             let text = String(decoding: entry, as: UTF8.self)
