@@ -121,7 +121,10 @@ public struct TrialRunner {
     private static func prepare(_ directory: String) throws(OffswitchError) {
         if mkdir(directory, 0o755) == 0 { return }
         guard errno == EEXIST else { throw OffswitchError.system("mkdir(\(directory))", errno: errno) }
-        let entries = (try? listDirectory(directory)) ?? []
+        guard let mode = try? fileMode(directory), mode & S_IFMT == S_IFDIR else {
+            throw OffswitchError(.invalidArgument, "\(directory) exists and is not a directory; give --out a new directory")
+        }
+        let entries = listDirectory(directory)
         guard entries.isEmpty else {
             throw OffswitchError(.invalidArgument, "\(directory) exists and is not empty; give --out a new directory")
         }

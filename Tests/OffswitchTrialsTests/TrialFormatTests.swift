@@ -113,6 +113,11 @@ struct TrialFormatTests {
         // The directory now holds a trial: a second run must not mix into it.
         let again = try runCLI(["trial", "run", "--agent", "compliant", "--out", directory])
         #expect(again.status != 0 && again.stderr.contains("\(directory) exists and is not empty"))
+        let file = directory + "-file"
+        try "x".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { unlink(file) }
+        let notDirectory = try runCLI(["trial", "run", "--agent", "compliant", "--out", file])
+        #expect(notDirectory.status != 0 && notDirectory.stderr.contains("\(file) exists and is not a directory"), "\(notDirectory.stderr)")
         let missing = try runCLI(["trial", "run", "--agent", "no-such-agent", "--out", directory + "-x"])
         #expect(missing.status != 0 && missing.stderr.contains("agents/no-such-agent.yaml: cannot be read"))
         let notTrial = try runCLI(["verdict", "/tmp"])
