@@ -50,6 +50,8 @@ public final class FileWatcher: Sendable {
     }
 
     private let released = Mutex(false)
+    /// Held while reading the group: the thread and `flush` never read at once.
+    private let reading = Mutex(())
 
     deinit {
         release()
@@ -72,17 +74,21 @@ public final class FileWatcher: Sendable {
         release()
     }
 
-    private func serve() {
-        // Every event one read can return (at least 24 bytes each), so none is dropped.
-        let capacity = Int(OFS_FANOTIFY_READ_BYTES) / 24 + 1
-        let events = UnsafeMutablePointer<ofs_file_event>.allocate(capacity: capacity)
-        defer { events.deallocate() }
-        var polls = [pollfd(fd: fan, events: Int16(POLLIN), revents: 0), pollfd(fd: thread.wakeFD, events: Int16(POLLIN), revents: 0)]
-        while true {
-            let n = poll(&polls, 2, -1)
-            if n < 0 && errno == EINTR { continue }
-            let stopping = n < 0 || polls[1].revents != 0
-            // Drain: on stop, everything queued before it is logged.
+    /// Logs everything queued now, from the calling thread, while the sandbox's filesystems are
+    /// still mounted (destroy calls it before killing PID 1: a handle read after the namespace is
+    /// gone no longer resolves to a path).
+    public func flush() {
+        guard !released.withLock({ $0 }) else { return }
+        drain()
+    }
+
+    /// Reads and logs what is queued. One reader at a time, so events keep their order.
+    private func drain() {
+        reading.withLock { _ in
+            // Every event one read can return (at least 24 bytes each), so none is dropped.
+            let capacity = Int(OFS_FANOTIFY_READ_BYTES) / 24 + 1
+            let events = UnsafeMutablePointer<ofs_file_event>.allocate(capacity: capacity)
+            defer { events.deallocate() }
             while true {
                 let count = mountFDs.withUnsafeBufferPointer {
                     ofs_fanotify_next(fan, $0.baseAddress!, Int32($0.count), events, Int32(capacity))
@@ -91,6 +97,17 @@ public final class FileWatcher: Sendable {
                 var facts: [Int32: ProcessFacts?] = [:]
                 for index in 0..<Int(count) { record(events[index], facts: &facts) }
             }
+        }
+    }
+
+    private func serve() {
+        var polls = [pollfd(fd: fan, events: Int16(POLLIN), revents: 0), pollfd(fd: thread.wakeFD, events: Int16(POLLIN), revents: 0)]
+        while true {
+            let n = poll(&polls, 2, -1)
+            if n < 0 && errno == EINTR { continue }
+            let stopping = n < 0 || polls[1].revents != 0
+            // Drain: on stop, everything queued before it is logged.
+            drain()
             if stopping { return }
         }
     }

@@ -295,6 +295,9 @@ public final class Sandbox: Sendable {
             return !state.destroyed
         }
         guard first else { return }
+        // File events still queued are logged while the filesystems are mounted (their paths
+        // resolve); what happens during teardown is drained by stop() below.
+        watcher?.flush()
         if state.withLock({ $0.ended == nil }) {
             kill(initPID, SIGKILL)  // PID 1 going takes the whole namespace with it
             cgroups.killAll()
