@@ -160,6 +160,9 @@ struct RecorderTests {
         let script = """
             (exit 3); bash -c 'kill -9 $$'; python3 -c 'import os; os.abort()'
             setsid sleep 30 < /dev/null > /dev/null 2>&1 &
+            # Wait until it is sleep (setsid execs it in place), or a loaded machine may end the
+            # sandbox while it is still a forked bash.
+            for ((n = 0; n < 500; n++)); do [ "$(cat /proc/$!/comm 2>/dev/null)" = sleep ] && break; sleep 0.01; done
             echo started
             """
         let result = try sandbox.exec(ExecRequest(argv: ["bash", "-c", script]))
