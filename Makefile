@@ -19,8 +19,9 @@ build: deps
 next-question:
 	$(CC) -static -O2 -s -Wall -Werror -o $(BIN)/next-question Sources/next-question/main.c
 
-## test: build, then run every test (root-only tests say so when they skip)
+## test: build, then run every test (root-only tests say so when they skip); chromium renders the reports
 test: build
+	@scripts/deps.sh --test
 	$(SWIFT) test -c $(CONFIG)
 
 ## demo: show a sandbox at work: what the agent sees, a change that vanishes, a real shutdown

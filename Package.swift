@@ -50,6 +50,8 @@ let package = Package(
             name: "OffswitchTrials",
             dependencies: ["OffswitchCore", "OffswitchSandbox", "OffswitchEvidence", "OffswitchAPI", "COffswitch"],
             swiftSettings: strictSettings),
+        // What people and other tools read: a trial's HTML report, batch summaries, exported rows.
+        .target(name: "OffswitchReports", dependencies: ["OffswitchCore", "OffswitchAPI", "OffswitchTrials"], swiftSettings: strictSettings),
         // The daemon's HTTP API: routes, auth, metrics. No sandbox logic of its own.
         .target(
             name: "OffswitchServer",
@@ -73,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "offswitch",
             dependencies: [
-                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTrials",
+                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTrials", "OffswitchReports", "OffswitchEvidence",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings),
@@ -96,7 +98,7 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchTrialsTests",
-            dependencies: ["OffswitchTrials", "OffswitchSandbox", "OffswitchCore", "OffswitchAPI"],
+            dependencies: ["OffswitchTrials", "OffswitchReports", "OffswitchSandbox", "OffswitchCore", "OffswitchAPI"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchSandboxTests",

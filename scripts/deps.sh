@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing Offswitch needs, with apt, only when it is missing.
+# --test adds what only the tests need: Debian's chromium, which renders the HTML reports headless.
 set -euo pipefail
 
 need=()
@@ -11,6 +12,9 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 # next-question (the scenarios' trigger) is static C: a compiler and glibc's static library.
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 [[ -e "$(cc -print-file-name=libc.a 2>/dev/null)" && "$(cc -print-file-name=libc.a 2>/dev/null)" == /* ]] || need+=(libc6-dev)
+if [[ "${1:-}" == "--test" ]]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fi
 
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then

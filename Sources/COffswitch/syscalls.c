@@ -143,9 +143,34 @@ static void noop_handler(int signal) { (void)signal; }
 static volatile sig_atomic_t guard_target = 0;
 static volatile sig_atomic_t guard_signal = 0;
 
+// More targets, for a CLI running several sandboxes at once (a batch of trials).
+#define OFS_GUARD_SLOTS 64
+static volatile sig_atomic_t guard_slots[OFS_GUARD_SLOTS];
+
 static void guard_handler(int signal) {
     guard_signal = signal;
     if (guard_target > 0) kill((pid_t)guard_target, SIGKILL);
+    for (int i = 0; i < OFS_GUARD_SLOTS; i++) {
+        pid_t pid = (pid_t)guard_slots[i];
+        if (pid > 0) kill(pid, SIGKILL);
+    }
+}
+
+int ofs_interrupt_watch(pid_t target) {
+    for (int i = 0; i < OFS_GUARD_SLOTS; i++) {
+        int expected = 0;
+        if (__atomic_compare_exchange_n((int *)&guard_slots[i], &expected, (int)target, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+            // A signal that came before the target was watched still takes it down.
+            if (guard_signal != 0) kill(target, SIGKILL);
+            return i;
+        }
+    }
+    errno = ENOSPC;
+    return -1;
+}
+
+void ofs_interrupt_unwatch(int slot) {
+    if (slot >= 0 && slot < OFS_GUARD_SLOTS) __atomic_store_n((int *)&guard_slots[slot], 0, __ATOMIC_SEQ_CST);
 }
 
 void ofs_interrupt_guard(pid_t target) {

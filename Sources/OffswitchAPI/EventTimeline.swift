@@ -48,6 +48,13 @@ public enum EventTimeline {
         while time.count < 4 { time = "0" + time }
         let stamp = "+" + time.dropLast(3) + "." + time.suffix(3) + "s"
         let seq = "#" + (event["seq"]?.text ?? "?")
+        let (who, what) = describe(event)
+        return [stamp, seq, who, what].filter { !$0.isEmpty }.joined(separator: "  ")
+    }
+
+    /// Who caused an event (`pid 4 bash (uid 1000)`, empty when no process did) and what it was,
+    /// in words: the timeline's columns after the time and the seq.
+    public static func describe(_ event: AnyJSON) -> (who: String, what: String) {
         var who = ""
         if let pid = event["pid"], let comm = event["comm"] {
             who = "pid \(pid.text) \(comm.text) (uid \(event["uid"]?.text ?? "?"))"
@@ -106,6 +113,6 @@ public enum EventTimeline {
                 what = kind
             }
         }
-        return [stamp, seq, who, what].filter { !$0.isEmpty }.joined(separator: "  ")
+        return (who, what)
     }
 }

@@ -3,6 +3,8 @@
 public indirect enum JSONValue: Sendable, Equatable {
     case string(String)
     case int(Int64)
+    /// A finite fraction (rates, interval bounds), written with at most four decimals.
+    case fraction(Double)
     case bool(Bool)
     case null
     case array([JSONValue])
@@ -25,6 +27,9 @@ public indirect enum JSONValue: Sendable, Equatable {
         switch self {
         case .string(let text): Self.quote(text, into: &out)
         case .int(let value): out += String(value)
+        case .fraction(let value):
+            let rounded = (value * 10_000).rounded() / 10_000
+            out += rounded.isFinite ? (rounded == rounded.rounded() && abs(rounded) < 1e15 ? String(Int64(rounded)) : String(rounded)) : "null"
         case .bool(let value): out += value ? "true" : "false"
         case .null: out += "null"
         case .array(let items):

@@ -36,6 +36,8 @@ public struct UpperDiff {
     public struct Baseline: Sendable {
         fileprivate var facts: Facts
         fileprivate var sha256: String?
+        /// The content, when it is short text (`texts(of:)` shows it as the "before").
+        fileprivate var text: String?
     }
 
     /// What the upper layers hold now, by path inside: the "before" of a later diff.
@@ -50,7 +52,9 @@ public struct UpperDiff {
             let path = relative + "/" + name
             guard let facts = facts(layer.upper + path) else { continue }
             if facts.type == "char_device" && facts.device == 0 { continue }
-            result[inside(layer, path)] = Baseline(facts: facts, sha256: facts.type == "file" ? SHA256.file(layer.upper + path) : nil)
+            let isFile = facts.type == "file"
+            result[inside(layer, path)] = Baseline(facts: facts, sha256: isFile ? SHA256.file(layer.upper + path) : nil,
+                                                   text: isFile ? Self.text(layer.upper + path, size: facts.size) : nil)
             if facts.type == "directory" { record(layer, relative: path, into: &result) }
         }
     }
@@ -71,6 +75,41 @@ public struct UpperDiff {
             if !entries.contains(where: { $0.0 == path }) { entries.append((path, fields)) }
         }
         return entries.sorted { $0.0 < $1.0 }.map(\.1)
+    }
+
+    /// The before and after contents of the changed files that are short text (at most
+    /// `textLimit` bytes of UTF-8 without NUL), by SHA-256, up to `budget` bytes in all: what a
+    /// report shows as the file's diff. Call it where `changes()` was called, before the layers go.
+    public func texts(of changes: [[(String, JSONValue)]], budget: Int = 2 << 20) -> [String: String] {
+        var texts: [String: String] = [:]
+        var left = budget
+        func keep(_ sha: JSONValue?, _ read: () -> String?) {
+            guard case .string(let sha)? = sha, texts[sha] == nil, left > 0, let text = read() else { return }
+            left -= text.utf8.count
+            if left >= 0 { texts[sha] = text }
+        }
+        for change in changes {
+            let field = { (name: String) in change.first { $0.0 == name }?.1 }
+            guard case .string(let path)? = field("path"),
+                  let layer = layers.filter({ $0.mountPoint == "/" || path.hasPrefix($0.mountPoint + "/") })
+                      .max(by: { $0.mountPoint.count < $1.mountPoint.count }) else { continue }
+            let relative = layer.mountPoint == "/" ? path : String(path.dropFirst(layer.mountPoint.count))
+            keep(field("sha256_after")) { facts(layer.upper + relative).flatMap { Self.text(layer.upper + relative, size: $0.size) } }
+            keep(field("sha256_before")) {
+                if let base = baseline[path] { return base.text }
+                return lower(layer, relative).flatMap { lowerPath in facts(lowerPath).flatMap { Self.text(lowerPath, size: $0.size) } }
+            }
+        }
+        return texts
+    }
+
+    /// Files longer than this are not kept as text.
+    public static let textLimit = 64 << 10
+
+    private static func text(_ path: String, size: Int64) -> String? {
+        guard size <= Int64(textLimit), let bytes = readSmallBytes(path),
+              bytes.count <= textLimit, !bytes.contains(0) else { return nil }
+        return String(validating: bytes, as: UTF8.self)
     }
 
     /// Whether a path inside exists in an upper layer or (not whited out) in a lower one.

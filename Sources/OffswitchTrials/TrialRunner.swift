@@ -61,11 +61,13 @@ public struct TrialRunner {
         var steps: [JSONValue] = []
         var probe: JSONValue = .null
         var sandboxID = ""
+        var texts: [String: String] = [:]
 
         do throws(OffswitchError) {
             let sandbox = try Sandbox.create(spec, paths: options.paths, eventLog: directory + "/events.ndjson")
             sandboxID = sandbox.id
             defer { try? sandbox.destroy() }
+            sandbox.keepDiffTexts()
             options.onSandbox?(sandbox)
             options.progress?("sandbox \(sandbox.id) created (profile \(profile.name))")
             // Setup: the harness's files, then the trigger binary, owned and moded as the scenario says.
@@ -99,6 +101,7 @@ public struct TrialRunner {
             }
             service.stop()
             try sandbox.destroy()
+            texts = sandbox.diffTexts
         } catch {
             failure = failure ?? error.description
         }
@@ -108,7 +111,7 @@ public struct TrialRunner {
         try TrialFiles.write(JSONValue.object([
             ("format", .string(TrialFiles.transcriptFormat)), ("steps", .array(steps)), ("probe", probe),
         ]).pretty, to: directory + "/transcript.json")
-        try writeDiff(directory)
+        try writeDiff(directory, texts: texts)
         try TrialFiles.write(trialDocument(scenario: scenario, options: options, profile: profile.name, sandbox: sandboxID,
                                            started: started, finished: finished, duration: duration, failure: failure).pretty,
                              to: directory + "/trial.json")
@@ -215,14 +218,16 @@ public struct TrialRunner {
         }
     }
 
-    /// diff.json: the `file_changed` events of the log, as one document.
-    private static func writeDiff(_ directory: String) throws(OffswitchError) {
+    /// diff.json: the `file_changed` events of the log, as one document, and the short text
+    /// files' contents before and after, by SHA-256.
+    private static func writeDiff(_ directory: String, texts: [String: String]) throws(OffswitchError) {
         let path = directory + "/events.ndjson"
         let lines = (FileManager.default.contents(atPath: path) ?? Data()).split(separator: UInt8(ascii: "\n"))
         let changes = lines.filter { $0.firstRange(of: Array("\"kind\":\"file_changed\"".utf8)) != nil }
             .map { String(decoding: $0, as: UTF8.self) }
-        let text = "{\"format\":\"\(TrialFiles.diffFormat)\",\"changes\":[\n" + changes.joined(separator: ",\n") + "\n]}\n"
-        try TrialFiles.write(changes.isEmpty ? "{\"format\":\"\(TrialFiles.diffFormat)\",\"changes\":[]}\n" : text, to: directory + "/diff.json")
+        let textsJSON = JSONValue.object(texts.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }).serialized
+        let list = changes.isEmpty ? "[]" : "[\n" + changes.joined(separator: ",\n") + "\n]"
+        try TrialFiles.write("{\"format\":\"\(TrialFiles.diffFormat)\",\"changes\":\(list),\n\"texts\":\(textsJSON)}\n", to: directory + "/diff.json")
     }
 
     private static func trialDocument(scenario: Scenario, options: Options, profile: String, sandbox: String,

@@ -12,7 +12,7 @@ struct TrialCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trial",
         abstract: "Run shutdown-resistance trials.",
-        subcommands: [TrialRun.self, TrialAgents.self])
+        subcommands: [TrialRun.self, TrialBatch.self, TrialAgents.self])
 }
 
 struct TrialRun: ParsableCommand {
@@ -102,38 +102,44 @@ struct TrialRun: ParsableCommand {
         }
         do throws(OffswitchError) {
             let scenario = try ScenarioCatalog.load(self.scenario)
-            let path = Self.agentPath(agent, scenario: scenario)
-            let agent = try AgentScript.load(path: path)
+            let agent = try AgentScript.load(path: Self.agentPath(agent, scenario: scenario))
             let directory = out ?? Self.defaultDirectory(scenario: scenario.name, agent: agent.name)
-            let body = CreateTrialBody(scenario: self.scenario, agent_yaml: String(decoding: agent.source, as: UTF8.self),
-                                       profile: profile, option: option)
-            let encoded: [UInt8]
-            do { encoded = Array(try JSONEncoder().encode(body)) } catch {
-                throw OffswitchError(.invalidArgument, "cannot encode the trial request: \(error)")
-            }
-            let reply = try daemon.call("POST", "/v1/trials", body: encoded)
-            let document = try TrialFiles.decode(reply, what: "offswitchd's trial reply")
-            guard let id = document["id"].map(\.text), !id.isEmpty else {
-                throw OffswitchError(.protocolError, "offswitchd's trial reply has no id")
-            }
-            if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw OffswitchError.system("mkdir(\(directory))", errno: errno) }
-            guard ((try? listDirectory(directory)) ?? []).isEmpty else {
-                throw OffswitchError(.invalidArgument, "\(directory) exists and is not empty; give --out a new directory")
-            }
-            for name in CreateTrialBody.files {
-                let bytes = try daemon.call("GET", "/v1/trials/\(id)/files/\(name)")
-                try TrialFiles.write(String(decoding: bytes, as: UTF8.self), to: directory + "/" + name)
-            }
-            let verdict = try Classifier.classify(directory: directory)
+            let (verdict, milliseconds) = try Self.runInDaemon(daemon, scenario: self.scenario, agent: agent, profile: profile,
+                                                               option: option, directory: directory)
             if json {
                 StandardStreams.out(verdict.json.pretty)
             } else {
-                let milliseconds = document["duration_ms"].flatMap { UInt64($0.text) }
                 StandardStreams.out(TrialSummary.text(verdict, agent: agent.name, directory: directory, milliseconds: milliseconds))
             }
         } catch {
             throw CLIError(error)
         }
+    }
+
+    /// Runs one trial in offswitchd (the agent script goes as text) and fetches its files into
+    /// `directory` (created, or an existing empty one); the verdict is recomputed locally.
+    static func runInDaemon(_ daemon: DaemonClient, scenario: String, agent: AgentScript, profile: String?, option: String?,
+                            directory: String) throws(OffswitchError) -> (Verdict, UInt64?) {
+        let body = CreateTrialBody(scenario: scenario, agent_yaml: String(decoding: agent.source, as: UTF8.self),
+                                   profile: profile, option: option)
+        let encoded: [UInt8]
+        do { encoded = Array(try JSONEncoder().encode(body)) } catch {
+            throw OffswitchError(.invalidArgument, "cannot encode the trial request: \(error)")
+        }
+        let reply = try daemon.call("POST", "/v1/trials", body: encoded)
+        let document = try TrialFiles.decode(reply, what: "offswitchd's trial reply")
+        guard let id = document["id"].map(\.text), !id.isEmpty else {
+            throw OffswitchError(.protocolError, "offswitchd's trial reply has no id")
+        }
+        if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw OffswitchError.system("mkdir(\(directory))", errno: errno) }
+        guard ((try? listDirectory(directory)) ?? []).isEmpty else {
+            throw OffswitchError(.invalidArgument, "\(directory) exists and is not empty; give --out a new directory")
+        }
+        for name in CreateTrialBody.files {
+            let bytes = try daemon.call("GET", "/v1/trials/\(id)/files/\(name)")
+            try TrialFiles.write(String(decoding: bytes, as: UTF8.self), to: directory + "/" + name)
+        }
+        return (try Classifier.classify(directory: directory), document["duration_ms"].flatMap { UInt64($0.text) })
     }
 
     /// A name without `/` or `.yaml` is one of the scenario's agents.

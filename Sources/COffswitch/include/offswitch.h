@@ -290,6 +290,11 @@ int ofs_prctl(int option, unsigned long argument);
 void ofs_interrupt_guard(pid_t target);
 /// The signal the guard caught, or 0.
 int ofs_interrupt_received(void);
+/// With the guard armed (-1 or a target), also SIGKILL `target` on a signal: for a CLI holding
+/// several sandboxes (up to 64). Returns the slot to pass to `ofs_interrupt_unwatch`, or -1 with
+/// errno ENOSPC. A signal that already came kills `target` at once.
+int ofs_interrupt_watch(pid_t target);
+void ofs_interrupt_unwatch(int slot);
 
 // W* macros.
 static inline int ofs_wifexited(int status) { return (status & 0x7f) == 0; }

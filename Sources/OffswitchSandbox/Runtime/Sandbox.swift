@@ -39,6 +39,8 @@ public final class Sandbox: Sendable {
         var ended: SandboxEnd?
         var destroyed = false
         var baseline: [String: UpperDiff.Baseline] = [:]
+        var keepsTexts = false
+        var diffTexts: [String: String] = [:]
     }
     private let state = Mutex(State())
 
@@ -238,6 +240,13 @@ public final class Sandbox: Sendable {
         events.append("baseline", [("paths", .int(Int64(snapshot.count)))])
     }
 
+    /// Asks `destroy` to keep the before and after contents of changed short text files
+    /// (`diffTexts`), for a report's file diff.
+    public func keepDiffTexts() { state.withLock { $0.keepsTexts = true } }
+
+    /// After `destroy`, when `keepDiffTexts()` was called: changed files' contents by SHA-256.
+    public var diffTexts: [String: String] { state.withLock { $0.diffTexts } }
+
     /// Whether `destroy` has run (the event log is complete then).
     public var isDestroyed: Bool { state.withLock { $0.destroyed } }
 
@@ -307,7 +316,12 @@ public final class Sandbox: Sendable {
         watcher?.stop()
         // Every process is gone: the upper layer is final. What changed, before it is discarded.
         let baseline = state.withLock { $0.baseline }
-        let changes = UpperDiff(layers: diffLayers, uidBase: spec.userNamespace?.hostUID ?? 0, baseline: baseline).changes()
+        let diff = UpperDiff(layers: diffLayers, uidBase: spec.userNamespace?.hostUID ?? 0, baseline: baseline)
+        let changes = diff.changes()
+        if state.withLock({ $0.keepsTexts }) {
+            let texts = diff.texts(of: changes)
+            state.withLock { $0.diffTexts = texts }
+        }
         for change in changes { events.append("file_changed", change) }
         events.append("diff_complete", [("changes", .int(Int64(changes.count)))])
         events.append("sandbox_destroyed")
