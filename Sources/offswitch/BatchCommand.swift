@@ -335,8 +335,9 @@ final class BatchRunner: Sendable {
         } catch {
             failure = "\(job.name): \(error.description)"
         }
-        if ofs_interrupt_received() != 0 {
-            // Cut short by the interrupt: not a finished trial; --resume runs it again.
+        if daemon == nil && ofs_interrupt_received() != 0 {
+            // Cut short by the interrupt (its PID 1 was killed): not a finished trial; --resume
+            // runs it again. A trial in offswitchd is not cut short: it ran to its end and is kept.
             removeTree(trialDirectory)
             return
         }
