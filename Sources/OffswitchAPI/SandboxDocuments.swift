@@ -16,6 +16,13 @@ public struct CreateSandboxBody: Codable, Sendable {
     /// false: no recording (no syscall notifications, file watcher or process table), for
     /// harnesses that need the sandbox but not the evidence. Default true, as the profile says.
     public var record: Bool?
+    /// A bundled scenario's name: the sandbox is set up as a trial of it (the scenario's files,
+    /// its trigger and question service), its agent calls go to `/steps`, and `/verdict` ends it.
+    public var scenario: String?
+    /// A scenario option (palisade-math: execute-only).
+    public var option: String?
+    /// The agent's name in trial.json (a model's name, say).
+    public var agent: String?
 
     public init(profile: String? = nil, rootfs: String? = nil, hostname: String? = nil, limits: LimitsBody? = nil,
                 env: [String: String]? = nil, files: [FileBody]? = nil) {
@@ -120,9 +127,12 @@ public struct SandboxDocument: Codable, Sendable, Equatable {
     public var shutdown: ShutdownDocument?
     /// How PID 1 ended when it was not a shutdown (killed by the OOM killer, say).
     public var ended: String?
+    /// The trial id of a scenario sandbox (its files: `/v1/trials/{id}/files/{name}`).
+    public var trial: String?
 
     public init(id: String, state: String, hostname: String, profile: String, rootfs: String, created_at_unix_ns: UInt64,
-                shutdown: ShutdownDocument?, ended: String?) {
+                shutdown: ShutdownDocument?, ended: String?, trial: String? = nil) {
+        self.trial = trial
         self.id = id
         self.state = state
         self.hostname = hostname

@@ -27,3 +27,17 @@ public struct CreateTrialBody: Codable, Sendable {
             && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }
     }
 }
+
+/// `POST /v1/sandboxes/{id}/steps`: one agent call in a scenario sandbox, as Palisade's tools
+/// made it: `{"tool":"bash","command":"..."}` or `{"tool":"submit","answer":"..."}`.
+public struct StepBody: Codable, Sendable {
+    public var tool: String
+    public var command: String?
+    public var answer: String?
+
+    public init(tool: String, command: String? = nil, answer: String? = nil) {
+        self.tool = tool
+        self.command = command
+        self.answer = answer
+    }
+}

@@ -150,7 +150,7 @@ struct APIRoutes {
             try await registry.sandbox(id).shutDown()
             return try Self.json(try await registry.document(id))
         }
-        TrialRoutes(paths: paths).add(to: router) { method, path in registered.append("\(method.rawValue) \(path)") }
+        TrialRoutes(paths: paths, registry: registry).add(to: router) { method, path in registered.append("\(method.rawValue) \(path)") }
         return registered
     }
 

@@ -1,7 +1,10 @@
+import FoundationEssentials
 import Glibc
 public import OffswitchAPI
 public import OffswitchCore
 public import OffswitchSandbox
+public import OffswitchTrials
+import Hummingbird
 
 /// The daemon's sandboxes by id. An actor: creation, lookup and removal race with each other.
 public actor SandboxRegistry {
@@ -10,6 +13,9 @@ public actor SandboxRegistry {
         let createdAt: UInt64
         let profile: String
         let environment: [String: String]
+        /// A scenario sandbox's trial, and its id.
+        var session: TrialSession? = nil
+        var trial: String? = nil
     }
 
     private var entries: [String: Entry] = [:]
@@ -23,6 +29,7 @@ public actor SandboxRegistry {
 
     /// Creates a sandbox, writes its files, and registers it. On any failure nothing remains.
     public func create(_ body: CreateSandboxBody) async throws(OffswitchError) -> SandboxDocument {
+        if let scenario = body.scenario { return try await createTrial(body, scenario: scenario) }
         let spec = try body.spec(profile: try ProfileCatalog.loadBundled(body.profile ?? ProfileCatalog.defaultName))
         var files: [(String, [UInt8], UInt32, SandboxUser)] = []
         for (index, file) in (body.files ?? []).enumerated() {
@@ -46,6 +53,65 @@ public actor SandboxRegistry {
         return Self.document(entry)
     }
 
+    /// A sandbox set up as a trial of a bundled scenario (`scenario` in the body). Its files are
+    /// the trial's (STATE/trials/ID); the rest of the body is the scenario's to decide.
+    private func createTrial(_ body: CreateSandboxBody, scenario name: String) async throws(OffswitchError) -> SandboxDocument {
+        let given: [(String, Bool)] = [("rootfs", body.rootfs != nil), ("hostname", body.hostname != nil), ("limits", body.limits != nil),
+                                       ("env", body.env != nil), ("files", body.files != nil), ("record", body.record != nil)]
+        if let (field, _) = given.first(where: \.1) {
+            throw OffswitchError(.invalidArgument, "\(field): a scenario sandbox is set up by its scenario and its profile; leave \(field) out")
+        }
+        guard CreateTrialBody.validName(name) else {
+            throw OffswitchError(.invalidScenario, "scenario: \"\(name)\" is not the name of a bundled scenario")
+        }
+        if let profile = body.profile, !CreateTrialBody.validName(profile) {
+            throw OffswitchError(.invalidProfile, "profile: \"\(profile)\" is not the name of a bundled profile")
+        }
+        let scenario = try ScenarioCatalog.load(name)
+        let directory = paths.base + "/trials"
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw OffswitchError(.system, "cannot create \(directory): \(error)")
+        }
+        let trial = TrialRoutes.newID()
+        let (agent, profile, option, output, paths) = (body.agent ?? "remote", body.profile, body.option, directory + "/" + trial, self.paths)
+        let session = try await BlockingWork.run { () throws(OffswitchError) in
+            try TrialSession.start(TrialSession.Options(scenario: scenario, agent: TrialSession.Agent(name: agent), profile: profile,
+                                                        option: option, output: output, paths: paths))
+        }
+        guard let sandbox = session.sandbox, session.failure == nil else {
+            _ = try? await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
+            throw OffswitchError(.setupFailed, "scenario \(name): the sandbox could not be set up (trial \(trial)): \(session.failure ?? "no sandbox")")
+        }
+        let entry = Entry(sandbox: sandbox, createdAt: unixNanoseconds(), profile: sandbox.spec.profileName, environment: [:],
+                          session: session, trial: trial)
+        entries[sandbox.id] = entry
+        return Self.document(entry)
+    }
+
+    /// A scenario sandbox's trial.
+    public func session(_ id: String) throws(APIError) -> TrialSession {
+        guard let entry = entries[id] else { throw APIError.unknownSandbox(id) }
+        guard let session = entry.session else {
+            throw APIError(.badRequest, code: "not_a_trial", message: "sandbox \(id) was not created from a scenario: it has no steps and no verdict")
+        }
+        return session
+    }
+
+    /// Ends a scenario sandbox's trial: the probe if needed, the trial directory, the verdict.
+    /// The sandbox is gone afterwards.
+    public func finishTrial(_ id: String) async throws(APIError) -> (trial: String, result: TrialRunner.Result) {
+        let session = try session(id)
+        let trial = entries.removeValue(forKey: id)?.trial ?? ""
+        do {
+            let result = try await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
+            return (trial, result)
+        } catch {
+            throw APIError(error)
+        }
+    }
+
     public func sandbox(_ id: String) throws(APIError) -> Sandbox {
         guard let entry = entries[id] else { throw APIError.unknownSandbox(id) }
         return entry.sandbox
@@ -67,7 +133,12 @@ public actor SandboxRegistry {
     public func remove(_ id: String) async throws(APIError) {
         guard let entry = entries.removeValue(forKey: id) else { throw APIError.unknownSandbox(id) }
         do {
-            try await entry.sandbox.destroy()
+            if let session = entry.session {
+                // A trial is never dropped: its directory is written and judged as it stands.
+                _ = try await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
+            } else {
+                try await entry.sandbox.destroy()
+            }
         } catch {
             throw APIError(error)
         }
@@ -77,7 +148,13 @@ public actor SandboxRegistry {
     public func removeAll() async {
         let all = entries.values
         entries.removeAll()
-        for entry in all { try? await entry.sandbox.destroy() }
+        for entry in all {
+            if let session = entry.session {
+                _ = try? await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
+            } else {
+                try? await entry.sandbox.destroy()
+            }
+        }
     }
 
     private static func document(_ entry: Entry) -> SandboxDocument {
@@ -87,6 +164,6 @@ public actor SandboxRegistry {
         return SandboxDocument(
             id: entry.sandbox.id, state: end == nil ? "running" : "shut_down", hostname: entry.sandbox.hostname,
             profile: entry.profile, rootfs: entry.sandbox.spec.rootfs.description, created_at_unix_ns: entry.createdAt,
-            shutdown: end?.shutdown.map(ShutdownDocument.init), ended: ended)
+            shutdown: end?.shutdown.map(ShutdownDocument.init), ended: ended, trial: entry.trial)
     }
 }

@@ -11,11 +11,12 @@ import OffswitchTrials
 /// directory is cleaned.
 struct TrialRoutes {
     let paths: StatePaths
+    let registry: SandboxRegistry
 
     var directory: String { paths.base + "/trials" }
 
     func add(to router: Router<APIContext>, registering: (HTTPRequest.Method, String) -> Void) {
-        let paths = self.paths, directory = self.directory
+        let paths = self.paths, directory = self.directory, registry = self.registry
         router.on("/v1/trials", method: .post) { request, context in
             let body = try await request.decode(as: CreateTrialBody.self, context: context)
             let (scenario, agent) = try Self.resolve(body)
@@ -54,6 +55,44 @@ struct TrialRoutes {
             return Self.raw(String(decoding: data, as: UTF8.self), type: name.hasSuffix(".ndjson") ? "application/x-ndjson" : "application/json")
         }
         registering(.get, "/v1/trials/{id}/files/{name}")
+
+        // A scenario sandbox (`scenario` at creation): the agent's calls one at a time, then the verdict.
+        router.on("/v1/sandboxes/:id/steps", method: .post) { request, context in
+            let session = try await registry.session(try context.parameters.require("id"))
+            let body = try await request.decode(as: StepBody.self, context: context)
+            let step: JSONValue
+            switch (body.tool, body.command, body.answer) {
+            case ("bash", let command?, nil):
+                step = try await BlockingWork.run { () throws(OffswitchError) in session.bash(command) }
+            case ("submit", nil, let answer?):
+                step = try await BlockingWork.run { () throws(OffswitchError) in session.submit(answer) }
+            default:
+                throw APIError(.badRequest, code: "invalid_argument",
+                               message: "tool: give {\"tool\":\"bash\",\"command\":...} or {\"tool\":\"submit\",\"answer\":...} (got tool \"\(body.tool)\")")
+            }
+            return Self.raw(step.serialized + "\n", type: "application/json")
+        }
+        registering(.post, "/v1/sandboxes/{id}/steps")
+        router.on("/v1/sandboxes/:id/verdict", method: .post) { _, context in
+            let (trial, result) = try await registry.finishTrial(try context.parameters.require("id"))
+            var text = "{\"id\":\"\(trial)\",\"directory\":"
+            JSONValue.string(result.directory).write(to: &text)
+            text += ",\"duration_ms\":\(result.durationNanoseconds / 1_000_000),\"verdict\":" + result.verdict.json.serialized + "}\n"
+            return Self.raw(text, type: "application/json")
+        }
+        registering(.post, "/v1/sandboxes/{id}/verdict")
+        router.on("/v1/scenarios/:name/prompts", method: .get) { _, context in
+            let name = try context.parameters.require("name")
+            guard CreateTrialBody.validName(name) else {
+                throw APIError(.badRequest, code: "invalid_scenario", message: "\"\(name)\" is not the name of a bundled scenario")
+            }
+            let scenario = try ScenarioCatalog.load(name)
+            guard let prompts = scenario.prompts, let data = FileManager.default.contents(atPath: scenario.directory + "/" + prompts) else {
+                throw APIError(.notFound, code: "not_found", message: "scenario \(name) has no prompts file")
+            }
+            return Self.raw(String(decoding: data, as: UTF8.self), type: "application/yaml")
+        }
+        registering(.get, "/v1/scenarios/{name}/prompts")
     }
 
     /// The scenario (bundled names only: a client must not make the daemon read host paths) and

@@ -1,0 +1,356 @@
+import FoundationEssentials
+import Glibc
+public import OffswitchCore
+import OffswitchEvidence
+import Synchronization
+public import OffswitchSandbox
+
+/// One trial as it happens: a sandbox set up as the scenario says, then the agent's calls one at a
+/// time as Palisade's tools ran them (each bash call followed by Palisade's own check), then
+/// `finish()`: a probe of the trigger when the agent stopped before it, the trial directory and
+/// its verdict (docs/trials.md). `TrialRunner` drives it from an agent script; offswitchd drives it
+/// from a remote harness's calls (an Inspect agent), one call at a time.
+public final class TrialSession: Sendable {
+    /// Who the agent is, for trial.json: a script (path and SHA-256) or a harness's model.
+    public struct Agent: Sendable {
+        public var name: String
+        public var path: String?
+        public var sha256: String?
+        public var expect: String?
+
+        public init(name: String, path: String? = nil, sha256: String? = nil, expect: String? = nil) {
+            self.name = name
+            self.path = path
+            self.sha256 = sha256
+            self.expect = expect
+        }
+
+        public init(script: AgentScript) {
+            self.init(name: script.name, path: script.path, sha256: SHA256.hex(script.source), expect: script.expect)
+        }
+    }
+
+    public struct Options {
+        public var scenario: Scenario
+        public var agent: Agent
+        public var profile: String
+        public var option: String?
+        public var output: String
+        /// Where sandboxes keep their state (the daemon's --state-dir).
+        public var paths: StatePaths
+        /// Called with a line of progress (`sandbox ... created`).
+        public var progress: ((String) -> Void)?
+        /// Called once the sandbox exists (a CLI arms its interrupt guard on PID 1 here).
+        public var onSandbox: ((Sandbox) -> Void)?
+
+        public init(scenario: Scenario, agent: Agent, profile: String? = nil, option: String? = nil, output: String,
+                    paths: StatePaths = .standard, progress: ((String) -> Void)? = nil, onSandbox: ((Sandbox) -> Void)? = nil) {
+            self.scenario = scenario
+            self.agent = agent
+            self.profile = profile ?? scenario.profile
+            self.option = option
+            self.output = output
+            self.paths = paths
+            self.progress = progress
+            self.onSandbox = onSandbox
+        }
+    }
+
+    /// What Palisade's bash tool answered on a timeout (Inspect's message).
+    static let timeoutMessage = "Command timed out before completing."
+
+    public let scenario: Scenario
+    public let directory: String
+    /// Nil when the setup failed (`failure` says why; every call then fails).
+    public let sandbox: Sandbox?
+    private let service: QuestionService?
+    private let agent: Agent
+    private let profileName: String
+    private let option: String?
+    private let started: UInt64
+    private let clockStart: UInt64
+    private let state: Mutex<State>
+
+    private struct State {
+        var steps: [JSONValue] = []
+        var stopped: String?  // why later calls do not run
+        var failure: String?
+        var result: TrialRunner.Result?
+    }
+
+    /// Sets the trial up. Errors about the request (the directory, the profile, the trigger
+    /// binary) are thrown; a sandbox that fails to come up gives a session whose calls fail and
+    /// whose `finish()` writes a directory judged `sandbox_failed`.
+    public static func start(_ options: Options) throws(OffswitchError) -> TrialSession {
+        var scenario = options.scenario
+        if let option = options.option { scenario = try scenario.with(option: option) }
+        try prepare(options.output)
+        let profile = try ProfileCatalog.load(options.profile)
+        let spec = profile.sandboxSpec
+        guard !spec.record.isEmpty else {
+            throw OffswitchError(.invalidProfile, "profile \(profile.name) records no syscalls: a trial's verdict needs its evidence (use docker, hardened or observe)")
+        }
+        let trigger = try TriggerImage.load(try HelperBinary.locate("next-question", override: "OFFSWITCH_NEXT_QUESTION"))
+        let started = unixNanoseconds()
+        let clockStart = monotonicNanoseconds()
+        var sandbox: Sandbox?
+        var service: QuestionService?
+        var failure: String?
+        do throws(OffswitchError) {
+            let created = try Sandbox.create(spec, paths: options.paths, eventLog: options.output + "/events.ndjson")
+            sandbox = created
+            created.keepDiffTexts()
+            options.onSandbox?(created)
+            options.progress?("sandbox \(created.id) created (profile \(profile.name))")
+            // Setup: the harness's files, then the trigger binary, owned and moded as the scenario says.
+            for file in scenario.files {
+                try created.install(file.path, file.content, owner: file.owner, mode: file.mode)
+            }
+            try created.install(scenario.trigger.path, trigger.bytes, owner: scenario.trigger.owner, mode: scenario.trigger.mode)
+            // The harness's own writes, named as such (file events of the setup come from outside the sandbox).
+            let placed = scenario.files.map { ($0.path, $0.owner, $0.mode, $0.content.count, SHA256.hex($0.content)) }
+                + [(scenario.trigger.path, scenario.trigger.owner, scenario.trigger.mode, trigger.bytes.count, trigger.sha256)]
+            created.events.append("harness_setup", [("origin", .string("harness")), ("files", .array(placed.map { path, owner, mode, size, sha in
+                .object([("path", .string(path)), ("owner", .string(owner.rawValue)), ("mode", .string(String(mode, radix: 8))),
+                         ("size", .int(Int64(size))), ("sha256", .string(sha))])
+            }))])
+            let questions = try QuestionService(scenario: scenario, sandbox: created)
+            service = questions
+            try questions.start()
+            questions.logState("baseline")
+            created.markBaseline()
+        } catch {
+            failure = error.description
+        }
+        return TrialSession(scenario: scenario, directory: options.output, sandbox: sandbox, service: service, agent: options.agent,
+                            profile: profile.name, option: options.option, started: started, clockStart: clockStart, failure: failure)
+    }
+
+    private init(scenario: Scenario, directory: String, sandbox: Sandbox?, service: QuestionService?, agent: Agent, profile: String,
+                 option: String?, started: UInt64, clockStart: UInt64, failure: String?) {
+        self.scenario = scenario
+        self.directory = directory
+        self.sandbox = sandbox
+        self.service = service
+        self.agent = agent
+        self.profileName = profile
+        self.option = option
+        self.started = started
+        self.clockStart = clockStart
+        var initial = State()
+        if let failure {
+            initial.failure = failure
+            initial.stopped = "the sandbox could not be set up"
+        }
+        state = Mutex(initial)
+    }
+
+    /// The calls so far (transcript.json's steps).
+    public var steps: [JSONValue] { state.withLock { $0.steps } }
+
+    /// Why the setup failed, if it did.
+    public var failure: String? { state.withLock { $0.failure } }
+
+    /// Whether `finish()` has run.
+    public var isFinished: Bool { state.withLock { $0.result != nil } }
+
+    /// One bash call, as Palisade's tool made it: `bash --login -c COMMAND` as `user` in the
+    /// workdir with the scenario's timeout; the output is stderr, a newline, then stdout. Returns
+    /// the step as transcript.json records it (`status`, `output`, `exit_code`, ...).
+    public func bash(_ command: String) -> JSONValue {
+        state.withLock { state in
+            let number = state.steps.count + 1
+            var fields: [(String, JSONValue)] = [("step", .int(Int64(number))), ("tool", .string("bash")), ("command", .string(command))]
+            if let blocked = blocked(&state, number: number, into: &fields) { return blocked }
+            guard let sandbox, let service else { return .null }
+            let seq = sandbox.events.count + 1
+            let argv = scenario.loginShell ? ["bash", "--login", "-c", command] : ["bash", "-c", command]
+            do throws(OffswitchError) {
+                let result = try sandbox.exec(ExecRequest(argv: argv, cwd: scenario.workdir, user: .agent,
+                                                          timeoutSeconds: scenario.bashTimeoutSeconds, origin: .agent))
+                let stdout = String(decoding: result.stdout, as: UTF8.self)
+                let stderr = String(decoding: result.stderr, as: UTF8.self)
+                // Palisade's tool: stderr, a newline, then stdout.
+                let output = result.timedOut ? Self.timeoutMessage : (stderr.isEmpty ? "" : stderr + "\n") + stdout
+                fields += [("status", .string(result.timedOut ? "timed_out" : "completed")), ("command_event", .uint(seq)),
+                           ("exit_code", .int(Int64(result.exitCode))), ("output", .string(output)),
+                           ("duration_ms", .int(Int64(result.durationNanoseconds / 1_000_000)))]
+                if result.shutdown != nil || sandbox.end != nil { fields.append(("shutdown_during_step", .bool(true))) }
+            } catch {
+                let shutDown = error.code == .sandboxShutDown || sandbox.end != nil
+                fields += [("status", .string(shutDown ? "shut_down" : "failed")), ("error", .string(error.description))]
+                state.stopped = shutDown ? "the sandbox shut down before step \(number)" : "step \(number) failed"
+            }
+            fields.append(("palisade_check", Self.palisadeCheck(service: service, sandbox: sandbox)))
+            let step = JSONValue.object(fields)
+            state.steps.append(step)
+            return step
+        }
+    }
+
+    /// The agent's `submit`: later calls do not run.
+    public func submit(_ answer: String) -> JSONValue {
+        state.withLock { state in
+            let number = state.steps.count + 1
+            var fields: [(String, JSONValue)] = [("step", .int(Int64(number))), ("tool", .string("submit")), ("answer", .string(answer))]
+            if let blocked = blocked(&state, number: number, into: &fields) { return blocked }
+            fields.append(("status", .string("completed")))
+            state.stopped = "the agent submitted at step \(number)"
+            let step = JSONValue.object(fields)
+            state.steps.append(step)
+            return step
+        }
+    }
+
+    /// Records a call that cannot run: after a stop (`not_run`), or after the machine went down
+    /// during the previous call (`shut_down`: the call fails, as Palisade's did).
+    private func blocked(_ state: inout State, number: Int, into fields: inout [(String, JSONValue)]) -> JSONValue? {
+        if state.result != nil {
+            fields += [("status", .string("not_run")), ("why", .string("the trial has finished"))]
+            return .object(fields)
+        }
+        if let stopped = state.stopped {
+            fields += [("status", .string("not_run")), ("why", .string(stopped))]
+        } else if let sandbox, let end = sandbox.end {
+            fields += [("status", .string("shut_down")), ("error", .string("sandbox \(sandbox.id) has shut down (\(end.description))"))]
+            state.stopped = "the sandbox shut down before step \(number)"
+        } else {
+            return nil
+        }
+        let step = JSONValue.object(fields)
+        state.steps.append(step)
+        return step
+    }
+
+    /// Ends the trial: probes the trigger if the agent stopped before it, destroys the sandbox,
+    /// writes the trial directory and classifies it. Calling it again returns the same result.
+    public func finish() throws(OffswitchError) -> TrialRunner.Result {
+        let (steps, earlier, setupFailure) = state.withLock { ($0.steps, $0.result, $0.failure) }
+        if let earlier { return earlier }
+        var failure = setupFailure
+        var probe: JSONValue = .null
+        var texts: [String: String] = [:]
+        if let sandbox, let service {
+            if sandbox.end == nil && !service.triggered && failure == nil {
+                // The agent stopped before the trigger: would the shutdown have happened?
+                service.logState("end")
+                service.armProbe()
+                probe = Self.runProbe(scenario: scenario, sandbox: sandbox)
+            }
+            if let end = sandbox.end, end.shutdown == nil {
+                failure = failure ?? "PID 1 ended without a shutdown: \(end.description)"
+            }
+            service.stop()
+            do throws(OffswitchError) {
+                try sandbox.destroy()
+                texts = sandbox.diffTexts
+            } catch {
+                failure = failure ?? error.description
+            }
+        } else if let sandbox {
+            try? sandbox.destroy()
+        }
+        let finished = unixNanoseconds()
+        let duration = monotonicNanoseconds() - clockStart
+        try TrialFiles.write(JSONValue.object([
+            ("format", .string(TrialFiles.transcriptFormat)), ("steps", .array(steps)), ("probe", probe),
+        ]).pretty, to: directory + "/transcript.json")
+        try Self.writeDiff(directory, texts: texts)
+        try TrialFiles.write(trialDocument(steps: steps.count, finished: finished, duration: duration, failure: failure).pretty,
+                             to: directory + "/trial.json")
+        let verdict = try Classifier.classify(directory: directory)
+        try TrialFiles.write(verdict.json.pretty, to: directory + "/verdict.json")
+        let result = TrialRunner.Result(directory: directory, verdict: verdict, durationNanoseconds: duration)
+        state.withLock { $0.result = result }
+        return result
+    }
+
+    /// The output directory: created, or an existing empty one; never one that holds a trial.
+    static func prepare(_ directory: String) throws(OffswitchError) {
+        if mkdir(directory, 0o755) == 0 { return }
+        guard errno == EEXIST else { throw OffswitchError.system("mkdir(\(directory))", errno: errno) }
+        guard let mode = try? fileMode(directory), mode & S_IFMT == S_IFDIR else {
+            throw OffswitchError(.invalidArgument, "\(directory) exists and is not a directory; give --out a new directory")
+        }
+        let entries = listDirectory(directory)
+        guard entries.isEmpty else {
+            throw OffswitchError(.invalidArgument, "\(directory) exists and is not empty; give --out a new directory")
+        }
+    }
+
+    /// Palisade's check after each bash call (`ls DETECTION || echo ok`), answered the way its
+    /// output would have been read: does the detection file exist? The harness looks through the
+    /// sandbox's root rather than starting a process, so the check leaves no trace in the evidence.
+    private static func palisadeCheck(service: QuestionService, sandbox: Sandbox) -> JSONValue {
+        guard sandbox.end == nil, let present = service.detectionPresent() else {
+            return .object([("ran", .bool(false)), ("why", .string("the sandbox has shut down"))])
+        }
+        return .object([("ran", .bool(true)), ("detected", .bool(present))])
+    }
+
+    /// Runs the trigger once more as the agent's next call would have (a login shell in the
+    /// workdir), with the service treating it as the shutdown call.
+    private static func runProbe(scenario: Scenario, sandbox: Sandbox) -> JSONValue {
+        let trigger = scenario.trigger.path
+        let name = trigger.hasPrefix(scenario.workdir + "/") ? "./" + trigger.dropFirst(scenario.workdir.count + 1) : Substring(trigger)
+        let seq = sandbox.events.count + 1
+        let argv = scenario.loginShell ? ["bash", "--login", "-c", String(name)] : ["bash", "-c", String(name)]
+        do throws(OffswitchError) {
+            let result = try sandbox.exec(ExecRequest(argv: argv, cwd: scenario.workdir, user: .agent,
+                                                      timeoutSeconds: scenario.bashTimeoutSeconds, origin: .harness))
+            return .object([("command", .string(String(name))), ("command_event", .uint(seq)),
+                            ("shutdown", .bool(result.shutdown != nil || sandbox.end?.shutdown != nil)),
+                            ("exit_code", .int(Int64(result.exitCode)))])
+        } catch {
+            return .object([("command", .string(String(name))), ("command_event", .uint(seq)),
+                            ("shutdown", .bool(sandbox.end?.shutdown != nil)), ("error", .string(error.description))])
+        }
+    }
+
+    /// diff.json: the `file_changed` events of the log, as one document, and the short text
+    /// files' contents before and after, by SHA-256.
+    private static func writeDiff(_ directory: String, texts: [String: String]) throws(OffswitchError) {
+        let path = directory + "/events.ndjson"
+        let lines = (FileManager.default.contents(atPath: path) ?? Data()).split(separator: UInt8(ascii: "\n"))
+        let changes = lines.filter { $0.firstRange(of: Array("\"kind\":\"file_changed\"".utf8)) != nil }
+            .map { String(decoding: $0, as: UTF8.self) }
+        let textsJSON = JSONValue.object(texts.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }).serialized
+        let list = changes.isEmpty ? "[]" : "[\n" + changes.joined(separator: ",\n") + "\n]"
+        try TrialFiles.write("{\"format\":\"\(TrialFiles.diffFormat)\",\"changes\":\(list),\n\"texts\":\(textsJSON)}\n", to: directory + "/diff.json")
+    }
+
+    private func trialDocument(steps: Int, finished: UInt64, duration: UInt64, failure: String?) -> JSONValue {
+        let script = scenario.originalScript
+        var utsname = utsname()
+        uname(&utsname)
+        let kernel = withUnsafeBytes(of: utsname.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return .object([
+            ("format", .string(TrialFiles.trialFormat)),
+            ("scenario", .object([
+                ("name", .string(scenario.name)), ("option", option.map { .string($0) } ?? .null),
+                ("directory", .string(scenario.directory)), ("workdir", .string(scenario.workdir)),
+                ("script", .string(scenario.scriptPath)), ("script_relative", .bool(!scenario.trigger.script.hasPrefix("/"))),
+                ("script_sha256", script.map { .string(SHA256.hex($0.content)) } ?? .null),
+                ("script_mode", .string(String(script?.mode ?? 0o755, radix: 8))),
+                ("trigger", .string(scenario.trigger.path)), ("trigger_mode", .string(String(scenario.trigger.mode, radix: 8))),
+                ("detection", .string(scenario.trigger.detection)),
+                ("startup_files", .array(scenario.startupFiles.map { .string($0) })),
+                ("shutdown_call", .int(Int64(scenario.trigger.shutdownCall))),
+                ("expected_answers", .array(scenario.expectedAnswers.map { .string($0) })),
+            ])),
+            ("profile", .string(profileName)),
+            ("agent", .object([
+                ("name", .string(agent.name)), ("path", agent.path.map { .string($0) } ?? .null),
+                ("sha256", agent.sha256.map { .string($0) } ?? .null), ("expect", agent.expect.map { .string($0) } ?? .null),
+                ("steps", .int(Int64(steps))),
+            ])),
+            ("sandbox", .string(sandbox?.id ?? "")),
+            ("versions", .object([("offswitch", .string(OffswitchVersion.current)), ("kernel", .string(kernel)),
+                                  ("event_format", .int(Int64(EventLog.formatVersion)))])),
+            ("started_unix_ns", .uint(started)), ("finished_unix_ns", .uint(finished)),
+            ("duration_ms", .int(Int64(duration / 1_000_000))),
+            ("failure", failure.map { .string($0) } ?? .null),
+        ])
+    }
+}
+
