@@ -19,10 +19,11 @@ build: deps
 next-question:
 	$(CC) -static -O2 -s -Wall -Werror -o $(BIN)/next-question Sources/next-question/main.c
 
-## test: build, then run every test (root-only tests say so when they skip); chromium renders the reports
+## test: build, then run every test (root-only tests say so when they skip): Swift, then the Inspect integration in a venv
 test: build
 	@scripts/deps.sh --test
 	$(SWIFT) test -c $(CONFIG)
+	@scripts/test-inspect.sh $(BIN)
 
 ## demo: show a sandbox at work: what the agent sees, a change that vanishes, a real shutdown
 demo: build

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Offswitch needs, with apt, only when it is missing.
-# --test adds what only the tests need: Debian's chromium, which renders the HTML reports headless.
+# --test adds what only the tests need: Debian's chromium, which renders the HTML reports headless,
+# and python3-venv for the Inspect integration's tests.
 set -euo pipefail
 
 need=()
@@ -14,6 +15,8 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 [[ -e "$(cc -print-file-name=libc.a 2>/dev/null)" && "$(cc -print-file-name=libc.a 2>/dev/null)" == /* ]] || need+=(libc6-dev)
 if [[ "${1:-}" == "--test" ]]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # The Inspect integration's tests run in a virtual environment.
+  python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 fi
 
 if ((${#need[@]})); then

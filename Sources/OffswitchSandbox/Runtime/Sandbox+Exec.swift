@@ -7,6 +7,13 @@ extension Sandbox {
     /// Runs a command to completion and returns its exit code, output and duration.
     /// A missing program is an ordinary result (127, or 126 when it cannot be executed), as a
     /// shell reports it; a sandbox that has been shut down throws `sandboxShutDown`.
+    /// Where a command starts: the user's home, or `cwd`; a relative `cwd` starts at the home too
+    /// (as relative paths of the file API do).
+    func workingDirectory(_ request: ExecRequest) -> String {
+        guard let cwd = request.cwd else { return home(of: request.user) }
+        return cwd.hasPrefix("/") ? cwd : home(of: request.user) + "/" + cwd
+    }
+
     public func exec(_ request: ExecRequest) throws(OffswitchError) -> ExecResult {
         guard let program = request.argv.first, !program.isEmpty else {
             throw OffswitchError(.invalidArgument, "exec: argv is empty")
@@ -17,7 +24,7 @@ extension Sandbox {
         let started = monotonicNanoseconds()
         let command = events.append("command_started", [
             ("origin", .string(request.origin.rawValue)), ("argv", .array(request.argv.map { .string($0) })),
-            ("user", .string(request.user.rawValue)), ("cwd", .string(request.cwd ?? home(of: request.user))),
+            ("user", .string(request.user.rawValue)), ("cwd", .string(workingDirectory(request))),
             ("stdin_bytes", .int(Int64(request.stdin.count))),
         ])
         let pipes = try Pipe.make(["stdin", "stdout", "stderr", "status"])
@@ -62,7 +69,7 @@ extension Sandbox {
         try ensureRunning()
         let order = ExecOrder(
             argv: request.argv, environment: environment(for: request, terminal: terminal),
-            cwd: request.cwd ?? home(of: request.user), identity: identity(of: request.user),
+            cwd: workingDirectory(request), identity: identity(of: request.user),
             timeoutMilliseconds: request.timeoutSeconds.map { UInt64(($0 * 1000).rounded(.up)) } ?? 0,
             controllingTTY: terminal)
         do {
@@ -91,7 +98,7 @@ extension Sandbox {
             result.timedOut = timedOut
         case .spawnFailed(let stage, let errno)?:
             guard stage == Int32(OFS_STAGE_EXEC.rawValue) else {
-                let step = stage == Int32(OFS_STAGE_CHDIR.rawValue) ? "chdir(\(request.cwd ?? home(of: request.user)))" : "setup stage \(stage)"
+                let step = stage == Int32(OFS_STAGE_CHDIR.rawValue) ? "chdir(\(workingDirectory(request)))" : "setup stage \(stage)"
                 throw OffswitchError(.execFailed, "exec \(program): \(step)", errno: errno)
             }
             result.exitCode = errno == ENOENT ? 127 : 126

@@ -1,0 +1,301 @@
+"""The `offswitch` sandbox type for Inspect: each sample gets a fresh Offswitch sandbox from
+offswitchd (namespaces, seccomp, a throwaway overlay, a recorder), and what Inspect asks of a sandbox
+maps onto offswitchd's API (docs/openapi.yaml)."""
+
+from __future__ import annotations
+
+import base64
+import errno
+import os
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, Union, overload
+
+import anyio
+from inspect_ai.util import (
+    ExecResult,
+    OutputLimitExceededError,
+    SandboxEnvironment,
+    SandboxEnvironmentConfigType,
+    SandboxEnvironmentLimits,
+    SandboxUserUnsupportedError,
+    sandboxenv,
+)
+from inspect_ai.util._sandbox.environment import SandboxUnavailableError
+from pydantic import BaseModel
+
+from ._client import OffswitchAPIError, OffswitchClient
+from ._config import OffswitchSandboxConfig
+
+# The sandboxes this process created and has not deleted: task_cleanup removes what a sample
+# cleanup missed, and `inspect sandbox cleanup offswitch` reads the record of every process.
+_live: dict[str, OffswitchClient] = {}
+
+
+def _record_path() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "inspect-offswitch" / "sandboxes"
+
+
+def _remember(sandbox_id: str, client: OffswitchClient) -> None:
+    _live[sandbox_id] = client
+    path = _record_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as record:
+        record.write(f"{sandbox_id} {client.url or client.where}\n")
+
+
+def _forget(sandbox_id: str) -> None:
+    _live.pop(sandbox_id, None)
+
+
+def _config(config: SandboxEnvironmentConfigType | None) -> OffswitchSandboxConfig:
+    if config is None:
+        return OffswitchSandboxConfig()
+    if isinstance(config, OffswitchSandboxConfig):
+        return config
+    if isinstance(config, dict):
+        return OffswitchSandboxConfig(**config)
+    if isinstance(config, BaseModel):
+        return OffswitchSandboxConfig(**config.model_dump())
+    raise ValueError(f"offswitch sandbox: config must be an OffswitchSandboxConfig or a dict, not {type(config).__name__}")
+
+
+def _client(config: OffswitchSandboxConfig) -> OffswitchClient:
+    token = None
+    if config.url:
+        if not config.token_file:
+            raise ValueError("offswitch sandbox: url needs token_file (offswitchd --listen takes a bearer token)")
+        token = Path(config.token_file).read_text().strip()
+    return OffswitchClient(socket_path=config.socket, url=config.url, token=token)
+
+
+async def _call(function: Any, *args: Any, **kwargs: Any) -> Any:
+    # A worker thread per request; on cancellation (Ctrl-C) the thread is abandoned and the sandbox
+    # is deleted by the cleanup, which ends whatever the request was waiting for.
+    return await anyio.to_thread.run_sync(partial(function, *args, **kwargs), abandon_on_cancel=True)
+
+
+@sandboxenv(name="offswitch")
+class OffswitchSandboxEnvironment(SandboxEnvironment):
+    """One Offswitch sandbox. Commands run as `user` (uid 1000, home /home/user, the per-sample
+    working directory) unless `user="root"`; other users are not supported."""
+
+    def __init__(self, sandbox_id: str, client: OffswitchClient, trial: str | None) -> None:
+        super().__init__()
+        self.sandbox_id = sandbox_id
+        self.client = client
+        self.trial = trial
+        self._verdict: dict[str, Any] | None = None
+        self._finish_lock = anyio.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    def config_deserialize(cls, config: dict[str, Any]) -> BaseModel:
+        return OffswitchSandboxConfig(**config)
+
+    @classmethod
+    async def task_init(cls, task_name: str, config: SandboxEnvironmentConfigType | None) -> None:
+        # Fail at the start of the task, with the reason, rather than at every sample.
+        await _call(_client(_config(config)).request, "GET", "/healthz")
+
+    @classmethod
+    async def sample_init(
+        cls, task_name: str, config: SandboxEnvironmentConfigType | None, metadata: dict[str, str]
+    ) -> dict[str, SandboxEnvironment]:
+        settings = _config(config)
+        client = _client(settings)
+        body: dict[str, Any] = {"profile": settings.profile}
+        if settings.scenario:
+            body.update(scenario=settings.scenario, agent=metadata.get("agent") or task_name)
+            if settings.option:
+                body["option"] = settings.option
+            for field in ("limits", "env"):
+                if getattr(settings, field) is not None:
+                    raise ValueError(f"offswitch sandbox: {field} cannot be given with scenario (the scenario sets the sandbox up)")
+            if not settings.record:
+                raise ValueError("offswitch sandbox: record=False cannot be given with scenario (a trial's verdict needs its evidence)")
+        else:
+            if settings.option:
+                raise ValueError("offswitch sandbox: option needs scenario")
+            if not settings.record:
+                body["record"] = False
+            if settings.limits is not None:
+                body["limits"] = settings.limits.model_dump(exclude_none=True)
+            if settings.env is not None:
+                body["env"] = settings.env
+        created = await _call(client.json, "POST", "/v1/sandboxes", body)
+        _remember(created["id"], client)
+        return {"default": cls(created["id"], client, created.get("trial"))}
+
+    @classmethod
+    async def sample_cleanup(
+        cls,
+        task_name: str,
+        config: SandboxEnvironmentConfigType | None,
+        environments: dict[str, SandboxEnvironment],
+        interrupted: bool,
+    ) -> None:
+        for environment in environments.values():
+            if isinstance(environment, OffswitchSandboxEnvironment):
+                await environment._delete()
+
+    @classmethod
+    async def task_cleanup(cls, task_name: str, config: SandboxEnvironmentConfigType | None, cleanup: bool) -> None:
+        if cleanup:
+            for sandbox_id, client in list(_live.items()):
+                await _delete(client, sandbox_id)
+
+    @classmethod
+    async def cli_cleanup(cls, id: str | None) -> None:
+        """`inspect sandbox cleanup offswitch [ID]`: deletes ID, or every sandbox this machine's
+        Inspect runs created and did not delete (they are recorded in
+        ~/.local/state/inspect-offswitch/sandboxes)."""
+        path = _record_path()
+        entries = [line.split(" ", 1) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+        for sandbox_id, where in entries:
+            if id is not None and sandbox_id != id:
+                continue
+            client = OffswitchClient(url=where) if where.startswith("http") else OffswitchClient(socket_path=where)
+            try:
+                await _delete(client, sandbox_id)
+            except OSError:
+                pass
+        if id is None and path.exists():
+            path.unlink()
+        elif id is not None and not any(sandbox_id == id for sandbox_id, _ in entries):
+            await _delete(OffswitchClient(), id)
+
+    async def _delete(self) -> None:
+        await _delete(self.client, self.sandbox_id)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def exec(
+        self,
+        cmd: list[str],
+        input: str | bytes | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: int | None = None,
+        timeout_retry: bool = True,
+        concurrency: bool = True,
+    ) -> ExecResult[str]:
+        # timeout_retry: a timed-out command's whole process tree is killed; it is not retried.
+        if user not in (None, "user", "root"):
+            raise SandboxUserUnsupportedError(f"offswitch sandboxes run commands as 'user' or 'root', not {user!r}")
+        if not cmd:
+            raise ValueError("exec: cmd is empty")
+        limit = SandboxEnvironmentLimits.MAX_EXEC_OUTPUT_SIZE
+        body: dict[str, Any] = {"argv": list(cmd), "output_limit": limit + 1}
+        if isinstance(input, bytes):
+            body["stdin_base64"] = base64.b64encode(input).decode()
+        elif input is not None:
+            body["stdin"] = input
+        if cwd is not None:
+            body["cwd"] = cwd
+        if env:
+            body["env"] = env
+        if user is not None:
+            body["user"] = user
+        if timeout is not None:
+            body["timeout"] = timeout
+        try:
+            reply = await _call(self.client.json, "POST", f"/v1/sandboxes/{self.sandbox_id}/exec", body)
+        except OffswitchAPIError as error:
+            raise self._translate(error, " ".join(cmd)) from error
+        if reply["timed_out"]:
+            raise TimeoutError(f"{cmd[0]}: timed out after {timeout} s; its processes were killed")
+        stdout, stderr = _text(reply, "stdout"), _text(reply, "stderr")
+        truncated = reply.get("truncated") or {}
+        if truncated.get("stdout") or truncated.get("stderr") or len(stdout.encode()) > limit or len(stderr.encode()) > limit:
+            raise OutputLimitExceededError(
+                limit_str=SandboxEnvironmentLimits.MAX_EXEC_OUTPUT_SIZE_STR,
+                truncated_output=stdout.encode()[:limit].decode(errors="ignore"),
+            )
+        code = reply["exit_code"]
+        # The launcher's own refusal (not the command's exit 126): the file is not executable.
+        if code == 126 and stderr == f"offswitch: {cmd[0]}: Permission denied\n":
+            raise PermissionError(errno.EACCES, f"{cmd[0]}: permission denied (not executable)", cmd[0])
+        return ExecResult(success=code == 0, returncode=code, stdout=stdout, stderr=stderr)
+
+    # -- files -------------------------------------------------------------------------------
+
+    async def write_file(self, file: str, contents: str | bytes) -> None:
+        data = contents.encode("utf-8") if isinstance(contents, str) else contents
+        try:
+            await _call(self.client.request, "PUT", f"/v1/sandboxes/{self.sandbox_id}/files", body=data, query={"path": file})
+        except OffswitchAPIError as error:
+            raise self._translate(error, file) from error
+
+    @overload
+    async def read_file(self, file: str, text: Literal[True] = True) -> str: ...
+
+    @overload
+    async def read_file(self, file: str, text: Literal[False]) -> bytes: ...
+
+    async def read_file(self, file: str, text: bool = True) -> Union[str, bytes]:
+        try:
+            _, data = await _call(self.client.request, "GET", f"/v1/sandboxes/{self.sandbox_id}/files", query={"path": file})
+        except OffswitchAPIError as error:
+            raise self._translate(error, file) from error
+        if len(data) > SandboxEnvironmentLimits.MAX_READ_FILE_SIZE:
+            raise OutputLimitExceededError(limit_str=SandboxEnvironmentLimits.MAX_READ_FILE_SIZE_STR, truncated_output=None)
+        # Bytes decoded as they are: CRLF stays CRLF (newline="" semantics).
+        return data.decode("utf-8") if text else data
+
+    # -- trials ------------------------------------------------------------------------------
+
+    async def step(self, tool: str, **fields: str) -> dict[str, Any]:
+        """One agent call in a scenario sandbox (`bash` with `command`, or `submit` with `answer`),
+        as Palisade's tools made it; returns the step as transcript.json records it."""
+        if self.trial is None:
+            raise ValueError("this offswitch sandbox has no scenario: give the sandbox config scenario='palisade-math'")
+        try:
+            return await _call(self.client.json, "POST", f"/v1/sandboxes/{self.sandbox_id}/steps", {"tool": tool, **fields})
+        except OffswitchAPIError as error:
+            raise self._translate(error, tool) from error
+
+    async def verdict(self) -> dict[str, Any]:
+        """Ends the trial (once; later calls return the same) and returns offswitchd's reply:
+        `{"id", "directory", "duration_ms", "verdict"}` with verdict.json (docs/verdicts.md)."""
+        async with self._finish_lock:
+            if self._verdict is None:
+                if self.trial is None:
+                    raise ValueError("this offswitch sandbox has no scenario, so no verdict")
+                self._verdict = await _call(self.client.json, "POST", f"/v1/sandboxes/{self.sandbox_id}/verdict")
+                _forget(self.sandbox_id)
+            return self._verdict
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _translate(self, error: OffswitchAPIError, subject: str) -> Exception:
+        """offswitchd's error codes as the exceptions Inspect expects; each names the path."""
+        if error.code in ("sandbox_shut_down", "sandbox_not_found", "sandbox_destroyed"):
+            return SandboxUnavailableError(f"offswitch sandbox {self.sandbox_id} is unavailable: {error.message}")
+        if error.code == "not_found":
+            return FileNotFoundError(errno.ENOENT, f"{subject}: no such file or directory ({error.message})", subject)
+        if error.code == "is_directory":
+            return IsADirectoryError(errno.EISDIR, f"{subject}: is a directory ({error.message})", subject)
+        if error.code == "permission_denied":
+            return PermissionError(errno.EACCES, f"{subject}: permission denied ({error.message})", subject)
+        return error
+
+
+async def _delete(client: OffswitchClient, sandbox_id: str) -> None:
+    try:
+        await _call(client.request, "DELETE", f"/v1/sandboxes/{sandbox_id}")
+    except OffswitchAPIError as error:
+        if error.status != 404:
+            raise
+    finally:
+        _forget(sandbox_id)
+
+
+def _text(reply: dict[str, Any], stream: str) -> str:
+    if reply.get(stream) is not None:
+        return reply[stream]
+    encoded = reply.get(stream + "_base64")
+    return base64.b64decode(encoded).decode("utf-8", errors="replace") if encoded else ""
