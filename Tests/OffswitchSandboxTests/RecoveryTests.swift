@@ -64,9 +64,14 @@ struct RecoveryTests {
         kill(cli.process.processIdentifier, SIGKILL)
         cli.process.waitUntilExit()
         #expect(traces(of: cli.id).contains("directory"), "a killed owner cannot clean up")
+        // Any process that starts sandboxes reclaims: a test running in parallel may get there
+        // first. Either way the leftovers must go, and whoever reclaimed them unmounted them.
         let reclaimed = Leftovers.reclaim()
-        let mine = try #require(reclaimed.first { $0.id == cli.id })
-        #expect(mine.removed.contains { $0.hasPrefix("mount ") })
+        if let mine = reclaimed.first(where: { $0.id == cli.id }) {
+            #expect(mine.removed.contains { $0.hasPrefix("mount ") })
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while !traces(of: cli.id).isEmpty && Date() < deadline { usleep(50_000) }
         #expect(traces(of: cli.id).isEmpty, "left: \(traces(of: cli.id))")
     }
 
