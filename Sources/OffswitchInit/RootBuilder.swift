@@ -16,10 +16,12 @@ struct RootBuilder {
         // Nothing we mount may propagate back to the host.
         try mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil, stage: "mount(/, rprivate)")
         let rootOverlay = try idmapped(order.rootOverlay, name: "root")
-        try mount("overlay", root, "overlay", 0, rootOverlay.mountOptions, stage: "mount(overlay, \(root))")
+        // nodev: a device node the agent makes (root in the docker profile has CAP_MKNOD) on the
+        // writable root cannot be opened; only /dev's own nodes can.
+        try mount("overlay", root, "overlay", UInt(MS_NODEV), rootOverlay.mountOptions, stage: "mount(overlay, \(root))")
         if let usr = order.usrOverlay {
             let usrOverlay = try idmapped(usr, name: "usr")
-            try mount("overlay", root + "/usr", "overlay", 0, usrOverlay.mountOptions, stage: "mount(overlay, \(root)/usr)")
+            try mount("overlay", root + "/usr", "overlay", UInt(MS_NODEV), usrOverlay.mountOptions, stage: "mount(overlay, \(root)/usr)")
         }
         try mountKernelFilesystems()
         try buildDev()
@@ -77,6 +79,8 @@ struct RootBuilder {
         for (name, target) in links {
             try systemCall("symlink(\(dev)/\(name))") { symlink(target, dev + "/" + name) }
         }
+        // Read-only once populated: no new device node (say /dev/kmsg's 1:11) can be made in it.
+        try mount(nil, dev, nil, UInt(MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC), "mode=755,size=1m", stage: "mount(remount ro, \(dev))")
     }
 
     /// Docker's read-only and masked paths: kernel knobs a container must not turn.
