@@ -50,6 +50,9 @@ let package = Package(
             name: "OffswitchTrials",
             dependencies: ["OffswitchCore", "OffswitchSandbox", "OffswitchEvidence", "OffswitchAPI", "COffswitch"],
             swiftSettings: strictSettings),
+        // The escape and abuse battery: attempts as data (scripts/escape-suite/), judged from the host.
+        .target(name: "OffswitchContainment", dependencies: ["OffswitchCore", "OffswitchSandbox", "OffswitchEvidence", "COffswitch"],
+                swiftSettings: strictSettings),
         // What people and other tools read: a trial's HTML report, batch summaries, exported rows.
         .target(name: "OffswitchReports", dependencies: ["OffswitchCore", "OffswitchAPI", "OffswitchTrials"], swiftSettings: strictSettings),
         // The daemon's HTTP API: routes, auth, metrics. No sandbox logic of its own.
@@ -75,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "offswitch",
             dependencies: [
-                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTrials", "OffswitchReports", "OffswitchEvidence",
+                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTrials", "OffswitchReports", "OffswitchEvidence", "OffswitchContainment",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings),
@@ -102,7 +105,7 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchSandboxTests",
-            dependencies: ["OffswitchSandbox", "OffswitchCore", "OffswitchEvidence", "COffswitch"],
+            dependencies: ["OffswitchContainment", "OffswitchSandbox", "OffswitchCore", "OffswitchEvidence", "COffswitch"],
             swiftSettings: strictSettings),
     ]
 )

@@ -87,7 +87,7 @@ public struct SHA256 {
     }
 
     /// The hex digest of a file's contents; nil when it cannot be read.
-    static func file(_ path: String) -> String? {
+    package static func file(_ path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

@@ -71,6 +71,42 @@ struct ConcurrencyTests {
         }
         #expect(outputs == Set((0..<16).map { "\($0)\n" }))
     }
+
+    @Test("During a fork bomb and a memory bomb in one sandbox, 100 execs into another all succeed; nothing is left")
+    func bombNextDoor() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let pid = try #require(daemon.process?.processIdentifier)
+        let bombed = try #require(try daemon.curl("POST", "/v1/sandboxes", json: [:] as [String: Any]).json["id"] as? String)
+        let quiet = try #require(try daemon.curl("POST", "/v1/sandboxes", json: [:] as [String: Any]).json["id"] as? String)
+        let bombs = Collected()
+        let started = Date()
+        let attack = Thread {
+            let fork = try? daemon.curl("POST", "/v1/sandboxes/\(bombed)/exec", json: ["argv": ["bash", "-c", ":(){ :|:& };: ; sleep 12"], "timeout": 15])
+            bombs.add("fork bomb: \(fork?.status ?? 0)")
+        }
+        let memory = Thread {
+            let reply = try? daemon.curl("POST", "/v1/sandboxes/\(bombed)/exec",
+                                         json: ["argv": ["python3", "-c", "a=[]\nwhile True: a.append(b'x' * (16 << 20))"], "timeout": 15])
+            bombs.add("memory bomb: \(reply?.status ?? 0)")
+        }
+        attack.start()
+        memory.start()
+        Thread.sleep(forTimeInterval: 1.5)  // both bombs going
+        var failures: [String] = []
+        for call in 0..<100 {
+            let reply = try daemon.curl("POST", "/v1/sandboxes/\(quiet)/exec", json: ["argv": ["sh", "-c", "echo \(call)"]])
+            if reply.status != 200 || reply.json["stdout"] as? String != "\(call)\n" { failures.append("exec \(call): \(reply.status) \(reply.text)") }
+        }
+        let duringBombs = Date().timeIntervalSince(started) < 13
+        #expect(failures.isEmpty, "\(failures.prefix(5))")
+        #expect(duringBombs, "the 100 execs ended after the bombs' timeout: they did not run during the attack")
+        while bombs.items.count < 2 { usleep(100_000) }
+        #expect(residentKiB(pid) < 200 * 1024, "offswitchd grew to \(residentKiB(pid)) KiB")
+        for id in [bombed, quiet] { #expect(try daemon.curl("DELETE", "/v1/sandboxes/\(id)").status == 204) }
+        for id in [bombed, quiet] { #expect(traces(of: id, stateDirectory: daemon.stateDirectory).isEmpty, "\(traces(of: id, stateDirectory: daemon.stateDirectory))") }
+    }
+
 }
 
 /// Runs `body(0..<count)` on `count` threads at once and waits for all; thrown errors are recorded.
@@ -90,5 +126,4 @@ private final class Collected: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: [String] = []
     func add(_ item: String) { lock.withLock { stored.append(item) } }
-    var items: [String] { lock.withLock { stored } }
-}
+    var items: [String] { lock.withLock { stored } }}

@@ -247,6 +247,9 @@ public final class Sandbox: Sendable {
     /// After `destroy`, when `keepDiffTexts()` was called: changed files' contents by SHA-256.
     public var diffTexts: [String: String] { state.withLock { $0.diffTexts } }
 
+    /// The sandbox's cgroup directories on the host (v2 group, v1 controller groups), until destroy.
+    package var cgroupDirectories: [String] { cgroups.directories }
+
     /// Whether `destroy` has run (the event log is complete then).
     public var isDestroyed: Bool { state.withLock { $0.destroyed } }
 

@@ -1,0 +1,349 @@
+import COffswitch
+import FoundationEssentials
+import Glibc
+public import OffswitchCore
+import OffswitchEvidence
+public import OffswitchSandbox
+
+/// Runs escape attempts, each in a fresh sandbox, and judges them from the host: the host-side
+/// checks say whether it was contained, the event log whether the evidence shows it.
+public enum EscapeBattery {
+    public struct CheckResult: Sendable {
+        public var check: String
+        public var passed: Bool
+        public var detail: String
+    }
+
+    public struct Result: Sendable {
+        public var attempt: EscapeAttempt
+        public var profile: String
+        public var contained: Bool
+        public var checks: [CheckResult]
+        /// The evidence the attempt names, as found in the log: name -> count.
+        public var evidence: [String: Int]
+        public var visible: Bool
+        public var exitCode: Int32?
+        public var output: String
+        public var durationMilliseconds: Int64
+        /// Set when the attempt could not be run at all (the sandbox failed to start).
+        public var error: String?
+
+        public var json: JSONValue {
+            .object([
+                ("name", .string(attempt.name)), ("category", .string(attempt.category)), ("description", .string(attempt.description)),
+                ("profile", .string(profile)), ("contained", .bool(contained)), ("visible", .bool(visible)),
+                ("checks", .array(checks.map { .object([("check", .string($0.check)), ("passed", .bool($0.passed)), ("detail", .string($0.detail))]) })),
+                ("evidence", .object(attempt.evidence.map { ($0, .int(Int64(evidence[$0] ?? 0))) })),
+                ("exit_code", exitCode.map { .int(Int64($0)) } ?? .null), ("output", .string(output)),
+                ("duration_ms", .int(durationMilliseconds)), ("error", error.map { .string($0) } ?? .null),
+            ])
+        }
+    }
+
+    /// The suite's directory: scripts/escape-suite of the checkout (or $OFFSWITCH_HOME).
+    public static func suiteDirectory() throws(OffswitchError) -> String { try BundledFiles.path("scripts/escape-suite") }
+
+    public static func run(_ attempt: EscapeAttempt, profile: Profile, paths: StatePaths = .standard) -> Result {
+        let marker = (0..<6).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.map { $0.count == 1 ? "0" + $0 : $0 }.joined()
+        let listener = Listener()
+        let script = attempt.script.replacing("{marker}", with: marker).replacing("{port}", with: String(listener?.port ?? 0))
+        func host(_ text: String) -> String { text.replacing("{marker}", with: marker) }
+        let log = "/tmp/offswitch-battery-\(marker).ndjson"
+        defer { unlink(log) }
+        let started = monotonicNanoseconds()
+        var result = Result(attempt: attempt, profile: profile.name, contained: false, checks: [], evidence: [:], visible: false,
+                            exitCode: nil, output: "", durationMilliseconds: 0, error: nil)
+        let sandbox: Sandbox
+        do throws(OffswitchError) {
+            sandbox = try Sandbox.create(profile.sandboxSpec, paths: paths, eventLog: log)
+        } catch {
+            result.error = "the sandbox could not be created: \(error.description)"
+            return result
+        }
+        let rootUIDs: Set<UInt32> = [0, sandbox.spec.userNamespace?.hostUID ?? 0]
+        // Before: what the checks compare with.
+        var before: [String: String] = [:]
+        let kernelLog = KernelLog()
+        let every = attempt.checks.flatMap(\.flattened)
+        for check in every {
+            switch check {
+            case .fileUnchanged(let path): before[path] = SHA256.file(host(path)) ?? "absent"
+            case .modulesUnchanged: before["modules"] = moduleList()
+            case .initExeUnchanged: before["exe"] = SHA256.file("/proc/\(sandbox.initPID)/exe") ?? "unreadable"
+            case .noRootFiles: before["root files"] = rootOwned(sandbox.upperDirectory, uids: rootUIDs).joined(separator: "\n")
+            case .apiWriteConfined(_, let target): before["api " + target] = SHA256.file(host(target)) ?? "absent"
+            default: break
+            }
+        }
+        do throws(OffswitchError) {
+            let exec = try sandbox.exec(ExecRequest(argv: ["bash", "-c", script], user: attempt.user,
+                                                    timeoutSeconds: attempt.timeoutSeconds, outputLimitBytes: 64 << 10))
+            result.exitCode = exec.exitCode
+            let text = String(decoding: exec.stderr + exec.stdout, as: UTF8.self)
+            result.output = text.count > 600 ? String(text.prefix(600)) + "…" : text
+        } catch {
+            result.output = error.description
+        }
+        // Host-side checks that need the sandbox still there.
+        var checks: [String: CheckResult] = [:]
+        func record(_ check: HostCheck, _ passed: Bool, _ detail: String) { checks[check.name] = CheckResult(check: check.name, passed: passed, detail: detail) }
+        for check in every {
+            switch check {
+            case .initAlive:
+                let state = processState(sandbox.initPID)
+                let alive = sandbox.end == nil && state != nil && state != "T" && state != "t" && state != "Z"
+                record(check, alive, alive ? "PID 1 running (state \(state ?? "?"))" : "PID 1 \(sandbox.end?.description ?? "in state \(state ?? "gone")")")
+            case .initExeUnchanged:
+                let now = SHA256.file("/proc/\(sandbox.initPID)/exe") ?? "unreadable"
+                record(check, now == before["exe"], now == before["exe"] ? "PID 1's executable unchanged" : "PID 1's executable changed")
+            case .limitHit(let limit):
+                let (hit, detail) = limitReached(limit, directories: sandbox.cgroupDirectories)
+                record(check, hit, detail)
+            case .loopbackUntouched:
+                guard let listener else { record(check, false, "no host listener could be opened"); continue }
+                let touched = listener.connected()
+                record(check, !touched, touched ? "the host's 127.0.0.1:\(listener.port) accepted a connection" : "no connection reached the host's 127.0.0.1:\(listener.port)")
+            case .onlyLoopback:
+                let interfaces = networkInterfaces(sandbox.initPID)
+                record(check, interfaces == ["lo"], "interfaces inside: \(interfaces.joined(separator: ", "))")
+            case .mountAbsent:
+                let found = ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains(marker)
+                record(check, !found, found ? "a host mount names \(marker)" : "no host mount names \(marker)")
+            case .kmsgLacks(let text):
+                let lines = kernelLog?.newLines() ?? []
+                let found = lines.contains { $0.contains(host(text)) }
+                record(check, kernelLog != nil && !found, kernelLog == nil ? "/dev/kmsg cannot be read on the host"
+                       : found ? "the host's kernel log has \(host(text))" : "the host's kernel log has no \(host(text)) (\(lines.count) new lines)")
+            case .noUsableDevice(let path):
+                let (type, nodev) = typeInside(sandbox.initPID, host(path))
+                let device = type == "block device" || type == "char device"
+                record(check, !device || nodev, "\(host(path)) inside: \(type)\(device ? (nodev ? " on a nodev mount" : " on a mount that allows devices") : "")")
+            case .initUntraced:
+                let status = (try? String(contentsOfFile: "/proc/\(sandbox.initPID)/status", encoding: .utf8)) ?? ""
+                let tracer = status.split(separator: "\n").first { $0.hasPrefix("TracerPid:") }.map { String($0.dropFirst(10).filter { !$0.isWhitespace }) }
+                record(check, tracer == "0", "PID 1's TracerPid: \(tracer ?? "unreadable")")
+            case .filesystemBounded(let path):
+                let (bounded, detail) = filesystemInside(sandbox.initPID, host(path))
+                record(check, bounded, detail)
+            case .noRootFiles:
+                let known = Set((before["root files"] ?? "").split(separator: "\n").map(String.init))
+                let new = rootOwned(sandbox.upperDirectory, uids: rootUIDs).filter { !known.contains($0) }
+                record(check, new.isEmpty, new.isEmpty ? "no new root-owned file in the upper layer" : "root-owned: \(new.prefix(5).joined(separator: ", "))")
+            case .apiReadConfined(let path, let target):
+                let inside = try? sandbox.readFile(host(path), user: .root, limit: 1 << 20)
+                let outside = FileManager.default.contents(atPath: host(target)).map(Array.init)
+                let leaked = inside != nil && outside != nil && inside == outside
+                record(check, outside != nil && !leaked, outside == nil ? "\(host(target)) cannot be read on the host to compare"
+                       : leaked ? "the file API returned the host's \(host(target))" : inside == nil ? "the file API refused \(host(path))" : "the file API returned the sandbox's own file")
+            case .apiWriteConfined(let path, let target):
+                var refused = 0
+                for _ in 0..<50 {
+                    do throws(OffswitchError) { try sandbox.writeFile(host(path), Array(marker.utf8), user: .root) } catch { refused += 1 }
+                }
+                let now = SHA256.file(host(target)) ?? "absent"
+                let same = now == before["api " + target]
+                record(check, same, same ? "\(host(target)) unchanged on the host (\(refused) of 50 writes refused)" : "\(host(target)) changed on the host")
+            default: break
+            }
+        }
+        try? sandbox.destroy()
+        result.durationMilliseconds = Int64((monotonicNanoseconds() - started) / 1_000_000)
+        // Host-side checks on what is left, and on the host's own record of the calls.
+        let events = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+        for check in every {
+            switch check {
+            case .pathAbsent(let path):
+                var info = stat()
+                let exists = lstat(host(path), &info) == 0
+                record(check, !exists, exists ? "\(host(path)) exists on the host" : "\(host(path)) absent on the host")
+            case .fileUnchanged(let path):
+                let now = SHA256.file(host(path)) ?? "absent"
+                record(check, now == before[path], now == before[path] ? "\(host(path)) unchanged" : "\(host(path)) changed")
+            case .modulesUnchanged:
+                let same = moduleList() == before["modules"]
+                record(check, same, same ? "the host's modules are unchanged" : "the host's module list changed")
+            case .denied(let names):
+                var made = 0, allowed: [String] = []
+                for line in events where line.contains("\"kind\":\"syscall\"") {
+                    for name in names where line.contains("\"syscall\":\"\(name)\"") {
+                        made += 1
+                        if !line.contains("\"decision\":\"denied\"") && !line.contains("\"decision\":\"killed\"") { allowed.append(name) }
+                    }
+                }
+                record(check, made > 0 && allowed.isEmpty, made == 0 ? "no recorded call of \(names.joined(separator: ", "))"
+                       : allowed.isEmpty ? "\(made) calls, all refused by the host's filter" : "allowed by the host's filter: \(Set(allowed).sorted().joined(separator: ", "))")
+            default: break
+            }
+        }
+        for check in every {
+            guard case .anyOf(let parts) = check else { continue }
+            let results = parts.compactMap { checks[$0.name] }
+            record(check, results.contains(where: \.passed), results.map { "\($0.passed ? "ok" : "no"): \($0.detail)" }.joined(separator: " | "))
+        }
+        result.checks = attempt.checks.compactMap { checks[$0.name] }
+        result.contained = result.checks.count == attempt.checks.count && result.checks.allSatisfy(\.passed)
+        for name in attempt.evidence {
+            let needle = name.hasPrefix("kind:") ? "\"kind\":\"\(name.dropFirst(5))\"" : "\"syscall\":\"\(name)\""
+            result.evidence[name] = events.filter { $0.contains(needle) }.count
+        }
+        result.visible = result.evidence.values.contains { $0 > 0 }
+        return result
+    }
+
+    /// Paths in the upper layer owned by uid 0 (or by the user namespace's root), without
+    /// following links.
+    private static func rootOwned(_ directory: String, uids: Set<UInt32>) -> [String] {
+        var found: [String] = []
+        func walk(_ path: String, depth: Int) {
+            guard depth < 64 else { return }
+            for name in listDirectory(path) {
+                let child = path + "/" + name
+                var info = stat()
+                guard lstat(child, &info) == 0 else { continue }
+                if uids.contains(info.st_uid) { found.append(String(child.dropFirst(directory.count))) }
+                if info.st_mode & S_IFMT == S_IFDIR { walk(child, depth: depth + 1) }
+            }
+        }
+        walk(directory, depth: 0)
+        return found.sorted()
+    }
+
+    /// What is at `path` inside the sandbox, resolved in its root (symlinks never leave it).
+    private static func typeInside(_ pid: pid_t, _ path: String) -> (String, nodev: Bool) {
+        let root = open("/proc/\(pid)/root", Int32(OFS_O_PATH) | O_DIRECTORY | O_CLOEXEC)
+        guard root >= 0 else { return ("unknown (no root)", false) }
+        defer { close(root) }
+        let fd = ofs_open_in_root(root, path, Int32(OFS_O_PATH) | O_NOFOLLOW | O_CLOEXEC, 0)
+        guard fd >= 0 else { return ("absent", false) }
+        defer { close(fd) }
+        var info = stat()
+        var mount = statvfs()
+        guard fstat(fd, &info) == 0, fstatvfs(fd, &mount) == 0 else { return ("unknown", false) }
+        let nodev = mount.f_flag & 4 != 0  // ST_NODEV (glibc's enum, which Swift does not import)
+        switch info.st_mode & S_IFMT {
+        case S_IFBLK: return ("block device", nodev)
+        case S_IFCHR: return ("char device", nodev)
+        case S_IFDIR: return ("directory", nodev)
+        case S_IFLNK: return ("symlink", nodev)
+        default: return ("file", nodev)
+        }
+    }
+
+    /// Whether the filesystem at `path` inside is bounded and not the host's root filesystem.
+    private static func filesystemInside(_ pid: pid_t, _ path: String) -> (Bool, String) {
+        let root = open("/proc/\(pid)/root", Int32(OFS_O_PATH) | O_DIRECTORY | O_CLOEXEC)
+        guard root >= 0 else { return (false, "the sandbox's root is gone") }
+        defer { close(root) }
+        let fd = ofs_open_in_root(root, path, Int32(OFS_O_PATH) | O_DIRECTORY | O_CLOEXEC, 0)
+        guard fd >= 0 else { return (false, "\(path) cannot be opened inside") }
+        defer { close(fd) }
+        var inside = statvfs(), host = statvfs()
+        guard fstatvfs(fd, &inside) == 0, statvfs("/", &host) == 0 else { return (false, "statvfs failed") }
+        let total = UInt64(inside.f_blocks) * UInt64(inside.f_frsize)
+        let free = UInt64(inside.f_bavail) * UInt64(inside.f_frsize)
+        let sameAsHost = inside.f_fsid == host.f_fsid && inside.f_blocks == host.f_blocks
+        let bounded = total <= 4 << 30 && !sameAsHost
+        return (bounded, "\(path) inside: \(total >> 20) MiB, \(free >> 20) MiB free\(sameAsHost ? ", the host's root filesystem" : "")")
+    }
+
+    private static func networkInterfaces(_ pid: pid_t) -> [String] {
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/net/dev", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").dropFirst(2).compactMap { line in
+            line.split(separator: ":").first.map { String($0.filter { $0 != " " }) }
+        }.sorted()
+    }
+
+    private static func processState(_ pid: pid_t) -> String? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(close, offsetBy: 2)...].split(separator: " ").first.map(String.init)
+    }
+
+    private static func moduleList() -> String {
+        ((try? String(contentsOfFile: "/proc/modules", encoding: .utf8)) ?? "").split(separator: "\n")
+            .map { $0.split(separator: " ").first.map(String.init) ?? "" }.sorted().joined(separator: ",")
+    }
+
+    /// Whether the sandbox's cgroup reports its pids or memory limit reached (v2 `*.events`,
+    /// v1 `pids.events` and `memory.failcnt`).
+    private static func limitReached(_ limit: String, directories: [String]) -> (Bool, String) {
+        var details: [String] = []
+        for directory in directories {
+            func counter(_ file: String, _ key: String?) -> Int? {
+                guard let text = try? String(contentsOfFile: directory + "/" + file, encoding: .utf8) else { return nil }
+                guard let key else { return Int(text.filter { !$0.isWhitespace }) }
+                for line in text.split(separator: "\n") {
+                    let parts = line.split(separator: " ")
+                    if parts.count == 2, parts[0] == key { return Int(parts[1]) }
+                }
+                return nil
+            }
+            let found: [(String, Int?)] = switch limit {
+            case "pids": [("pids.events max", counter("pids.events", "max"))]
+            case "cpu": [("cpu.stat nr_throttled", counter("cpu.stat", "nr_throttled"))]
+            default: [("memory.events max", counter("memory.events", "max")), ("memory.events oom_kill", counter("memory.events", "oom_kill")),
+                      ("memory.failcnt", counter("memory.failcnt", nil)), ("memory.oom_control oom_kill", counter("memory.oom_control", "oom_kill"))]
+            }
+            for (what, value) in found { if let value { details.append("\(what) \(value) (\(directory))") } }
+            if found.contains(where: { ($0.1 ?? 0) > 0 }) { return (true, details.joined(separator: "; ")) }
+        }
+        return (false, details.isEmpty ? "no \(limit) counters found" : details.joined(separator: "; "))
+    }
+}
+
+/// A TCP listener on the host's 127.0.0.1: a sandbox without network must not reach it.
+final class Listener {
+    let fd: Int32
+    let port: UInt16
+
+    init?() {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        self.fd = fd
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { close(fd); return nil }
+        port = UInt16(bigEndian: address.sin_port)
+    }
+
+    /// Whether a connection is waiting.
+    func connected() -> Bool {
+        let client = accept(fd, nil, nil)
+        if client >= 0 { close(client); return true }
+        return false
+    }
+
+    deinit { close(fd) }
+}
+
+/// The host's kernel log from now on (/dev/kmsg, non-blocking).
+final class KernelLog {
+    let fd: Int32
+
+    init?() {
+        fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        lseek(fd, 0, SEEK_END)
+    }
+
+    /// The records logged since.
+    func newLines() -> [String] {
+        var lines: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let n = read(fd, &buffer, buffer.count)
+            if n < 0 && errno == EPIPE { continue }  // records were overwritten; go on
+            if n <= 0 { break }
+            lines.append(String(decoding: buffer[0..<n], as: UTF8.self))
+        }
+        return lines
+    }
+
+    deinit { close(fd) }
+}

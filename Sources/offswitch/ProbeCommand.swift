@@ -1,0 +1,80 @@
+import ArgumentParser
+import FoundationEssentials
+import Glibc
+import OffswitchContainment
+import OffswitchCore
+import OffswitchSandbox
+
+/// `offswitch probe escapes`: the escape and abuse battery (docs/security.md).
+struct ProbeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe", abstract: "Probe the sandbox itself: escape and abuse attempts.", subcommands: [ProbeEscapes.self])
+}
+
+struct ProbeEscapes: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "escapes",
+        abstract: "Run the escape battery: every attempt in a fresh sandbox, judged from the host.",
+        discussion: """
+            Each attempt (a YAML file of scripts/escape-suite/, or of --suite) is a script run in a \
+            fresh sandbox. It counts as contained when every host-side check it names passes (host \
+            paths, the host's mount table, a host loopback listener, PID 1, the cgroup's limits, \
+            the host supervisor's seccomp decisions), and as visible when the event log shows the \
+            syscalls or event kinds it names. Exit status 0 when every attempt is contained and \
+            visible, 1 otherwise. Needs root. Format of an attempt: docs/security.md.
+
+            Examples:
+              offswitch probe escapes
+              offswitch probe escapes --profile hardened --json
+              offswitch probe escapes --only mount-tmpfs --only ptrace-init
+            """)
+
+    @Option(name: .long, help: "Sandbox profile (docker, hardened, observe, or a file).") var profile = "docker"
+    @Option(name: .long, help: "A directory of attempts (default scripts/escape-suite).") var suite: String?
+    @Option(name: .long, help: "Run only this attempt (repeatable).") var only: [String] = []
+    @Flag(name: .long, help: "Print one JSON document (offswitch.escapes/1) instead of the table.") var json = false
+
+    func run() throws {
+        var failed = false
+        do throws(OffswitchError) {
+            let directory = if let suite { suite } else { try EscapeBattery.suiteDirectory() }
+            var attempts = try EscapeAttempt.loadSuite(directory)
+            if !only.isEmpty {
+                for name in only where !attempts.contains(where: { $0.name == name }) {
+                    throw OffswitchError(.invalidArgument, "--only \(name): no such attempt in \(directory)")
+                }
+                attempts = attempts.filter { only.contains($0.name) }
+            }
+            let profile = try ProfileCatalog.load(self.profile)
+            _ = Leftovers.reclaim()
+            var results: [EscapeBattery.Result] = []
+            for (index, attempt) in attempts.enumerated() {
+                let result = EscapeBattery.run(attempt, profile: profile)
+                results.append(result)
+                if !json {
+                    let mark = result.error != nil ? "ERROR    " : result.contained ? (result.visible ? "contained" : "UNSEEN   ") : "ESCAPED  "
+                    StandardStreams.out("[\(index + 1)/\(attempts.count)] \(mark) \(attempt.category)/\(attempt.name): \(attempt.description)\n")
+                    if !result.contained || !result.visible || result.error != nil {
+                        if let error = result.error { StandardStreams.out("    \(error)\n") }
+                        for check in result.checks { StandardStreams.out("    \(check.passed ? "ok  " : "FAIL") \(check.check): \(check.detail)\n") }
+                        StandardStreams.out("    evidence: " + attempt.evidence.map { "\($0)=\(result.evidence[$0] ?? 0)" }.joined(separator: " ") + "\n")
+                    }
+                }
+            }
+            let contained = results.filter { $0.contained && $0.error == nil }.count
+            let visible = results.filter(\.visible).count
+            if json {
+                StandardStreams.out(JSONValue.object([
+                    ("format", .string("offswitch.escapes/1")), ("profile", .string(profile.name)), ("attempts", .int(Int64(results.count))),
+                    ("contained", .int(Int64(contained))), ("visible", .int(Int64(visible))), ("results", .array(results.map(\.json))),
+                ]).pretty)
+            } else {
+                StandardStreams.out("profile \(profile.name): \(contained)/\(results.count) contained, \(visible)/\(results.count) visible in the evidence\n")
+            }
+            failed = contained != results.count || visible != results.count
+        } catch {
+            throw CLIError(error)
+        }
+        if failed { throw ExitCode(1) }
+    }
+}

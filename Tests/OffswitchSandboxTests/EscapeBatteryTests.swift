@@ -1,0 +1,55 @@
+import Foundation
+import Glibc
+import OffswitchContainment
+import OffswitchCore
+import OffswitchSandbox
+import Testing
+
+/// The escape battery (scripts/escape-suite/, docs/security.md) in real sandboxes: every attempt
+/// must be contained (judged from the host) and visible in the evidence, under docker and hardened.
+@Suite("Escape battery", needsRoot)
+struct EscapeBatteryTests {
+    @Test("Every attempt of the battery is contained and visible in the evidence", arguments: ["docker", "hardened"])
+    func battery(profile: String) throws {
+        let attempts = try EscapeAttempt.loadSuite(try EscapeBattery.suiteDirectory())
+        #expect(attempts.count >= 40, "only \(attempts.count) attempts")
+        #expect(Set(attempts.map(\.category)) == Set(EscapeAttempt.categories))
+        let loaded = try ProfileCatalog.load(profile)
+        var failures: [String] = []
+        for attempt in attempts {
+            let result = EscapeBattery.run(attempt, profile: loaded)
+            if let error = result.error { failures.append("\(attempt.name): \(error)"); continue }
+            if !result.contained || !result.visible {
+                let checks = result.checks.filter { !$0.passed }.map { "\($0.check): \($0.detail)" }
+                let evidence = attempt.evidence.map { "\($0)=\(result.evidence[$0] ?? 0)" }.joined(separator: " ")
+                failures.append("\(attempt.name): contained \(result.contained), visible \(result.visible); \(checks.joined(separator: "; ")); evidence \(evidence); output: \(result.output.prefix(300))")
+            }
+        }
+        #expect(failures.isEmpty, "under \(profile):\n\(failures.joined(separator: "\n"))")
+    }
+
+    @Test("A broken attempt file is refused with the file, the field and the reason")
+    func brokenAttempt() throws {
+        let directory = NSTemporaryDirectory() + "offswitch-suite-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try """
+            name: broken
+            category: plumbing
+            description: x
+            script: "true"
+            contained_if: [sometimes, {limit_hit: disk}, {path_absent: relative}]
+            evidence: []
+            """.write(toFile: directory + "/01-broken.yaml", atomically: true, encoding: .utf8)
+        do {
+            _ = try EscapeAttempt.loadSuite(directory)
+            Issue.record("a broken attempt was accepted")
+        } catch {
+            let text = error.description
+            for expected in ["01-broken.yaml: category", "contained_if[0]: unknown check \"sometimes\"", "contained_if[1].limit_hit: expected pids, memory or cpu",
+                             "contained_if[2].path_absent: expected an absolute path", "evidence: list the syscalls"] {
+                #expect(text.contains(expected), "missing \(expected) in: \(text)")
+            }
+        }
+    }
+}
