@@ -52,4 +52,19 @@ struct EscapeBatteryTests {
             }
         }
     }
+
+    @Test("docs/security.md's --json example has the fields of a real result")
+    func documentedResult() throws {
+        let attempts = try EscapeAttempt.loadSuite(try EscapeBattery.suiteDirectory())
+        let attempt = try #require(attempts.first { $0.name == "kill-init" })
+        let real = EscapeBattery.run(attempt, profile: try ProfileCatalog.load("docker")).json
+        let docs = try String(contentsOfFile: try EscapeBattery.suiteDirectory() + "/../../docs/security.md", encoding: .utf8)
+        let example = try #require(docs.components(separatedBy: "```json\n").dropFirst().first?.split(separator: "\n").first)
+        let documented = try #require(try JSONSerialization.jsonObject(with: Data(example.utf8)) as? [String: Any])
+        let actual = try #require(try JSONSerialization.jsonObject(with: Data(real.serialized.utf8)) as? [String: Any])
+        #expect(Set(documented.keys) == Set(actual.keys))
+        let check = try #require((actual["checks"] as? [[String: Any]])?.first)
+        #expect(Set(check.keys) == ["check", "passed", "detail"])
+        #expect(actual["contained"] as? Bool == true && actual["visible"] as? Bool == true)
+    }
 }
