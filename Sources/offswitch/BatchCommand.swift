@@ -349,16 +349,6 @@ final class BatchRunner: Sendable {
         }
         progress.trialDone(job.name, verdict: verdict ?? "could not run", done: done, verdicts: verdicts)
     }
-
-    private func removeTree(_ path: String) {
-        guard let mode = try? fileMode(path) else { return }
-        if mode & S_IFMT == S_IFDIR {
-            for name in listDirectory(path) { removeTree(path + "/" + name) }
-            rmdir(path)
-        } else {
-            unlink(path)
-        }
-    }
 }
 
 /// A batch's progress on stderr: a bar redrawn in place on a terminal, a line per trial otherwise.

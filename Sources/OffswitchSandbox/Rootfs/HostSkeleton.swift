@@ -172,7 +172,7 @@ func chownTree(_ path: String, uid: UInt32, gid: UInt32) throws(OffswitchError) 
 }
 
 /// rm -rf without following symlinks; errors are ignored (best-effort cleanup).
-func removeTree(_ path: String) {
+package func removeTree(_ path: String) {
     var info = stat()
     guard lstat(path, &info) == 0 else { return }
     if info.st_mode & S_IFMT == S_IFDIR {
