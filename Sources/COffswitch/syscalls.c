@@ -13,6 +13,7 @@
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <pty.h>
 #include <sched.h>
 #include <signal.h>
@@ -32,6 +33,7 @@
 #include <sys/xattr.h>
 #include <sys/fanotify.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -507,6 +509,44 @@ int ofs_notify_set_sync_wakeup(int listener) {
     return ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, (unsigned long)SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, 0);
 }
 
+ssize_t ofs_process_read(pid_t pid, void *local, size_t length, uint64_t remote) {
+    struct iovec here = {.iov_base = local, .iov_len = length};
+    struct iovec there = {.iov_base = (void *)(uintptr_t)remote, .iov_len = length};
+    return process_vm_readv(pid, &here, 1, &there, 1, 0);
+}
+
+static void wake_handler(int signal) { (void)signal; }
+
+static int wake_signal(void) { return SIGRTMIN + 5; }
+
+int ofs_thread_interruptible(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = wake_handler;  // no SA_RESTART: the interrupted call returns EINTR
+    sigemptyset(&action.sa_mask);
+    if (sigaction(wake_signal(), &action, NULL) != 0) return -1;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, wake_signal());
+    int rc = pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+int ofs_thread_interrupt(pthread_t thread) { return pthread_kill(thread, wake_signal()); }
+
+int ofs_thread_join_within(pthread_t thread, int milliseconds) {
+    struct timespec limit;
+    clock_gettime(CLOCK_REALTIME, &limit);
+    limit.tv_nsec += (long)milliseconds * 1000000L;
+    limit.tv_sec += limit.tv_nsec / 1000000000L;
+    limit.tv_nsec %= 1000000000L;
+    return pthread_timedjoin_np(thread, NULL, &limit);
+}
+
 ssize_t ofs_lgetxattr(const char *path, const char *name, void *value, size_t size) {
     return lgetxattr(path, name, value, size);
 }
@@ -622,6 +662,33 @@ int ofs_fanotify_next(int fan, const int *mount_fds, int mount_count, ofs_file_e
         }
     }
     return count;
+}
+
+int64_t ofs_fanotify_backlog(int fan) {
+    int bytes = 0;
+    if (ioctl(fan, FIONREAD, &bytes) != 0) return -1;
+    return bytes;
+}
+
+int ofs_fanotify_discard(int fan, int64_t budget, ofs_discarded *counts) {
+    static __thread char buffer[64 * 1024] __attribute__((aligned(8)));
+    while (budget > 0) {
+        ssize_t length = read(fan, buffer, sizeof buffer);
+        if (length < 0) return errno == EAGAIN ? 0 : -1;
+        if (length == 0) return 0;
+        budget -= length;
+        for (struct fanotify_event_metadata *m = (void *)buffer; FAN_EVENT_OK(m, length); m = FAN_EVENT_NEXT(m, length)) {
+            if (m->fd >= 0) close(m->fd);
+            counts->events++;
+            if (m->mask & FAN_CREATE) counts->create++;
+            if (m->mask & FAN_DELETE) counts->delete_++;
+            if (m->mask & FAN_RENAME) counts->rename++;
+            if (m->mask & FAN_MODIFY) counts->modify++;
+            if (m->mask & FAN_CLOSE_WRITE) counts->close_write++;
+            if (m->mask & FAN_ATTRIB) counts->attrib++;
+        }
+    }
+    return 0;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,25 +1,41 @@
 import Glibc
 public import OffswitchCore
-import Synchronization
 
-/// One sandbox's event log: NDJSON, one event a line (format in docs/events.md), appended with a
-/// single write(2) per event as it happens, so a crash loses at most the line being written.
-/// Safe to append from any thread; sequence numbers follow the order of the lines.
+/// One sandbox's event log: NDJSON, one event a line (format in docs/events.md).
+///
+/// Events get their sequence number and time when they are appended, in the order of the calls,
+/// and a writer thread of the log serializes and writes them, in that order, as soon as it wakes
+/// (a batch of lines per write(2); nothing waits for more). The recorder's hot paths `post` and
+/// go on; everyone else `append`s, which returns once the line, and every line before it, is in
+/// the file. The queue between them is bounded: when it is full, posting waits for the writer
+/// (the sandbox slows down; no event is dropped).
 public final class EventLog: Sendable {
     public static let formatVersion = 1
+    /// Events queued and not yet written, at most; then `post` waits.
+    public static let queueCapacity = 8192
     public let path: String
-    private let fd: Int32
-    private let origin: UInt64
-    private let sequence = Mutex<UInt64>(0)
+    private let queue: LineQueue
+    private let writer: WorkerThread
 
-    /// Creates (or truncates) the log at `path`, mode 0600.
+    /// Creates (or truncates) the log at `path`, mode 0600, and starts its writer.
     public init(path: String) throws(OffswitchError) {
         self.path = path
-        fd = try systemCall("open(\(path))") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600) }
-        origin = Self.monotonicNanoseconds()
+        let fd = try systemCall("open(\(path))") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600) }
+        queue = LineQueue(fd: fd, origin: Self.monotonicNanoseconds())
+        do throws(OffswitchError) {
+            writer = try WorkerThread("event log writer")
+            try writer.start("event log writer") { [queue] in queue.writeUntilClosed() }
+        } catch {
+            close(fd)
+            throw error
+        }
     }
 
-    deinit { close(fd) }
+    deinit {
+        queue.close()
+        writer.stop()
+        Glibc.close(queue.fd)
+    }
 
     /// Nanoseconds of CLOCK_MONOTONIC.
     public static func monotonicNanoseconds() -> UInt64 {
@@ -28,30 +44,161 @@ public final class EventLog: Sendable {
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 
-    /// Appends one event: the common fields, then the process (when there is one), then `fields`.
+    /// Appends one event (the common fields, then the process when there is one, then `fields`)
+    /// and returns once it is in the file.
     @discardableResult
     public func append(_ kind: String, process: ProcessFacts? = nil, _ fields: [(String, JSONValue)] = []) -> UInt64 {
-        sequence.withLock { seq in
-            seq += 1
-            var object: [(String, JSONValue)] = [
-                ("seq", .uint(seq)), ("t_ns", .uint(Self.monotonicNanoseconds() &- origin)), ("kind", .string(kind)),
-            ]
-            if let process { object += process.fields }
-            object += fields
-            var line = JSONValue.object(object).serialized
-            line += "\n"
-            var bytes = Array(line.utf8)
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                offset += n
-            }
-            return seq
-        }
+        let seq = queue.push(kind, process, fields, urgent: true)
+        queue.waitWritten(seq)
+        return seq
     }
 
-    /// Events appended so far.
-    public var count: UInt64 { sequence.withLock { $0 } }
+    /// Queues one event and returns without waiting for the write: its place in the log is fixed
+    /// now, before anything it causes. For the recorder's threads.
+    @discardableResult
+    public func post(_ kind: String, process: ProcessFacts? = nil, _ fields: [(String, JSONValue)] = []) -> UInt64 {
+        queue.push(kind, process, fields, urgent: false)
+    }
+
+    /// Returns once every event appended or posted so far is in the file.
+    public func flush() {
+        queue.waitWritten(count)
+    }
+
+    /// Events appended or posted so far.
+    public var count: UInt64 { queue.lastSequence }
+}
+
+/// The events between the threads that log and the writer, under one pthread mutex with two
+/// conditions (Synchronization's Mutex has no condition variable).
+private final class LineQueue: @unchecked Sendable {
+    struct Entry {
+        var seq: UInt64
+        var time: UInt64
+        var kind: String
+        var process: ProcessFacts?
+        var fields: [(String, JSONValue)]
+    }
+
+    let fd: Int32
+    private let origin: UInt64
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    /// Signalled when there is work for the writer (or the log closes).
+    private let work = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// Broadcast when the writer has written a batch (room in the queue, lines in the file).
+    private let written = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var pending: [Entry] = []
+    private var sequence: UInt64 = 0
+    private var writtenThrough: UInt64 = 0
+    private var closing = false
+    /// The writer is writing or pausing after a write: posts do not wake it (a wake-up of another
+    /// CPU costs the poster microseconds), they are taken after the pause.
+    private var napping = false
+    /// Someone waits for a queued line: the writer skips its pause.
+    private var urgent = false
+    /// The pause after each write, in nanoseconds: posts pile up in it and are written together.
+    private static let napNanoseconds = 1_000_000
+
+    init(fd: Int32, origin: UInt64) {
+        self.fd = fd
+        self.origin = origin
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(work, nil)
+        pthread_cond_init(written, nil)
+        pending.reserveCapacity(64)
+    }
+
+    deinit {
+        pthread_cond_destroy(work)
+        pthread_cond_destroy(written)
+        pthread_mutex_destroy(mutex)
+        work.deallocate()
+        written.deallocate()
+        mutex.deallocate()
+    }
+
+    var lastSequence: UInt64 {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return sequence
+    }
+
+    @discardableResult
+    func push(_ kind: String, _ process: ProcessFacts?, _ fields: [(String, JSONValue)], urgent wanted: Bool) -> UInt64 {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while pending.count >= EventLog.queueCapacity && !closing { pthread_cond_wait(written, mutex) }
+        sequence += 1
+        pending.append(Entry(seq: sequence, time: EventLog.monotonicNanoseconds() &- origin, kind: kind,
+                             process: process, fields: fields))
+        if wanted {
+            urgent = true
+            pthread_cond_signal(work)
+        } else if pending.count == 1 && !napping {
+            pthread_cond_signal(work)
+        }
+        return sequence
+    }
+
+    func waitWritten(_ seq: UInt64) {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while writtenThrough < seq && !(closing && pending.isEmpty) { pthread_cond_wait(written, mutex) }
+    }
+
+    /// Lets the writer finish what is queued and return.
+    func close() {
+        pthread_mutex_lock(mutex)
+        closing = true
+        pthread_cond_signal(work)
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// The writer thread: takes everything queued, writes it, pauses (unless someone waits), until
+    /// closed and empty.
+    func writeUntilClosed() {
+        var batch: [Entry] = []
+        var bytes: [UInt8] = []
+        pthread_mutex_lock(mutex)
+        while true {
+            while pending.isEmpty && !closing {
+                napping = false
+                pthread_cond_wait(work, mutex)
+            }
+            if pending.isEmpty {
+                pthread_cond_broadcast(written)
+                pthread_mutex_unlock(mutex)
+                return
+            }
+            swap(&batch, &pending)
+            napping = true
+            urgent = false
+            pthread_mutex_unlock(mutex)
+
+            bytes.removeAll(keepingCapacity: true)
+            for entry in batch {
+                var object: [(String, JSONValue)] = [("seq", .uint(entry.seq)), ("t_ns", .uint(entry.time)), ("kind", .string(entry.kind))]
+                if let process = entry.process { object += process.fields }
+                object += entry.fields
+                bytes += JSONValue.object(object).serialized.utf8
+                bytes.append(10)
+            }
+            // A failing write (a full disk) loses this batch only; the next one is tried.
+            _ = writeAll(fd, bytes)
+            let last = batch.last?.seq ?? 0
+            batch.removeAll(keepingCapacity: true)
+
+            pthread_mutex_lock(mutex)
+            writtenThrough = last
+            pthread_cond_broadcast(written)
+            if !urgent && !closing {
+                var until = timespec()
+                clock_gettime(CLOCK_REALTIME, &until)
+                until.tv_nsec += Self.napNanoseconds
+                until.tv_sec += until.tv_nsec / 1_000_000_000
+                until.tv_nsec %= 1_000_000_000
+                _ = pthread_cond_timedwait(work, mutex, &until)
+            }
+        }
+    }
 }

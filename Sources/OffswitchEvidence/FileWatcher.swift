@@ -5,8 +5,13 @@ import Synchronization
 
 /// The recorder's file half: fanotify on the sandbox's filesystems (the overlay root, the /usr
 /// overlay, /tmp and /dev/shm), reporting creates, deletes, renames (old and new name), writes,
-/// close-after-write and attribute changes, for files and directories, with the writer. The
-/// queue is unlimited, so nothing is dropped; an overflow would still be logged.
+/// close-after-write and attribute changes, for files and directories, with the writer.
+///
+/// The kernel's queue is unlimited, and its memory is charged to offswitchd. So that a flood of
+/// events cannot grow it without end, a backlog over `backlogLimit` bytes is read and counted
+/// without being resolved, and logged as one `file_events_lost` event with the counts (the
+/// syscalls, the process table and the final diff are still complete). An overflow reported by the
+/// kernel would be logged the same way.
 ///
 /// The overlays are mounted with `index=on,nfs_export=on`, without which the kernel refuses a
 /// filesystem mark on them.
@@ -18,14 +23,20 @@ public final class FileWatcher: Sendable {
     private let log: EventLog
     private let uidBase: UInt32
     private let thread: WorkerThread
+    /// Queued bytes (FIONREAD) beyond which the backlog is counted and dropped.
+    private let backlogLimit: Int64
+    /// The default limit: about 35,000 events, a few MiB of kernel memory. The watcher normally
+    /// keeps its queue near empty; only a flood that outruns it for seconds reaches this.
+    public static let defaultBacklogLimit: Int64 = 4 << 20
 
     /// Watches the filesystems of the sandbox whose PID 1 is `initPID` (host pid). Paths that
     /// cannot be watched are logged as `watch_failed`, not fatal: the recorder still sees syscalls.
-    public init(initPID: Int32, log: EventLog, uidBase: UInt32) throws(OffswitchError) {
+    public init(initPID: Int32, log: EventLog, uidBase: UInt32, backlogLimit: Int64 = FileWatcher.defaultBacklogLimit) throws(OffswitchError) {
         let root = "/proc/\(initPID)/root"
         fan = try systemCall("fanotify_init") { ofs_fanotify_open() }
         self.log = log
         self.uidBase = uidBase
+        self.backlogLimit = backlogLimit
         do throws(OffswitchError) {
             thread = try WorkerThread("file watcher")
         } catch {
@@ -89,7 +100,11 @@ public final class FileWatcher: Sendable {
             let capacity = Int(OFS_FANOTIFY_READ_BYTES) / 24 + 1
             let events = UnsafeMutablePointer<ofs_file_event>.allocate(capacity: capacity)
             defer { events.deallocate() }
+            var batches = 0
             while true {
+                // Checked now and then (one ioctl): resolving events costs far more than reading.
+                if batches % 32 == 0 { shedBacklog() }
+                batches += 1
                 let count = mountFDs.withUnsafeBufferPointer {
                     ofs_fanotify_next(fan, $0.baseAddress!, Int32($0.count), events, Int32(capacity))
                 }
@@ -98,6 +113,25 @@ public final class FileWatcher: Sendable {
                 for index in 0..<Int(count) { record(events[index], facts: &facts) }
             }
         }
+    }
+
+    /// After each drain the thread pauses for a millisecond: events pile up in the kernel's queue
+    /// meanwhile (where the kernel merges repeats) and are read together, instead of the writer
+    /// paying a wake-up of this thread for every event.
+    /// Counts and drops the whole backlog when it is over the limit, and logs what was dropped.
+    private func shedBacklog() {
+        let backlog = ofs_fanotify_backlog(fan)
+        guard backlog > backlogLimit else { return }
+        var dropped = ofs_discarded()
+        _ = ofs_fanotify_discard(fan, backlog, &dropped)
+        guard dropped.events > 0 else { return }
+        let operations: [(String, JSONValue)] = [
+            ("create", .uint(dropped.create)), ("delete", .uint(dropped.delete_)), ("rename", .uint(dropped.rename)),
+            ("modify", .uint(dropped.modify)), ("close_write", .uint(dropped.close_write)), ("attrib", .uint(dropped.attrib)),
+        ]
+        log.post("file_events_lost", [("count", .uint(dropped.events)), ("operations", .object(operations)),
+                                      ("reason", .string("backlog")), ("backlog_bytes", .int(backlog)),
+                                      ("limit_bytes", .int(backlogLimit))])
     }
 
     private func serve() {
@@ -109,12 +143,14 @@ public final class FileWatcher: Sendable {
             // Drain: on stop, everything queued before it is logged.
             drain()
             if stopping { return }
+            var wake = pollfd(fd: thread.wakeFD, events: Int16(POLLIN), revents: 0)
+            _ = poll(&wake, 1, 1)
         }
     }
 
     private func record(_ event: ofs_file_event, facts: inout [Int32: ProcessFacts?]) {
         if event.mask & OFS_FAN_Q_OVERFLOW != 0 {
-            log.append("file_events_lost", [("reason", .string("fanotify queue overflow"))])
+            log.post("file_events_lost", [("count", .null), ("reason", .string("fanotify queue overflow"))])
             return
         }
         var operations: [JSONValue] = []
@@ -136,7 +172,7 @@ public final class FileWatcher: Sendable {
         if event.mask & OFS_FAN_RENAME != 0 { fields.append(("old_path", path(Self.text(event.old_path)))) }
         fields.append(("directory", .bool(event.mask & OFS_FAN_ONDIR != 0)))
         if process == nil { fields.append(("writer_gone", .bool(true))) }
-        log.append("file", process: process ?? nil, fields)
+        log.post("file", process: process ?? nil, fields)
     }
 
     private static func text<T>(_ tuple: T) -> String {

@@ -7,7 +7,7 @@ import Synchronization
 /// The recorder's syscall half: receives every call the sandbox's filter sends to user
 /// notification, decodes its arguments, logs it, then answers with the policy's own verdict
 /// (CONTINUE when the policy allows the call, the policy's errno when it denies it). One thread
-/// per sandbox; it ends when the sandbox's last process is gone or `stop()` is called.
+/// per sandbox, blocked in the receive ioctl until `stop()` interrupts it.
 ///
 /// Fails closed: if this process dies, the kernel answers every recorded call with ENOSYS.
 public final class NotifySupervisor: Sendable {
@@ -24,8 +24,9 @@ public final class NotifySupervisor: Sendable {
         self.policy = policy
         self.log = log
         self.uidBase = uidBase
-        thread = try WorkerThread("recorder")
-        // Wake this thread on the caller's CPU: about 20 times faster on this kind of machine.
+        thread = try WorkerThread("recorder", interruptible: true)
+        // Wake this thread on the caller's CPU: the reference probe's round trip takes 9 us instead of
+        // 16 (it took 4.6 instead of 95 on an earlier day of this virtual machine).
         _ = ofs_notify_set_sync_wakeup(listener)
     }
 
@@ -43,21 +44,18 @@ public final class NotifySupervisor: Sendable {
         thread.stop()
     }
 
+    /// Blocks in the receive ioctl itself, not in poll(): only a receiver gets the sync wake-up.
+    /// It stays blocked after the sandbox's last process is gone, until `stop()` interrupts it.
     private func serve() {
-        var polls = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: thread.wakeFD, events: Int16(POLLIN), revents: 0)]
         var notification = ofs_notification()
-        while true {
-            let n = poll(&polls, 2, -1)
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 || polls[1].revents != 0 { return }
-            if polls[0].revents & Int16(POLLIN) != 0 {
-                if ofs_notify_receive(listener, &notification) == 0 {
-                    handle(notification)
-                }
+        while !thread.stopping {
+            if ofs_notify_receive(listener, &notification) == 0 {
+                handle(notification)
                 continue
             }
-            // POLLHUP: no process uses the filter any more.
-            if polls[0].revents != 0 { return }
+            // EINTR: stop() (or a stray signal); ENOENT: the caller died before we read it.
+            if errno == EINTR || errno == ENOENT { continue }
+            return
         }
     }
 
@@ -71,7 +69,6 @@ public final class NotifySupervisor: Sendable {
         if name == "execve" || name == "execveat" { ProcessFacts.forget(hostPID: Int32(bitPattern: notification.pid)) }
         let memory = ProcessMemory(hostPID: notification.pid)
         var decoded = SyscallArguments.decode(name, args, memory: memory, hostPID: notification.pid)
-        memory?.close()
         // What we read is only the caller's if the call is still pending.
         let valid = ofs_notify_id_valid(listener, notification.id) == 0
         if !valid { decoded = [("raw", .array(args.map { .string("0x" + String($0, radix: 16)) }))] }
@@ -95,7 +92,8 @@ public final class NotifySupervisor: Sendable {
             _ = kill(Int32(bitPattern: notification.pid), SIGSYS)
         }
         if !valid { fields.append(("caller_gone", .bool(true))) }
-        log.append("syscall", process: facts, fields)
+        // Posted, not written yet: its place in the log is taken before the call can cause anything.
+        log.post("syscall", process: facts, fields)
         _ = ofs_notify_respond(listener, notification.id, error, proceed ? 1 : 0)
     }
 

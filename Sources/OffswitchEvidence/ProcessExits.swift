@@ -88,7 +88,7 @@ public final class ProcessExits: Sendable {
                     // The kernel dropped events: say so in every log that may be missing some.
                     var logs: [ObjectIdentifier: EventLog] = [:]
                     for entry in state.tracked.values { logs[ObjectIdentifier(entry.log)] = entry.log }
-                    for log in logs.values { log.append("process_events_lost", [("source", .string("process connector"))]) }
+                    for log in logs.values { log.post("process_events_lost", [("source", .string("process connector"))]) }
                     continue
                 }
                 return
@@ -125,7 +125,7 @@ public final class ProcessExits: Sendable {
                 }
                 var fields = facts?.fields ?? []
                 if let facts, facts.pid < 1 { fields[0] = ("pid", .null) }
-                entry.log.append("process_exited", fields + exitFields(event.exit_code))
+                entry.log.post("process_exited", fields + exitFields(event.exit_code))
             default:
                 break
             }

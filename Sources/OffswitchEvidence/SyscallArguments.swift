@@ -1,17 +1,15 @@
+import COffswitch
 import Glibc
 import OffswitchCore
 
-/// Reads strings and pointer arrays out of a stopped process through /proc/PID/mem. The caller
+/// Reads strings and pointer arrays out of a stopped process with process_vm_readv. The caller
 /// checks the notification id afterwards: until then the bytes may belong to another process.
 struct ProcessMemory {
-    let fd: Int32
+    let pid: Int32
 
-    init?(hostPID: UInt32) {
-        fd = open("/proc/\(hostPID)/mem", O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return nil }
+    init(hostPID: UInt32) {
+        pid = Int32(bitPattern: hostPID)
     }
-
-    func close() { _ = Glibc.close(fd) }
 
     /// A NUL-terminated string at `address`, at most `limit` bytes.
     func string(at address: UInt64, limit: Int = 4096) -> [UInt8]? {
@@ -24,7 +22,7 @@ struct ProcessMemory {
             let here = address + offset
             let toPage = Int(4096 - (here % 4096))
             let want = min(chunk.count, toPage, limit - result.count)
-            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, Int(truncatingIfNeeded: here)) }
+            let n = chunk.withUnsafeMutableBytes { ofs_process_read(pid, $0.baseAddress!, want, here) }
             guard n > 0 else { return result.isEmpty ? nil : result }
             if let end = chunk[0..<n].firstIndex(of: 0) {
                 return result + chunk[0..<end]
@@ -37,7 +35,7 @@ struct ProcessMemory {
 
     func word(at address: UInt64) -> UInt64? {
         var value: UInt64 = 0
-        let n = withUnsafeMutableBytes(of: &value) { pread(fd, $0.baseAddress, 8, Int(truncatingIfNeeded: address)) }
+        let n = withUnsafeMutableBytes(of: &value) { ofs_process_read(pid, $0.baseAddress!, 8, address) }
         return n == 8 ? value : nil
     }
 

@@ -3,16 +3,23 @@ import Glibc
 package import OffswitchCore
 import Synchronization
 
-/// A thread of the recorder (the notify supervisor, the file watcher): it runs a poll loop that
-/// also watches `wakeFD`, and `stop()` makes it readable and joins the thread.
+/// A thread of the recorder (the notify supervisor, the file watcher). Either it runs a poll loop
+/// that also watches `wakeFD`, or (`interruptible`) it blocks in one call and checks `stopping`
+/// whenever that call returns EINTR. `stop()` makes `wakeFD` readable, sets `stopping`, interrupts
+/// an interruptible thread with a signal until it ends, and joins it.
 package final class WorkerThread: Sendable {
     private let wake: (read: Int32, write: Int32)
     private let handle = Mutex<pthread_t?>(nil)
+    private let interruptible: Bool
+    private let stopRequested = Atomic(false)
 
     /// Readable once `stop()` was called.
     package var wakeFD: Int32 { wake.read }
+    /// True once `stop()` was called.
+    package var stopping: Bool { stopRequested.load(ordering: .acquiring) }
 
-    package init(_ purpose: String) throws(OffswitchError) {
+    package init(_ purpose: String, interruptible: Bool = false) throws(OffswitchError) {
+        self.interruptible = interruptible
         var fds: [Int32] = [-1, -1]
         try systemCall("pipe(\(purpose) wake-up)") { ofs_pipe(&fds) }
         wake = (fds[0], fds[1])
@@ -30,7 +37,12 @@ package final class WorkerThread: Sendable {
 
     package func start(_ purpose: String, _ body: @escaping @Sendable () -> Void) throws(OffswitchError) {
         var thread = pthread_t()
-        let box = Unmanaged.passRetained(Box(body))
+        let interruptible = self.interruptible
+        let box = Unmanaged.passRetained(Box {
+            // The wake signal is unblocked in this thread only; stop() sends it here.
+            if interruptible { _ = ofs_thread_interruptible() }
+            body()
+        })
         let rc = pthread_create(&thread, nil, { raw in
             Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
             return nil
@@ -48,8 +60,18 @@ package final class WorkerThread: Sendable {
             defer { current = nil }
             return current
         }) else { return }
+        stopRequested.store(true, ordering: .releasing)
         var byte: UInt8 = 1
         _ = write(wake.write, &byte, 1)
-        pthread_join(thread, nil)
+        guard interruptible else {
+            pthread_join(thread, nil)
+            return
+        }
+        // A signal that lands between the thread's check of `stopping` and its blocking call is
+        // lost, so keep sending until the thread has ended.
+        while true {
+            _ = ofs_thread_interrupt(thread)
+            if ofs_thread_join_within(thread, 5) == 0 { return }
+        }
     }
 }

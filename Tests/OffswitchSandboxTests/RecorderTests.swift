@@ -216,10 +216,11 @@ struct RecorderTests {
         actual += try String(contentsOfFile: other, encoding: .utf8).split(separator: "\n").map {
             try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? Event)
         }
-        let kinds = Set(examples.compactMap { $0["kind"] as? String })
+        // file_events_lost needs a flood; FileWatcherTests.shedBacklog checks its example.
+        let kinds = Set(examples.compactMap { $0["kind"] as? String }).subtracting(["file_events_lost"])
         #expect(kinds == ["sandbox_created", "command_started", "syscall", "command_finished", "shutdown", "init_exited",
                           "baseline", "file_changed", "diff_complete", "sandbox_destroyed", "watching", "file", "process_exited"])
-        for example in examples {
+        for example in examples where example["kind"] as? String != "file_events_lost" {
             let kind = example["kind"] as? String ?? ""
             let decision = example["decision"] as? String
             let change = example["change"] as? String

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/types.h>
 
 // Namespace flags: Swift's Glibc module hides CLONE_NEW* behind _GNU_SOURCE.
@@ -165,8 +166,22 @@ int ofs_notify_receive(int listener, ofs_notification *_Nonnull notification);
 int ofs_notify_respond(int listener, uint64_t id, int32_t error, int proceed);
 /// 0 while the notification is still pending (its target still blocked in that call).
 int ofs_notify_id_valid(int listener, uint64_t id);
+/// process_vm_readv of one range of `pid`'s memory (behind _GNU_SOURCE): one syscall, where
+/// /proc/PID/mem needs an open, a read and a close. Bytes read, or -1 with errno.
+ssize_t ofs_process_read(pid_t pid, void *_Nonnull local, size_t length, uint64_t remote);
 /// Wake the recorder on the caller's CPU (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, Linux 6.6).
+/// Only a thread blocked in `ofs_notify_receive` gets that wake-up: a poll() waiter is woken the
+/// ordinary way, on another CPU, which cost about 20 us a call here instead of 5.
 int ofs_notify_set_sync_wakeup(int listener);
+
+/// Lets the calling thread be interrupted out of a blocking call (`ofs_notify_receive`) by
+/// `ofs_thread_interrupt`: installs a no-op handler without SA_RESTART for the wake signal
+/// (SIGRTMIN+5) and unblocks it in this thread only. 0, or -1 with errno.
+int ofs_thread_interruptible(void);
+/// Sends the wake signal to `thread`: its blocking call returns EINTR. 0, or an error number.
+int ofs_thread_interrupt(pthread_t thread);
+/// pthread_join with a limit: 0 once `thread` has ended, ETIMEDOUT after `milliseconds`.
+int ofs_thread_join_within(pthread_t thread, int milliseconds);
 
 // ---------------------------------------------------------------------------------------------
 // fanotify (the file watcher). The info records behind each event are variable-length C structs.
@@ -203,6 +218,19 @@ int ofs_fanotify_mark_filesystem(int fan, const char *_Nonnull path);
 /// A handle that no longer resolves (the file or its filesystem is gone) leaves the path empty.
 /// Returns the count, 0 when nothing was queued, -1 with errno.
 int ofs_fanotify_next(int fan, const int *_Nonnull mount_fds, int mount_count, ofs_file_event *_Nonnull events, int capacity);
+
+/// Bytes of events queued in the group now (FIONREAD), or -1 with errno.
+int64_t ofs_fanotify_backlog(int fan);
+
+/// What `ofs_fanotify_discard` threw away: events, and events carrying each operation.
+typedef struct ofs_discarded {
+    uint64_t events, create, delete_, rename, modify, close_write, attrib;
+} ofs_discarded;
+
+/// Reads and drops queued events without resolving them (no handle lookup, no process facts),
+/// about `budget` bytes' worth or until the queue is empty, adding them to `counts`. For a backlog
+/// the watcher cannot keep up with: counting is all it does. 0, or -1 with errno.
+int ofs_fanotify_discard(int fan, int64_t budget, ofs_discarded *_Nonnull counts);
 
 /// openat2(dirfd, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): for the host reading a
 /// sandbox's files through a descriptor of /proc/PID/root, where a plain path walk would follow

@@ -57,8 +57,10 @@ public final class Sandbox: Sendable {
     /// Builds and starts a sandbox. On failure nothing of it is left behind.
     /// `eventLog`: where to write the event log; by default it lives in the sandbox's state
     /// directory and goes with destroy. A path given here outlives the sandbox.
+    /// `fileBacklogLimit`: the file watcher's queue limit in bytes (`FileWatcher`).
     public static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard,
-                              eventLog: String? = nil) throws(OffswitchError) -> Sandbox {
+                              eventLog: String? = nil,
+                              fileBacklogLimit: Int64 = FileWatcher.defaultBacklogLimit) throws(OffswitchError) -> Sandbox {
         var clock = PhaseClock()
         try HostEnvironment.shared.get()
         try spec.limits.validate()
@@ -146,7 +148,8 @@ public final class Sandbox: Sendable {
                     try supervisor.start()
                     cleanup.append { supervisor.stop() }
                     recorder = supervisor
-                    let files = try FileWatcher(initPID: pid, log: events, uidBase: spec.userNamespace?.hostUID ?? 0)
+                    let files = try FileWatcher(initPID: pid, log: events, uidBase: spec.userNamespace?.hostUID ?? 0,
+                                                backlogLimit: fileBacklogLimit)
                     try files.start()
                     cleanup.append { files.stop() }
                     watcher = files
