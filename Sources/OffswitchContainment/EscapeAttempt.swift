@@ -103,6 +103,9 @@ public enum HostCheck: Sendable, Equatable {
     case mountAbsent
     /// The sandbox's PID 1 is alive and not stopped.
     case initAlive
+    /// The file watcher's queue stayed within twice its limit (what it saw at its checks): a flood
+    /// is counted and dropped instead of growing the daemon's memory.
+    case recorderBounded
     /// PID 1's executable (/proc/PID/exe, seen from the host) has the same SHA-256 as before.
     case initExeUnchanged
     /// A listener on the host's loopback got no connection.
@@ -149,6 +152,7 @@ public enum HostCheck: Sendable, Equatable {
         case .fileUnchanged(let path): "file_unchanged \(path)"
         case .mountAbsent: "mount_absent"
         case .initAlive: "init_alive"
+        case .recorderBounded: "recorder_bounded"
         case .initExeUnchanged: "init_exe_unchanged"
         case .loopbackUntouched: "loopback_untouched"
         case .onlyLoopback: "only_loopback"
@@ -169,7 +173,7 @@ public enum HostCheck: Sendable, Equatable {
     static let words: [String: HostCheck] = [
         "mount_absent": .mountAbsent, "init_alive": .initAlive, "init_exe_unchanged": .initExeUnchanged,
         "loopback_untouched": .loopbackUntouched, "only_loopback": .onlyLoopback, "modules_unchanged": .modulesUnchanged,
-        "no_root_files": .noRootFiles, "init_untraced": .initUntraced,
+        "no_root_files": .noRootFiles, "init_untraced": .initUntraced, "recorder_bounded": .recorderBounded,
     ]
     static let keyed = ["path_absent", "file_unchanged", "denied", "limit_hit", "kmsg_lacks", "no_usable_device", "filesystem_bounded",
                         "api_read_confined", "api_write_confined", "any_of"]

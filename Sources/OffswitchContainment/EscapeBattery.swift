@@ -93,6 +93,10 @@ public enum EscapeBattery {
                 let state = processState(sandbox.initPID)
                 let alive = sandbox.end == nil && state != nil && state != "T" && state != "t" && state != "Z"
                 record(check, alive, alive ? "PID 1 running (state \(state ?? "?"))" : "PID 1 \(sandbox.end?.description ?? "in state \(state ?? "gone")")")
+            case .recorderBounded:
+                let (peak, limit) = sandbox.fileBacklog
+                let bounded = peak <= 2 * limit
+                record(check, bounded, "file watcher's largest backlog \(peak) bytes, limit \(limit)")
             case .initExeUnchanged:
                 let now = SHA256.file("/proc/\(sandbox.initPID)/exe") ?? "unreadable"
                 record(check, now == before["exe"], now == before["exe"] ? "PID 1's executable unchanged" : "PID 1's executable changed")

@@ -60,6 +60,10 @@ public final class FileWatcher: Sendable {
         log.append("watching", [("filesystems", .array(watched))])
     }
 
+    private let peak = Atomic<Int64>(0)
+    /// The largest backlog (bytes) seen at a check, and the limit.
+    public var backlog: (peak: Int64, limit: Int64) { (peak.load(ordering: .relaxed), backlogLimit) }
+
     private let released = Mutex(false)
     /// Held while reading the group: the thread and `flush` never read at once.
     private let reading = Mutex(())
@@ -121,6 +125,7 @@ public final class FileWatcher: Sendable {
     /// Counts and drops the whole backlog when it is over the limit, and logs what was dropped.
     private func shedBacklog() {
         let backlog = ofs_fanotify_backlog(fan)
+        if backlog > peak.load(ordering: .relaxed) { peak.store(backlog, ordering: .relaxed) }
         guard backlog > backlogLimit else { return }
         var dropped = ofs_discarded()
         _ = ofs_fanotify_discard(fan, backlog, &dropped)

@@ -19,6 +19,9 @@ public final class Sandbox: Sendable {
     public let initCapabilities: CapabilitySet
     /// How long each step of `create` took, in order (the profile of the create path).
     public let creationPhases: [(phase: String, nanoseconds: UInt64)]
+    /// The file watcher's largest backlog seen so far and its limit, in bytes ((0, 0) unrecorded).
+    package var fileBacklog: (peak: Int64, limit: Int64) { watcher?.backlog ?? (0, 0) }
+
     /// The evidence: every recorded syscall, command and lifecycle step (docs/events.md).
     public let events: EventLog
     /// Answers the recorded syscalls; nil when the profile records none.
