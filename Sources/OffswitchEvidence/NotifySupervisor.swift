@@ -16,6 +16,9 @@ public final class NotifySupervisor: Sendable {
     private let log: EventLog
     private let uidBase: UInt32
     private let thread: WorkerThread
+    /// Syscall names by architecture and number: libseccomp's lookup allocates, and this thread
+    /// asks while the caller waits.
+    private let names = Mutex<[Int64: String]>([:])
 
     /// Takes ownership of `listener`. `policy` is the enforcement program without the recording
     /// prefix; `uidBase` is the host uid of root inside (0 without a user namespace).
@@ -63,7 +66,13 @@ public final class NotifySupervisor: Sendable {
         let args = withUnsafeBytes(of: notification.args) { Array($0.bindMemory(to: UInt64.self)) }
         let verdict = SeccompVerdict.evaluate(policy, nr: notification.nr, arch: notification.arch,
                                               instructionPointer: notification.instruction_pointer, args: args)
-        let name = Self.syscallName(arch: notification.arch, nr: notification.nr)
+        let name = names.withLock { known in
+            let key = Int64(notification.arch) << 32 | Int64(UInt32(bitPattern: notification.nr))
+            if let name = known[key] { return name }
+            let name = Self.syscallName(arch: notification.arch, nr: notification.nr)
+            known[key] = name
+            return name
+        }
         let facts = ProcessFacts.lookup(hostPID: Int32(bitPattern: notification.pid), uidBase: uidBase)
         // After an execve the process has another name and executable: read them afresh next time.
         if name == "execve" || name == "execveat" { ProcessFacts.forget(hostPID: Int32(bitPattern: notification.pid)) }
