@@ -119,9 +119,6 @@ public final class FileWatcher: Sendable {
         }
     }
 
-    /// After each drain the thread pauses for a millisecond: events pile up in the kernel's queue
-    /// meanwhile (where the kernel merges repeats) and are read together, instead of the writer
-    /// paying a wake-up of this thread for every event.
     /// Counts and drops the whole backlog when it is over the limit, and logs what was dropped.
     private func shedBacklog() {
         let backlog = ofs_fanotify_backlog(fan)
@@ -139,6 +136,9 @@ public final class FileWatcher: Sendable {
                                       ("limit_bytes", .int(backlogLimit))])
     }
 
+    /// After each drain the thread pauses for a millisecond: events pile up in the kernel's queue
+    /// meanwhile (where the kernel merges repeats) and are read together, instead of the sandbox's
+    /// process paying a wake-up of this thread for every event.
     private func serve() {
         var polls = [pollfd(fd: fan, events: Int16(POLLIN), revents: 0), pollfd(fd: thread.wakeFD, events: Int16(POLLIN), revents: 0)]
         while true {

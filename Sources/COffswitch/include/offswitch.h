@@ -175,12 +175,13 @@ ssize_t ofs_process_read(pid_t pid, void *_Nonnull local, size_t length, uint64_
 int ofs_notify_set_sync_wakeup(int listener);
 
 /// Lets the calling thread be interrupted out of a blocking call (`ofs_notify_receive`) by
-/// `ofs_thread_interrupt`: installs a no-op handler without SA_RESTART for the wake signal
+/// `ofs_thread_interrupt` (C for sigaction's handler union and the SIGRTMIN macro): installs a no-op handler without SA_RESTART for the wake signal
 /// (SIGRTMIN+5) and unblocks it in this thread only. 0, or -1 with errno.
 int ofs_thread_interruptible(void);
 /// Sends the wake signal to `thread`: its blocking call returns EINTR. 0, or an error number.
 int ofs_thread_interrupt(pthread_t thread);
-/// pthread_join with a limit: 0 once `thread` has ended, ETIMEDOUT after `milliseconds`.
+/// pthread_join with a limit (pthread_timedjoin_np, behind _GNU_SOURCE): 0 once `thread` has
+/// ended, ETIMEDOUT after `milliseconds`.
 int ofs_thread_join_within(pthread_t thread, int milliseconds);
 
 // ---------------------------------------------------------------------------------------------
