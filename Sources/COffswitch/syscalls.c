@@ -515,6 +515,23 @@ ssize_t ofs_process_read(pid_t pid, void *local, size_t length, uint64_t remote)
     return process_vm_readv(pid, &here, 1, &there, 1, 0);
 }
 
+ssize_t ofs_process_read_many(pid_t pid, void *local, const uint64_t *remote, const size_t *lengths, int count) {
+    struct iovec here[1024], there[1024];
+    if (count < 0 || count > 1024) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t total = 0;
+    for (int i = 0; i < count; i++) {
+        there[i].iov_base = (void *)(uintptr_t)remote[i];
+        there[i].iov_len = lengths[i];
+        total += lengths[i];
+    }
+    here[0].iov_base = local;
+    here[0].iov_len = total;
+    return process_vm_readv(pid, here, 1, there, (unsigned long)count, 0);
+}
+
 static void wake_handler(int signal) { (void)signal; }
 
 static int wake_signal(void) { return SIGRTMIN + 5; }

@@ -39,14 +39,56 @@ struct ProcessMemory {
         return n == 8 ? value : nil
     }
 
-    /// A NULL-terminated array of string pointers (argv, envp), at most `limit` entries.
+    /// A NULL-terminated array of string pointers (argv, envp), at most `limit` entries. One read
+    /// per page of pointers and one for the first 256 bytes of up to 1024 strings at once (an
+    /// execve's environment was a syscall per entry); a longer or unreadable string is read alone.
     func strings(at address: UInt64, limit: Int = 256) -> [[UInt8]]? {
         guard address != 0 else { return nil }
+        var pointers: [UInt64] = []
+        var cursor = address
+        pointerLoop: while pointers.count < limit {
+            let toPage = Int(4096 - cursor % 4096)
+            let count = min(limit - pointers.count, toPage / 8)
+            guard count > 0 else {
+                // A pointer across a page boundary (a misaligned array): one word at a time.
+                guard let pointer = word(at: cursor), pointer != 0 else { break }
+                pointers.append(pointer)
+                cursor += 8
+                continue
+            }
+            var words = [UInt64](repeating: 0, count: count)
+            let n = words.withUnsafeMutableBytes { ofs_process_read(pid, $0.baseAddress!, count * 8, cursor) }
+            guard n > 0 else { break }
+            for pointer in words.prefix(n / 8) {
+                if pointer == 0 { break pointerLoop }
+                pointers.append(pointer)
+            }
+            if n / 8 < count { break }
+            cursor += UInt64(count * 8)
+        }
         var result: [[UInt8]] = []
-        for index in 0..<limit {
-            guard let pointer = word(at: address + UInt64(index * 8)) else { return result }
-            if pointer == 0 { return result }
-            result.append(string(at: pointer) ?? [])
+        result.reserveCapacity(pointers.count)
+        var start = 0
+        while start < pointers.count {
+            let group = Array(pointers[start..<min(start + 1024, pointers.count)])
+            start += group.count
+            // Each range stops at its page's end: the next page may not be mapped.
+            let lengths = group.map { min(256, Int(4096 - $0 % 4096)) }
+            var buffer = [UInt8](repeating: 0, count: lengths.reduce(0, +))
+            let n = buffer.withUnsafeMutableBytes { bytes in
+                group.withUnsafeBufferPointer { remote in
+                    lengths.withUnsafeBufferPointer { ofs_process_read_many(pid, bytes.baseAddress!, remote.baseAddress!, $0.baseAddress!, Int32(group.count)) }
+                }
+            }
+            var offset = 0
+            for (pointer, length) in zip(group, lengths) {
+                defer { offset += length }
+                if offset + length <= max(n, 0), let end = buffer[offset..<offset + length].firstIndex(of: 0) {
+                    result.append(Array(buffer[offset..<end]))
+                } else {
+                    result.append(string(at: pointer) ?? [])
+                }
+            }
         }
         return result
     }

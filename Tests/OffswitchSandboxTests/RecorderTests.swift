@@ -142,6 +142,27 @@ struct RecorderTests {
         }
     }
 
+    @Test("An execve's argv and environment are read whole up to the limits (256 entries, 4096 bytes each): 250 arguments, a 3,000-byte PATH")
+    func longArguments() throws {
+        try withSandbox(try profileSpec("docker")) { (sandbox: Sandbox) throws in
+            let path = "/usr/bin:" + String(repeating: "/p", count: 1496)
+            // Strings longer than one 256-byte read, and 2,000 bytes of pointers (which may cross a page).
+            let argv = ["/usr/bin/true"] + (1...249).map { "argument-\($0)-" + String(repeating: "y", count: $0 * 3) }
+            let run = try sandbox.exec(ExecRequest(argv: ["/usr/bin/env", "PATH=" + path, "BASH_ENV=/home/user/e"] + argv))
+            #expect(run.exitCode == 0, "\(run.err)")
+            let exec = try #require(try Self.events(sandbox).first {
+                $0["syscall"] as? String == "execve" && (($0["args"] as? [String: Any])?["path"] as? String) == "/usr/bin/true"
+            })
+            let args = try #require(exec["args"] as? [String: Any])
+            let seen = args["argv"] as? [String] ?? []
+            #expect(seen.count == argv.count, "\(seen.count) arguments of \(argv.count)")
+            #expect(seen == argv, "first difference at \(zip(seen, argv).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? -1)")
+            let env = try #require(args["env"] as? [String: Any])
+            #expect((env["PATH"] as? String) == path, "PATH of \((env["PATH"] as? String)?.utf8.count ?? 0) bytes, expected \(path.utf8.count)")
+            #expect(env["BASH_ENV"] as? String == "/home/user/e")
+        }
+    }
+
     @Test("Recording never changes a decision: what the policy denies stays denied, with its errno")
     func decisionsUnchanged() throws {
         try withSandbox(try profileSpec("docker")) { (sandbox: Sandbox) throws in

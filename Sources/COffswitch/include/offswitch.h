@@ -169,6 +169,11 @@ int ofs_notify_id_valid(int listener, uint64_t id);
 /// process_vm_readv of one range of `pid`'s memory (behind _GNU_SOURCE): one syscall, where
 /// /proc/PID/mem needs an open, a read and a close. Bytes read, or -1 with errno.
 ssize_t ofs_process_read(pid_t pid, void *_Nonnull local, size_t length, uint64_t remote);
+/// process_vm_readv of `count` ranges of `pid`'s memory (`remote[i]`, `lengths[i]` bytes each, at
+/// most 1024) into `local`, one after another, in one syscall. The kernel stops at the first range
+/// it cannot read: the bytes read tell which ranges arrived whole. Bytes read, or -1 with errno.
+ssize_t ofs_process_read_many(pid_t pid, void *_Nonnull local, const uint64_t *_Nonnull remote,
+                              const size_t *_Nonnull lengths, int count);
 /// Wake the recorder on the caller's CPU (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, Linux 6.6).
 /// Only a thread blocked in `ofs_notify_receive` gets that wake-up: a poll() waiter is woken the
 /// ordinary way, on another CPU, which cost about 20 us a call here instead of 5.
