@@ -94,18 +94,20 @@ let package = Package(
                 .unsafeFlags(["-Xlinker", "-s"], .when(configuration: .release)),
             ]),
 
+        // Shared by the test targets (seeded fuzzing); not part of any product.
+        .target(name: "OffswitchTestSupport", path: "Tests/OffswitchTestSupport", swiftSettings: strictSettings),
         .testTarget(name: "OffswitchCoreTests", dependencies: ["OffswitchCore"], swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchServerTests",
-            dependencies: ["OffswitchServer", "OffswitchSandbox", "OffswitchCore", "OffswitchAPI"],
+            dependencies: ["OffswitchServer", "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTestSupport"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchTrialsTests",
-            dependencies: ["OffswitchTrials", "OffswitchReports", "OffswitchSandbox", "OffswitchCore", "OffswitchAPI"],
+            dependencies: ["OffswitchTrials", "OffswitchReports", "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTestSupport"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchSandboxTests",
-            dependencies: ["OffswitchContainment", "OffswitchSandbox", "OffswitchCore", "OffswitchEvidence", "COffswitch"],
+            dependencies: ["OffswitchContainment", "OffswitchSandbox", "OffswitchCore", "OffswitchEvidence", "COffswitch", "OffswitchTestSupport"],
             swiftSettings: strictSettings),
     ]
 )

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import OffswitchCore
 @testable import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 @Suite("Profiles: reading, checking, bundled files")
@@ -164,7 +165,7 @@ struct ProfileTests {
 
     @Test("Random mutations of the bundled files never crash the reader or the compiler")
     func mutations() throws {
-        var generator = SplitMix(seed: 0x0ff5_1c4)
+        var generator = SplitMix64(state: 0x0ff5_1c4)
         let sources = try bundledProfiles.map { name in
             try String(contentsOfFile: try ProfileCatalog.path(of: name), encoding: .utf8)
         } + [Self.base]
@@ -213,15 +214,3 @@ struct ProfileTests {
     }
 }
 
-/// A small seeded generator, so a failing mutation round can be replayed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}

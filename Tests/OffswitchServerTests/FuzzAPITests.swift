@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import OffswitchTestSupport
 import Testing
 
 /// One request as raw bytes on the daemon's Unix socket (so malformed HTTP can be sent too); the
@@ -55,7 +56,7 @@ struct FuzzAPITests {
         try daemon.start()
         let socket = daemon.socket
         let seed = UInt64.random(in: 0...UInt64.max)
-        var random = SplitMix(state: seed)
+        var random = SplitMix64(state: seed)
         let keeper = try #require(try daemon.curl("POST", "/v1/sandboxes", json: [:] as [String: Any]).json["id"] as? String)
         let routes = ["/v1/sandboxes", "/v1/sandboxes/\(keeper)", "/v1/sandboxes/\(keeper)/exec", "/v1/sandboxes/\(keeper)/files",
                       "/v1/sandboxes/\(keeper)/steps", "/v1/trials", "/v1/trials/0123456789ab/files/verdict.json",
@@ -134,13 +135,3 @@ struct FuzzAPITests {
     }
 }
 
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
