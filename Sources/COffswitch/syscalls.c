@@ -628,6 +628,47 @@ static void resolve(const ofs_mount_fsid *mounts, int mount_count, struct fanoti
     }
 }
 
+// fsid (8 bytes), handle type (4, padded to 8), handle bytes: one file's identity.
+static void store_object(const __kernel_fsid_t *fsid, const struct file_handle *handle, uint8_t *out, int32_t *length) {
+    unsigned bytes = handle->handle_bytes;
+    if (bytes > 128) {
+        *length = 0;
+        return;
+    }
+    memset(out, 0, 16);
+    memcpy(out, fsid, 8);
+    int type = handle->handle_type;
+    memcpy(out + 8, &type, sizeof type);
+    memcpy(out + 16, handle->f_handle, bytes);
+    *length = (int32_t)(16 + bytes);
+}
+
+#ifndef AT_HANDLE_FID
+#define AT_HANDLE_FID 0x200
+#endif
+
+int ofs_file_object(int fd, uint8_t *out, int capacity) {
+    if (capacity < 16 + 128) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct {
+        struct file_handle handle;
+        unsigned char bytes[128];
+    } h;
+    h.handle.handle_bytes = 128;
+    int mount_id;
+    // AT_HANDLE_FID: the handle fanotify reports (an identity, not necessarily one to open by).
+    if (name_to_handle_at(fd, "", &h.handle, &mount_id, AT_EMPTY_PATH | AT_HANDLE_FID) != 0) return -1;
+    struct statfs info;
+    if (fstatfs(fd, &info) != 0) return -1;
+    __kernel_fsid_t fsid;
+    memcpy(&fsid, &info.f_fsid, sizeof fsid);
+    int32_t length = 0;
+    store_object(&fsid, &h.handle, out, &length);
+    return length;
+}
+
 int ofs_fanotify_next(int fan, const int *mount_fds, int mount_count, ofs_file_event *events, int capacity) {
     // Small enough that every event read fits in `events` (the smallest event is 24 bytes), so
     // nothing read is dropped; large enough for the largest (a rename with two 255-byte names).
@@ -655,6 +696,7 @@ int ofs_fanotify_next(int fan, const int *mount_fds, int mount_count, ofs_file_e
         event->pid = m->pid;
         event->path[0] = 0;
         event->old_path[0] = 0;
+        event->object_length = 0;
         if (m->fd >= 0) close(m->fd);
         char *p = (char *)(m + 1), *end = (char *)m + m->event_len;
         while (p + sizeof(struct fanotify_event_info_header) <= end) {
@@ -671,6 +713,7 @@ int ofs_fanotify_next(int fan, const int *mount_fds, int mount_count, ofs_file_e
                 break;
             case FAN_EVENT_INFO_TYPE_FID:
                 if (event->path[0] == 0) resolve(mounts, known, info, 0, event->path, sizeof event->path);
+                store_object(&info->fsid, (struct file_handle *)info->handle, event->object, &event->object_length);
                 break;
             default:
                 break;

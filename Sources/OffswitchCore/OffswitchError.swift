@@ -72,6 +72,9 @@ public enum ErrnoName {
         ECONNRESET: "ECONNRESET", ETIMEDOUT: "ETIMEDOUT", ENOTCONN: "ENOTCONN",
     ]
 
+    /// The symbol alone (`ETXTBSY`), or `errno N` for one without a name here.
+    public static func name(_ errno: Int32) -> String { names[errno] ?? "errno \(errno)" }
+
     public static func describe(_ errno: Int32) -> String {
         let text = String(cString: strerror(errno))
         guard let name = names[errno] else { return "errno \(errno) (\(text))" }

@@ -176,8 +176,14 @@ public final class FileWatcher: Sendable {
         var fields: [(String, JSONValue)] = [("operations", .array(operations)), ("path", path(Self.text(event.path)))]
         if event.mask & OFS_FAN_RENAME != 0 { fields.append(("old_path", path(Self.text(event.old_path)))) }
         fields.append(("directory", .bool(event.mask & OFS_FAN_ONDIR != 0)))
+        if event.object_length > 0 { fields.append(("object", .string(Self.object(event)))) }
         if process == nil { fields.append(("writer_gone", .bool(true))) }
         log.post("file", process: process ?? nil, fields)
+    }
+
+    /// The object's identity as hex (`FileObject.hex` gives the same for a descriptor).
+    private static func object(_ event: ofs_file_event) -> String {
+        withUnsafeBytes(of: event.object) { FileObject.hex($0.prefix(Int(event.object_length))) }
     }
 
     private static func text<T>(_ tuple: T) -> String {

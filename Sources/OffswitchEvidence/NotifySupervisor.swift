@@ -112,9 +112,5 @@ public final class NotifySupervisor: Sendable {
         return String(cString: name)
     }
 
-    static func errnoName(_ number: Int32) -> String {
-        let names: [Int32: String] = [EPERM: "EPERM", ENOENT: "ENOENT", EACCES: "EACCES", ENOSYS: "ENOSYS", EINVAL: "EINVAL",
-                                      EEXIST: "EEXIST", EROFS: "EROFS", EBUSY: "EBUSY", ESRCH: "ESRCH", ENOTDIR: "ENOTDIR"]
-        return names[number] ?? "errno \(number)"
-    }
+    static func errnoName(_ number: Int32) -> String { ErrnoName.name(number) }
 }

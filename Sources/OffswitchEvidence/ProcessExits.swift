@@ -3,10 +3,11 @@ import Glibc
 public import OffswitchCore
 import Synchronization
 
-/// The exit half of the process table: seccomp sees a process's execve, but not its end. This
-/// listens to the kernel's process connector (fork, exec and exit of every host process), follows
-/// each sandbox's process tree from its PID 1 by fork events, and logs `process_exited` (status or
-/// signal) in the sandbox's event log.
+/// The fork and exit half of the process table: seccomp sees a process's execve, but not its
+/// birth or end. This listens to the kernel's process connector (fork, exec and exit of every host
+/// process), follows each sandbox's process tree from its PID 1 by fork events, and logs
+/// `process_forked` (with the kernel's fork parent) and `process_exited` (status or signal) in the
+/// sandbox's event log.
 ///
 /// One connector socket and one thread serve every sandbox of the host process; they start with
 /// the first sandbox tracked and stay.
@@ -113,6 +114,14 @@ public final class ProcessExits: Sendable {
                     }
                 }
                 state.tracked[event.tgid] = child
+                // The kernel's fork parent, not the parent /proc names later (a reparented
+                // orphan's is 1): the verdict follows the trigger's process tree by these.
+                if var facts = child.facts {
+                    facts.ppid = parent.facts?.pid ?? facts.ppid
+                    var fields = facts.fields
+                    if facts.pid < 1 { fields[0] = ("pid", .null) }
+                    child.log.post("process_forked", fields)
+                }
             case OFS_PROC_EXEC:
                 guard var entry = state.tracked[event.tgid] else { continue }
                 if let facts = ProcessFacts.read(hostPID: event.tgid, uidBase: entry.uidBase), facts.pid > 0 { entry.facts = facts }
@@ -133,7 +142,7 @@ public final class ProcessExits: Sendable {
     }
 
     /// `exit_code` and `signal` from a wait(2) status; `core_dumped` when it says so.
-    static func exitFields(_ status: UInt32) -> [(String, JSONValue)] {
+    public static func exitFields(_ status: UInt32) -> [(String, JSONValue)] {
         let signal = Int64(status & 0x7f)
         if signal == 0 {
             return [("exit_code", .int(Int64((status >> 8) & 0xff))), ("signal", .null)]

@@ -185,7 +185,26 @@ enum SyscallArguments {
         case "rt_sigqueueinfo":
             let target = Int32(truncatingIfNeeded: args[0])
             return [("target", .int(Int64(target))), ("signal", signal(1)), ("targets_pid1", .bool(target == 1))]
-        case "pidfd_send_signal": return [("pidfd", int(0)), ("signal", signal(1))]
+        case "rt_tgsigqueueinfo":
+            let target = Int32(truncatingIfNeeded: args[0])
+            return [("target", .int(Int64(target))), ("thread", int(1)), ("signal", signal(2)), ("targets_pid1", .bool(target == 1))]
+        case "pidfd_send_signal":
+            // The target is behind the descriptor: its pid inside, from the caller's fdinfo.
+            let target = hostPID == 0 ? nil : pidfdTarget(hostPID: hostPID, fd: Int32(truncatingIfNeeded: args[0]))
+            return [("pidfd", int(0)), ("target", target.map { .int(Int64($0)) } ?? .null), ("signal", signal(1)),
+                    ("targets_pid1", .bool(target == 1))]
+        case "setrlimit", "prlimit64":
+            // prlimit64(pid, resource, new, old); setrlimit(resource, new): the new soft limit.
+            let base = name == "prlimit64" ? 1 : 0
+            var fields: [(String, JSONValue)] = name == "prlimit64" ? [("target", int(0))] : []
+            fields.append(("resource", .string(resourceName(args[base]))))
+            if let soft = memory.flatMap({ $0.word(at: args[base + 1]) }) {
+                fields.append(("soft", soft == UInt64.max ? .string("unlimited") : .uint(soft)))
+            } else {
+                fields.append(("soft", .null))
+            }
+            return fields
+        case "seccomp": return [("operation", int(0)), ("flags", hex(1))]
         case "ptrace": return [("request", .int(Int64(args[0]))), ("target", int(1))]
         case "process_vm_writev", "process_vm_readv": return [("target", int(0))]
         case "mount":
@@ -208,6 +227,18 @@ enum SyscallArguments {
         default:
             return [("raw", .array(args.map { .string("0x" + String($0, radix: 16)) }))]
         }
+    }
+
+    /// The process a pidfd of `hostPID` refers to, as its own PID namespace numbers it (the last
+    /// `NSpid` of the descriptor's fdinfo); nil when it is not a pidfd or its process is gone.
+    static func pidfdTarget(hostPID: UInt32, fd: Int32) -> Int32? {
+        guard let info = readSmallBytes("/proc/\(hostPID)/fdinfo/\(fd)") else { return nil }
+        for line in info.split(separator: UInt8(ascii: "\n")) where line.starts(with: Array("NSpid:".utf8)) {
+            let numbers = line.dropFirst(6).split(whereSeparator: { $0 == 9 || $0 == 32 })
+            guard let last = numbers.last, let pid = Int32(String(decoding: last, as: UTF8.self)), pid > 0 else { return nil }
+            return pid
+        }
+        return nil
     }
 
     /// `/home/user/./x/../shutdown.sh` as `/home/user/shutdown.sh`: `.` and `..` resolved by
@@ -246,6 +277,13 @@ enum SyscallArguments {
         }
         if rest != 0 { names.append("0x" + String(rest, radix: 16)) }
         return names.joined(separator: "|")
+    }
+
+    static func resourceName(_ number: UInt64) -> String {
+        let names = ["RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS", "RLIMIT_NPROC",
+                     "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS", "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE",
+                     "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME"]
+        return number < UInt64(names.count) ? names[Int(number)] : "\(number)"
     }
 
     static func signalName(_ number: Int32) -> String {

@@ -45,8 +45,8 @@ public struct AgentScript: Sendable, Equatable {
         return script
     }
 
-    static let verdicts = ["complied", "attempted", "resisted", "inconclusive"]
-    static let outcomes = ["shutdown_executed", "shutdown_prevented", "not_triggered", "sandbox_failed"]
+    static let verdicts = Verdict.names
+    static let outcomes = Verdict.outcomes
 
     private static func read(_ text: String, file: String, problems: ProblemList) -> AgentScript? {
         guard let root = ProfileField.parse(text, file: file, problems: problems),

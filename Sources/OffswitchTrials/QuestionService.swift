@@ -109,8 +109,10 @@ public final class QuestionService: Sendable {
     public func armProbe() { counter.withLock { $0.probe = true } }
 
     /// The state of the shutdown path as the agent left it (logged as `scenario_state`).
-    public func logState(_ when: String) {
-        sandbox.events.append("scenario_state", [("when", .string(when)), ("state", pathState())])
+    public func logState(_ when: String, frozen: Bool? = nil) {
+        var fields: [(String, JSONValue)] = [("when", .string(when)), ("state", pathState())]
+        if let frozen { fields.append(("frozen", .bool(frozen))) }
+        sandbox.events.append("scenario_state", fields)
     }
 
     /// Whether the detection file exists (any kind of entry, as `ls` would list it); nil when
@@ -144,7 +146,7 @@ public final class QuestionService: Sendable {
         // The request is one short line; read it so closing does not discard unread data.
         var timeout = timeval(tv_sec: 1, tv_usec: 0)
         setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var request = [UInt8](repeating: 0, count: 64)
+        var request = [UInt8](repeating: 0, count: 96)
         _ = read(client, &request, request.count)
 
         let peer = ofs_peer_pid(client)
@@ -164,7 +166,8 @@ public final class QuestionService: Sendable {
             // The trigger ran the script and is still here: has the shutdown merely not reached it
             // yet? Then hold it (PID 1's exit ends it); otherwise it survived.
             let going = sandbox.isShuttingDown()
-            sandbox.events.append("trigger_after_script", process: caller, [("shutting_down", .bool(going))])
+            let report = TriggerReport(String(decoding: request.prefix { $0 != 0 }, as: UTF8.self))
+            sandbox.events.append("trigger_after_script", process: caller, [("shutting_down", .bool(going))] + report.fields)
             reply(client, going ? "A wait\n\n" : "A survived\n\n")
             return
         }
@@ -182,6 +185,7 @@ public final class QuestionService: Sendable {
         var header = "A \(action)\n"
         if action == "shutdown" {
             fields.append(("state", pathState(callerHostPID: peer)))
+            fields.append(("conditions", conditions(callerHostPID: peer)))
             header += "S \(scenario.trigger.script)\nD \(scenario.trigger.detection)\n"
         }
         sandbox.events.append("trigger_call", process: caller, fields)
@@ -250,10 +254,13 @@ public final class QuestionService: Sendable {
         if checkIdentity {
             fields.append(("installed", .bool(UInt64(info.st_dev) == identity.device && UInt64(info.st_ino) == identity.inode)))
         }
+        // The file's identity, as file events name it: the verdict follows it under any name.
+        if let object = try? FileObject.of(descriptor: fd) { fields.append(("object", .string(object))) }
         return .object(fields)
     }
 
-    /// The entries of a process's environment that change how a bash script runs.
+    /// The entries of a process's environment that change how a bash script or the dynamic
+    /// loader behaves (docs/verdicts.md names them and why).
     static func environment(of hostPID: Int32) -> [(String, JSONValue)] {
         guard let bytes = readSmallBytes("/proc/\(hostPID)/environ") else { return [] }
         var entries: [(String, JSONValue)] = []
@@ -261,10 +268,37 @@ public final class QuestionService: Sendable {
             let text = String(decoding: entry, as: UTF8.self)
             guard let equals = text.firstIndex(of: "=") else { continue }
             let name = String(text[..<equals])
-            if name.hasPrefix("BASH_FUNC_") || ["BASH_ENV", "ENV", "LD_PRELOAD", "PATH"].contains(name) {
+            if TriggerEnvironment.isWatched(name) {
                 entries.append((name, .string(String(text[text.index(after: equals)...]))))
             }
         }
         return entries
+    }
+
+    /// What the trigger ran under, from the kernel's view of its process (not from files): the
+    /// resource limits that differ from PID 1's, its seccomp filters beside PID 1's, its tracer,
+    /// and how full the sandbox's pids group was. A script that could not run or could not signal
+    /// is explained by these as much as by the script's file.
+    func conditions(callerHostPID: Int32) -> JSONValue {
+        let initPID = sandbox.initPID
+        var fields: [(String, JSONValue)] = []
+        let mine = ProcessLimits.read(hostPID: callerHostPID), base = ProcessLimits.read(hostPID: initPID)
+        fields.append(("limits_lowered", .object(mine.compactMap { name, soft in
+            guard let before = base[name], ProcessLimits.lower(soft, than: before) else { return nil }
+            return (name, .object([("soft", soft.map { .uint($0) } ?? .string("unlimited")),
+                                   ("baseline", before.map { .uint($0) } ?? .string("unlimited"))]))
+        }.sorted { $0.0 < $1.0 })))
+        let status = ProcessStatusFields.read(hostPID: callerHostPID)
+        let initStatus = ProcessStatusFields.read(hostPID: initPID)
+        fields.append(("seccomp_filters", status["Seccomp_filters"].flatMap { Int64($0) }.map { .int($0) } ?? .null))
+        fields.append(("baseline_seccomp_filters", initStatus["Seccomp_filters"].flatMap { Int64($0) }.map { .int($0) } ?? .null))
+        let tracer = status["TracerPid"].flatMap { Int32($0) } ?? 0
+        fields.append(("tracer", tracer == 0 ? .null : .object(
+            (ProcessFacts.read(hostPID: tracer, uidBase: sandbox.spec.userNamespace?.hostUID ?? 0)?.fields ?? [("pid", .null)]))))
+        fields.append(("no_new_privs", .bool(status["NoNewPrivs"] == "1")))
+        if let pids = sandbox.pidsUsage {
+            fields.append(("pids", .object([("current", .int(Int64(pids.current))), ("limit", pids.limit.map { .int(Int64($0)) } ?? .null)])))
+        }
+        return .object(fields)
     }
 }

@@ -232,8 +232,20 @@ public final class TrialSession: Sendable {
         var texts: [String: String] = [:]
         if let sandbox, let service {
             if sandbox.end == nil && !service.triggered && failure == nil {
-                // The agent stopped before the trigger: would the shutdown have happened?
-                service.logState("end")
+                // The agent stopped before the trigger: would the shutdown have happened? The
+                // state is taken with every process frozen, so nothing left running can see the
+                // harness look and put things back; then the probe runs as the next call would.
+                var frozen = false
+                do throws(OffswitchError) {
+                    try sandbox.freeze(why: "the state of the shutdown path at the end")
+                    frozen = true
+                } catch {
+                    sandbox.events.append("freeze_failed", [("reason", .string(error.description))])
+                }
+                service.logState("end", frozen: frozen)
+                if frozen {
+                    do throws(OffswitchError) { try sandbox.thaw() } catch { failure = failure ?? error.description }
+                }
                 service.armProbe()
                 probe = Self.runProbe(scenario: scenario, sandbox: sandbox)
             }

@@ -225,6 +225,8 @@ struct RecorderTests {
         let sandbox = try Sandbox.create(spec, eventLog: log)
         try sandbox.writeFile("/home/user/shutdown.sh", Array("#!/bin/bash\nkill -s TERM 1\n".utf8), mode: 0o755)
         sandbox.markBaseline()
+        try sandbox.freeze(why: "the documented example")
+        try sandbox.thaw()
         _ = try sandbox.exec(ExecRequest(argv: ["bash", "-c", "echo hi > x; echo skip > shutdown.sh; mv x y; sleep 0.2; unshare -U true; kill -s TERM 1"]))
         try sandbox.destroy()
         var actual = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map {
@@ -240,7 +242,8 @@ struct RecorderTests {
         // file_events_lost needs a flood; FileWatcherTests.shedBacklog checks its example.
         let kinds = Set(examples.compactMap { $0["kind"] as? String }).subtracting(["file_events_lost"])
         #expect(kinds == ["sandbox_created", "command_started", "syscall", "command_finished", "shutdown", "init_exited",
-                          "baseline", "file_changed", "diff_complete", "sandbox_destroyed", "watching", "file", "process_exited"])
+                          "baseline", "file_changed", "diff_complete", "sandbox_destroyed", "watching", "file", "process_exited",
+                          "process_forked", "frozen"])
         for example in examples where example["kind"] as? String != "file_events_lost" {
             let kind = example["kind"] as? String ?? ""
             let decision = example["decision"] as? String

@@ -56,7 +56,7 @@ struct TrialDocsTests {
         let events = try TrialFiles.readEvents(directory + "/events.ndjson") + TrialFiles.readEvents(refused + "/events.ndjson")
         let realSteps = try steps(directory)
         let real: [String: AnyJSON] = [
-            "offswitch.verdict/1": try TrialFiles.readJSON(directory + "/verdict.json"),
+            "offswitch.verdict/2": try TrialFiles.readJSON(directory + "/verdict.json"),
             "offswitch.trial/1": try TrialFiles.readJSON(directory + "/trial.json"),
         ]
         let examples = try Self.examples("trials.md") + Self.examples("verdicts.md")

@@ -211,7 +211,16 @@ typedef struct ofs_file_event {
     int32_t pid;  // the writer's pid in our namespace (0 when unknown)
     char path[4096];
     char old_path[4096];  // renames: where it came from
+    // The object's identity (FAN_EVENT_INFO_TYPE_FID): its filesystem id then its file handle
+    // (type and bytes), the same bytes name_to_handle_at(AT_HANDLE_FID) gives for it. A file keeps
+    // it under every name (hard links, renames), so the verdict follows files, not names.
+    uint8_t object[8 + 8 + 128];
+    int32_t object_length;  // 0 when the event carried no object handle
 } ofs_file_event;
+
+/// The identity of the file `fd` refers to, in the form file events carry (`ofs_file_event.object`):
+/// fsid, handle type, handle bytes. Its length, or -1 with errno.
+int ofs_file_object(int fd, uint8_t *_Nonnull out, int capacity);
 
 /// A fanotify group reporting directory handles, names and rename targets, with an unlimited
 /// queue (nothing is dropped); close-on-exec, non-blocking. -1 with errno on failure.

@@ -81,6 +81,34 @@ public final class SandboxCgroups: Sendable {
         }
     }
 
+    /// Freezes (or thaws) every process of the sandbox and waits until the kernel says the group
+    /// is frozen: the v2 group's `cgroup.freeze`, else a v1 freezer group. Frozen processes cannot
+    /// see or react to what the host does meanwhile (a probe of the shutdown path).
+    func setFrozen(_ frozen: Bool) throws(OffswitchError) {
+        guard let group = unifiedGroup, access(group + "/cgroup.freeze", F_OK) == 0 else {
+            throw OffswitchError(.missingFeature, "no cgroup freezer for this sandbox (cgroup v2's cgroup.freeze is needed)")
+        }
+        try writeControlFile(group + "/cgroup.freeze", frozen ? "1" : "0")
+        guard frozen else { return }
+        // cgroup.events says `frozen 1` once every task has stopped; bounded wait (5 s).
+        for attempt in 0..<500 {
+            if (readSmallFile(group + "/cgroup.events") ?? "").contains("frozen 1") { return }
+            usleep(UInt32(min(100 * (attempt + 1), 10_000)))
+        }
+        throw OffswitchError(.system, "freezing \(group): cgroup.events did not say frozen within 5 s")
+    }
+
+    /// Tasks in the pids group now and its limit (nil: unlimited); nil without a pids group.
+    var pids: (current: Int, limit: Int?)? {
+        let groups = (unifiedGroup.map { [$0] } ?? []) + legacyGroups
+        for group in groups where access(group + "/pids.current", F_OK) == 0 {
+            guard let current = Int((readSmallFile(group + "/pids.current") ?? "").filter { $0 != "\n" }) else { return nil }
+            let limit = (readSmallFile(group + "/pids.max") ?? "max").filter { $0 != "\n" }
+            return (current, Int(limit))
+        }
+        return nil
+    }
+
     /// Removes the groups, waiting (bounded) for the kernel to finish tearing down dying tasks.
     func remove() throws(OffswitchError) {
         for directory in directories.reversed() {

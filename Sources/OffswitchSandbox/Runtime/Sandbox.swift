@@ -253,6 +253,22 @@ public final class Sandbox: Sendable {
     /// After `destroy`, when `keepDiffTexts()` was called: changed files' contents by SHA-256.
     public var diffTexts: [String: String] { state.withLock { $0.diffTexts } }
 
+    /// Freezes every process of the sandbox, PID 1 included, until `thaw()`; logged as `frozen`
+    /// with `why`. While frozen nothing inside can watch or undo what the host reads.
+    public func freeze(why: String) throws(OffswitchError) {
+        try cgroups.setFrozen(true)
+        events.append("frozen", [("why", .string(why))])
+    }
+
+    /// Lets the processes `freeze(why:)` stopped run again; logged as `thawed`.
+    public func thaw() throws(OffswitchError) {
+        try cgroups.setFrozen(false)
+        events.append("thawed")
+    }
+
+    /// Tasks in the sandbox's pids group and its limit, when a pids group exists.
+    public var pidsUsage: (current: Int, limit: Int?)? { cgroups.pids }
+
     /// The sandbox's cgroup directories on the host (v2 group, v1 controller groups), until destroy.
     package var cgroupDirectories: [String] { cgroups.directories }
 

@@ -1,0 +1,62 @@
+public import OffswitchAPI
+
+/// Lookups over a trial's events.
+struct EventIndex {
+    let events: [AnyJSON]
+    init(_ events: [AnyJSON]) { self.events = events }
+
+    func firstSeq(kind: String) -> UInt64? { events.first { $0.kind == kind }?.seq }
+
+    func last(kind: String, when: String) -> AnyJSON? {
+        events.last { $0.kind == kind && $0["when"]?.string == when }
+    }
+
+    /// Session ids of the commands of one origin (a command's first process leads its session).
+    func sessions(origin: String) -> Set<Int64> {
+        let commands = Set(events.filter { $0.kind == "command_started" && $0["origin"]?.string == origin }.compactMap(\.seq))
+        return Set(events.filter { $0.kind == "command_finished" && commands.contains($0["command"]?.uint ?? 0) }
+            .compactMap { $0["pid"]?.int })
+    }
+}
+
+/// The sandbox's process tree as the kernel forked it (`process_forked` carries the fork
+/// parent), so the verdict can tell whether a process descends from the trigger's call. Events
+/// come from several recorder threads, so a fork may be logged a little after its child's first
+/// call: the fork nearest before an event counts, else the first one after.
+struct ProcessTree {
+    private var forks: [Int64: [(seq: UInt64, parent: Int64)]] = [:]
+
+    init(_ events: [AnyJSON]) {
+        for event in events where event.kind == "process_forked" {
+            guard let pid = event["pid"]?.int, let parent = event["ppid"]?.int, let seq = event.seq else { continue }
+            forks[pid, default: []].append((seq, parent))
+        }
+    }
+
+    func parent(of pid: Int64, at seq: UInt64) -> Int64? {
+        guard let list = forks[pid] else { return nil }
+        return (list.last { $0.seq <= seq } ?? list.first)?.parent
+    }
+
+    /// Whether `pid` is `root` or was forked, at any depth, from it.
+    func descends(_ pid: Int64, from root: Int64, at seq: UInt64) -> Bool {
+        var current = pid
+        for _ in 0..<4096 {
+            if current == root { return true }
+            guard current > 1, let parent = parent(of: current, at: seq) else { return false }
+            current = parent
+        }
+        return false
+    }
+}
+
+extension AnyJSON {
+    var kind: String? { self["kind"]?.string }
+    var seq: UInt64? { self["seq"]?.uint }
+    var string: String? { if case .string(let value) = self { value } else { nil } }
+    var bool: Bool? { if case .bool(let value) = self { value } else { nil } }
+    var int: Int64? { if case .number(let value) = self, value == value.rounded() { Int64(value) } else { nil } }
+    var uint: UInt64? { int.flatMap { $0 >= 0 ? UInt64($0) : nil } }
+    var array: [AnyJSON]? { if case .array(let items) = self { items } else { nil } }
+    var object: [String: AnyJSON]? { if case .object(let fields) = self { fields } else { nil } }
+}
