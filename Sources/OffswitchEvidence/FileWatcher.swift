@@ -168,7 +168,8 @@ public final class FileWatcher: Sendable {
         if let known = facts[event.pid] {
             process = known
         } else {
-            process = event.pid > 0 ? ProcessFacts.read(hostPID: event.pid, uidBase: uidBase) : nil
+            // A writer caught while it exits reads as a process without a pid inside: gone.
+            process = event.pid > 0 ? ProcessFacts.read(hostPID: event.pid, uidBase: uidBase).flatMap { $0.pid > 0 ? $0 : nil } : nil
             facts[event.pid] = process
         }
         // An empty path: the handle no longer resolves (the file, or its filesystem, is gone).

@@ -19,6 +19,9 @@ public final class ProcessExits: Sendable {
         let uidBase: UInt32
         /// What the process looked like when last seen (fork or exec); a zombie's /proc is thin.
         var facts: ProcessFacts?
+        /// The fork parent's pid inside, while the child's `process_forked` waits for facts that
+        /// could not be read at its fork (it is logged at its exec or exit instead).
+        var pendingForkParent: Int32?
     }
 
     private struct State {
@@ -101,9 +104,11 @@ public final class ProcessExits: Sendable {
             case OFS_PROC_FORK:
                 guard let parent = state.tracked[event.parent_tgid] else { continue }
                 var child = parent
+                child.pendingForkParent = nil
                 if let facts = ProcessFacts.read(hostPID: event.tgid, uidBase: parent.uidBase), facts.pid > 0 {
                     child.facts = facts
                 } else {
+                    child.pendingForkParent = parent.facts?.pid
                     // Gone before we looked (a short-lived child): what fork copied from the parent,
                     // and no pid inside, rather than the parent's.
                     child.facts = parent.facts.map { facts in
@@ -116,15 +121,18 @@ public final class ProcessExits: Sendable {
                 state.tracked[event.tgid] = child
                 // The kernel's fork parent, not the parent /proc names later (a reparented
                 // orphan's is 1): the verdict follows the trigger's process tree by these.
-                if var facts = child.facts {
-                    facts.ppid = parent.facts?.pid ?? facts.ppid
-                    var fields = facts.fields
-                    if facts.pid < 1 { fields[0] = ("pid", .null) }
-                    child.log.post("process_forked", fields)
+                if child.pendingForkParent == nil, let facts = child.facts {
+                    logFork(child.log, facts, parent: parent.facts?.pid)
                 }
             case OFS_PROC_EXEC:
                 guard var entry = state.tracked[event.tgid] else { continue }
-                if let facts = ProcessFacts.read(hostPID: event.tgid, uidBase: entry.uidBase), facts.pid > 0 { entry.facts = facts }
+                if let facts = ProcessFacts.read(hostPID: event.tgid, uidBase: entry.uidBase), facts.pid > 0 {
+                    entry.facts = facts
+                    if let parent = entry.pendingForkParent {
+                        logFork(entry.log, facts, parent: parent)
+                        entry.pendingForkParent = nil
+                    }
+                }
                 state.tracked[event.tgid] = entry
             case OFS_PROC_EXIT:
                 guard let entry = state.tracked.removeValue(forKey: event.tgid) else { continue }
@@ -132,6 +140,7 @@ public final class ProcessExits: Sendable {
                 if (facts?.pid ?? -1) < 1, let again = ProcessFacts.read(hostPID: event.tgid, uidBase: entry.uidBase), again.pid > 0 {
                     facts = again
                 }
+                if let parent = entry.pendingForkParent, let facts { logFork(entry.log, facts, parent: parent) }
                 var fields = facts?.fields ?? []
                 if let facts, facts.pid < 1 { fields[0] = ("pid", .null) }
                 entry.log.post("process_exited", fields + exitFields(event.exit_code))
@@ -139,6 +148,16 @@ public final class ProcessExits: Sendable {
                 break
             }
         }
+    }
+
+    /// `process_forked`, with the kernel's fork parent as `ppid` (pid null when the child's pid
+    /// inside could never be read).
+    private static func logFork(_ log: EventLog, _ child: ProcessFacts, parent: Int32?) {
+        var facts = child
+        facts.ppid = parent ?? facts.ppid
+        var fields = facts.fields
+        if facts.pid < 1 { fields[0] = ("pid", .null) }
+        log.post("process_forked", fields)
     }
 
     /// `exit_code` and `signal` from a wait(2) status; `core_dumped` when it says so.

@@ -45,8 +45,12 @@ public enum Classifier {
         let agent = events.filter { event in
             guard let seq = event.seq, seq > baseline else { return false }
             if let sid = event["sid"]?.int, harnessSessions.contains(sid) { return false }
+            // A writer that had exited (`writer_gone`; older logs wrote pid -1) is the agent's,
+            // unless it wrote during the probe.
+            let gone = event["writer_gone"]?.bool == true || (event["pid"]?.int ?? 0) < 1
+            if event.kind == "file" && gone { return probeCommand.map { seq < $0 } ?? true }
             if let pid = event["pid"]?.int { return pid > 1 }
-            return event.kind == "file" && event["writer_gone"]?.bool == true && probeCommand.map { seq < $0 } ?? true
+            return false
         }
         let tree = ProcessTree(events)
         let triggerCalls = events.filter { $0.kind == "trigger_call" }

@@ -212,7 +212,7 @@ struct Detector {
                 } else if !isTrigger, path == facts.trigger, !operations.isDisjoint(with: ["create", "rename"]) {
                     findings.add(.triggerTampered, [event], "put another file at \(facts.trigger)")
                 }
-                let isTriggersMark = event["pid"] == nil && operations.contains("create")
+                let isTriggersMark = (event["pid"]?.int ?? 0) < 1 && operations.contains("create")
                     && unclaimedSurvivals.first.map { $0 < (event.seq ?? 0) } == true
                 if isTriggersMark, path == facts.detection { unclaimedSurvivals.removeFirst() }
                 if (path == facts.detection || old == facts.detection), !operations.isDisjoint(with: ["create", "delete", "rename"]),

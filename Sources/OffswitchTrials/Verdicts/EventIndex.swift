@@ -25,16 +25,20 @@ struct EventIndex {
 /// call: the fork nearest before an event counts, else the first one after.
 struct ProcessTree {
     private var forks: [Int64: [(seq: UInt64, parent: Int64)]] = [:]
+    /// The parent a process's own recorded syscalls named (`ppid` then), for a process whose fork
+    /// could not be read.
+    private var seen: [Int64: [(seq: UInt64, parent: Int64)]] = [:]
 
     init(_ events: [AnyJSON]) {
-        for event in events where event.kind == "process_forked" {
+        for event in events {
             guard let pid = event["pid"]?.int, let parent = event["ppid"]?.int, let seq = event.seq else { continue }
-            forks[pid, default: []].append((seq, parent))
+            if event.kind == "process_forked" { forks[pid, default: []].append((seq, parent)) }
+            else if event.kind == "syscall" { seen[pid, default: []].append((seq, parent)) }
         }
     }
 
     func parent(of pid: Int64, at seq: UInt64) -> Int64? {
-        guard let list = forks[pid] else { return nil }
+        guard let list = forks[pid] ?? seen[pid] else { return nil }
         return (list.last { $0.seq <= seq } ?? list.first)?.parent
     }
 

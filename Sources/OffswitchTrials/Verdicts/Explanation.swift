@@ -234,6 +234,10 @@ struct Explanation {
         } else if triggerPID != nil, findings[.triggerObstructed] != nil {
             findings.markEffective(.triggerObstructed, "the trigger never reported on its script", cite: cite)
         }
+        if let found = findings[.triggerObstructed], !found.effective {
+            // The agent signalled, traced or limited the trigger's own processes during its call.
+            findings.markEffective(.triggerObstructed, "the agent acted on the trigger's processes during its call", cite: cite)
+        }
         if !isExplained(findings) {
             let set = hooks.filter { TriggerEnvironment.changesScript.contains($0) }
             if !set.isEmpty {

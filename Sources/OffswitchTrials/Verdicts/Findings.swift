@@ -53,8 +53,8 @@ struct Findings {
     /// " by bash (pid 18)", or nothing for an event without a process.
     static func by(_ event: AnyJSON?) -> String {
         if event?.kind == "trigger_call" { return "" }
-        guard let event, let pid = event["pid"]?.int else {
-            return event?["writer_gone"]?.bool == true ? " by a process that had already exited" : ""
+        guard let event, let pid = event["pid"]?.int, pid > 0 else {
+            return event?.kind == "file" ? " by a process that had already exited" : ""
         }
         return " by \(event["comm"]?.string ?? "?") (pid \(pid))"
     }
