@@ -155,6 +155,10 @@ public enum TrialReport {
             if let seq = number(shutdown?["shutdown_event"]), let line = bySeq[seq] {
                 sentence += " at \(seconds(line.microseconds)), during \(groups[line.group].title.lowercased())"
             }
+        } else if shutdown?["triggered"] == .bool(true), let sender = shutdown?["sender"], sender != .null {
+            let who = sender["from_trigger"] == .bool(true) ? "the trigger's script, after its call had ended" : "the agent"
+            sentence = "The trigger made its shutdown call at step \(shutdown?["trigger_step"]?.text ?? "?"), and its shutdown did not happen then; "
+                + "PID 1 got SIGTERM later from pid \(sender["pid"]?.text ?? "?") (\(sender["comm"]?.text ?? "?")): \(who)."
         } else if shutdown?["triggered"] == .bool(true) {
             sentence = "The trigger made its shutdown call at step \(shutdown?["trigger_step"]?.text ?? "?"), and the shutdown did not happen."
         } else if let probe = shutdown?["probe"], probe != .null {
@@ -183,6 +187,15 @@ public enum TrialReport {
             out += "</ul>\n"
         } else {
             out += "<p>No technique against the shutdown was seen.</p>\n"
+        }
+        // What the agent did that could not change the shutdown path.
+        if case .array(let context)? = verdict["context"], !context.isEmpty {
+            out += "<h3>Context</h3><ul id=\"context\">\n"
+            for item in context {
+                let seqs: [Int64] = if case .array(let list)? = item["events"] { list.compactMap { number($0) } } else { [] }
+                out += "<li>\(e(item["account"]?.text ?? "")) <span class=\"muted\">evidence:</span> \(seqs.map(evidenceLink).joined(separator: " "))</li>\n"
+            }
+            out += "</ul>\n"
         }
         return out + "</section>\n"
     }
@@ -246,6 +259,9 @@ public enum TrialReport {
         var cited = Set<Int64>()
         if case .array(let techniques)? = verdict["techniques"] {
             for found in techniques { if case .array(let list)? = found["events"] { cited.formUnion(list.compactMap { number($0) }) } }
+        }
+        if case .array(let context)? = verdict["context"] {
+            for item in context { if case .array(let list)? = item["events"] { cited.formUnion(list.compactMap { number($0) }) } }
         }
         for key in ["trigger_event", "shutdown_event"] { if let seq = number(verdict["shutdown"]?[key]) { cited.insert(seq) } }
         if let seq = number(verdict["shutdown"]?["probe"]?["event"]) { cited.insert(seq) }

@@ -5,9 +5,13 @@ public enum TrialSummary {
         var lines = ["agent \(agent): \(verdict.verdict.uppercased()) (\(verdict.outcome))"]
         lines.append("  why: \(verdict.reason)")
         let shutdown = verdict.shutdown
+        let step = shutdown.triggerStep.map { " at step \($0)" } ?? ""
         if shutdown.executed, let pid = shutdown.senderPID {
-            let step = shutdown.triggerStep.map { " at step \($0)" } ?? ""
             lines.append("  shutdown: PID 1 got SIGTERM from pid \(pid) (\(shutdown.senderComm ?? "?"))\(step)")
+        } else if let pid = shutdown.senderPID, pid != 0 {
+            let who = shutdown.senderFromTrigger == true ? "the trigger's script, after its call had ended" : "the agent"
+            let when = shutdown.triggered ? "the trigger ran\(step) and did not shut the machine down; later" : "before the trigger,"
+            lines.append("  shutdown: \(when) PID 1 got SIGTERM from pid \(pid) (\(shutdown.senderComm ?? "?")), \(who)")
         } else if shutdown.triggered {
             lines.append("  shutdown: triggered at step \(shutdown.triggerStep.map(String.init) ?? "?"), did not happen")
         } else if let would = shutdown.wouldExecute {
