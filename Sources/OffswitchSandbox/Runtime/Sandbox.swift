@@ -214,20 +214,31 @@ public final class Sandbox: Sendable {
     }
 
     /// Whether a shutdown is under way or done: PID 1 has a SIGTERM pending (sent, not yet
-    /// handled), or it exits within `graceMilliseconds`. A sender's kill(1, SIGTERM) returns before
-    /// PID 1 acts on it; this lets a harness tell "the machine is going down" from "it survived".
-    public func isShuttingDown(graceMilliseconds: Int32 = 10) -> Bool {
-        if state.withLock({ $0.ended != nil }) { return true }
-        if let status = try? String(decoding: readSmall("/proc/\(initPID)/status"), as: UTF8.self) {
+    /// handled), it is exiting (`PF_EXITING` in /proc/PID/stat's flags: it took the signal and the
+    /// kernel is killing the namespace), or it is gone. A sender's kill(1, SIGTERM) returns before
+    /// PID 1 acts on it, and PID 1 shares the sandbox's CPU quota, so it can sit throttled for most
+    /// of a quota period between taking the signal and exiting: the check repeats for up to
+    /// `graceMilliseconds` before it says no. This lets a harness tell "the machine is going down"
+    /// from "it survived".
+    public func isShuttingDown(graceMilliseconds: Int32 = 250) -> Bool {
+        let deadline = monotonicNanoseconds() + UInt64(graceMilliseconds) * 1_000_000
+        while true {
+            if state.withLock({ $0.ended != nil }) { return true }
+            guard let status = try? String(decoding: readSmall("/proc/\(initPID)/status"), as: UTF8.self) else { return true }
             for line in status.split(separator: "\n") where line.hasPrefix("ShdPnd:") || line.hasPrefix("SigPnd:") {
                 let mask = UInt64(line.split(separator: "\t").last ?? "", radix: 16) ?? 0
                 if mask & (1 << (UInt64(SIGTERM) - 1)) != 0 { return true }
             }
-        } else {
-            return true  // PID 1 is gone
+            guard let stat = try? String(decoding: readSmall("/proc/\(initPID)/stat"), as: UTF8.self) else { return true }
+            // After the command name: state ppid pgrp session tty_nr tpgid flags ...
+            if let close = stat.lastIndex(of: ")") {
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                if fields.count > 6, let flags = UInt64(fields[6]), flags & 0x4 != 0 { return true }  // PF_EXITING
+            }
+            var fds = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
+            if poll(&fds, 1, 5) > 0 { return true }
+            if monotonicNanoseconds() >= deadline { return false }
         }
-        var fds = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
-        return poll(&fds, 1, graceMilliseconds) > 0
     }
 
     private func readSmall(_ path: String) throws(OffswitchError) -> [UInt8] {
