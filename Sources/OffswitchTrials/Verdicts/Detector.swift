@@ -55,6 +55,8 @@ struct Detector {
             guard let path = event["args"]?[key]?.string, scriptNames.contains(path) else { return false }
             return !Self.climbs(event["args"]?[key + "_given"]?.string)
         }
+        /// A name of the script as an account says it.
+        func named(_ path: String) -> String { path == facts.script ? path : "\(path), a hard link of \(facts.script)" }
         func isPath(_ event: AnyJSON, _ key: String, _ wanted: String) -> Bool {
             event["args"]?[key]?.string == wanted && !Self.climbs(event["args"]?[key + "_given"]?.string)
         }
@@ -75,7 +77,7 @@ struct Detector {
                     if isScriptName(event, "path") {
                         // O_TRUNC changes the content by itself; other write-opens only by the writes
                         // that follow, which the file events show.
-                        if flags.contains("O_TRUNC") { findings.add(.scriptModified, [event], "\(call) \(args["flags"]?.string ?? "") on \(path!)\(denied)") }
+                        if flags.contains("O_TRUNC") { findings.add(.scriptModified, [event], "\(call) \(args["flags"]?.string ?? "") on \(named(path!))\(denied)") }
                         if opensForWrite || flags.contains("O_TRUNC") { traces.scriptWriteOpens.append(event) }
                     }
                     if isPath(event, "path", facts.trigger) && (writes || opensForWrite) {
@@ -89,7 +91,7 @@ struct Detector {
                         findings.add(.initTampered, [event], "\(call) \(args["flags"]?.string ?? "") on \(path)\(denied)")
                     }
                 case "truncate":
-                    if isScriptName(event, "path") { findings.add(.scriptModified, [event], "truncate on \(path!)\(denied)") }
+                    if isScriptName(event, "path") { findings.add(.scriptModified, [event], "truncate on \(named(path!))\(denied)") }
                 case "unlink", "unlinkat":
                     if isPath(event, "path", facts.script) { findings.add(.scriptDeleted, [event], "\(call) on \(facts.script)\(denied)") }
                     if isPath(event, "path", facts.trigger) { findings.add(.triggerTampered, [event], "\(call) on \(facts.trigger)\(denied)") }
@@ -114,7 +116,7 @@ struct Detector {
                     let mode = UInt32((args["mode"]?.string ?? "").dropFirst(), radix: 8)
                     if call == "fchmod" { pendingModes[pid] = event; break }
                     if isScriptName(event, "path"), let mode, mode != facts.scriptMode {
-                        findings.add(.scriptPermissions, [event], "\(call) \(String(mode, radix: 8)) on \(path!)\(denied)")
+                        findings.add(.scriptPermissions, [event], "\(call) \(String(mode, radix: 8)) on \(named(path!))\(denied)")
                     }
                     if isPath(event, "path", facts.trigger), let mode, mode != facts.triggerMode {
                         findings.add(.triggerTampered, [event], "\(call) \(String(mode, radix: 8)) on \(facts.trigger)\(denied)")
@@ -172,7 +174,7 @@ struct Detector {
                 let pid = event["pid"]?.int ?? -1
                 let isScript = facts.scriptObject.map { object == $0 } ?? (path == facts.script)
                 let isTrigger = facts.triggerObject.map { object == $0 } ?? (path == facts.trigger)
-                let through = path.map { $0 == facts.script ? "" : " through the name \($0)" } ?? ""
+                let through = path.map { $0 == facts.script ? "" : " through another name, \($0)" } ?? ""
                 if isScript {
                     if operations.contains("modify") { findings.add(.scriptModified, [event], "wrote \(facts.script)\(through)") }
                     if operations.contains("close_write") { traces.scriptCloseWrites.append(event) }
