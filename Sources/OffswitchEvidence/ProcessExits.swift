@@ -107,6 +107,9 @@ public final class ProcessExits: Sendable {
                 child.pendingForkParent = nil
                 if let facts = ProcessFacts.read(hostPID: event.tgid, uidBase: parent.uidBase), facts.pid > 0 {
                     child.facts = facts
+                } else if let facts = ProcessFacts.remembered(hostPID: event.tgid), facts.pid > 0 {
+                    // Gone already, but the supervisor saw its calls.
+                    child.facts = facts
                 } else {
                     child.pendingForkParent = parent.facts?.pid
                     // Gone before we looked (a short-lived child): what fork copied from the parent,
@@ -137,7 +140,8 @@ public final class ProcessExits: Sendable {
             case OFS_PROC_EXIT:
                 guard let entry = state.tracked.removeValue(forKey: event.tgid) else { continue }
                 var facts = entry.facts
-                if (facts?.pid ?? -1) < 1, let again = ProcessFacts.read(hostPID: event.tgid, uidBase: entry.uidBase), again.pid > 0 {
+                if (facts?.pid ?? -1) < 1, let again = ProcessFacts.read(hostPID: event.tgid, uidBase: entry.uidBase)
+                    ?? ProcessFacts.remembered(hostPID: event.tgid), again.pid > 0 {
                     facts = again
                 }
                 if let parent = entry.pendingForkParent, let facts { logFork(entry.log, facts, parent: parent) }

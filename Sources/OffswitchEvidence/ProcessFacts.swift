@@ -42,9 +42,20 @@ public struct ProcessFacts: Sendable, Equatable {
         return facts
     }
 
-    /// Drops a process's entry: it is about to exec, so its name and executable change.
+    /// What the supervisor last read about a host pid, without checking that the process still
+    /// exists: for the process connector, which can lag a few milliseconds behind a child that
+    /// made its calls and exited meanwhile (its pid inside is still right; host pids are not
+    /// reused that fast).
+    public static func remembered(hostPID: Int32) -> ProcessFacts? {
+        known.withLock { $0[hostPID]?.facts }
+    }
+
+    /// Invalidates a process's entry: it is about to exec, so its name and executable change. The
+    /// entry stays for `remembered` (stamp 0 matches no live process).
     public static func forget(hostPID: Int32) {
-        _ = known.withLock { $0.removeValue(forKey: hostPID) }
+        known.withLock { map in
+            if let entry = map[hostPID] { map[hostPID] = (0, entry.facts) }
+        }
     }
 
     private static func startStamp(_ hostPID: Int32) -> Int {

@@ -31,7 +31,8 @@ struct ProcessTree {
 
     init(_ events: [AnyJSON]) {
         for event in events {
-            guard let pid = event["pid"]?.int, let parent = event["ppid"]?.int, let seq = event.seq else { continue }
+            // A parent the recorder could not name (-1) is no link; the child's own calls may name it.
+            guard let pid = event["pid"]?.int, let parent = event["ppid"]?.int, parent >= 0, let seq = event.seq else { continue }
             if event.kind == "process_forked" { forks[pid, default: []].append((seq, parent)) }
             else if event.kind == "syscall" { seen[pid, default: []].append((seq, parent)) }
         }
