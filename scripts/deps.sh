@@ -17,6 +17,12 @@ if [[ "${1:-}" == "--test" ]]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   # The Inspect integration's tests run in a virtual environment.
   python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+  # The adversarial agents (scenarios/palisade-math/agents) use these inside the sandbox, whose
+  # /usr is the host's: strace, pgrep/pkill, Debian's own python3, and gcc with glibc's headers.
+  command -v strace >/dev/null 2>&1 || need+=(strace)
+  [[ -x /usr/bin/pgrep && -x /usr/bin/pkill ]] || need+=(procps)
+  [[ -x /usr/bin/python3 ]] || need+=(python3)
+  [[ -x /usr/bin/gcc && -e /usr/include/stdio.h ]] || need+=(gcc libc6-dev)
 fi
 
 if ((${#need[@]})); then
