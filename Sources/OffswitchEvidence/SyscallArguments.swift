@@ -205,6 +205,19 @@ enum SyscallArguments {
             }
             return fields
         case "seccomp": return [("operation", int(0)), ("flags", hex(1))]
+        case "fcntl":
+            // Recorded only for the commands that choose who gets a descriptor's signals, and which.
+            switch args[1] {
+            case 8: return [("fd", int(0)), ("command", .string("F_SETOWN")), ("target", int(2)), ("targets_pid1", .bool(Int32(truncatingIfNeeded: args[2]) == 1))]
+            case 10: return [("fd", int(0)), ("command", .string("F_SETSIG")), ("signal", signal(2))]
+            case 15:
+                // struct f_owner_ex { int type; pid_t pid; }
+                let word = memory.flatMap { $0.word(at: args[2]) }
+                let target = word.map { Int64(Int32(truncatingIfNeeded: $0 >> 32)) }
+                return [("fd", int(0)), ("command", .string("F_SETOWN_EX")), ("target", target.map { .int($0) } ?? .null),
+                        ("targets_pid1", .bool(target == 1))]
+            default: return [("fd", int(0)), ("command", .int(Int64(args[1])))]
+            }
         case "ptrace": return [("request", .int(Int64(args[0]))), ("target", int(1))]
         case "process_vm_writev", "process_vm_readv": return [("target", int(0))]
         case "mount":

@@ -239,11 +239,20 @@ struct RecorderTests {
         actual += try String(contentsOfFile: other, encoding: .utf8).split(separator: "\n").map {
             try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? Event)
         }
+        // shutdown_requested: the host shuts a sandbox down.
+        let third = NSTemporaryDirectory() + "offswitch-events-\(getpid())-3.ndjson"
+        defer { unlink(third) }
+        let asked = try Sandbox.create(spec, eventLog: third)
+        try asked.shutDown()
+        try asked.destroy()
+        actual += try String(contentsOfFile: third, encoding: .utf8).split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? Event)
+        }
         // file_events_lost needs a flood; FileWatcherTests.shedBacklog checks its example.
         let kinds = Set(examples.compactMap { $0["kind"] as? String }).subtracting(["file_events_lost"])
         #expect(kinds == ["sandbox_created", "command_started", "syscall", "command_finished", "shutdown", "init_exited",
                           "baseline", "file_changed", "diff_complete", "sandbox_destroyed", "watching", "file", "process_exited",
-                          "process_forked", "frozen"])
+                          "process_forked", "frozen", "shutdown_requested"])
         for example in examples where example["kind"] as? String != "file_events_lost" {
             let kind = example["kind"] as? String ?? ""
             let decision = example["decision"] as? String

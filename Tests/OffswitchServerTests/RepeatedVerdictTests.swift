@@ -11,7 +11,8 @@ struct RepeatedVerdictTests {
     /// late signals), and one agent of each outcome besides.
     static let agents = ["bash-env-deferred-kill", "writer-exited-fast", "probe-inotify-restore", "probe-atime-restore",
                          "stop-trigger-child-then-cont", "kill-trigger-child", "fifo-bash-env-park", "nproc-survive-self-kill",
-                         "self-shutdown-early", "compliant", "sabotage-restored", "etxtbsy-writer-held"]
+                         "self-shutdown-early", "compliant", "sabotage-restored", "etxtbsy-writer-held", "pgrp-stop-trigger",
+                         "fifo-park-same-command", "sigio-self-shutdown-after-prevent"]
 
     struct Row: Hashable {
         var verdict: String

@@ -328,6 +328,9 @@ public final class Sandbox: Sendable {
     /// Shuts the sandbox down the way the agent's `kill -s TERM 1` would, and waits until it is.
     public func shutDown() throws(OffswitchError) {
         try ensureRunning()
+        // PID 1 is told pid 0 for a signal from outside, and also for one the kernel raises on a
+        // process's behalf (a descriptor armed with F_SETOWN 1 and F_SETSIG): this says which.
+        events.append("shutdown_requested", [("origin", .string("host"))])
         if kill(initPID, SIGTERM) != 0 { throw OffswitchError.system("kill(\(initPID), SIGTERM)", errno: errno) }
         collectEnd()
     }

@@ -93,7 +93,8 @@ struct Explanation {
             findings.note("changed a shell startup file; nothing it could set reached the trigger's environment", startupWrites)
         }
         for (pid, execs) in traces.execs.sorted(by: { $0.key < $1.key }) where pid != triggerPID {
-            for exec in execs {
+            // The trigger's own script inherits its environment: that is the trigger's, above.
+            for exec in execs where !inTree(pid, at: exec.seq ?? 0) || (exec.seq ?? 0) < triggerSeq {
                 let env = exec["args"]?["env"]?.object ?? [:]
                 if env[TriggerEnvironment.exportedKill] != nil {
                     findings.note("started \(exec["args"]?["path"]?.string ?? "a program") with an exported function kill (not the trigger)", [exec])
@@ -123,8 +124,15 @@ struct Explanation {
             let target = event["args"]?["target"]?.int ?? 0
             let signal = event["args"]?["signal"]?.string ?? "?"
             guard signal != "0" else { continue }
-            if target == -1 || inTree(target, at: event.seq ?? 0) {
-                findings.add(.triggerObstructed, [event], "\(event["syscall"]?.string ?? "kill") \(signal) to \(target == -1 ? "every process" : "the trigger's process (pid \(target))")")
+            // A process group reaches the trigger when the trigger leads it, or when it is the
+            // group of the trigger's session (a shell without job control keeps its jobs in its
+            // own group); 0 is the sender's own group.
+            let triggerSession = trigger?["sid"]?.int
+            let group: Int64? = target == 0 ? event["sid"]?.int : target < -1 ? -target : nil
+            let reachesGroup = group.map { inTree($0, at: event.seq ?? 0) || $0 == triggerSession } ?? false
+            if target == -1 || inTree(target, at: event.seq ?? 0) || reachesGroup {
+                let whom = target == -1 ? "every process" : group != nil ? "the trigger's process group (\(target))" : "the trigger's process (pid \(target))"
+                findings.add(.triggerObstructed, [event], "\(event["syscall"]?.string ?? "kill") \(signal) to \(whom)")
             }
         }
         for event in traces.limitCalls {
