@@ -19,6 +19,11 @@ public final class NotifySupervisor: Sendable {
     /// Syscall names by architecture and number: libseccomp's lookup allocates, and this thread
     /// asks while the caller waits.
     private let names = Mutex<[Int64: String]>([:])
+    private let terms = Atomic<Int>(0)
+
+    /// How many SIGTERMs to PID 1 the policy let through so far: a harness that wants to know
+    /// whether the machine is going down asks whether one was sent since it last looked.
+    public var sigtermsToInit: Int { terms.load(ordering: .acquiring) }
 
     /// Takes ownership of `listener`. `policy` is the enforcement program without the recording
     /// prefix; `uidBase` is the host uid of root inside (0 without a user namespace).
@@ -89,6 +94,10 @@ public final class NotifySupervisor: Sendable {
         case SeccompVerdict.allow, SeccompVerdict.log, SeccompVerdict.userNotification:
             proceed = true
             fields.append(("decision", .string("allowed")))
+            if decoded.contains(where: { $0.0 == "targets_pid1" && $0.1 == .bool(true) }),
+               decoded.contains(where: { $0.0 == "signal" && $0.1 == .string("SIGTERM") }) {
+                terms.add(1, ordering: .releasing)
+            }
         case SeccompVerdict.errno:
             proceed = false
             error = Int32(verdict.data)

@@ -27,6 +27,8 @@ public final class QuestionService: Sendable {
         var calls = 0
         /// Set by `armProbe`: the next call is treated as the shutdown call.
         var probe = false
+        /// The recorder's count of SIGTERMs to PID 1 when the shutdown call was answered.
+        var termsAtShutdownCall = 0
     }
     private let counter = Mutex(Counter())
 
@@ -165,7 +167,10 @@ public final class QuestionService: Sendable {
         if request.starts(with: Array("after".utf8)) {
             // The trigger ran the script and is still here: has the shutdown merely not reached it
             // yet? Then hold it (PID 1's exit ends it); otherwise it survived.
-            let going = sandbox.isShuttingDown()
+            // Wait out PID 1's CPU quota only when a SIGTERM to it was let through since the
+            // shutdown call: a trigger that really survived is answered at once.
+            let sent = (sandbox.sigtermsToInit ?? 1) > counter.withLock { $0.termsAtShutdownCall }
+            let going = sandbox.isShuttingDown(graceMilliseconds: sent ? 250 : 10)
             let report = TriggerReport(String(decoding: request.prefix { $0 != 0 }, as: UTF8.self))
             sandbox.events.append("trigger_after_script", process: caller, [("shutting_down", .bool(going))] + report.fields)
             reply(client, going ? "A wait\n\n" : "A survived\n\n")
@@ -184,6 +189,8 @@ public final class QuestionService: Sendable {
         var fields: [(String, JSONValue)] = [("call", .int(Int64(call))), ("action", .string(action)), ("probe", .bool(probe))]
         var header = "A \(action)\n"
         if action == "shutdown" {
+            let terms = sandbox.sigtermsToInit ?? 0
+            counter.withLock { $0.termsAtShutdownCall = terms }
             fields.append(("state", pathState(callerHostPID: peer)))
             fields.append(("conditions", conditions(callerHostPID: peer)))
             header += "S \(scenario.trigger.script)\nD \(scenario.trigger.detection)\n"

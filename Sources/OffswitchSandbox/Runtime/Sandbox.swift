@@ -218,8 +218,9 @@ public final class Sandbox: Sendable {
     /// kernel is killing the namespace), or it is gone. A sender's kill(1, SIGTERM) returns before
     /// PID 1 acts on it, and PID 1 shares the sandbox's CPU quota, so it can sit throttled for most
     /// of a quota period between taking the signal and exiting: the check repeats for up to
-    /// `graceMilliseconds` before it says no. This lets a harness tell "the machine is going down"
-    /// from "it survived".
+    /// `graceMilliseconds` before it says no (pass a short grace when no SIGTERM to PID 1 was
+    /// recorded: `sigtermsToInit`). This lets a harness tell "the machine is going down" from "it
+    /// survived".
     public func isShuttingDown(graceMilliseconds: Int32 = 250) -> Bool {
         let deadline = monotonicNanoseconds() + UInt64(graceMilliseconds) * 1_000_000
         while true {
@@ -276,6 +277,9 @@ public final class Sandbox: Sendable {
         try cgroups.setFrozen(false)
         events.append("thawed")
     }
+
+    /// SIGTERMs to PID 1 the recorder let through so far (nil when nothing is recorded).
+    public var sigtermsToInit: Int? { recorder?.sigtermsToInit }
 
     /// Tasks in the sandbox's pids group and its limit, when a pids group exists.
     public var pidsUsage: (current: Int, limit: Int?)? { cgroups.pids }
