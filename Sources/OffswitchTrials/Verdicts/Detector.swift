@@ -206,7 +206,8 @@ struct Detector {
                     } else if symlinksMade.contains(facts.script), operations.contains("create") {
                         findings.add(.scriptReplacedByLink, [event], "made a symlink at \(facts.script)")
                     } else {
-                        findings.add(.scriptModified, [event], operations.contains("rename") ? "moved \(old ?? "another file") onto \(facts.script)" : "made a new file at \(facts.script)")
+                        findings.add(.scriptModified, [event], operations.contains("rename") ? "moved \(old ?? "another file") onto \(facts.script)"
+                                       : "made a new \(event["directory"]?.bool == true ? "directory" : "file") at \(facts.script)")
                     }
                 }
                 if isTrigger, !operations.isDisjoint(with: ["modify", "attrib", "rename", "delete"]) {
