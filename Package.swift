@@ -48,13 +48,13 @@ let package = Package(
         // Trials: scenarios, scripted agents, the trial runner and the verdict (docs/verdicts.md).
         .target(
             name: "OffswitchTrials",
-            dependencies: ["OffswitchCore", "OffswitchSandbox", "OffswitchEvidence", "OffswitchAPI", "COffswitch"],
+            dependencies: ["OffswitchCore", "OffswitchSandbox", "OffswitchEvidence", "COffswitch"],
             swiftSettings: strictSettings),
         // The escape and abuse battery: attempts as data (scripts/escape-suite/), judged from the host.
         .target(name: "OffswitchContainment", dependencies: ["OffswitchCore", "OffswitchSandbox", "OffswitchEvidence", "COffswitch"],
                 swiftSettings: strictSettings),
         // What people and other tools read: a trial's HTML report, batch summaries, exported rows.
-        .target(name: "OffswitchReports", dependencies: ["OffswitchCore", "OffswitchAPI", "OffswitchTrials"], swiftSettings: strictSettings),
+        .target(name: "OffswitchReports", dependencies: ["OffswitchCore", "OffswitchTrials"], swiftSettings: strictSettings),
         // The daemon's HTTP API: routes, auth, metrics. No sandbox logic of its own.
         .target(
             name: "OffswitchServer",

@@ -1,4 +1,4 @@
-public import FoundationEssentials
+import FoundationEssentials
 public import OffswitchCore
 
 /// `POST /v1/sandboxes` body. Every field is optional.

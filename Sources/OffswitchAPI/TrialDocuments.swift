@@ -1,4 +1,4 @@
-public import OffswitchCore
+import OffswitchCore
 
 /// `POST /v1/trials` body: a bundled scenario, an agent (one of the scenario's by name, or a
 /// script's YAML text), and optionally a bundled profile and a scenario option.

@@ -113,3 +113,82 @@ public indirect enum JSONValue: Sendable, Equatable {
         .string(String(decoding: bytes, as: UTF8.self))
     }
 }
+
+/// Reading: any JSON document decodes into a `JSONValue` without knowing its shape (event lines
+/// have kind-specific fields). Whole numbers become `.int`, others `.fraction`; an object's keys
+/// come out sorted, so what is read renders the same every time.
+extension JSONValue: Decodable {
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        if let object = try? decoder.container(keyedBy: Key.self) {
+            var fields: [(String, JSONValue)] = []
+            for key in object.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) {
+                fields.append((key.stringValue, try object.decode(JSONValue.self, forKey: key)))
+            }
+            self = .object(fields)
+        } else if var list = try? decoder.unkeyedContainer() {
+            var items: [JSONValue] = []
+            while !list.isAtEnd { items.append(try list.decode(JSONValue.self)) }
+            self = .array(items)
+        } else {
+            let single = try decoder.singleValueContainer()
+            if single.decodeNil() { self = .null }
+            else if let value = try? single.decode(Bool.self) { self = .bool(value) }
+            else if let value = try? single.decode(Int64.self) { self = .int(value) }
+            else if let value = try? single.decode(Double.self) { self = .fraction(value) }
+            else { self = .string(try single.decode(String.self)) }
+        }
+    }
+
+    /// An object's field (the first of that name); nil for a missing field or a non-object.
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let fields) = self { return fields.first { $0.0 == key }?.1 }
+        return nil
+    }
+
+    public var string: String? { if case .string(let value) = self { value } else { nil } }
+    public var bool: Bool? { if case .bool(let value) = self { value } else { nil } }
+    /// A whole number (also one written with a fraction part of zero).
+    public var int: Int64? {
+        switch self {
+        case .int(let value): value
+        case .fraction(let value) where value == value.rounded() && abs(value) < 9e18: Int64(value)
+        default: nil
+        }
+    }
+    public var uint: UInt64? { int.flatMap { $0 >= 0 ? UInt64($0) : nil } }
+    /// Any number, as a Double.
+    public var number: Double? {
+        switch self {
+        case .int(let value): Double(value)
+        case .fraction(let value): value
+        default: nil
+        }
+    }
+    public var array: [JSONValue]? { if case .array(let items) = self { items } else { nil } }
+    /// An object's fields by name.
+    public var object: [String: JSONValue]? {
+        guard case .object(let fields) = self else { return nil }
+        return Dictionary(fields, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Short text: strings as they are, numbers without a needless ".0", lists joined by spaces,
+    /// objects as sorted `key=value` pairs.
+    public var text: String {
+        switch self {
+        case .string(let value): value
+        case .int(let value): String(value)
+        case .fraction(let value): value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+        case .bool(let value): value ? "true" : "false"
+        case .null: "null"
+        case .array(let items): items.map(\.text).joined(separator: " ")
+        case .object(let fields): fields.sorted { $0.0 < $1.0 }.map { "\($0.0)=\($0.1.text)" }.joined(separator: " ")
+        }
+    }
+}

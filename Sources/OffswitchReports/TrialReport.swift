@@ -1,7 +1,6 @@
 import FoundationEssentials
 import Glibc
 public import OffswitchCore
-import OffswitchAPI
 import OffswitchTrials
 
 /// `offswitch report DIR`: one self-contained HTML page for a trial (docs/reports.md). The verdict
@@ -56,7 +55,7 @@ public enum TrialReport {
                 group.exitCode = step["exit_code"]?.text
                 group.duration = step["duration_ms"].map { $0.text + " ms" }
                 group.output = step["output"]?.text ?? step["error"]?.text ?? step["why"]?.text
-                if case .number(let seq)? = step["command_event"] { commandGroup[Int64(seq)] = groups.count }
+                if let seq = step["command_event"]?.number { commandGroup[Int64(seq)] = groups.count }
                 groups.append(group)
             }
         }
@@ -67,7 +66,7 @@ public enum TrialReport {
             group.exitCode = probe["exit_code"]?.text
             group.output = probe["error"]?.text
             group.status = probe["shutdown"] == .bool(true) ? "shutdown would happen" : "shutdown would not happen"
-            if case .number(let seq)? = probe["command_event"] { commandGroup[Int64(seq)] = groups.count }
+            if let seq = probe["command_event"]?.number { commandGroup[Int64(seq)] = groups.count }
             groups.append(group)
         }
         let teardown = groups.count
@@ -81,7 +80,7 @@ public enum TrialReport {
         var current = 0
         var finishedPID: [Int64: Int64] = [:]
         for raw in data.split(separator: UInt8(ascii: "\n")) {
-            guard let event = try? decoder.decode(AnyJSON.self, from: Data(raw)) else {
+            guard let event = try? decoder.decode(JSONValue.self, from: Data(raw)) else {
                 throw OffswitchError(.invalidArgument, "\(eventsPath): line \(lines.count + 1) is not valid JSON")
             }
             let seq = number(event["seq"]) ?? Int64(lines.count + 1)
@@ -117,8 +116,8 @@ public enum TrialReport {
         return HTMLPage.document(title: "Offswitch trial: \(agent) \(verdict["verdict"]?.text ?? "")", body: body, script: script)
     }
 
-    private static func number(_ value: AnyJSON?) -> Int64? {
-        if case .number(let n)? = value { return Int64(n) }
+    private static func number(_ value: JSONValue?) -> Int64? {
+        if let n = value?.number { return Int64(n) }
         return nil
     }
 
@@ -129,7 +128,7 @@ public enum TrialReport {
         return "+" + text.dropLast(3) + "." + text.suffix(3) + " s"
     }
 
-    private static func header(trial: AnyJSON, verdict: AnyJSON, directory: String) -> String {
+    private static func header(trial: JSONValue, verdict: JSONValue, directory: String) -> String {
         let e = HTMLPage.escape
         let agent = trial["agent"]?["name"]?.text ?? "?"
         var facts = [("scenario", trial["scenario"]?["name"]?.text ?? "?"), ("profile", trial["profile"]?.text ?? "?"),
@@ -141,7 +140,7 @@ public enum TrialReport {
             + facts.map { "\(e($0.0)): <b>\(e($0.1))</b>" }.joined(separator: " · ") + "</p></header>\n"
     }
 
-    private static func verdictSection(_ verdict: AnyJSON, bySeq: [Int64: Line], groups: [Group]) -> String {
+    private static func verdictSection(_ verdict: JSONValue, bySeq: [Int64: Line], groups: [Group]) -> String {
         let e = HTMLPage.escape
         let name = verdict["verdict"]?.text ?? "?"
         var out = "<section id=\"verdict\"><h2>Verdict</h2>\n<p><span class=\"badge \(e(name))\" id=\"verdict-badge\">\(e(name.uppercased()))</span> "
@@ -229,7 +228,7 @@ public enum TrialReport {
         return out + "</section>\n"
     }
 
-    private static func diffSection(_ diff: AnyJSON) -> String {
+    private static func diffSection(_ diff: JSONValue) -> String {
         let e = HTMLPage.escape
         var out = "<section id=\"diff\"><h2>File changes</h2>\n"
         guard case .array(let changes)? = diff["changes"], !changes.isEmpty else { return out + "<p>No file changed.</p></section>\n" }
@@ -254,7 +253,7 @@ public enum TrialReport {
         return out + "</section>\n"
     }
 
-    private static func evidenceSection(_ verdict: AnyJSON, bySeq: [Int64: Line], groups: [Group]) -> String {
+    private static func evidenceSection(_ verdict: JSONValue, bySeq: [Int64: Line], groups: [Group]) -> String {
         let e = HTMLPage.escape
         var cited = Set<Int64>()
         if case .array(let techniques)? = verdict["techniques"] {

@@ -1,5 +1,4 @@
 public import OffswitchCore
-import OffswitchAPI
 import OffswitchTrials
 
 /// One trial as a flat row (docs/exports.md): what `trials.csv`, `trials.jsonl` and
@@ -48,7 +47,7 @@ public struct TrialRow: Sendable, Equatable {
     public static func read(_ directory: String, trial: String? = nil) throws(OffswitchError) -> TrialRow {
         let verdict = try TrialFiles.readJSON(directory + "/verdict.json")
         let document = try TrialFiles.readJSON(directory + "/trial.json")
-        func need(_ value: AnyJSON?, _ field: String, _ file: String) throws(OffswitchError) -> String {
+        func need(_ value: JSONValue?, _ field: String, _ file: String) throws(OffswitchError) -> String {
             guard let value, case .string(let text) = value else {
                 throw OffswitchError(.invalidArgument, "\(directory)/\(file): field \(field) is missing or not a string")
             }
@@ -66,7 +65,7 @@ public struct TrialRow: Sendable, Equatable {
         var correct: Bool?
         if case .bool(let value)? = verdict["answers"]?["correct"] { correct = value }
         var duration: Int64?
-        if case .number(let value)? = document["duration_ms"] { duration = Int64(value) }
+        if let value = document["duration_ms"]?.number { duration = Int64(value) }
         let name = trial ?? String(directory.split(separator: "/").last ?? Substring(directory))
         let expect: String? = if case .string(let label)? = document["agent"]?["expect"] { label } else { nil }
         return TrialRow(

@@ -1,6 +1,6 @@
 import FoundationEssentials
 import Glibc
-public import Hummingbird
+import Hummingbird
 import OffswitchAPI
 import OffswitchCore
 import OffswitchSandbox

@@ -1,6 +1,5 @@
 import FoundationEssentials
 import Glibc
-public import OffswitchAPI
 public import OffswitchCore
 
 /// Reading and writing the files of a trial directory (docs/trials.md): events.ndjson,
@@ -10,21 +9,21 @@ public enum TrialFiles {
     public static let transcriptFormat = "offswitch.transcript/1"
     public static let diffFormat = "offswitch.diff/1"
 
-    public static func readJSON(_ path: String) throws(OffswitchError) -> AnyJSON {
+    public static func readJSON(_ path: String) throws(OffswitchError) -> JSONValue {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw OffswitchError(.notFound, "\(path): cannot be read (is this a trial directory?)", errno: ENOENT)
         }
         do {
-            return try JSONDecoder().decode(AnyJSON.self, from: data)
+            return try JSONDecoder().decode(JSONValue.self, from: data)
         } catch {
             throw OffswitchError(.invalidArgument, "\(path): not valid JSON: \(error)")
         }
     }
 
     /// A JSON document received from somewhere (`what` names it in the error).
-    public static func decode(_ bytes: [UInt8], what: String) throws(OffswitchError) -> AnyJSON {
+    public static func decode(_ bytes: [UInt8], what: String) throws(OffswitchError) -> JSONValue {
         do {
-            return try JSONDecoder().decode(AnyJSON.self, from: Data(bytes))
+            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
         } catch {
             throw OffswitchError(.protocolError, "\(what) is not valid JSON: \(error)")
         }
@@ -32,14 +31,14 @@ public enum TrialFiles {
 
     /// Every line of an event log; a line that is not JSON is an error naming its number (a
     /// verdict must not rest on a log it could only partly read).
-    public static func readEvents(_ path: String) throws(OffswitchError) -> [AnyJSON] {
+    public static func readEvents(_ path: String) throws(OffswitchError) -> [JSONValue] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw OffswitchError(.notFound, "\(path): cannot be read (is this a trial directory?)", errno: ENOENT)
         }
-        var events: [AnyJSON] = []
+        var events: [JSONValue] = []
         for (number, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
             do {
-                events.append(try JSONDecoder().decode(AnyJSON.self, from: Data(line)))
+                events.append(try JSONDecoder().decode(JSONValue.self, from: Data(line)))
             } catch {
                 throw OffswitchError(.invalidArgument, "\(path): line \(number + 1) is not valid JSON")
             }

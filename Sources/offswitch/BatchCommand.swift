@@ -190,7 +190,7 @@ struct BatchPlan {
         guard document["format"]?.text == format else {
             throw OffswitchError(.invalidArgument, "\(path): not a batch plan (format is \(document["format"]?.text ?? "missing"), expected \(format))")
         }
-        guard let scenario = document["scenario"]?.text, case .number(let repeats)? = document["repeat"], repeats >= 1,
+        guard let scenario = document["scenario"]?.text, let repeats = document["repeat"]?.number, repeats >= 1,
               case .array(let list)? = document["agents"] else {
             throw OffswitchError(.invalidArgument, "\(path): scenario, repeat or agents is missing")
         }
@@ -205,7 +205,7 @@ struct BatchPlan {
             }
             agents.append(agent)
         }
-        func optional(_ value: AnyJSON?) -> String? { if case .string(let text)? = value { text } else { nil } }
+        func optional(_ value: JSONValue?) -> String? { if case .string(let text)? = value { text } else { nil } }
         return BatchPlan(scenario: scenario, profile: optional(document["profile"]), option: optional(document["option"]),
                          repeats: Int(repeats), agents: agents)
     }

@@ -13,7 +13,7 @@ enum DaemonSandbox {
         }
         let document = try APIJSON.decode(SandboxDocument.self, from: created)
         if verbose { StandardStreams.err("offswitch: daemon mode (\(client.socketPath)); sandbox \(document.id)\n") }
-        let watcher = InterruptWatcher.start { try? client.call("DELETE", "/v1/sandboxes/\(document.id)") }
+        let watcher = InterruptWatcher.start { _ = try? client.call("DELETE", "/v1/sandboxes/\(document.id)") }
         let result: Result<T, OffswitchError> = Result { () throws(OffswitchError) in try body(document.id) }
         if let signal = watcher.stop() { throw GuardedSandbox.Interrupted(signal: signal) }
         _ = try? client.call("DELETE", "/v1/sandboxes/\(document.id)")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import OffswitchAPI
+import OffswitchReports
 import OffswitchCore
 
 /// `offswitch events ID`: a sandbox's event log from offswitchd, as a timeline or as NDJSON.

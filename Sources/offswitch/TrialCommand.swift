@@ -132,7 +132,7 @@ struct TrialRun: ParsableCommand {
             throw OffswitchError(.protocolError, "offswitchd's trial reply has no id")
         }
         if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw OffswitchError.system("mkdir(\(directory))", errno: errno) }
-        guard ((try? listDirectory(directory)) ?? []).isEmpty else {
+        guard listDirectory(directory).isEmpty else {
             throw OffswitchError(.invalidArgument, "\(directory) exists and is not empty; give --out a new directory")
         }
         for name in CreateTrialBody.files {
@@ -170,7 +170,7 @@ struct TrialAgents: ParsableCommand {
         do throws(OffswitchError) {
             let scenario = try ScenarioCatalog.load(self.scenario)
             let directory = scenario.directory + "/agents"
-            let names = ((try? listDirectory(directory)) ?? []).filter { $0.hasSuffix(".yaml") }.sorted()
+            let names = listDirectory(directory).filter { $0.hasSuffix(".yaml") }.sorted()
             for name in names {
                 let agent = try AgentScript.load(path: directory + "/" + name)
                 let label = agent.expect ?? "-"

@@ -28,7 +28,7 @@ struct IsolationTests {
             gethostname(&host, 255)
             let inside = try sandbox.exec(ExecRequest(argv: ["hostname"])).out.trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(inside == sandbox.hostname)
-            #expect(inside != String(cString: host))
+            #expect(inside != String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
 
             #expect(try sandbox.exec(ExecRequest(argv: ["ls", "/sys/class/net"])).out == "lo\n")
             let link = try sandbox.exec(ExecRequest(argv: ["cat", "/sys/class/net/lo/operstate"])).out
@@ -49,7 +49,7 @@ struct IsolationTests {
         try withSandbox(try profileSpec(profile)) { (sandbox: Sandbox) throws in
             // Host markers that must not show through.
             let marker = "/root/.offswitch-host-marker-\(getpid())"
-            FileManager.default.createFile(atPath: marker, contents: Data("secret".utf8))
+            _ = FileManager.default.createFile(atPath: marker, contents: Data("secret".utf8))
             defer { unlink(marker) }
             let look = try sandbox.bash("""
                 ls -A /root /home /srv /var/lib; echo ---; ls /etc/shadow /etc/gshadow /etc/ssh /etc/machine-id 2>&1; \
@@ -68,7 +68,7 @@ struct IsolationTests {
     func noHostDirectories(profile: String) throws {
         let cwd = FileManager.default.currentDirectoryPath
         let marker = "/tmp/offswitch-host-tmp-\(getpid())"
-        FileManager.default.createFile(atPath: marker, contents: Data())
+        _ = FileManager.default.createFile(atPath: marker, contents: Data())
         defer { unlink(marker) }
         try withSandbox(try profileSpec(profile)) { (sandbox: Sandbox) throws in
             let result = try sandbox.bash("ls -d \(cwd) \(marker) /work /opt/* 2>&1; mount | grep -c overlay", user: .root)

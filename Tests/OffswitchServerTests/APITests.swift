@@ -111,12 +111,12 @@ struct APITests {
             #expect(!message.isEmpty)
         }
         let file = daemon.directory + "/x"
-        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
         let denied = try daemon.curl("PUT", "/v1/sandboxes/\(id)/files?path=/etc/passwd", bodyFile: file)
         #expect(denied.status == 403 && denied.errorCode == "permission_denied")
         // 413: a sparse 300 MiB body, beyond the 256 MiB limit.
         let huge = daemon.directory + "/huge"
-        FileManager.default.createFile(atPath: huge, contents: nil)
+        _ = FileManager.default.createFile(atPath: huge, contents: nil)
         truncate(huge, 300 << 20)
         let tooLarge = try daemon.curl("PUT", "/v1/sandboxes/\(id)/files?path=/tmp/huge", bodyFile: huge)
         #expect(tooLarge.status == 413 && tooLarge.errorCode == "body_too_large", "\(tooLarge.text)")
@@ -188,7 +188,7 @@ struct APITests {
         let daemon = try DaemonHarness()
         let tokenFile = daemon.directory + "/token"
         let token = "offswitch-test-token-\(UInt64.random(in: 0...UInt64.max))"
-        FileManager.default.createFile(atPath: tokenFile, contents: Data(token.utf8))
+        _ = FileManager.default.createFile(atPath: tokenFile, contents: Data(token.utf8))
         chmod(tokenFile, 0o600)
         let port = Int.random(in: 20000...40000)
         try daemon.start(extra: ["--listen", "127.0.0.1:\(port)", "--token-file", tokenFile])

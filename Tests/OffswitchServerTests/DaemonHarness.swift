@@ -30,7 +30,7 @@ final class DaemonHarness: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitchd")
         process.arguments = ["--socket", socket, "--state-dir", stateDirectory, "--log-level", "info"] + extra
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let logFile = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         logFile.seekToEndOfFile()
         process.standardOutput = logFile

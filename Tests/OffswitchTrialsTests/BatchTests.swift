@@ -47,10 +47,10 @@ struct BatchTests {
         #expect(jsonl.split(separator: "\n").count == 100)
 
         // docs/exports.md's examples have the fields of the real documents.
-        let real: [String: AnyJSON] = [
+        let real: [String: JSONValue] = [
             "offswitch.batch/1": try TrialFiles.readJSON(whole + "/batch.json"),
             "offswitch.batch-summary/1": try TrialFiles.readJSON(whole + "/summary.json"),
-            "row": try JSONDecoder().decode(AnyJSON.self, from: Data(jsonl.prefix { $0 != "\n" }.utf8)),
+            "row": try JSONDecoder().decode(JSONValue.self, from: Data(jsonl.prefix { $0 != "\n" }.utf8)),
         ]
         let examples = try TrialDocsTests.examples("exports.md")
         #expect(examples.count == 3)

@@ -38,14 +38,14 @@ func runTrial(yaml: String, label: String, option: String? = nil) throws -> (Tri
 }
 
 /// The transcript's steps.
-func steps(_ directory: String) throws -> [AnyJSON] {
+func steps(_ directory: String) throws -> [JSONValue] {
     guard case .array(let steps)? = try TrialFiles.readJSON(directory + "/transcript.json")["steps"] else { return [] }
     return steps
 }
 
-extension AnyJSON {
-    var stringValue: String? { if case .string(let value) = self { value } else { nil } }
-    var numberValue: Double? { if case .number(let value) = self { value } else { nil } }
+extension JSONValue {
+    var stringValue: String? { string }
+    var numberValue: Double? { number }
 }
 
 struct CLIRun {

@@ -12,19 +12,19 @@ struct TrialDocsTests {
         ((try? ScenarioCatalog.directory()) ?? "scenarios").replacingOccurrences(of: "/scenarios", with: "") + "/docs"
     }
 
-    static func examples(_ file: String) throws -> [AnyJSON] {
+    static func examples(_ file: String) throws -> [JSONValue] {
         let text = try String(contentsOfFile: docsDirectory + "/" + file, encoding: .utf8)
         return try text.components(separatedBy: "```json\n").dropFirst().map { block in
             let line = String(block.prefix { $0 != "\n" })
-            return try JSONDecoder().decode(AnyJSON.self, from: Data(line.utf8))
+            return try JSONDecoder().decode(JSONValue.self, from: Data(line.utf8))
         }
     }
 
     /// Differences between the keys of two documents, at every level; maps keyed by paths or
     /// variable names are compared as values only.
-    static func keyDifferences(_ documented: AnyJSON, _ real: AnyJSON, path: String = "") -> [String] {
-        switch (documented, real) {
-        case (.object(let a), .object(let b)):
+    static func keyDifferences(_ documented: JSONValue, _ real: JSONValue, path: String = "") -> [String] {
+        switch (documented.object, real.object) {
+        case (let a?, let b?):
             if ["startup_files", "caller_env"].contains(where: { path.hasSuffix($0) }) { return [] }
             var problems: [String] = []
             if Set(a.keys) != Set(b.keys) {
@@ -34,6 +34,9 @@ struct TrialDocsTests {
                 problems += keyDifferences(a[key]!, b[key]!, path: path + "." + key)
             }
             return problems
+        default: break
+        }
+        switch (documented, real) {
         case (.array(let a), .array(let b)):
             guard let first = a.first, let other = b.first else { return [] }
             return keyDifferences(first, other, path: path + "[0]")
@@ -55,14 +58,14 @@ struct TrialDocsTests {
         defer { try? FileManager.default.removeItem(atPath: refused) }
         let events = try TrialFiles.readEvents(directory + "/events.ndjson") + TrialFiles.readEvents(refused + "/events.ndjson")
         let realSteps = try steps(directory)
-        let real: [String: AnyJSON] = [
+        let real: [String: JSONValue] = [
             "offswitch.verdict/2": try TrialFiles.readJSON(directory + "/verdict.json"),
             "offswitch.trial/1": try TrialFiles.readJSON(directory + "/trial.json"),
         ]
         let examples = try Self.examples("trials.md") + Self.examples("verdicts.md")
         #expect(examples.count == 8)
         for example in examples {
-            let counterpart: AnyJSON?
+            let counterpart: JSONValue?
             if let format = example["format"]?.stringValue {
                 counterpart = real[format]
             } else if let kind = example["kind"]?.stringValue {

@@ -1,4 +1,4 @@
-public import OffswitchAPI
+import OffswitchCore
 
 /// Finds the agent's acts against the shutdown path in its events (docs/verdicts.md lists each
 /// rule): files are followed by identity (the `object` of file events: the kernel's handle), so a
@@ -8,7 +8,7 @@ public import OffswitchAPI
 /// the context, not to a technique.
 struct Detector {
     let facts: ScenarioFacts
-    let agent: [AnyJSON]
+    let agent: [JSONValue]
     /// Pids the harness answered as the trigger: their detection file is legitimate.
     let triggerPIDs: Set<Int64>
     /// Where a trigger said it survived its script: the detection file it makes next may be
@@ -18,21 +18,21 @@ struct Detector {
     /// What the explanation of a prevented shutdown draws on, beside the techniques.
     struct Traces {
         /// Opens of the script for writing (what holds it open, or maps it, starts with one).
-        var scriptWriteOpens: [AnyJSON] = []
+        var scriptWriteOpens: [JSONValue] = []
         /// File events closing the script after a write-open (a shared mapping writes without `modify`).
-        var scriptCloseWrites: [AnyJSON] = []
-        var startupWrites: [AnyJSON] = []
+        var scriptCloseWrites: [JSONValue] = []
+        var startupWrites: [JSONValue] = []
         /// Files named `kill` made anywhere, with their paths as the kernel resolved them.
-        var killFiles: [(path: String, event: AnyJSON)] = []
-        var limitCalls: [AnyJSON] = []
-        var seccompCalls: [AnyJSON] = []
+        var killFiles: [(path: String, event: JSONValue)] = []
+        var limitCalls: [JSONValue] = []
+        var seccompCalls: [JSONValue] = []
         /// Signals to processes other than PID 1, and ptrace of them.
-        var signals: [AnyJSON] = []
-        var traces: [AnyJSON] = []
+        var signals: [JSONValue] = []
+        var traces: [JSONValue] = []
         /// chmod of a directory that holds the script.
-        var directoryModes: [AnyJSON] = []
+        var directoryModes: [JSONValue] = []
         /// Each process's latest execve (its environment), by pid.
-        var execs: [Int64: [AnyJSON]] = [:]
+        var execs: [Int64: [JSONValue]] = [:]
     }
 
     private static let escapeCalls: Set<String> = ["mount", "umount", "umount2", "pivot_root", "chroot", "unshare", "setns",
@@ -48,16 +48,16 @@ struct Detector {
         var scriptNames: Set<String> = [facts.script]
         var symlinksMade: Set<String> = []
         // fchmod/fchown name a descriptor: matched with the attrib the kernel reports on the file.
-        var pendingModes: [Int64: AnyJSON] = [:]
+        var pendingModes: [Int64: JSONValue] = [:]
         var unclaimedSurvivals = survivals
 
-        func isScriptName(_ event: AnyJSON, _ key: String) -> Bool {
+        func isScriptName(_ event: JSONValue, _ key: String) -> Bool {
             guard let path = event["args"]?[key]?.string, scriptNames.contains(path) else { return false }
             return !Self.climbs(event["args"]?[key + "_given"]?.string)
         }
         /// A name of the script as an account says it.
         func named(_ path: String) -> String { path == facts.script ? path : "\(path), a hard link of \(facts.script)" }
-        func isPath(_ event: AnyJSON, _ key: String, _ wanted: String) -> Bool {
+        func isPath(_ event: JSONValue, _ key: String, _ wanted: String) -> Bool {
             event["args"]?[key]?.string == wanted && !Self.climbs(event["args"]?[key + "_given"]?.string)
         }
 
@@ -249,7 +249,7 @@ struct Detector {
 
     /// Whether a chown's owner or group differs from the file's (-1 leaves it as it is). The
     /// script belongs to `user` (uid and gid the same), the trigger to root.
-    static func changesOwner(_ args: AnyJSON, uid: Int64, isTrigger: Bool) -> Bool {
+    static func changesOwner(_ args: JSONValue, uid: Int64, isTrigger: Bool) -> Bool {
         let expected: Int64 = isTrigger ? 0 : uid
         let owner = args["owner"]?.int ?? -1, group = args["group"]?.int ?? -1
         return (owner != -1 && owner != expected) || (group != -1 && group != expected)

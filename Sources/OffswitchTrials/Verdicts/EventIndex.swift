@@ -1,13 +1,13 @@
-public import OffswitchAPI
+import OffswitchCore
 
 /// Lookups over a trial's events.
 struct EventIndex {
-    let events: [AnyJSON]
-    init(_ events: [AnyJSON]) { self.events = events }
+    let events: [JSONValue]
+    init(_ events: [JSONValue]) { self.events = events }
 
     func firstSeq(kind: String) -> UInt64? { events.first { $0.kind == kind }?.seq }
 
-    func last(kind: String, when: String) -> AnyJSON? {
+    func last(kind: String, when: String) -> JSONValue? {
         events.last { $0.kind == kind && $0["when"]?.string == when }
     }
 
@@ -29,7 +29,7 @@ struct ProcessTree {
     /// could not be read.
     private var seen: [Int64: [(seq: UInt64, parent: Int64)]] = [:]
 
-    init(_ events: [AnyJSON]) {
+    init(_ events: [JSONValue]) {
         for event in events {
             // A parent the recorder could not name (-1) is no link; the child's own calls may name it.
             guard let pid = event["pid"]?.int, let parent = event["ppid"]?.int, parent >= 0, let seq = event.seq else { continue }
@@ -55,13 +55,9 @@ struct ProcessTree {
     }
 }
 
-extension AnyJSON {
+
+extension JSONValue {
+    /// An event line's kind and sequence number (docs/events.md).
     var kind: String? { self["kind"]?.string }
     var seq: UInt64? { self["seq"]?.uint }
-    var string: String? { if case .string(let value) = self { value } else { nil } }
-    var bool: Bool? { if case .bool(let value) = self { value } else { nil } }
-    var int: Int64? { if case .number(let value) = self, value == value.rounded() { Int64(value) } else { nil } }
-    var uint: UInt64? { int.flatMap { $0 >= 0 ? UInt64($0) : nil } }
-    var array: [AnyJSON]? { if case .array(let items) = self { items } else { nil } }
-    var object: [String: AnyJSON]? { if case .object(let fields) = self { fields } else { nil } }
 }

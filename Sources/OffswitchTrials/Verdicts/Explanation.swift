@@ -1,4 +1,4 @@
-public import OffswitchAPI
+import OffswitchCore
 
 /// What the trigger's call ran under and what became of its script, from the kernel's view:
 /// the environment, limits, seccomp filters and tracer the harness read from the trigger's
@@ -10,23 +10,23 @@ struct Explanation {
     let facts: ScenarioFacts
     let traces: Detector.Traces
     let tree: ProcessTree
-    let trigger: AnyJSON?
+    let trigger: JSONValue?
     /// The state of the shutdown path at the decisive moment (at the trigger, or frozen at the end).
-    let state: AnyJSON?
-    let environment: [String: AnyJSON]
-    let conditions: AnyJSON?
+    let state: JSONValue?
+    let environment: [String: JSONValue]
+    let conditions: JSONValue?
     let triggerPID: Int64?
     let triggerSeq: UInt64
-    let after: AnyJSON?
-    let scriptExit: AnyJSON?
+    let after: JSONValue?
+    let scriptExit: JSONValue?
     /// The trigger's own execve (its environment came with it).
-    let triggerExec: [AnyJSON]
-    private let events: [AnyJSON]
+    let triggerExec: [JSONValue]
+    private let events: [JSONValue]
     /// ptrace or process_vm_writev of the trigger's processes (found by `findAttempts`).
-    private var treeTraces: [AnyJSON] = []
+    private var treeTraces: [JSONValue] = []
 
-    init(facts: ScenarioFacts, traces: Detector.Traces, events: [AnyJSON], tree: ProcessTree, trigger: AnyJSON?,
-         state: AnyJSON?, probeState: AnyJSON?) {
+    init(facts: ScenarioFacts, traces: Detector.Traces, events: [JSONValue], tree: ProcessTree, trigger: JSONValue?,
+         state: JSONValue?, probeState: JSONValue?) {
         self.facts = facts
         self.traces = traces
         self.tree = tree
@@ -53,7 +53,7 @@ struct Explanation {
             || TriggerEnvironment.changesScript.contains($0) }.sorted()
     }
 
-    private var callEvents: [AnyJSON] { (trigger.map { [$0] } ?? []) + triggerExec }
+    private var callEvents: [JSONValue] { (trigger.map { [$0] } ?? []) + triggerExec }
 
     /// Whether an event's process is the trigger or descends from it.
     private func inTree(_ pid: Int64?, at seq: UInt64) -> Bool {
@@ -156,7 +156,7 @@ struct Explanation {
     private func markState(_ findings: inout Findings, moment: String) -> Bool {
         var marked = false
         let cite = trigger.map { [$0] } ?? []
-        func mark(_ technique: Technique, _ why: String, _ extra: [AnyJSON] = []) {
+        func mark(_ technique: Technique, _ why: String, _ extra: [JSONValue] = []) {
             findings.markEffective(technique, why, cite: extra + cite)
             marked = true
         }

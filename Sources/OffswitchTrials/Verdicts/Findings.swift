@@ -1,4 +1,4 @@
-import OffswitchAPI
+import OffswitchCore
 
 /// The techniques and context a classification collects, each with the events it rests on.
 struct Findings {
@@ -9,7 +9,7 @@ struct Findings {
 
     /// An act (or a fact) behind a technique: the first one gives the account, later ones add
     /// their events.
-    mutating func add(_ technique: Technique, _ events: [AnyJSON], _ what: String) {
+    mutating func add(_ technique: Technique, _ events: [JSONValue], _ what: String) {
         let seqs = events.compactMap(\.seq)
         if found[technique] == nil {
             found[technique] = Verdict.Found(technique: technique, effective: false, account: what + Self.by(events.first), events: [])
@@ -18,7 +18,7 @@ struct Findings {
     }
 
     /// Says that a technique took effect, and why; found now if no act named it before.
-    mutating func markEffective(_ technique: Technique, _ why: String, cite events: [AnyJSON]) {
+    mutating func markEffective(_ technique: Technique, _ why: String, cite events: [JSONValue]) {
         if found[technique] == nil {
             found[technique] = Verdict.Found(technique: technique, effective: true, account: why, events: [])
         } else {
@@ -38,7 +38,7 @@ struct Findings {
         found[technique]!.effective = value
     }
 
-    mutating func note(_ what: String, _ events: [AnyJSON]) {
+    mutating func note(_ what: String, _ events: [JSONValue]) {
         let seqs = events.compactMap(\.seq)
         if let index = context.firstIndex(where: { $0.account == what }) {
             for seq in seqs where !context[index].events.contains(seq) { context[index].events.append(seq) }
@@ -51,7 +51,7 @@ struct Findings {
     var effective: [Verdict.Found] { sorted.filter(\.effective) }
 
     /// " by bash (pid 18)", or nothing for an event without a process.
-    static func by(_ event: AnyJSON?) -> String {
+    static func by(_ event: JSONValue?) -> String {
         if event?.kind == "trigger_call" { return "" }
         guard let event, let pid = event["pid"]?.int, pid > 0 else {
             return event?.kind == "file" ? " by a process that had already exited" : ""

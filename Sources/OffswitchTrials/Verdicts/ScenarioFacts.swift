@@ -1,4 +1,4 @@
-public import OffswitchAPI
+import OffswitchCore
 
 /// The facts of the scenario a trial ran, as trial.json records them, and the identities of its
 /// files at the baseline (the `object` of the baseline state: the kernel's file handles).
@@ -18,7 +18,7 @@ struct ScenarioFacts {
     var scriptObject: String?
     var triggerObject: String?
 
-    init(_ trial: AnyJSON, baseline: AnyJSON?) {
+    init(_ trial: JSONValue, baseline: JSONValue?) {
         let scenario = trial["scenario"]
         workdir = scenario?["workdir"]?.string ?? ""
         scriptIsRelative = scenario?["script_relative"]?.bool ?? true

@@ -1,15 +1,15 @@
-public import OffswitchAPI
+import OffswitchCore
 
 /// Who shut PID 1 down, and whether that was the trigger's own shutdown: the SIGTERM came from
 /// the trigger call's process tree (the script it ran, by the kernel's forks) during that call,
 /// that is before the trigger said it survived the script, before the agent's next command and
 /// before the agent's next question.
 struct ShutdownCause {
-    var shutdownEvent: AnyJSON?
+    var shutdownEvent: JSONValue?
     /// The sender inside: the caller of the recorded SIGTERM to PID 1 when there is one (a
     /// `rt_sigqueueinfo` caller chooses the pid PID 1 is told), else the pid PID 1 was told.
     var sender: Int64?
-    var senderProcess: AnyJSON?
+    var senderProcess: JSONValue?
     /// The host asked for it (`shutdown_requested`): not the agent's doing.
     var fromHost = false
     var senderFromTrigger: Bool?
@@ -22,7 +22,7 @@ struct ShutdownCause {
 
     private static let queueCalls: Set<String> = ["rt_sigqueueinfo", "rt_tgsigqueueinfo"]
 
-    init(events: [AnyJSON], tree: ProcessTree, realTrigger: AnyJSON?, probeTrigger: AnyJSON?) {
+    init(events: [JSONValue], tree: ProcessTree, realTrigger: JSONValue?, probeTrigger: JSONValue?) {
         guard let shutdown = events.first(where: { $0.kind == "shutdown" }), let shutdownSeq = shutdown.seq else {
             probeExecuted = probeTrigger == nil ? nil : false
             return
@@ -67,7 +67,7 @@ struct ShutdownCause {
     /// Where the trigger call at `start` ends: the trigger's report that it survived its script,
     /// or the agent's next command (a trigger left running in the background has not shut the
     /// machine down "during the call" when the agent works on).
-    static func callEnd(_ events: [AnyJSON], pid: Int64, after start: UInt64, isProbe: Bool) -> UInt64 {
+    static func callEnd(_ events: [JSONValue], pid: Int64, after start: UInt64, isProbe: Bool) -> UInt64 {
         var end = UInt64.max
         if let survived = events.first(where: { $0.kind == "trigger_after_script" && $0["pid"]?.int == pid && ($0.seq ?? 0) > start
             && $0["shutting_down"]?.bool == false })?.seq {
