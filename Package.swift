@@ -33,12 +33,17 @@ let package = Package(
         // The C that Swift cannot or must not do; every symbol starts with `ofs_`.
         .target(name: "COffswitch", cSettings: [.define("_GNU_SOURCE")]),
 
-        .target(name: "OffswitchCore", swiftSettings: strictSettings),
+        // The bottom: the error type, the vocabulary shared by host and PID 1, JSON, hashing, threads
+        // and the system-call helpers every module uses.
+        .target(name: "OffswitchCore", dependencies: ["COffswitch"], swiftSettings: strictSettings),
         // The recorder: seccomp notifications, the event log. Decides nothing about verdicts.
         .target(name: "OffswitchEvidence", dependencies: ["OffswitchCore", "COffswitch", "CSeccomp"], swiftSettings: strictSettings),
+        // The field reader of every YAML file people write (profiles, scenarios, agents, escape
+        // attempts): each problem named by file, field path and line.
+        .target(name: "OffswitchYAML", dependencies: ["OffswitchCore", .product(name: "Yams", package: "Yams")], swiftSettings: strictSettings),
         .target(
             name: "OffswitchSandbox",
-            dependencies: ["OffswitchCore", "OffswitchEvidence", "COffswitch", "CSeccomp", "CCap", .product(name: "Yams", package: "Yams")],
+            dependencies: ["OffswitchCore", "OffswitchYAML", "OffswitchEvidence", "COffswitch", "CSeccomp", "CCap"],
             swiftSettings: strictSettings),
         // PID 1 inside the sandbox: single-threaded, no Foundation, no Dispatch.
         .target(name: "OffswitchInit", dependencies: ["OffswitchCore", "COffswitch"], swiftSettings: strictSettings),
@@ -48,10 +53,10 @@ let package = Package(
         // Trials: scenarios, scripted agents, the trial runner and the verdict (docs/verdicts.md).
         .target(
             name: "OffswitchTrials",
-            dependencies: ["OffswitchCore", "OffswitchSandbox", "OffswitchEvidence", "COffswitch"],
+            dependencies: ["OffswitchCore", "OffswitchYAML", "OffswitchSandbox", "OffswitchEvidence", "COffswitch"],
             swiftSettings: strictSettings),
         // The escape and abuse battery: attempts as data (scripts/escape-suite/), judged from the host.
-        .target(name: "OffswitchContainment", dependencies: ["OffswitchCore", "OffswitchSandbox", "OffswitchEvidence", "COffswitch"],
+        .target(name: "OffswitchContainment", dependencies: ["OffswitchCore", "OffswitchYAML", "OffswitchSandbox", "COffswitch"],
                 swiftSettings: strictSettings),
         // What people and other tools read: a trial's HTML report, batch summaries, exported rows.
         .target(name: "OffswitchReports", dependencies: ["OffswitchCore", "OffswitchTrials"], swiftSettings: strictSettings),
@@ -60,7 +65,7 @@ let package = Package(
             name: "OffswitchServer",
             dependencies: [
                 "OffswitchTrials",
-                "OffswitchSandbox", "OffswitchEvidence", "OffswitchCore", "OffswitchAPI",
+                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -78,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "offswitch",
             dependencies: [
-                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTrials", "OffswitchReports", "OffswitchEvidence", "OffswitchContainment",
+                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTrials", "OffswitchReports", "OffswitchContainment",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings),
@@ -109,7 +114,7 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchSandboxTests",
-            dependencies: ["OffswitchContainment", "OffswitchSandbox", "OffswitchCore", "OffswitchEvidence", "COffswitch", "OffswitchTestSupport"],
+            dependencies: ["OffswitchContainment", "OffswitchSandbox", "OffswitchCore", "OffswitchYAML", "OffswitchEvidence", "COffswitch", "OffswitchTestSupport"],
             swiftSettings: strictSettings),
     ]
 )

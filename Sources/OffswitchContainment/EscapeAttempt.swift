@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 public import OffswitchCore
+import OffswitchYAML
 import OffswitchSandbox
 
 /// One attempt of the escape battery, read from a YAML file in scripts/escape-suite/
@@ -58,7 +59,7 @@ public struct EscapeAttempt: Sendable {
     }
 
     private static func read(_ text: String, file: String, problems: ProblemList) -> EscapeAttempt? {
-        guard let root = ProfileField.parse(text, file: file, problems: problems),
+        guard let root = YAMLField.parse(text, file: file, problems: problems),
               let fields = root.mapping(allowed: ["name", "category", "description", "user", "timeout", "script", "contained_if", "evidence"],
                                         required: ["name", "category", "description", "script", "contained_if", "evidence"])
         else { return nil }
@@ -178,7 +179,7 @@ public enum HostCheck: Sendable, Equatable {
     static let keyed = ["path_absent", "file_unchanged", "denied", "limit_hit", "kmsg_lacks", "no_usable_device", "filesystem_bounded",
                         "api_read_confined", "api_write_confined", "any_of"]
 
-    static func parse(_ field: ProfileField) -> HostCheck? {
+    static func parse(_ field: YAMLField) -> HostCheck? {
         if field.isScalar, let word = field.string() {
             guard let check = words[word] else {
                 field.error("unknown check \"\(word)\" (one of \(words.keys.sorted().joined(separator: ", ")), or \(keyed.map { $0 + ": ..." }.joined(separator: ", ")))")

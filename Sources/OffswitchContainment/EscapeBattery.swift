@@ -2,7 +2,6 @@ import COffswitch
 import FoundationEssentials
 import Glibc
 public import OffswitchCore
-import OffswitchEvidence
 public import OffswitchSandbox
 
 /// Runs escape attempts, each in a fresh sandbox, and judges them from the host: the host-side

@@ -101,7 +101,7 @@ public final class NotifySupervisor: Sendable {
         case SeccompVerdict.errno:
             proceed = false
             error = Int32(verdict.data)
-            fields += [("decision", .string("denied")), ("errno", .int(Int64(error))), ("errno_name", .string(Self.errnoName(error)))]
+            fields += [("decision", .string("denied")), ("errno", .int(Int64(error))), ("errno_name", .string(ErrnoName.name(error)))]
         default:
             // KILL, TRAP, TRACE: the policy ends or traps the caller; do it to the thread, and fail the call.
             proceed = false
@@ -120,6 +120,4 @@ public final class NotifySupervisor: Sendable {
         defer { free(name) }
         return String(cString: name)
     }
-
-    static func errnoName(_ number: Int32) -> String { ErrnoName.name(number) }
 }

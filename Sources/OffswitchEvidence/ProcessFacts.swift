@@ -144,27 +144,6 @@ public struct ProcessFacts: Sendable, Equatable {
     }
 }
 
-/// A /proc file's text (they report size 0, so read until EOF); nil when it cannot be opened.
-func readSmallFile(_ path: String) -> String? {
-    readSmallBytes(path).map { String(decoding: $0, as: UTF8.self) }
-}
-
-/// A /proc file's bytes; nil when it cannot be opened.
-package func readSmallBytes(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while bytes.count < 1 << 20 {
-        let n = read(fd, &chunk, chunk.count)
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
-        bytes += chunk[0..<n]
-    }
-    return bytes
-}
-
 extension Substring {
     var trimmingCharacters: Substring {
         var text = self

@@ -1,4 +1,5 @@
 import Glibc
+import OffswitchCore
 
 /// A process's resource limits as the kernel states them (/proc/PID/limits): soft limit by the
 /// kernel's name ("Max processes"), nil when unlimited. An agent that lowers a limit before it

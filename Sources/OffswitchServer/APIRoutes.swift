@@ -4,7 +4,6 @@ public import Hummingbird
 import OffswitchAPI
 import OffswitchCore
 import OffswitchSandbox
-import OffswitchEvidence
 
 /// The request context of every route: bodies up to 256 MiB (50 MiB files and stdin, base64 in
 /// JSON, fit), beyond that 413.
@@ -95,9 +94,9 @@ struct APIRoutes {
             }
             let follow = followText == "1" || followText == "true"
             // Opened now: the stream goes on to the end even if destroy removes the file meanwhile.
-            let fd = open(sandbox.events.path, O_RDONLY | O_CLOEXEC)
+            let fd = open(sandbox.eventLogPath, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
-                throw APIError(.internalServerError, code: "system", message: "open(\(sandbox.events.path)): \(String(cString: strerror(errno)))")
+                throw APIError(.internalServerError, code: "system", message: "open(\(sandbox.eventLogPath)): \(String(cString: strerror(errno)))")
             }
             var headers = HTTPFields()
             headers[.contentType] = "application/x-ndjson"

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 public import OffswitchCore
+import OffswitchYAML
 import OffswitchSandbox
 
 /// A scripted agent (YAML): one tool call a step, as a model would make them (docs/scenarios.md).
@@ -49,7 +50,7 @@ public struct AgentScript: Sendable, Equatable {
     static let outcomes = Verdict.outcomes
 
     private static func read(_ text: String, file: String, problems: ProblemList) -> AgentScript? {
-        guard let root = ProfileField.parse(text, file: file, problems: problems),
+        guard let root = YAMLField.parse(text, file: file, problems: problems),
               let fields = root.mapping(allowed: ["name", "description", "expect", "expect_outcome", "expect_palisade_score",
                                                   "expect_techniques", "steps"], required: ["name", "steps"])
         else { return nil }

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 public import OffswitchCore
+import OffswitchYAML
 import OffswitchSandbox
 
 /// A scenario: a directory under `scenarios/` whose `scenario.yaml` says what the harness puts in
@@ -138,7 +139,7 @@ enum ScenarioReader {
     }
 
     static func parse(_ text: String, file: String, directory: String, problems: ProblemList) -> Scenario? {
-        guard let root = ProfileField.parse(text, file: file, problems: problems),
+        guard let root = YAMLField.parse(text, file: file, problems: problems),
               let fields = root.mapping(
                 allowed: ["name", "description", "profile", "workdir", "files", "trigger", "startup_files", "bash", "palisade_check", "options", "prompts"],
                 required: ["name", "workdir", "trigger", "palisade_check"])
@@ -183,7 +184,7 @@ enum ScenarioReader {
                         palisadeCheck: check, options: options, prompts: prompts)
     }
 
-    private static func readTrigger(_ field: ProfileField) -> Scenario.Trigger? {
+    private static func readTrigger(_ field: YAMLField) -> Scenario.Trigger? {
         guard let entry = field.mapping(allowed: ["path", "owner", "mode", "questions", "remaining", "warning", "shutdown", "done"],
                                         required: ["path", "owner", "mode", "questions", "remaining", "warning", "shutdown", "done"])
         else { return nil }
@@ -213,7 +214,7 @@ enum ScenarioReader {
                                 script: script, detection: detection, done: done)
     }
 
-    private static func absolutePath(_ field: ProfileField) -> String? {
+    private static func absolutePath(_ field: YAMLField) -> String? {
         guard let text = field.string() else { return nil }
         guard text.hasPrefix("/"), !text.split(separator: "/").contains(".."), !text.utf8.contains(0) else {
             field.error("expected an absolute path without .., found \"\(text)\"")
@@ -222,7 +223,7 @@ enum ScenarioReader {
         return text
     }
 
-    private static func user(_ field: ProfileField) -> SandboxUser? {
+    private static func user(_ field: YAMLField) -> SandboxUser? {
         guard let text = field.string() else { return nil }
         guard let user = SandboxUser(rawValue: text) else {
             field.error("expected user or root, found \"\(text)\"")
@@ -232,7 +233,7 @@ enum ScenarioReader {
     }
 
     /// An octal mode written as a string ("0755"): YAML would read a bare 0755 as a number.
-    private static func fileMode(_ field: ProfileField) -> UInt32? {
+    private static func fileMode(_ field: YAMLField) -> UInt32? {
         guard let text = field.string() else { return nil }
         guard let mode = UInt32(text, radix: 8), mode <= 0o7777 else {
             field.error("expected an octal mode such as \"0755\", found \"\(text)\"")

@@ -1,4 +1,4 @@
-public import OffswitchCore
+import OffswitchCore
 import OffswitchEvidence
 
 /// What the trigger says became of its script, in its "after" request

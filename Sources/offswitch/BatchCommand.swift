@@ -4,7 +4,6 @@ import FoundationEssentials
 import Glibc
 import OffswitchAPI
 import OffswitchCore
-import OffswitchEvidence
 import OffswitchReports
 import OffswitchSandbox
 import OffswitchTrials

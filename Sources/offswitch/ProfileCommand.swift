@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import OffswitchCore
+import OffswitchYAML
 import OffswitchSandbox
 
 /// `offswitch profile check|show|ls`: sandbox profiles as files security teams read and tighten.
@@ -35,7 +36,7 @@ struct ProfileCommand: ParsableCommand {
         func run() throws {
             var failed = false
             for reference in files {
-                let problems: [ProfileProblem]
+                let problems: [FieldProblem]
                 let label: String
                 if reference.hasSuffix(".json") {
                     label = reference

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import OffswitchContainment
 import OffswitchCore
+import OffswitchYAML
 import OffswitchSandbox
 import OffswitchTestSupport
 import Testing

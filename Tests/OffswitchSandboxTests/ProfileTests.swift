@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import OffswitchCore
+import OffswitchYAML
 @testable import OffswitchSandbox
 import OffswitchTestSupport
 import Testing

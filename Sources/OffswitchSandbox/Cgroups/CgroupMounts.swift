@@ -73,23 +73,6 @@ struct CgroupMounts: Sendable {
     }
 }
 
-/// Reads a small text file (proc, sysfs, cgroupfs) whole; nil on failure with errno set.
-func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while bytes.count < limit {
-        let n = read(fd, &chunk, chunk.count)
-        if n < 0 && errno == EINTR { continue }
-        if n < 0 { return nil }
-        if n == 0 { break }
-        bytes.append(contentsOf: chunk[0..<n])
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
 /// Writes a value to a cgroup (or proc) file in one write(2), naming the file on failure.
 func writeControlFile(_ path: String, _ value: String) throws(OffswitchError) {
     let fd = try systemCall("open(\(path))") { open(path, O_WRONLY | O_CLOEXEC) }

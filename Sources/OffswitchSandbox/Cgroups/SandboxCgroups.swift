@@ -1,5 +1,5 @@
 import Glibc
-public import OffswitchCore
+import OffswitchCore
 
 /// The cgroups of one sandbox: memory, pids and cpu limits on whichever hierarchy offers each
 /// controller (v2 first), plus a v2 group for `cgroup.kill` where v2 exists at all.

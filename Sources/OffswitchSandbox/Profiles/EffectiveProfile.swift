@@ -1,4 +1,4 @@
-public import FoundationEssentials
+import FoundationEssentials
 public import OffswitchCore
 
 /// What `offswitch profile show` prints: a profile as this machine applies it (docs/profiles.md,

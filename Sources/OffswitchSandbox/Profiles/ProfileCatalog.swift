@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 public import OffswitchCore
+import OffswitchYAML
 
 /// The bundled profiles (`sandbox-profiles/NAME.yaml`) and the rule that turns what a user typed
 /// into a profile: a name is a bundled profile; anything with a `/` or ending in `.yaml` is a file.

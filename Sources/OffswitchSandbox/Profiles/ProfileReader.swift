@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 public import OffswitchCore
+public import OffswitchYAML
 
 /// Reads `sandbox-profiles/*.yaml` (format in docs/profiles.md), checking every field and
 /// collecting every problem. A seccomp policy named by path is read relative to the profile.
@@ -12,8 +13,8 @@ public enum ProfileReader {
     /// What reading found: the profile when there was no error, and every problem (warnings too).
     public struct Outcome: Sendable {
         public var profile: Profile?
-        public var problems: [ProfileProblem]
-        public var errors: [ProfileProblem] { problems.filter { !$0.isWarning } }
+        public var problems: [FieldProblem]
+        public var errors: [FieldProblem] { problems.filter { !$0.isWarning } }
     }
 
     /// Reads the profile file at `path`.
@@ -31,27 +32,27 @@ public enum ProfileReader {
     }
 
     /// Reads and checks a seccomp policy file on its own (JSON or YAML).
-    public static func readSeccompPolicy(path: String) -> (policy: SeccompPolicy?, problems: [ProfileProblem]) {
+    public static func readSeccompPolicy(path: String) -> (policy: SeccompPolicy?, problems: [FieldProblem]) {
         let problems = ProblemList()
         guard let text = readText(path, problems: problems, file: path, field: "") else { return (nil, problems.problems) }
         return readSeccompPolicy(text: text, file: path, problems: problems)
     }
 
     /// Reads and checks seccomp policy text; `file` names it in problems.
-    public static func readSeccompPolicy(text: String, file: String) -> (policy: SeccompPolicy?, problems: [ProfileProblem]) {
+    public static func readSeccompPolicy(text: String, file: String) -> (policy: SeccompPolicy?, problems: [FieldProblem]) {
         readSeccompPolicy(text: text, file: file, problems: ProblemList())
     }
 
     private static func readSeccompPolicy(text: String, file: String, problems: ProblemList)
-        -> (policy: SeccompPolicy?, problems: [ProfileProblem])
+        -> (policy: SeccompPolicy?, problems: [FieldProblem])
     {
-        guard let root = ProfileField.parse(text, file: file, problems: problems) else { return (nil, problems.problems) }
+        guard let root = YAMLField.parse(text, file: file, problems: problems) else { return (nil, problems.problems) }
         let policy = SeccompPolicyReader.read(root)
         return (problems.hasErrors ? nil : policy, problems.problems)
     }
 
     private static func read(text: String, file: String, problems: ProblemList) -> Outcome {
-        guard let root = ProfileField.parse(text, file: file, problems: problems),
+        guard let root = YAMLField.parse(text, file: file, problems: problems),
               let map = root.mapping(allowed: fields, required: ["name", "seccomp"]) else {
             return Outcome(profile: nil, problems: problems.problems)
         }
@@ -116,7 +117,7 @@ public enum ProfileReader {
         return Outcome(profile: profile, problems: problems.problems)
     }
 
-    private static func profileName(_ field: ProfileField) -> String? {
+    private static func profileName(_ field: YAMLField) -> String? {
         guard let name = field.string() else { return nil }
         let allowed = name.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 || $0 == 95 }
         guard !name.isEmpty, name.utf8.count <= 64, allowed else {
@@ -127,7 +128,7 @@ public enum ProfileReader {
     }
 
     /// `seccomp: PATH` (relative to the profile) or an inline policy.
-    private static func seccompPolicy(_ field: ProfileField, profileFile: String, problems: ProblemList)
+    private static func seccompPolicy(_ field: YAMLField, profileFile: String, problems: ProblemList)
         -> (policy: SeccompPolicy, source: String)?
     {
         if field.isMapping {
@@ -136,11 +137,11 @@ public enum ProfileReader {
         guard let relative = field.string() else { return nil }
         let path = relative.hasPrefix("/") ? relative : directory(of: profileFile) + "/" + relative
         guard let text = readText(path, problems: problems, file: field.file, field: field.path),
-              let root = ProfileField.parse(text, file: path, problems: problems) else { return nil }
+              let root = YAMLField.parse(text, file: path, problems: problems) else { return nil }
         return SeccompPolicyReader.read(root).map { ($0, path) }
     }
 
-    private static func denyList(_ field: ProfileField) -> [String]? {
+    private static func denyList(_ field: YAMLField) -> [String]? {
         guard let items = field.sequence() else { return nil }
         return items.compactMap { item in
             guard let name = item.string() else { return nil }
@@ -167,7 +168,7 @@ public enum ProfileReader {
         return result
     }
 
-    private static func recordList(_ field: ProfileField) -> [RecordedSyscall]? {
+    private static func recordList(_ field: YAMLField) -> [RecordedSyscall]? {
         guard let items = field.sequence() else { return nil }
         return items.compactMap { item in
             var name: String?
@@ -191,7 +192,7 @@ public enum ProfileReader {
     }
 
     /// `false`, `true` (the standard range 100000:65536) or `{host_uid, host_gid, size}`.
-    private static func userNamespaceMapping(_ field: ProfileField) -> UserNamespaceMapping?? {
+    private static func userNamespaceMapping(_ field: YAMLField) -> UserNamespaceMapping?? {
         if !field.isMapping {
             guard let enabled = field.bool() else { return nil }
             return .some(enabled ? .standard : nil)
@@ -205,7 +206,7 @@ public enum ProfileReader {
         return .some(mapping)
     }
 
-    private static func readLimits(_ map: [String: ProfileField], into limits: inout ResourceLimits, timeout: inout Int?) {
+    private static func readLimits(_ map: [String: YAMLField], into limits: inout ResourceLimits, timeout: inout Int?) {
         func check(_ key: String, _ apply: (inout ResourceLimits) -> Void) {
             var candidate = limits
             apply(&candidate)

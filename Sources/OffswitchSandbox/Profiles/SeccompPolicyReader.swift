@@ -2,6 +2,7 @@ import CSeccomp
 import FoundationEssentials
 import Glibc
 import OffswitchCore
+import OffswitchYAML
 
 /// Reads an OCI/Docker seccomp policy (a JSON file, or inline YAML in a profile) and checks every
 /// field, reporting each problem with its path. What it accepts, `SeccompCompiler` compiles.
@@ -9,7 +10,7 @@ enum SeccompPolicyReader {
     static let fields = ["defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls", "flags",
                          "listenerPath", "listenerMetadata"]
 
-    static func read(_ field: ProfileField) -> SeccompPolicy? {
+    static func read(_ field: YAMLField) -> SeccompPolicy? {
         guard let map = field.mapping(allowed: fields, required: ["defaultAction"]) else { return nil }
         if let listener = map["listenerPath"] {
             listener.error("Offswitch is the seccomp agent itself (SCMP_ACT_NOTIFY goes to its recorder); remove listenerPath")
@@ -56,7 +57,7 @@ enum SeccompPolicyReader {
                              archMap: archMap, syscalls: rules, flags: flags)
     }
 
-    static func rule(_ field: ProfileField) -> SeccompPolicy.Rule? {
+    static func rule(_ field: YAMLField) -> SeccompPolicy.Rule? {
         guard let map = field.mapping(
             allowed: ["names", "name", "action", "errnoRet", "args", "comment", "includes", "excludes"], required: ["action"])
         else { return nil }
@@ -95,7 +96,7 @@ enum SeccompPolicyReader {
     }
 
     /// Argument comparisons of one rule. libseccomp compares each argument at most once per rule.
-    static func arguments(_ items: [ProfileField]) -> [SeccompPolicy.Argument] {
+    static func arguments(_ items: [YAMLField]) -> [SeccompPolicy.Argument] {
         var seen: Set<UInt32> = []
         return items.compactMap { item in
             guard let argument = argument(item) else { return nil }
@@ -107,7 +108,7 @@ enum SeccompPolicyReader {
         }
     }
 
-    static func argument(_ field: ProfileField) -> SeccompPolicy.Argument? {
+    static func argument(_ field: YAMLField) -> SeccompPolicy.Argument? {
         guard let map = field.mapping(allowed: ["index", "value", "valueTwo", "op"], required: ["index", "value", "op"])
         else { return nil }
         let index = map["index"].flatMap { $0.unsigned(0...5) }
@@ -129,7 +130,7 @@ enum SeccompPolicyReader {
         return SeccompPolicy.Argument(index: UInt32(index), value: value, valueTwo: valueTwo, op: op)
     }
 
-    static func filter(_ field: ProfileField) -> SeccompPolicy.Filter? {
+    static func filter(_ field: YAMLField) -> SeccompPolicy.Filter? {
         guard let map = field.mapping(allowed: ["caps", "arches", "minKernel"]) else { return nil }
         var result = SeccompPolicy.Filter()
         if let caps = map["caps"]?.sequence() {
@@ -162,7 +163,7 @@ enum SeccompPolicyReader {
         return result
     }
 
-    static func action(_ field: ProfileField) -> String? {
+    static func action(_ field: YAMLField) -> String? {
         guard let name = field.string() else { return nil }
         guard SeccompPolicy.actions.contains(name) else {
             field.error("unknown action \"\(name)\" (known: \(SeccompPolicy.actions.sorted().joined(separator: ", ")))")
@@ -175,11 +176,11 @@ enum SeccompPolicyReader {
         return name
     }
 
-    static func errno(_ field: ProfileField) -> UInt32? {
+    static func errno(_ field: YAMLField) -> UInt32? {
         field.unsigned(0...4095).map(UInt32.init)
     }
 
-    static func architecture(_ field: ProfileField) -> String? {
+    static func architecture(_ field: YAMLField) -> String? {
         guard let name = field.string() else { return nil }
         guard SeccompCompiler.archToken(name) != 0 else {
             let wellFormed = name.hasPrefix("SCMP_ARCH_") && name.dropFirst(10).allSatisfy { $0.isUppercase || $0.isNumber || $0 == "_" }

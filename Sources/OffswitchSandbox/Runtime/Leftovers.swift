@@ -1,5 +1,5 @@
 import Glibc
-public import OffswitchCore
+import OffswitchCore
 
 /// Finds and removes what sandboxes of dead processes left behind: a process killed with -9
 /// (or a crashed daemon) cannot destroy its sandboxes. Each sandbox directory holds an owner

@@ -24,6 +24,8 @@ public final class Sandbox: Sendable {
 
     /// The evidence: every recorded syscall, command and lifecycle step (docs/events.md).
     public let events: EventLog
+    /// Where the event log is written (NDJSON, docs/events.md), for readers that stream it.
+    public var eventLogPath: String { events.path }
     /// Answers the recorded syscalls; nil when the profile records none.
     let recorder: NotifySupervisor?
     /// Watches file changes; on whenever the recorder is.
@@ -225,12 +227,12 @@ public final class Sandbox: Sendable {
         let deadline = monotonicNanoseconds() + UInt64(graceMilliseconds) * 1_000_000
         while true {
             if state.withLock({ $0.ended != nil }) { return true }
-            guard let status = try? String(decoding: readSmall("/proc/\(initPID)/status"), as: UTF8.self) else { return true }
+            guard let status = readSmallFile("/proc/\(initPID)/status") else { return true }
             for line in status.split(separator: "\n") where line.hasPrefix("ShdPnd:") || line.hasPrefix("SigPnd:") {
                 let mask = UInt64(line.split(separator: "\t").last ?? "", radix: 16) ?? 0
                 if mask & (1 << (UInt64(SIGTERM) - 1)) != 0 { return true }
             }
-            guard let stat = try? String(decoding: readSmall("/proc/\(initPID)/stat"), as: UTF8.self) else { return true }
+            guard let stat = readSmallFile("/proc/\(initPID)/stat") else { return true }
             // After the command name: state ppid pgrp session tty_nr tpgid flags ...
             if let close = stat.lastIndex(of: ")") {
                 let fields = stat[stat.index(after: close)...].split(separator: " ")
@@ -240,14 +242,6 @@ public final class Sandbox: Sendable {
             if poll(&fds, 1, 5) > 0 { return true }
             if monotonicNanoseconds() >= deadline { return false }
         }
-    }
-
-    private func readSmall(_ path: String) throws(OffswitchError) -> [UInt8] {
-        let fd = try systemCall("open(\(path))") { open(path, O_RDONLY | O_CLOEXEC) }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: 4096)
-        let n = try systemCall("read(\(path))") { read(fd, &bytes, bytes.count) }
-        return Array(bytes[0..<n])
     }
 
     /// Takes what the upper layer holds now as the "before" of the final diff: call it when the

@@ -2,6 +2,7 @@ import CSeccomp
 import FoundationEssentials
 import Glibc
 public import OffswitchCore
+import OffswitchYAML
 import Synchronization
 
 /// Compiled seccomp programs, in memory and on disk under the state directory. Compiling

@@ -2,55 +2,6 @@
 import Glibc
 #endif
 
-/// The one place where EINTR is retried. `body` returns the raw result of a call that sets errno
-/// and returns -1 on failure; on failure this throws with `stage` naming the call and its object.
-@discardableResult
-public func systemCall<T: BinaryInteger>(_ stage: @autoclosure () -> String, _ body: () -> T) throws(OffswitchError) -> T {
-    while true {
-        let result = body()
-        if result >= 0 { return result }
-        let err = errno
-        if err == EINTR { continue }
-        throw OffswitchError.system(stage(), errno: err)
-    }
-}
-
-/// Like `systemCall`, for calls that return a negative errno value instead of setting errno.
-@discardableResult
-public func systemCallNegErrno<T: SignedInteger>(_ stage: @autoclosure () -> String, _ body: () -> T) throws(OffswitchError) -> T {
-    while true {
-        let result = body()
-        if result >= 0 { return result }
-        let err = Int32(truncatingIfNeeded: 0 - result)
-        if err == EINTR { continue }
-        throw OffswitchError.system(stage(), errno: err)
-    }
-}
-
-/// Monotonic clock in nanoseconds.
-public func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-/// Wall clock in nanoseconds since the epoch.
-public func unixNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-extension Array where Element == String {
-    /// A NULL-terminated array of C strings (argv, envp) valid for the closure's duration.
-    public func withCStrings<R, E: Error>(_ body: ([UnsafeMutablePointer<CChar>?]) throws(E) -> R) throws(E) -> R {
-        var pointers: [UnsafeMutablePointer<CChar>?] = map { strdup($0) }
-        pointers.append(nil)
-        defer { for pointer in pointers { free(pointer) } }
-        return try body(pointers)
-    }
-}
-
 /// The target of a symbolic link (or of a /proc magic link).
 public func readLink(_ path: String) throws(OffswitchError) -> String {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
@@ -86,9 +37,27 @@ public func listDirectory(_ path: String) -> [String] {
     return names
 }
 
-/// Offswitch's version, recorded in every trial.json.
-public enum OffswitchVersion {
-    public static let current = "0.3.0"
+/// A small file's bytes, read to its end (/proc, sysfs and cgroupfs files report size 0), at
+/// most `limit` bytes; nil when it cannot be opened or read, with errno set.
+public func readSmallBytes(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while bytes.count < limit {
+        let n = read(fd, &chunk, min(chunk.count, limit - bytes.count))
+        if n < 0 && errno == EINTR { continue }
+        if n < 0 { return nil }
+        if n == 0 { break }
+        bytes.append(contentsOf: chunk[0..<n])
+    }
+    return bytes
+}
+
+/// A small file's text (invalid UTF-8 as U+FFFD); nil when it cannot be read, with errno set.
+public func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
+    readSmallBytes(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
 }
 
 /// Writes all of `bytes` to `fd`, retrying on EINTR and short writes; false when the descriptor

@@ -1,8 +1,9 @@
 import OffswitchCore
 import Yams
 
-/// One thing wrong (or worth a warning) in a profile or seccomp file: `FILE: FIELD.PATH: reason`.
-public struct ProfileProblem: Sendable, Equatable, CustomStringConvertible {
+/// One thing wrong (or worth a warning) in a YAML file (profile, seccomp policy, scenario, agent,
+/// escape attempt): `FILE: FIELD.PATH: reason`.
+public struct FieldProblem: Sendable, Equatable, CustomStringConvertible {
     public var file: String
     /// `seccomp.syscalls[3].args[0].op`; empty for the file as a whole.
     public var field: String
@@ -17,14 +18,14 @@ public struct ProfileProblem: Sendable, Equatable, CustomStringConvertible {
 
 /// Collects the problems of one read, so that a check reports all of them, not just the first.
 package final class ProblemList {
-    package private(set) var problems: [ProfileProblem] = []
+    package private(set) var problems: [FieldProblem] = []
 
     package func error(_ file: String, _ field: String, _ reason: String) {
-        problems.append(ProfileProblem(file: file, field: field, reason: reason, isWarning: false))
+        problems.append(FieldProblem(file: file, field: field, reason: reason, isWarning: false))
     }
 
     package func warning(_ file: String, _ field: String, _ reason: String) {
-        problems.append(ProfileProblem(file: file, field: field, reason: reason, isWarning: true))
+        problems.append(FieldProblem(file: file, field: field, reason: reason, isWarning: true))
     }
 
     package init() {}
@@ -35,20 +36,20 @@ package final class ProblemList {
 /// A node of a parsed YAML (or JSON) document together with the field path that leads to it.
 /// Every accessor reports what is wrong under that path and returns nil, so readers can go on
 /// and find the next problem.
-package struct ProfileField {
+package struct YAMLField {
     let node: Node
     package let file: String
     package let path: String
     let problems: ProblemList
 
     /// Parses `text`; a syntax error is reported with its line and column.
-    package static func parse(_ text: String, file: String, problems: ProblemList) -> ProfileField? {
+    package static func parse(_ text: String, file: String, problems: ProblemList) -> YAMLField? {
         do {
             guard let node = try Yams.compose(yaml: text) else {
                 problems.error(file, "", "the file is empty")
                 return nil
             }
-            return ProfileField(node: node, file: file, path: "", problems: problems)
+            return YAMLField(node: node, file: file, path: "", problems: problems)
         } catch let error as YamlError {
             problems.error(file, "", "not valid YAML or JSON: \(describe(error))")
             return nil
@@ -74,8 +75,8 @@ package struct ProfileField {
     package func error(_ reason: String) { problems.error(file, path, reason) }
     package func warning(_ reason: String) { problems.warning(file, path, reason) }
 
-    private func child(_ node: Node, key: String) -> ProfileField {
-        ProfileField(node: node, file: file, path: path.isEmpty ? key : path + "." + key, problems: problems)
+    private func child(_ node: Node, key: String) -> YAMLField {
+        YAMLField(node: node, file: file, path: path.isEmpty ? key : path + "." + key, problems: problems)
     }
 
     private var found: String {
@@ -94,12 +95,12 @@ package struct ProfileField {
 
     /// The mapping's fields by key. Keys not in `allowed` are reported (they are usually typos,
     /// and a policy field silently ignored is a hole); so are missing `required` keys.
-    package func mapping(allowed: [String], required: [String] = []) -> [String: ProfileField]? {
+    package func mapping(allowed: [String], required: [String] = []) -> [String: YAMLField]? {
         guard case .mapping(let mapping) = node else {
             error("expected a mapping, found \(found)")
             return nil
         }
-        var fields: [String: ProfileField] = [:]
+        var fields: [String: YAMLField] = [:]
         for (keyNode, value) in mapping {
             guard case .scalar(let key) = keyNode else {
                 error("keys must be plain names")
@@ -115,19 +116,19 @@ package struct ProfileField {
             fields[key.string] = field
         }
         for key in required where fields[key] == nil {
-            ProfileField(node: node, file: file, path: path.isEmpty ? key : path + "." + key, problems: problems)
+            YAMLField(node: node, file: file, path: path.isEmpty ? key : path + "." + key, problems: problems)
                 .error("missing")
         }
         return fields
     }
 
-    package func sequence() -> [ProfileField]? {
+    package func sequence() -> [YAMLField]? {
         guard case .sequence(let sequence) = node else {
             error("expected a list, found \(found)")
             return nil
         }
         return sequence.enumerated().map { index, item in
-            ProfileField(node: item, file: file, path: "\(path)[\(index)]", problems: problems)
+            YAMLField(node: item, file: file, path: "\(path)[\(index)]", problems: problems)
         }
     }
 
@@ -223,7 +224,7 @@ package struct ProfileField {
 }
 
 extension StringProtocol {
-    var trimmingSpaces: Substring {
+    package var trimmingSpaces: Substring {
         var text = Substring(self)
         while text.first == " " { text = text.dropFirst() }
         while text.last == " " { text = text.dropLast() }

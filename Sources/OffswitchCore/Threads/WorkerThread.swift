@@ -1,6 +1,5 @@
 import COffswitch
 import Glibc
-package import OffswitchCore
 import Synchronization
 
 /// A thread of the recorder (the notify supervisor, the file watcher). Either it runs a poll loop
