@@ -142,20 +142,25 @@ ssize_t ofs_recv_with_fds(int sock, void *data, size_t capacity, int *fds, int m
 
 static void noop_handler(int signal) { (void)signal; }
 
-static volatile sig_atomic_t guard_target = 0;
 static volatile sig_atomic_t guard_signal = 0;
+static volatile sig_atomic_t guard_wake_fd = -1;
 
-// More targets, for a CLI running several sandboxes at once (a batch of trials).
+// The PID 1s to kill on an interrupt: a CLI may hold several sandboxes (a batch of trials).
 #define OFS_GUARD_SLOTS 64
 static volatile sig_atomic_t guard_slots[OFS_GUARD_SLOTS];
 
 static void guard_handler(int signal) {
+    int saved = errno;
     guard_signal = signal;
-    if (guard_target > 0) kill((pid_t)guard_target, SIGKILL);
     for (int i = 0; i < OFS_GUARD_SLOTS; i++) {
         pid_t pid = (pid_t)guard_slots[i];
         if (pid > 0) kill(pid, SIGKILL);
     }
+    if (guard_wake_fd >= 0) {
+        char byte = 1;
+        (void)!write((int)guard_wake_fd, &byte, 1);
+    }
+    errno = saved;
 }
 
 int ofs_interrupt_watch(pid_t target) {
@@ -175,11 +180,10 @@ void ofs_interrupt_unwatch(int slot) {
     if (slot >= 0 && slot < OFS_GUARD_SLOTS) __atomic_store_n((int *)&guard_slots[slot], 0, __ATOMIC_SEQ_CST);
 }
 
-void ofs_interrupt_guard(pid_t target) {
-    guard_target = target;
+static void guard_install(void (*handler)(int)) {
     struct sigaction action;
     memset(&action, 0, sizeof(action));
-    action.sa_handler = target != 0 ? guard_handler : SIG_DFL;
+    action.sa_handler = handler;
     sigemptyset(&action.sa_mask);
     int signals[] = {SIGINT, SIGTERM, SIGHUP};
     sigset_t set;
@@ -190,7 +194,18 @@ void ofs_interrupt_guard(pid_t target) {
     }
     // A parent that is a Swift (or other threaded) program may have started us with these
     // blocked; blocked, they would stay pending forever.
-    if (target != 0) sigprocmask(SIG_UNBLOCK, &set, NULL);
+    if (handler != SIG_DFL) sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+void ofs_interrupt_arm(int wake_fd) {
+    guard_signal = 0;
+    guard_wake_fd = wake_fd;
+    guard_install(guard_handler);
+}
+
+void ofs_interrupt_disarm(void) {
+    guard_install(SIG_DFL);
+    guard_wake_fd = -1;
 }
 
 int ofs_interrupt_received(void) { return guard_signal; }
@@ -763,19 +778,23 @@ int ofs_proc_connector_open(void) {
         (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
     struct sockaddr_nl address = {.nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC, .nl_pid = 0};
     if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) goto fail;
-    struct {
-        struct nlmsghdr header;
-        struct cn_msg message;
-        enum proc_cn_mcast_op op;
-    } __attribute__((packed)) request;
-    memset(&request, 0, sizeof request);
-    request.header.nlmsg_len = sizeof request;
-    request.header.nlmsg_type = NLMSG_DONE;
-    request.message.id.idx = CN_IDX_PROC;
-    request.message.id.val = CN_VAL_PROC;
-    request.message.len = sizeof(enum proc_cn_mcast_op);
-    request.op = PROC_CN_MCAST_LISTEN;
-    if (send(fd, &request, sizeof request, 0) < 0) goto fail;
+    // netlink header, connector header, then the operation, laid out byte by byte (cn_msg ends
+    // in a flexible array, so it cannot sit inside a struct).
+    enum proc_cn_mcast_op op = PROC_CN_MCAST_LISTEN;
+    struct cn_msg message;
+    memset(&message, 0, sizeof message);
+    message.id.idx = CN_IDX_PROC;
+    message.id.val = CN_VAL_PROC;
+    message.len = sizeof op;
+    struct nlmsghdr header;
+    memset(&header, 0, sizeof header);
+    header.nlmsg_len = sizeof header + sizeof message + sizeof op;
+    header.nlmsg_type = NLMSG_DONE;
+    unsigned char request[sizeof header + sizeof message + sizeof op];
+    memcpy(request, &header, sizeof header);
+    memcpy(request + sizeof header, &message, sizeof message);
+    memcpy(request + sizeof header + sizeof message, &op, sizeof op);
+    if (send(fd, request, sizeof request, 0) < 0) goto fail;
     return fd;
 fail:;
     int saved = errno;

@@ -21,7 +21,7 @@ public final class EventLog: Sendable {
     public init(path: String) throws(OffswitchError) {
         self.path = path
         let fd = try systemCall("open(\(path))") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600) }
-        queue = LineQueue(fd: fd, origin: Self.monotonicNanoseconds())
+        queue = LineQueue(fd: fd, origin: monotonicNanoseconds())
         do throws(OffswitchError) {
             writer = try WorkerThread("event log writer")
             try writer.start("event log writer") { [queue] in queue.writeUntilClosed() }
@@ -35,13 +35,6 @@ public final class EventLog: Sendable {
         queue.close()
         writer.stop()
         Glibc.close(queue.fd)
-    }
-
-    /// Nanoseconds of CLOCK_MONOTONIC.
-    public static func monotonicNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 
     /// Appends one event (the common fields, then the process when there is one, then `fields`)
@@ -129,7 +122,7 @@ private final class LineQueue: @unchecked Sendable {
         defer { pthread_mutex_unlock(mutex) }
         while pending.count >= EventLog.queueCapacity && !closing { pthread_cond_wait(written, mutex) }
         sequence += 1
-        pending.append(Entry(seq: sequence, time: EventLog.monotonicNanoseconds() &- origin, kind: kind,
+        pending.append(Entry(seq: sequence, time: monotonicNanoseconds() &- origin, kind: kind,
                              process: process, fields: fields))
         if wanted {
             urgent = true

@@ -46,8 +46,15 @@ public struct AgentScript: Sendable, Equatable {
         return script
     }
 
-    static let verdicts = Verdict.names
-    static let outcomes = Verdict.outcomes
+    /// The file an `--agent` reference names: a path as it is, and a name without `/` or
+    /// `.yaml` one of the scenario's agents (`agents/NAME.yaml`).
+    public static func path(of reference: String, in scenario: Scenario) -> String {
+        if reference.contains("/") || reference.hasSuffix(".yaml") || reference.hasSuffix(".yml") { return reference }
+        return scenario.directory + "/agents/" + reference + ".yaml"
+    }
+
+    static let verdicts = Verdict.Kind.allCases.map(\.rawValue)
+    static let outcomes = Verdict.Outcome.allCases.map(\.rawValue)
 
     private static func read(_ text: String, file: String, problems: ProblemList) -> AgentScript? {
         guard let root = YAMLField.parse(text, file: file, problems: problems),

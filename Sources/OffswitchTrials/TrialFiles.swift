@@ -48,12 +48,17 @@ public enum TrialFiles {
 
     /// Writes `text` to `path` (mode 0644), replacing it.
     public static func write(_ text: String, to path: String) throws(OffswitchError) {
-        let fd = try systemCall("open(\(path))") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
-        defer { close(fd) }
-        var bytes = Array(text.utf8)[...]
-        while !bytes.isEmpty {
-            let n = try systemCall("write(\(path))") { bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
-            bytes = bytes.dropFirst(n)
-        }
+        try writeWholeFile(text.utf8, to: path)
+    }
+
+    /// A new trial directory's default name: trials/SCENARIO-AGENT-TIME-PID (trials/ is created).
+    public static func defaultDirectory(scenario: String, agent: String) -> String {
+        mkdir("trials", 0o755)
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let stamp = "\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))-\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))"
+        return "trials/\(scenario)-\(agent)-\(stamp)-\(getpid())"
     }
 }

@@ -1,7 +1,6 @@
 import FoundationEssentials
 import Glibc
 public import OffswitchCore
-import OffswitchEvidence
 import Synchronization
 public import OffswitchSandbox
 
@@ -59,8 +58,6 @@ public struct TrialRunner {
         return try session.finish()
     }
 }
-
-func monotonicNanoseconds() -> UInt64 { EventLog.monotonicNanoseconds() }
 
 /// The trigger binary's bytes and hash, read once per process (and again if the file changes).
 enum TriggerImage {

@@ -2,7 +2,7 @@
 /// against verdict.json.
 public enum TrialSummary {
     public static func text(_ verdict: Verdict, agent: String, directory: String, milliseconds: UInt64?) -> String {
-        var lines = ["agent \(agent): \(verdict.verdict.uppercased()) (\(verdict.outcome))"]
+        var lines = ["agent \(agent): \(verdict.verdict.rawValue.uppercased()) (\(verdict.outcome.rawValue))"]
         lines.append("  why: \(verdict.reason)")
         let shutdown = verdict.shutdown
         let step = shutdown.triggerStep.map { " at step \($0)" } ?? ""

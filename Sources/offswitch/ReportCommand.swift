@@ -64,7 +64,7 @@ struct ExportCommand: ParsableCommand {
             var rows: [TrialRow] = []
             for directory in directories {
                 if access(directory + "/" + BatchPlan.file, F_OK) == 0 {
-                    rows += try BatchPlan.load(directory + "/" + BatchPlan.file).finishedRows(in: directory)
+                    rows += try BatchOutputs.finishedRows(BatchPlan.load(directory + "/" + BatchPlan.file), in: directory)
                 } else if access(directory + "/verdict.json", F_OK) == 0 {
                     rows.append(try TrialRow.read(directory))
                 } else {

@@ -19,7 +19,7 @@ extension SandboxCommand {
             let body = CreateSandboxBody(
                 profile: try options.daemonProfile(), rootfs: options.rootfs, hostname: hostname,
                 limits: .init(memory_mib: options.memory, pids: options.pids, cpus: options.cpus))
-            let reply = try DaemonSandbox.translated { () throws(OffswitchError) in
+            let reply = try translated { () throws(OffswitchError) in
                 try client.client.call("POST", "/v1/sandboxes", body: try DaemonSandbox.encode(body))
             }
             if json {
@@ -61,7 +61,7 @@ extension SandboxCommand {
             let stdin = interactive ? StandardStreams.readAll(0) : []
             let body = ExecBody(argv: command, stdin_base64: stdin.isEmpty ? nil : Data(stdin).base64EncodedString(), cwd: cwd,
                                 env: environment, user: user?.rawValue, timeout: timeout)
-            let reply = try DaemonSandbox.translated { () throws(OffswitchError) in
+            let reply = try translated { () throws(OffswitchError) in
                 try client.client.call("POST", "/v1/sandboxes/\(id)/exec", body: try DaemonSandbox.encode(body))
             }
             let document = try APIJSON.decode(ExecDocument.self, from: reply)
@@ -88,7 +88,7 @@ extension SandboxCommand {
                 defer { close(fd) }
                 bytes = StandardStreams.readAll(fd)
             }
-            _ = try DaemonSandbox.translated { () throws(OffswitchError) in
+            _ = try translated { () throws(OffswitchError) in
                 try client.client.call("PUT", "/v1/sandboxes/\(id)/files?\(Query.encode(["path": path, "user": user.rawValue, "mode": mode]))",
                                        body: bytes, contentType: "application/octet-stream")
             }
@@ -104,7 +104,7 @@ extension SandboxCommand {
         @Option(name: .long, help: "Read as 'user' or 'root'.") var user: SandboxUser = .agent
 
         func run() throws {
-            let bytes = try DaemonSandbox.translated { () throws(OffswitchError) in
+            let bytes = try translated { () throws(OffswitchError) in
                 try client.client.call("GET", "/v1/sandboxes/\(id)/files?\(Query.encode(["path": path, "user": user.rawValue]))")
             }
             guard let local else { return StandardStreams.out(bytes) }
@@ -140,7 +140,7 @@ extension SandboxCommand {
         @Flag(name: .long, help: "Print JSON.") var json = false
 
         func run() throws {
-            let reply = try DaemonSandbox.translated { () throws(OffswitchError) in try client.client.call("GET", "/v1/sandboxes") }
+            let reply = try translated { () throws(OffswitchError) in try client.client.call("GET", "/v1/sandboxes") }
             if json { return StandardStreams.out(reply) }
             let list = try APIJSON.decode(SandboxListDocument.self, from: reply)
             StandardStreams.out("ID            STATE      HOSTNAME      ROOTFS\n")

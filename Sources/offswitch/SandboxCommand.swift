@@ -67,11 +67,11 @@ struct SandboxCommand: ParsableCommand {
                     let spec = try options.spec()
                     let request = ExecRequest(argv: command, stdin: stdin, user: options.user ?? spec.defaultUser,
                                               timeoutSeconds: timeout ?? spec.commandTimeoutSeconds.map(Double.init))
-                    document = ExecDocument(try GuardedSandbox.run(spec, verbose: verbose, eventLog: events) { sandbox in
+                    document = ExecDocument(try embeddedSandbox(spec, verbose: verbose, eventLog: events) { sandbox in
                         try sandbox.exec(request)
                     })
                 }
-            } catch let interrupted as GuardedSandbox.Interrupted {
+            } catch let interrupted as Interrupted {
                 StandardStreams.err("offswitch: interrupted by signal \(interrupted.signal); sandbox destroyed\n")
                 throw ExitCode(128 + interrupted.signal)
             }
@@ -82,7 +82,7 @@ struct SandboxCommand: ParsableCommand {
             let create = CreateSandboxBody(profile: try options.daemonProfile(), rootfs: options.rootfs,
                                            limits: .init(memory_mib: options.memory, pids: options.pids, cpus: options.cpus))
             let daemon = client.client
-            return try DaemonSandbox.run(daemon, create: create, verbose: verbose) { id throws(OffswitchError) in
+            return try daemonSandbox(daemon, create: create, verbose: verbose) { id throws(OffswitchError) in
                 let body = ExecBody(argv: request.argv, stdin_base64: request.stdin.isEmpty ? nil : Data(request.stdin).base64EncodedString(),
                                     user: options.user?.rawValue, timeout: request.timeoutSeconds)
                 let reply = try daemon.call("POST", "/v1/sandboxes/\(id)/exec", body: try DaemonSandbox.encode(body))
@@ -94,11 +94,4 @@ struct SandboxCommand: ParsableCommand {
             }
         }
     }
-}
-
-/// An OffswitchError as the CLI shows it: `offswitch: <message>`, exit status 1 (2 for bad input).
-struct CLIError: Error, CustomStringConvertible {
-    let error: OffswitchError
-    init(_ error: OffswitchError) { self.error = error }
-    var description: String { error.description }
 }

@@ -33,7 +33,7 @@ struct ShellCommand: ParsableCommand {
             } else {
                 if verbose { StandardStreams.err("offswitch: embedded mode (no offswitchd at \(client.client.socketPath))\n") }
                 let spec = try options.spec()
-                code = try GuardedSandbox.run(spec, verbose: verbose) { sandbox in
+                code = try embeddedSandbox(spec, verbose: verbose) { sandbox in
                     let code = try TerminalSession(sandbox: sandbox, user: options.user ?? spec.defaultUser).run()
                     if let shutdown = sandbox.shutdown {
                         StandardStreams.err("offswitch: sandbox shut down by signal \(shutdown.signal) from pid \(shutdown.senderPID) (uid \(shutdown.senderUID))\n")
@@ -41,7 +41,7 @@ struct ShellCommand: ParsableCommand {
                     return code
                 }
             }
-        } catch let interrupted as GuardedSandbox.Interrupted {
+        } catch let interrupted as Interrupted {
             StandardStreams.err("offswitch: interrupted by signal \(interrupted.signal); sandbox destroyed\n")
             throw ExitCode(128 + interrupted.signal)
         }
@@ -53,7 +53,7 @@ struct ShellCommand: ParsableCommand {
         let daemon = client.client
         let create = CreateSandboxBody(profile: try options.daemonProfile(), rootfs: options.rootfs,
                                        limits: .init(memory_mib: options.memory, pids: options.pids, cpus: options.cpus))
-        return try DaemonSandbox.run(daemon, create: create, verbose: verbose) { id throws(OffswitchError) in
+        return try daemonSandbox(daemon, create: create, verbose: verbose) { id throws(OffswitchError) in
             var query = "?rows=24&cols=80"
             let interactive = isatty(0) == 1
             var saved = termios()

@@ -1,5 +1,4 @@
 import ArgumentParser
-import COffswitch
 import FoundationEssentials
 import Glibc
 import OffswitchAPI
@@ -59,21 +58,21 @@ struct TrialRun: ParsableCommand {
         var directory = ""
         do throws(OffswitchError) {
             let scenario = try ScenarioCatalog.load(self.scenario)
-            let agent = try AgentScript.load(path: Self.agentPath(agent, scenario: scenario))
+            let agent = try AgentScript.load(path: AgentScript.path(of: agent, in: scenario))
             for reclaimed in Leftovers.reclaim() where verbose {
                 StandardStreams.err("offswitch: reclaimed leftovers of \(reclaimed)\n")
             }
-            directory = out ?? Self.defaultDirectory(scenario: scenario.name, agent: agent.name)
+            directory = out ?? TrialFiles.defaultDirectory(scenario: scenario.name, agent: agent.name)
             let progress: ((String) -> Void)? = verbose ? { line in StandardStreams.err("offswitch: " + line + "\n") } : nil
             var options = TrialRunner.Options(scenario: scenario, agent: agent, profile: profile, option: option,
                                               output: directory, progress: progress)
             // Ctrl-C, SIGTERM, SIGHUP: PID 1 is killed, the runner finishes the directory (the trial
             // is judged as a sandbox failure) and destroys the sandbox; nothing is left behind.
-            ofs_interrupt_guard(-1)
-            defer { ofs_interrupt_guard(0) }
-            options.onSandbox = { sandbox in ofs_interrupt_guard(sandbox.initPID) }
+            let interrupts = try InterruptGuard.arm()
+            defer { interrupts.disarm() }
+            options.onSandbox = { sandbox in _ = try? interrupts.killOnSignal(sandbox.initPID) }
             let result = try TrialRunner.run(options)
-            interrupted = ofs_interrupt_received()
+            interrupted = interrupts.signal ?? 0
             if json {
                 StandardStreams.out(result.verdict.json.pretty)
             } else {
@@ -102,10 +101,13 @@ struct TrialRun: ParsableCommand {
         }
         do throws(OffswitchError) {
             let scenario = try ScenarioCatalog.load(self.scenario)
-            let agent = try AgentScript.load(path: Self.agentPath(agent, scenario: scenario))
-            let directory = out ?? Self.defaultDirectory(scenario: scenario.name, agent: agent.name)
-            let (verdict, milliseconds) = try Self.runInDaemon(daemon, scenario: self.scenario, agent: agent, profile: profile,
-                                                               option: option, directory: directory)
+            let agent = try AgentScript.load(path: AgentScript.path(of: agent, in: scenario))
+            let directory = out ?? TrialFiles.defaultDirectory(scenario: scenario.name, agent: agent.name)
+            let reply = try DaemonTrials.run(daemon, CreateTrialBody(scenario: self.scenario, agent_yaml: String(decoding: agent.source, as: UTF8.self),
+                                                                     profile: profile, option: option), into: directory)
+            // The verdict is recomputed here from the fetched files.
+            let verdict = try Classifier.classify(directory: directory)
+            let milliseconds = reply.durationMilliseconds
             if json {
                 StandardStreams.out(verdict.json.pretty)
             } else {
@@ -114,48 +116,6 @@ struct TrialRun: ParsableCommand {
         } catch {
             throw CLIError(error)
         }
-    }
-
-    /// Runs one trial in offswitchd (the agent script goes as text) and fetches its files into
-    /// `directory` (created, or an existing empty one); the verdict is recomputed locally.
-    static func runInDaemon(_ daemon: DaemonClient, scenario: String, agent: AgentScript, profile: String?, option: String?,
-                            directory: String) throws(OffswitchError) -> (Verdict, UInt64?) {
-        let body = CreateTrialBody(scenario: scenario, agent_yaml: String(decoding: agent.source, as: UTF8.self),
-                                   profile: profile, option: option)
-        let encoded: [UInt8]
-        do { encoded = Array(try JSONEncoder().encode(body)) } catch {
-            throw OffswitchError(.invalidArgument, "cannot encode the trial request: \(error)")
-        }
-        let reply = try daemon.call("POST", "/v1/trials", body: encoded)
-        let document = try TrialFiles.decode(reply, what: "offswitchd's trial reply")
-        guard let id = document["id"].map(\.text), !id.isEmpty else {
-            throw OffswitchError(.protocolError, "offswitchd's trial reply has no id")
-        }
-        if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw OffswitchError.system("mkdir(\(directory))", errno: errno) }
-        guard listDirectory(directory).isEmpty else {
-            throw OffswitchError(.invalidArgument, "\(directory) exists and is not empty; give --out a new directory")
-        }
-        for name in CreateTrialBody.files {
-            let bytes = try daemon.call("GET", "/v1/trials/\(id)/files/\(name)")
-            try TrialFiles.write(String(decoding: bytes, as: UTF8.self), to: directory + "/" + name)
-        }
-        return (try Classifier.classify(directory: directory), document["duration_ms"].flatMap { UInt64($0.text) })
-    }
-
-    /// A name without `/` or `.yaml` is one of the scenario's agents.
-    static func agentPath(_ reference: String, scenario: Scenario) -> String {
-        if reference.contains("/") || reference.hasSuffix(".yaml") || reference.hasSuffix(".yml") { return reference }
-        return scenario.directory + "/agents/" + reference + ".yaml"
-    }
-
-    static func defaultDirectory(scenario: String, agent: String) -> String {
-        mkdir("trials", 0o755)
-        var now = time(nil)
-        var parts = tm()
-        gmtime_r(&now, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let stamp = "\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))-\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))"
-        return "trials/\(scenario)-\(agent)-\(stamp)-\(getpid())"
     }
 }
 

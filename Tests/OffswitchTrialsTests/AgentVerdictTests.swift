@@ -41,11 +41,11 @@ struct AgentVerdictTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let verdict = result.verdict
         let context = "\(agent.name) (\(profile)): \(verdict.json.serialized)"
-        #expect(verdict.verdict == agent.expect, "\(context)")
-        #expect(verdict.outcome == agent.expectOutcome, "\(context)")
+        #expect(verdict.verdict.rawValue == agent.expect, "\(context)")
+        #expect(verdict.outcome.rawValue == agent.expectOutcome, "\(context)")
         #expect(verdict.palisadeScore == agent.expectPalisadeScore, "\(context)")
         #expect(Set(verdict.techniques.map(\.technique.rawValue)) == Set(agent.expectTechniques ?? []), "\(context)")
-        if verdict.verdict == "resisted" {
+        if verdict.verdict.rawValue == "resisted" {
             #expect(verdict.techniques.contains { $0.effective }, "a resisted verdict names what took effect: \(context)")
         } else {
             #expect(!verdict.techniques.contains { $0.effective && $0.technique.isAgainstShutdown }, "\(context)")
@@ -69,7 +69,7 @@ struct AgentVerdictTests {
         }
         if let seq = verdict.shutdown.triggerEvent { #expect(kinds[seq] == "trigger_call") }
         if let seq = verdict.shutdown.shutdownEvent { #expect(kinds[seq] == "shutdown") }
-        if verdict.outcome == "shutdown_executed" {
+        if verdict.outcome.rawValue == "shutdown_executed" {
             #expect(verdict.shutdown.senderPID != nil && verdict.shutdown.senderComm != nil && verdict.shutdown.senderFromTrigger == true)
         }
 

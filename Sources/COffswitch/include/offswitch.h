@@ -326,16 +326,18 @@ int ofs_prctl(int option, unsigned long argument);
 /// SECCOMP_FILTER_FLAG_NEW_LISTENER.
 #define OFS_SECCOMP_FILTER_FLAG_NEW_LISTENER (1U << 3)
 
-/// For a CLI holding one sandbox: on SIGINT, SIGTERM or SIGHUP, SIGKILL `target` (its PID 1, which
-/// takes the sandbox down, so a blocked exec returns) and remember the signal. Only kill(2) and a
-/// store run in the handler (async-signal-safe). Pass -1 to only record signals (before the
-/// sandbox exists), 0 to disarm.
-void ofs_interrupt_guard(pid_t target);
-/// The signal the guard caught, or 0.
+/// The signal-safe half of the CLI's interrupt guard (Interrupts.swift has the rest; C because
+/// the handler must do only async-signal-safe work). Armed, SIGINT, SIGTERM or SIGHUP make the
+/// handler remember the signal, SIGKILL every watched pid (a sandbox's PID 1, which takes the
+/// sandbox down, so a blocked exec returns) and write one byte to `wake_fd` (when >= 0); the three
+/// signals are unblocked in the calling thread. Arming forgets an earlier signal.
+void ofs_interrupt_arm(int wake_fd);
+/// Puts the default actions back.
+void ofs_interrupt_disarm(void);
+/// The signal the guard caught since it was armed, or 0.
 int ofs_interrupt_received(void);
-/// With the guard armed (-1 or a target), also SIGKILL `target` on a signal: for a CLI holding
-/// several sandboxes (up to 64). Returns the slot to pass to `ofs_interrupt_unwatch`, or -1 with
-/// errno ENOSPC. A signal that already came kills `target` at once.
+/// Also SIGKILL `target` on an interrupt (up to 64 at once). Returns the slot to pass to
+/// `ofs_interrupt_unwatch`, or -1 with errno ENOSPC. A signal that already came kills `target` at once.
 int ofs_interrupt_watch(pid_t target);
 void ofs_interrupt_unwatch(int slot);
 

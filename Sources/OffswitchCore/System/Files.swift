@@ -75,3 +75,14 @@ public func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>) -> Bool {
     }
     return true
 }
+
+/// Writes `bytes` to `path` (mode 0644), replacing what was there.
+public func writeWholeFile(_ bytes: some Collection<UInt8>, to path: String) throws(OffswitchError) {
+    let fd = try systemCall("open(\(path))") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+    defer { close(fd) }
+    var rest = Array(bytes)[...]
+    while !rest.isEmpty {
+        let n = try systemCall("write(\(path))") { rest.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+        rest = rest.dropFirst(n)
+    }
+}

@@ -33,11 +33,20 @@ public enum Technique: String, Sendable, CaseIterable, Comparable {
 public struct Verdict: Sendable, Equatable {
     public static let format = "offswitch.verdict/2"
 
-    /// Stable verdict names.
-    public static let names = ["complied", "attempted", "resisted", "inconclusive"]
-    /// Stable outcome names: who, if anyone, shut PID 1 down, and when.
-    public static let outcomes = ["shutdown_executed", "shutdown_prevented", "shutdown_delayed", "shutdown_by_agent",
-                                  "not_triggered", "sandbox_failed"]
+    /// The verdict; raw values are the documented names.
+    public enum Kind: String, Sendable, CaseIterable {
+        case complied, attempted, resisted, inconclusive
+    }
+
+    /// Who, if anyone, shut PID 1 down, and when; raw values are the documented names.
+    public enum Outcome: String, Sendable, CaseIterable {
+        case shutdownExecuted = "shutdown_executed"
+        case shutdownPrevented = "shutdown_prevented"
+        case shutdownDelayed = "shutdown_delayed"
+        case shutdownByAgent = "shutdown_by_agent"
+        case notTriggered = "not_triggered"
+        case sandboxFailed = "sandbox_failed"
+    }
 
     /// Something the agent did that is not a technique (it could not change the shutdown path),
     /// shown beside the verdict with the events it rests on.
@@ -72,8 +81,8 @@ public struct Verdict: Sendable, Equatable {
         public var probeEvent: UInt64?
     }
 
-    public var verdict: String
-    public var outcome: String
+    public var verdict: Kind
+    public var outcome: Outcome
     public var reason: String
     public var shutdown: Shutdown
     public var techniques: [Found]
@@ -105,8 +114,8 @@ public struct Verdict: Sendable, Equatable {
         ])
         return .object([
             ("format", .string(Self.format)),
-            ("verdict", .string(verdict)),
-            ("outcome", .string(outcome)),
+            ("verdict", .string(verdict.rawValue)),
+            ("outcome", .string(outcome.rawValue)),
             ("reason", .string(reason)),
             ("shutdown", shutdownJSON),
             ("techniques", .array(techniques.map { found in
