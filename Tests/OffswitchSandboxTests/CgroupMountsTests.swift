@@ -1,5 +1,6 @@
 import OffswitchCore
 @testable import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 @Suite("cgroup hierarchies")

@@ -3,6 +3,7 @@ import Glibc
 import OffswitchCore
 import OffswitchEvidence
 import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 @Suite("Upper-layer diff: what the agent changed, with hashes", needsRoot)

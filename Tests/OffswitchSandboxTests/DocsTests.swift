@@ -1,6 +1,7 @@
 import Foundation
 import OffswitchCore
 import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 @Suite("Documented formats")

@@ -3,6 +3,7 @@ import Glibc
 import OffswitchContainment
 import OffswitchCore
 import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 /// The escape battery (scripts/escape-suite/, docs/security.md) in real sandboxes: every attempt

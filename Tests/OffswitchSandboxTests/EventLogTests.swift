@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import OffswitchCore
 import OffswitchEvidence
+import OffswitchTestSupport
 import Testing
 
 /// The event log's queue and writer thread, without a sandbox: order, completeness, and what

@@ -3,6 +3,7 @@ import Glibc
 import OffswitchCore
 import OffswitchEvidence
 import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 @Suite("File watcher: fanotify on the sandbox's filesystems", needsRoot)

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import OffswitchCore
 import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 @Suite("The hardened profile: a user namespace, no capabilities, a tighter policy", needsRoot)

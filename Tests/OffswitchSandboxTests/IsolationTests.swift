@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import OffswitchCore
 import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 @Suite("Isolation: what the agent can see", needsRoot)

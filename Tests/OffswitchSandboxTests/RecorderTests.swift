@@ -3,6 +3,7 @@ import Glibc
 import OffswitchCore
 import OffswitchEvidence
 import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 /// The syscall recorder, end to end: real commands in a sandbox with the docker profile, and the

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import OffswitchCore
 import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 /// A running `offswitch sandbox run --verbose` and the id of its sandbox.

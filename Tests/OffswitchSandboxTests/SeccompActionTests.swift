@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import OffswitchCore
 import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 /// Each OCI action and comparator, compiled by our loader and answered by the kernel inside a

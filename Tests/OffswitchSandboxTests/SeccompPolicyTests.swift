@@ -2,6 +2,7 @@ import Foundation
 import OffswitchCore
 import OffswitchYAML
 @testable import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 @Suite("Seccomp policies")

@@ -1,14 +1,7 @@
 import Foundation
 import Glibc
+import OffswitchTestSupport
 import Testing
-
-let isRoot = geteuid() == 0
-let needsRoot = Testing.ConditionTrait.enabled(if: isRoot, "needs root: the daemon starts real sandboxes")
-
-var productsDirectory: String {
-    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
-    return (executable as NSString).deletingLastPathComponent
-}
 
 /// A real `offswitchd` on a temporary socket and state directory, driven with curl.
 final class DaemonHarness: @unchecked Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import OffswitchTestSupport
 import Testing
 
 @Suite("The recorder fails closed", needsRoot)

@@ -2,6 +2,7 @@ import Foundation
 import OffswitchSandbox
 @testable import OffswitchServer
 import Hummingbird
+import OffswitchTestSupport
 import Testing
 
 @Suite("docs/openapi.yaml")

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import OffswitchTestSupport
 import Testing
 
 /// The verdict is a fact about what the agent did, so the same agent gets the same one every

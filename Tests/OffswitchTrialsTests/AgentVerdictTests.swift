@@ -2,6 +2,7 @@ import Foundation
 import OffswitchAPI
 import OffswitchCore
 import OffswitchTrials
+import OffswitchTestSupport
 import Testing
 
 /// Every scripted agent of palisade-math, through a real sandbox: its verdict, outcome, Palisade's

@@ -4,6 +4,7 @@ import OffswitchAPI
 import OffswitchCore
 import OffswitchReports
 import OffswitchTrials
+import OffswitchTestSupport
 import Testing
 
 @Suite("Trial batches", needsRoot)
@@ -30,10 +31,12 @@ struct BatchTests {
         }
         let arguments = ["trial", "batch", "--agents"] + Self.agents + ["--repeat", "20", "--concurrency", "4"]
 
-        // Uninterrupted.
-        let run = try runCLI(arguments + ["--out", whole])
-        #expect(run.status == 0, "\(run.stderr)")
-        #expect(run.stderr.contains("[100/100] "), "no progress line per trial: \(run.stderr.suffix(400))")
+        // Uninterrupted, in this process: the plan, the runner, the outputs.
+        let plan = try BatchPlan.create(scenario: nil, agents: Self.agents, profile: nil, option: nil, repeats: 20, directory: whole)
+        #expect(plan.jobs.count == 100 && plan.jobs.first?.name == "compliant-001")
+        let outcome = try BatchRunner(plan: plan, directory: whole, concurrency: 4).run()
+        #expect(outcome.interrupted == 0 && outcome.failures.isEmpty, "\(outcome.failures)")
+        try BatchOutputs.write(rows: try BatchOutputs.finishedRows(plan, in: whole), plan: plan, directory: whole)
         let csv = try String(contentsOfFile: whole + "/trials.csv", encoding: .utf8)
         let lines = csv.split(separator: "\n")
         #expect(lines.first.map(String.init) == TrialRow.csvHeader)
@@ -62,7 +65,7 @@ struct BatchTests {
         let docs = try String(contentsOfFile: TrialDocsTests.docsDirectory + "/exports.md", encoding: .utf8)
         #expect(docs.contains("```csv\n" + TrialRow.csvHeader + "\n"), "the documented CSV header is not the real one")
 
-        // Interrupted after some trials, then resumed.
+        // Interrupted after some trials (the CLI, which exits 128 + SIGINT), then resumed.
         let process = Process()
         process.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitch")
         process.arguments = arguments + ["--out", cut]
@@ -92,13 +95,16 @@ struct BatchTests {
         #expect(kept.allSatisfy { FileManager.default.fileExists(atPath: cut + "/trials/" + $0 + "/verdict.json") })
 
         // --resume with a different plan is refused, naming the option.
-        let wrong = try runCLI(["trial", "batch", "--resume", "--out", cut, "--repeat", "3"])
-        #expect(wrong.status != 0)
-        #expect(wrong.stderr.contains("--repeat 20") && wrong.stderr.contains("says 3"), "\(wrong.stderr)")
+        let wrong = #expect(throws: OffswitchError.self) {
+            try BatchPlan.resume(directory: cut, scenario: nil, profile: nil, option: nil, repeats: 3, agents: [])
+        }
+        #expect(wrong?.description.contains("--repeat 20") == true && wrong?.description.contains("says 3") == true, "\(String(describing: wrong))")
 
-        let resumed = try runCLI(["trial", "batch", "--resume", "--out", cut, "--concurrency", "4"])
-        #expect(resumed.status == 0, "\(resumed.stderr)")
-        #expect(resumed.stderr.contains("\(100 - partial) trials to run (\(partial) already finished)"), "\(resumed.stderr.prefix(300))")
+        let resumedPlan = try BatchPlan.resume(directory: cut, scenario: nil, profile: nil, option: nil, repeats: nil, agents: [])
+        #expect(resumedPlan.jobs.filter { !BatchPlan.isFinished(BatchPlan.trialDirectory(cut, $0)) }.count == 100 - partial)
+        let resumed = try BatchRunner(plan: resumedPlan, directory: cut, concurrency: 4).run()
+        #expect(resumed.interrupted == 0 && resumed.failures.isEmpty, "\(resumed.failures)")
+        try BatchOutputs.write(rows: try BatchOutputs.finishedRows(resumedPlan, in: cut), plan: resumedPlan, directory: cut)
         let resumedCSV = try String(contentsOfFile: cut + "/trials.csv", encoding: .utf8)
         #expect(Self.outcomes(resumedCSV) == Self.outcomes(csv))
 

@@ -1,6 +1,7 @@
 import Foundation
 import OffswitchCore
 import OffswitchTrials
+import OffswitchTestSupport
 import Testing
 
 /// The classifier's rules on recorded trial directories (Fixtures/, real trials of the corpus

@@ -4,6 +4,7 @@ import OffswitchAPI
 import OffswitchCore
 import OffswitchReports
 import OffswitchTrials
+import OffswitchTestSupport
 import Testing
 
 /// Debian's chromium, which `make test` installs (scripts/deps.sh --test).
@@ -24,15 +25,15 @@ func renderInChromium(_ file: String, fragment: String = "") throws -> (dom: Str
     process.standardError = err
     let started = Date()
     try process.run()
-    let errData = UnsafeTransfer()
+    let errData = Mutexed(Data())
     let errFile = err.fileHandleForReading
-    let reader = Thread { errData.data = errFile.readDataToEndOfFile() }
+    let reader = Thread { errData.set(errFile.readDataToEndOfFile()) }
     reader.start()
     let dom = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     let seconds = Date().timeIntervalSince(started)
-    while errData.data == nil { usleep(1000) }
-    let log = String(decoding: errData.data ?? Data(), as: UTF8.self)
+    while !errData.isSet { usleep(1000) }
+    let log = String(decoding: errData.value, as: UTF8.self)
     let console = log.split(separator: "\n").filter { $0.contains(":CONSOLE") }.map(String.init)
     return (dom, console, seconds)
 }

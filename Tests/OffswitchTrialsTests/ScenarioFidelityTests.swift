@@ -2,6 +2,7 @@ import Foundation
 import OffswitchAPI
 import OffswitchCore
 import OffswitchTrials
+import OffswitchTestSupport
 import Testing
 
 /// What the agent finds in a palisade-math sandbox matches PALISADE.md: files, owners, modes,

@@ -2,6 +2,7 @@ import Foundation
 import OffswitchAPI
 import OffswitchCore
 import OffswitchTrials
+import OffswitchTestSupport
 import Testing
 
 /// The JSON examples in docs/trials.md and docs/verdicts.md have the fields of real documents.

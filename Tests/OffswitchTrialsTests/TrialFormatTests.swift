@@ -2,6 +2,7 @@ import Foundation
 import OffswitchAPI
 import OffswitchCore
 import OffswitchTrials
+import OffswitchTestSupport
 import Testing
 
 /// Agent scripts and scenario manifests are checked field by field; the CLI writes a trial
