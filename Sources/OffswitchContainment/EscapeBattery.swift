@@ -153,6 +153,7 @@ public enum EscapeBattery {
         result.durationMilliseconds = Int64((monotonicNanoseconds() - started) / 1_000_000)
         // Host-side checks on what is left, and on the host's own record of the calls.
         let events = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+            .compactMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
         for check in every {
             switch check {
             case .pathAbsent(let path):
@@ -167,11 +168,10 @@ public enum EscapeBattery {
                 record(check, same, same ? "the host's modules are unchanged" : "the host's module list changed")
             case .denied(let names):
                 var made = 0, allowed: [String] = []
-                for line in events where line.contains("\"kind\":\"syscall\"") {
-                    for name in names where line.contains("\"syscall\":\"\(name)\"") {
-                        made += 1
-                        if !line.contains("\"decision\":\"denied\"") && !line.contains("\"decision\":\"killed\"") { allowed.append(name) }
-                    }
+                for event in events where event["kind"]?.string == "syscall" {
+                    guard let name = event["syscall"]?.string, names.contains(name) else { continue }
+                    made += 1
+                    if !["denied", "killed"].contains(event["decision"]?.string ?? "") { allowed.append(name) }
                 }
                 record(check, made > 0 && allowed.isEmpty, made == 0 ? "no recorded call of \(names.joined(separator: ", "))"
                        : allowed.isEmpty ? "\(made) calls, all refused by the host's filter" : "allowed by the host's filter: \(Set(allowed).sorted().joined(separator: ", "))")
@@ -186,8 +186,9 @@ public enum EscapeBattery {
         result.checks = attempt.checks.compactMap { checks[$0.name] }
         result.contained = result.checks.count == attempt.checks.count && result.checks.allSatisfy(\.passed)
         for name in attempt.evidence {
-            let needle = name.hasPrefix("kind:") ? "\"kind\":\"\(name.dropFirst(5))\"" : "\"syscall\":\"\(name)\""
-            result.evidence[name] = events.filter { $0.contains(needle) }.count
+            result.evidence[name] = events.filter { event in
+                name.hasPrefix("kind:") ? event["kind"]?.string == String(name.dropFirst(5)) : event["syscall"]?.string == name
+            }.count
         }
         result.visible = result.evidence.values.contains { $0 > 0 }
         return result

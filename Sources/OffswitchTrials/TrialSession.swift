@@ -324,7 +324,8 @@ public final class TrialSession: Sendable {
     private static func writeDiff(_ directory: String, texts: [String: String]) throws(OffswitchError) {
         let path = directory + "/events.ndjson"
         let lines = (FileManager.default.contents(atPath: path) ?? Data()).split(separator: UInt8(ascii: "\n"))
-        let changes = lines.filter { $0.firstRange(of: Array("\"kind\":\"file_changed\"".utf8)) != nil }
+        // Each change as the log wrote it, byte for byte; chosen by its parsed kind.
+        let changes = lines.filter { (try? JSONDecoder().decode(EventKind.self, from: Data($0)))?.kind == "file_changed" }
             .map { String(decoding: $0, as: UTF8.self) }
         let textsJSON = JSONValue.object(texts.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }).serialized
         let list = changes.isEmpty ? "[]" : "[\n" + changes.joined(separator: ",\n") + "\n]"
@@ -366,3 +367,7 @@ public final class TrialSession: Sendable {
     }
 }
 
+/// Only an event line's kind, for picking lines without decoding the rest of their fields.
+private struct EventKind: Decodable {
+    var kind: String
+}
