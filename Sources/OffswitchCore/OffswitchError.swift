@@ -19,6 +19,11 @@ public struct OffswitchError: Error, Sendable, Equatable, CustomStringConvertibl
         case sandboxShutDown = "sandbox_shut_down"
         case sandboxDestroyed = "sandbox_destroyed"
         case notFound = "not_found"
+        /// The daemon holds no sandbox, or has no trial, of that id.
+        case sandboxNotFound = "sandbox_not_found"
+        case trialNotFound = "trial_not_found"
+        /// A trial's call (steps, verdict) on a sandbox that was not created from a scenario.
+        case notATrial = "not_a_trial"
         case isDirectory = "is_directory"
         case permissionDenied = "permission_denied"
         case notRegularFile = "not_regular_file"

@@ -3,7 +3,9 @@ import NIOCore
 import OffswitchAPI
 public import OffswitchCore
 
-/// An error as the API returns it: a status and `{"error": {"code", "message"}}`.
+/// An error as the API returns it: a status and `{"error": {"code", "message"}}`. The one place
+/// where errors become HTTP: registries and routes throw `OffswitchError`; the middleware below
+/// maps it, and the framework's own errors, here.
 public struct APIError: HTTPResponseError, Sendable {
     public var status: HTTPResponse.Status
     public var code: String
@@ -19,18 +21,15 @@ public struct APIError: HTTPResponseError, Sendable {
     public init(_ error: OffswitchError) {
         let status: HTTPResponse.Status
         switch error.code {
-        case .invalidArgument, .invalidProfile, .invalidScenario, .invalidAgent, .isDirectory, .notRegularFile, .execFailed: status = .badRequest
+        case .invalidArgument, .invalidProfile, .invalidScenario, .invalidAgent, .isDirectory, .notRegularFile, .execFailed, .notATrial:
+            status = .badRequest
         case .permissionDenied: status = .forbidden
-        case .notFound: status = .notFound
+        case .notFound, .sandboxNotFound, .trialNotFound: status = .notFound
         case .sandboxShutDown: status = .conflict
         case .sandboxDestroyed: status = .notFound  // destroyed while the request ran: it no longer exists
         case .notRoot, .missingFeature, .setupFailed, .protocolError, .system: status = .internalServerError
         }
         self.init(status, code: error.code.rawValue, message: error.description)
-    }
-
-    public static func unknownSandbox(_ id: String) -> APIError {
-        APIError(.notFound, code: "sandbox_not_found", message: "no sandbox \"\(id)\"")
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {

@@ -91,37 +91,33 @@ public actor SandboxRegistry {
     }
 
     /// A scenario sandbox's trial.
-    public func session(_ id: String) throws(APIError) -> TrialSession {
-        guard let entry = entries[id] else { throw APIError.unknownSandbox(id) }
+    public func session(_ id: String) throws(OffswitchError) -> TrialSession {
+        guard let entry = entries[id] else { throw OffswitchError(.sandboxNotFound, "no sandbox \"\(id)\"") }
         guard let session = entry.session else {
-            throw APIError(.badRequest, code: "not_a_trial", message: "sandbox \(id) was not created from a scenario: it has no steps and no verdict")
+            throw OffswitchError(.notATrial, "sandbox \(id) was not created from a scenario: it has no steps and no verdict")
         }
         return session
     }
 
     /// Ends a scenario sandbox's trial: the probe if needed, the trial directory, the verdict.
     /// The sandbox is gone afterwards.
-    public func finishTrial(_ id: String) async throws(APIError) -> (trial: String, result: TrialRunner.Result) {
+    public func finishTrial(_ id: String) async throws(OffswitchError) -> (trial: String, result: TrialRunner.Result) {
         let session = try session(id)
         let trial = entries.removeValue(forKey: id)?.trial ?? ""
-        do {
-            let result = try await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
-            return (trial, result)
-        } catch {
-            throw APIError(error)
-        }
+        let result = try await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
+        return (trial, result)
     }
 
-    public func sandbox(_ id: String) throws(APIError) -> Sandbox {
-        guard let entry = entries[id] else { throw APIError.unknownSandbox(id) }
+    public func sandbox(_ id: String) throws(OffswitchError) -> Sandbox {
+        guard let entry = entries[id] else { throw OffswitchError(.sandboxNotFound, "no sandbox \"\(id)\"") }
         return entry.sandbox
     }
 
     /// The default environment given at creation, for each exec.
     public func environment(_ id: String) -> [String: String] { entries[id]?.environment ?? [:] }
 
-    public func document(_ id: String) throws(APIError) -> SandboxDocument {
-        guard let entry = entries[id] else { throw APIError.unknownSandbox(id) }
+    public func document(_ id: String) throws(OffswitchError) -> SandboxDocument {
+        guard let entry = entries[id] else { throw OffswitchError(.sandboxNotFound, "no sandbox \"\(id)\"") }
         return Self.document(entry)
     }
 
@@ -130,17 +126,13 @@ public actor SandboxRegistry {
     }
 
     /// Unregisters and destroys. Unknown ids are an error.
-    public func remove(_ id: String) async throws(APIError) {
-        guard let entry = entries.removeValue(forKey: id) else { throw APIError.unknownSandbox(id) }
-        do {
-            if let session = entry.session {
-                // A trial is never dropped: its directory is written and judged as it stands.
-                _ = try await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
-            } else {
-                try await entry.sandbox.destroy()
-            }
-        } catch {
-            throw APIError(error)
+    public func remove(_ id: String) async throws(OffswitchError) {
+        guard let entry = entries.removeValue(forKey: id) else { throw OffswitchError(.sandboxNotFound, "no sandbox \"\(id)\"") }
+        if let session = entry.session {
+            // A trial is never dropped: its directory is written and judged as it stands.
+            _ = try await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
+        } else {
+            try await entry.sandbox.destroy()
         }
     }
 

@@ -15,19 +15,19 @@ struct TrialRoutes {
 
     var directory: String { paths.base + "/trials" }
 
-    func add(to router: Router<APIContext>, registering: (HTTPRequest.Method, String) -> Void) {
+    func add(to table: RouteTable) {
         let paths = self.paths, directory = self.directory, registry = self.registry
-        router.on("/v1/trials", method: .post) { request, context in
+        table.on(.post, "/v1/trials") { request, context in
             let body = try await request.decode(as: CreateTrialBody.self, context: context)
             let (scenario, agent) = try Self.resolve(body)
             if let profile = body.profile, !CreateTrialBody.validName(profile) {
-                throw APIError(.badRequest, code: "invalid_profile", message: "profile: \"\(profile)\" is not the name of a bundled profile")
+                throw OffswitchError(.invalidProfile, "profile: \"\(profile)\" is not the name of a bundled profile")
             }
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o700])
             } catch {
-                throw APIError(.internalServerError, code: "system_error", message: "cannot create \(directory): \(error)")
+                throw OffswitchError(.system, "cannot create \(directory): \(error)")
             }
             let id = Self.newID()
             let output = directory + "/" + id
@@ -38,26 +38,24 @@ struct TrialRoutes {
             var text = "{\"id\":\"\(id)\",\"directory\":"
             JSONValue.string(output).write(to: &text)
             text += ",\"duration_ms\":\(result.durationNanoseconds / 1_000_000),\"verdict\":" + result.verdict.json.serialized + "}\n"
-            return Self.raw(text, type: "application/json", status: .created)
+            return RouteTable.raw(text, type: "application/json", status: .created)
         }
-        registering(.post, "/v1/trials")
-        router.on("/v1/trials/:id/files/:name", method: .get) { _, context in
+        table.on(.get, "/v1/trials/:id/files/:name") { _, context in
             let id = try context.parameters.require("id"), name = try context.parameters.require("name")
             guard Self.isID(id), FileManager.default.fileExists(atPath: directory + "/" + id + "/trial.json") else {
-                throw APIError(.notFound, code: "trial_not_found", message: "no trial \(id)")
+                throw OffswitchError(.trialNotFound, "no trial \(id)")
             }
             guard CreateTrialBody.files.contains(name) else {
-                throw APIError(.notFound, code: "not_found", message: "a trial has no file \(name) (files: \(CreateTrialBody.files.joined(separator: ", ")))")
+                throw OffswitchError(.notFound, "a trial has no file \(name) (files: \(CreateTrialBody.files.joined(separator: ", ")))")
             }
             guard let data = FileManager.default.contents(atPath: directory + "/" + id + "/" + name) else {
-                throw APIError(.notFound, code: "not_found", message: "trial \(id) has no \(name)")
+                throw OffswitchError(.notFound, "trial \(id) has no \(name)")
             }
-            return Self.raw(String(decoding: data, as: UTF8.self), type: name.hasSuffix(".ndjson") ? "application/x-ndjson" : "application/json")
+            return RouteTable.raw(String(decoding: data, as: UTF8.self), type: name.hasSuffix(".ndjson") ? "application/x-ndjson" : "application/json")
         }
-        registering(.get, "/v1/trials/{id}/files/{name}")
 
         // A scenario sandbox (`scenario` at creation): the agent's calls one at a time, then the verdict.
-        router.on("/v1/sandboxes/:id/steps", method: .post) { request, context in
+        table.on(.post, "/v1/sandboxes/:id/steps") { request, context in
             let session = try await registry.session(try context.parameters.require("id"))
             let body = try await request.decode(as: StepBody.self, context: context)
             let step: JSONValue
@@ -67,32 +65,17 @@ struct TrialRoutes {
             case ("submit", nil, let answer?):
                 step = try await BlockingWork.run { () throws(OffswitchError) in session.submit(answer) }
             default:
-                throw APIError(.badRequest, code: "invalid_argument",
-                               message: "tool: give {\"tool\":\"bash\",\"command\":...} or {\"tool\":\"submit\",\"answer\":...} (got tool \"\(body.tool)\")")
+                throw OffswitchError(.invalidArgument, "tool: give {\"tool\":\"bash\",\"command\":...} or {\"tool\":\"submit\",\"answer\":...} (got tool \"\(body.tool)\")")
             }
-            return Self.raw(step.serialized + "\n", type: "application/json")
+            return RouteTable.raw(step.serialized + "\n", type: "application/json")
         }
-        registering(.post, "/v1/sandboxes/{id}/steps")
-        router.on("/v1/sandboxes/:id/verdict", method: .post) { _, context in
+        table.on(.post, "/v1/sandboxes/:id/verdict") { _, context in
             let (trial, result) = try await registry.finishTrial(try context.parameters.require("id"))
             var text = "{\"id\":\"\(trial)\",\"directory\":"
             JSONValue.string(result.directory).write(to: &text)
             text += ",\"duration_ms\":\(result.durationNanoseconds / 1_000_000),\"verdict\":" + result.verdict.json.serialized + "}\n"
-            return Self.raw(text, type: "application/json")
+            return RouteTable.raw(text, type: "application/json")
         }
-        registering(.post, "/v1/sandboxes/{id}/verdict")
-        router.on("/v1/scenarios/:name/prompts", method: .get) { _, context in
-            let name = try context.parameters.require("name")
-            guard CreateTrialBody.validName(name) else {
-                throw APIError(.badRequest, code: "invalid_scenario", message: "\"\(name)\" is not the name of a bundled scenario")
-            }
-            let scenario = try ScenarioCatalog.load(name)
-            guard let prompts = scenario.prompts, let data = FileManager.default.contents(atPath: scenario.directory + "/" + prompts) else {
-                throw APIError(.notFound, code: "not_found", message: "scenario \(name) has no prompts file")
-            }
-            return Self.raw(String(decoding: data, as: UTF8.self), type: "application/yaml")
-        }
-        registering(.get, "/v1/scenarios/{name}/prompts")
     }
 
     /// The scenario (bundled names only: a client must not make the daemon read host paths) and
@@ -100,19 +83,19 @@ struct TrialRoutes {
     static func resolve(_ body: CreateTrialBody) throws -> (Scenario, AgentScript) {
         let name = body.scenario ?? "palisade-math"
         guard CreateTrialBody.validName(name) else {
-            throw APIError(.badRequest, code: "invalid_scenario", message: "scenario: \"\(name)\" is not the name of a bundled scenario")
+            throw OffswitchError(.invalidScenario, "scenario: \"\(name)\" is not the name of a bundled scenario")
         }
         let scenario = try ScenarioCatalog.load(name)
         switch (body.agent, body.agent_yaml) {
         case (let agent?, nil):
             guard CreateTrialBody.validName(agent) else {
-                throw APIError(.badRequest, code: "invalid_agent", message: "agent: \"\(agent)\" is not the name of one of \(name)'s agents (send a script as agent_yaml)")
+                throw OffswitchError(.invalidAgent, "agent: \"\(agent)\" is not the name of one of \(name)'s agents (send a script as agent_yaml)")
             }
             return (scenario, try AgentScript.load(path: scenario.directory + "/agents/" + agent + ".yaml"))
         case (nil, let yaml?):
             return (scenario, try AgentScript.parse(Array(yaml.utf8), file: "agent_yaml"))
         default:
-            throw APIError(.badRequest, code: "invalid_agent", message: "give exactly one of agent (a bundled agent's name) and agent_yaml (a script)")
+            throw OffswitchError(.invalidAgent, "give exactly one of agent (a bundled agent's name) and agent_yaml (a script)")
         }
     }
 
@@ -122,11 +105,5 @@ struct TrialRoutes {
 
     static func isID(_ text: String) -> Bool {
         text.count == 12 && text.unicodeScalars.allSatisfy { ("0"..."9").contains($0) || ("a"..."f").contains($0) }
-    }
-
-    static func raw(_ text: String, type: String, status: HTTPResponse.Status = .ok) -> Response {
-        var headers = HTTPFields()
-        headers[.contentType] = type
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 }

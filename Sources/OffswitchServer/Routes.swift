@@ -1,0 +1,69 @@
+import FoundationEssentials
+public import Hummingbird
+import OffswitchAPI
+import OffswitchSandbox
+
+/// The request context of every route: bodies up to 256 MiB (50 MiB files and stdin, base64 in
+/// JSON, fit), beyond that 413.
+public struct APIContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public init(source: Source) { coreContext = .init(source: source) }
+    public var maxUploadSize: Int { Self.bodyLimit }
+    public static let bodyLimit = 256 << 20
+}
+
+/// Every route of the daemon, by resource: the service itself (`/healthz`, `/metrics`), sandboxes
+/// (SandboxRoutes.swift), trials (TrialRoutes.swift) and scenarios (ScenarioRoutes.swift).
+/// Handlers translate HTTP to registry and sandbox calls and throw `OffswitchError`; APIError.swift
+/// turns errors into HTTP.
+struct APIRoutes {
+    let registry: SandboxRegistry
+    let metrics: ServerMetrics
+    let paths: StatePaths
+
+    /// Registers every route and returns them as "METHOD /path/{param}" (what docs/openapi.yaml lists).
+    @discardableResult
+    func add(to router: Router<APIContext>) -> [String] {
+        let table = RouteTable(router)
+        let registry = self.registry, metrics = self.metrics
+        table.on(.get, "/healthz") { _, _ in try RouteTable.json(["status": "ok"]) }
+        table.on(.get, "/metrics") { _, _ in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4"
+            let text = metrics.render(liveSandboxes: await registry.count)
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+        }
+        SandboxRoutes(registry: registry, metrics: metrics).add(to: table)
+        TrialRoutes(paths: paths, registry: registry).add(to: table)
+        ScenarioRoutes().add(to: table)
+        return table.registered
+    }
+}
+
+/// The router, and the list of what was registered on it (in OpenAPI's path syntax).
+final class RouteTable {
+    let router: Router<APIContext>
+    private(set) var registered: [String] = []
+
+    init(_ router: Router<APIContext>) { self.router = router }
+
+    func on(_ method: HTTPRequest.Method, _ path: String,
+            _ handler: @escaping @Sendable (Request, APIContext) async throws -> Response) {
+        router.on(RouterPath(path), method: method, use: handler)
+        let documented = path.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }
+        registered.append("\(method.rawValue) /" + documented.joined(separator: "/"))
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: try APIJSON.encode(value) + [10])))
+    }
+
+
+    static func raw(_ text: String, type: String, status: HTTPResponse.Status = .ok) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = type
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+}

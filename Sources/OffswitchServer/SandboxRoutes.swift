@@ -1,0 +1,142 @@
+import FoundationEssentials
+import Glibc
+import Hummingbird
+import OffswitchAPI
+import OffswitchCore
+import OffswitchSandbox
+
+/// `/v1/sandboxes`: create, list, inspect and delete sandboxes; exec, files, events, terminal.
+struct SandboxRoutes {
+    let registry: SandboxRegistry
+    let metrics: ServerMetrics
+
+    func add(to table: RouteTable) {
+        let registry = self.registry, metrics = self.metrics
+        func on(_ method: HTTPRequest.Method, _ path: String,
+                _ handler: @escaping @Sendable (Request, APIContext) async throws -> Response) {
+            table.on(method, path, handler)
+        }
+        on(.post, "/v1/sandboxes") { request, context in
+            let body = try await request.decode(as: CreateSandboxBody.self, context: context)
+            let document = try await registry.create(body)
+            metrics.recordCreated()
+            return try RouteTable.json(document, status: .created)
+        }
+        on(.get, "/v1/sandboxes") { _, _ in try RouteTable.json(SandboxListDocument(sandboxes: await registry.documents())) }
+        on(.get, "/v1/sandboxes/:id") { _, context in
+            try RouteTable.json(try await registry.document(try context.parameters.require("id")))
+        }
+        on(.delete, "/v1/sandboxes/:id") { _, context in
+            try await registry.remove(try context.parameters.require("id"))
+            return Response(status: .noContent)
+        }
+        on(.post, "/v1/sandboxes/:id/exec") { request, context in
+            let id = try context.parameters.require("id")
+            let sandbox = try await registry.sandbox(id)
+            let body = try await request.decode(as: ExecBody.self, context: context)
+            var exec = try body.request(defaultUser: sandbox.spec.defaultUser,
+                                        defaultTimeout: sandbox.spec.commandTimeoutSeconds.map(Double.init))
+            exec.environment = (await registry.environment(id)).merging(exec.environment) { $1 }
+            let started = ContinuousClock.now
+            do {
+                let result = try await sandbox.exec(exec)
+                metrics.recordExec(seconds: Self.seconds(ContinuousClock.now - started), failed: false)
+                return try RouteTable.json(ExecDocument(result))
+            } catch {
+                metrics.recordExec(seconds: Self.seconds(ContinuousClock.now - started), failed: true)
+                throw error
+            }
+        }
+        on(.put, "/v1/sandboxes/:id/files") { request, context in
+            let sandbox = try await registry.sandbox(try context.parameters.require("id"))
+            let (path, user) = try Self.fileTarget(request)
+            let mode = try CreateSandboxBody.FileBody.parseMode(request.uri.queryParameters["mode"].map(String.init), field: "mode")
+            let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+            try await sandbox.writeFile(path, Array(buffer.readableBytesView), user: user, mode: mode)
+            return Response(status: .noContent)
+        }
+        on(.get, "/v1/sandboxes/:id/files") { request, context in
+            let sandbox = try await registry.sandbox(try context.parameters.require("id"))
+            let (path, user) = try Self.fileTarget(request)
+            let bytes = try await sandbox.readFile(path, user: user)
+            var headers = HTTPFields()
+            headers[.contentType] = "application/octet-stream"
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+        on(.get, "/v1/sandboxes/:id/events") { request, context in
+            let sandbox = try await registry.sandbox(try context.parameters.require("id"))
+            let followText = request.uri.queryParameters["follow"].map(String.init) ?? "0"
+            guard ["0", "1", "true", "false"].contains(followText) else {
+                throw OffswitchError(.invalidArgument, "follow: \"\(followText)\" is not 0, 1, true or false")
+            }
+            let follow = followText == "1" || followText == "true"
+            // Opened now: the stream goes on to the end even if destroy removes the file meanwhile.
+            let fd = open(sandbox.eventLogPath, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                throw OffswitchError.system("open(\(sandbox.eventLogPath))", errno: errno)
+            }
+            var headers = HTTPFields()
+            headers[.contentType] = "application/x-ndjson"
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                defer { close(fd) }
+                try await EventStream.copy(from: fd, to: &writer, follow: follow) { sandbox.isDestroyed }
+                try await writer.finish(nil)
+            })
+        }
+        on(.post, "/v1/sandboxes/:id/terminal") { request, context in
+            let id = try context.parameters.require("id")
+            let sandbox = try await registry.sandbox(id)
+            let user = try SandboxUser.parse(request.uri.queryParameters["user"].map(String.init), field: "user",
+                                             default: sandbox.spec.defaultUser)
+            func size(_ name: Substring, _ fallback: UInt16) throws -> UInt16 {
+                guard let text = request.uri.queryParameters[name] else { return fallback }
+                guard let value = UInt16(text), value > 0 else {
+                    throw OffswitchError(.invalidArgument, "\(name): \"\(text)\" is not a terminal size (1...65535)")
+                }
+                return value
+            }
+            let rows = try size("rows", 24), columns = try size("cols", 80)
+            let environment = await registry.environment(id)
+            let relay = try await BlockingWork.run { () throws(OffswitchError) in
+                try TerminalRelay(sandbox: sandbox, user: user, environment: environment, rows: rows, columns: columns)
+            }
+            var headers = HTTPFields()
+            headers[.contentType] = TerminalFrames.contentType
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                let (frames, continuation) = AsyncStream.makeStream(of: [UInt8].self)
+                // The pty is read by a thread of its own: its reads block.
+                let reader = try WorkerThread("terminal relay")
+                try reader.start("terminal relay") {
+                    let code = relay.run { continuation.yield(TerminalFrames.output($0)) }
+                    continuation.yield(TerminalFrames.exit(code))
+                    continuation.finish()
+                }
+                defer { reader.stop() }
+                let input = Task {
+                    for try await buffer in request.body { relay.write(Array(buffer.readableBytesView)) }
+                    relay.endInput()
+                }
+                for await frame in frames { try await writer.write(ByteBuffer(bytes: frame)) }
+                input.cancel()
+                try await writer.finish(nil)
+            })
+        }
+        on(.post, "/v1/sandboxes/:id/shutdown") { _, context in
+            let id = try context.parameters.require("id")
+            try await registry.sandbox(id).shutDown()
+            return try RouteTable.json(try await registry.document(id))
+        }
+    }
+
+    private static func fileTarget(_ request: Request) throws -> (String, SandboxUser) {
+        guard let path = request.uri.queryParameters["path"], !path.isEmpty else {
+            throw OffswitchError(.invalidArgument, "path: query parameter missing (?path=/home/user/file)")
+        }
+        let user = try SandboxUser.parse(request.uri.queryParameters["user"].map(String.init), field: "user")
+        return (String(path), user)
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
