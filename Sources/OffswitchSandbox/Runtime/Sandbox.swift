@@ -66,116 +66,33 @@ public final class Sandbox: Sendable {
     public static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard,
                               eventLog: String? = nil,
                               fileBacklogLimit: Int64 = FileWatcher.defaultBacklogLimit) throws(OffswitchError) -> Sandbox {
-        var clock = PhaseClock()
-        try HostEnvironment.shared.get()
-        try spec.limits.validate()
-        clock.mark("host checks")
-        let program = try SeccompCache.shared.program(for: spec, paths: paths)
-        clock.mark("seccomp program")
-        let exec = try InitImage.sealed.get()
-        clock.mark("sealed init image")
-        let id = SandboxID.make()
-        let hostname = spec.hostname ?? id
-        try SandboxID.validateHostname(hostname)
+        try create(spec, paths: paths, eventLog: eventLog, fileBacklogLimit: fileBacklogLimit, fault: nil)
+    }
 
-        let filesystem = SandboxFilesystem(id: id, paths: paths)
-        var cleanup: [() -> Void] = []
-        func unwind() { for step in cleanup.reversed() { step() } }
+    /// `create`, failing on purpose right after the stage `fault` names (tests of the unwinding).
+    /// The stages share one cleanup stack: whichever fails, what the earlier ones made is undone.
+    package static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard,
+                               eventLog: String? = nil, fileBacklogLimit: Int64 = FileWatcher.defaultBacklogLimit,
+                               fault: LaunchFault?) throws(OffswitchError) -> Sandbox {
+        var launch = Launch(spec: spec, paths: paths, fault: fault)
         do throws(OffswitchError) {
-            let ownerLock = try filesystem.claim(paths: paths)
-            cleanup.append { try? filesystem.remove(); close(ownerLock) }
-            let events = try EventLog(path: eventLog ?? filesystem.directory + "/events.ndjson")
-            let layouts = try filesystem.create(hostname: hostname, source: spec.rootfs, upperBytes: spec.limits.upperBytes,
-                                                userNamespace: spec.userNamespace, paths: paths)
-            clock.mark("state directory and tmpfs")
-            let cgroups = try SandboxCgroups(id: id, limits: spec.limits, mounts: try HostEnvironment.cgroupMounts.get())
-            clock.mark("cgroups")
-            cleanup.append { cgroups.killAll(); try? cgroups.remove() }
-
-            let (control, childEnd) = try ControlChannel.pair()
-            cleanup.append { close(control.fd) }
-            let null = try systemCall("open(/dev/null)") { open("/dev/null", O_RDWR | O_CLOEXEC) }
-            let cgroupFD: Int32
-            do throws(OffswitchError) { cgroupFD = try cgroups.openUnifiedGroup() } catch { close(null); throw error }
-            var pid: pid_t = -1, pidfd: Int32 = -1, stage: Int32 = 0
-            let flags = OFS_CLONE_NEWNS | OFS_CLONE_NEWPID | OFS_CLONE_NEWNET | OFS_CLONE_NEWUTS | OFS_CLONE_NEWIPC
-            let err = ["offswitch-init", id].withCStrings { argv in
-                ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"].withCStrings { envp in
-                    var spawn = ofs_init_spawn(clone_flags: flags, exec_fd: exec, control_fd: childEnd, null_fd: null, cgroup_fd: cgroupFD)
-                    return ofs_spawn_init(&spawn, argv, envp, &pid, &pidfd, &stage)
-                }
-            }
-            close(childEnd)
-            close(null)
-            if cgroupFD >= 0 { close(cgroupFD) }
-            guard err == 0 else { throw OffswitchError.system("spawn offswitch-init (stage \(stage))", errno: err) }
-            clock.mark("clone3 and exec of PID 1")
-            cleanup.append {
-                kill(pid, SIGKILL)
-                var status: Int32 = 0
-                while waitpid(pid, &status, __WALL) < 0 && errno == EINTR {}
-                close(pidfd)
-            }
-            // Into the v1 cgroups before PID 1 does anything: it waits for the setup message.
-            try cgroups.addToLegacyGroups(pid: pid)
-            clock.mark("cgroup placement")
-
-            var userNamespace: [Int32] = []
-            if let mapping = spec.userNamespace {
-                let fd = try systemCall("create user namespace (0 -> host uid \(mapping.hostUID), \(mapping.size) ids)") {
-                    ofs_userns_create(mapping.hostUID, mapping.hostGID, mapping.size)
-                }
-                userNamespace = [fd]
-            }
-            defer { for fd in userNamespace { close(fd) } }
-            let order = SetupOrder(
-                hostname: hostname, rootMountPoint: filesystem.rootMountPoint, rootOverlay: layouts.root, usrOverlay: layouts.usr,
-                tmpSizeBytes: spec.limits.tmpBytes, agentUID: SandboxUser.agentUID, agentGID: SandboxUser.agentGID,
-                capabilityBound: spec.rootCapabilities.mask, seccompProgram: program.program, seccompFlags: program.flags,
-                limits: [ResourceLimit(resource: Int32(RLIMIT_NOFILE.rawValue), soft: spec.limits.openFiles, hard: spec.limits.openFiles),
-                         ResourceLimit(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0)],
-                joinsUserNamespace: !userNamespace.isEmpty, recorderListener: !spec.record.isEmpty)
-            try control.send(.setup(order), descriptors: userNamespace)
-            let report = try control.receiveReportWithDescriptors()
-            switch report?.0 {
-            case .ready(let capabilities, let hasListener):
-                clock.mark("setup inside (mounts, pivot_root, seccomp)")
-                events.append("sandbox_created", [
-                    ("sandbox", .string(id)), ("hostname", .string(hostname)), ("profile", .string(spec.profileName)),
-                    ("rootfs", .string(spec.rootfs.description)), ("recorded_syscalls", .array(spec.record.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.map { .string($0) })),
-                    ("user_namespace", .bool(spec.userNamespace != nil)), ("format", .int(Int64(EventLog.formatVersion))),
-                ])
-                var recorder: NotifySupervisor?
-                var watcher: FileWatcher?
-                if hasListener, let listener = report?.1.first {
-                    let supervisor = try NotifySupervisor(listener: listener, policy: program.policyProgram, log: events,
-                                                          uidBase: spec.userNamespace?.hostUID ?? 0)
-                    try supervisor.start()
-                    cleanup.append { supervisor.stop() }
-                    recorder = supervisor
-                    let files = try FileWatcher(initPID: pid, log: events, uidBase: spec.userNamespace?.hostUID ?? 0,
-                                                backlogLimit: fileBacklogLimit)
-                    try files.start()
-                    cleanup.append { files.stop() }
-                    watcher = files
-                    try ProcessExits.shared.track(initPID: pid, log: events, uidBase: spec.userNamespace?.hostUID ?? 0)
-                    cleanup.append { ProcessExits.shared.untrack(log: events) }
-                } else if !spec.record.isEmpty {
-                    throw OffswitchError(.setupFailed, "sandbox setup: offswitch-init sent no seccomp listener for the recorder")
-                }
-                clock.mark("recorder")
-                return Sandbox(id: id, spec: spec, hostname: hostname, initPID: pid, initCapabilities: CapabilitySet(mask: capabilities),
-                               creationPhases: clock.phases, control: control, pidfd: pidfd, ownerLock: ownerLock,
-                               cgroups: cgroups, filesystem: filesystem, events: events, recorder: recorder, watcher: watcher,
-                               diffLayers: [UpperDiff.Layer(upper: layouts.root.upper, mountPoint: "/", lowers: layouts.root.lower)]
-                                   + (layouts.usr.map { [UpperDiff.Layer(upper: $0.upper, mountPoint: "/usr", lowers: $0.lower)] } ?? []))
-            case .setupFailed(let stage, let errno):
-                throw OffswitchError(.setupFailed, "sandbox setup: \(stage)", errno: errno == 0 ? nil : errno)
-            case .shutdown, nil:
-                throw OffswitchError(.setupFailed, "sandbox setup: offswitch-init exited before it was ready")
-            }
+            let plan = try launch.checkHost()
+            let made = try launch.makeStateDirectory(plan, eventLog: eventLog)
+            let cgroups = try launch.makeCgroups(plan)
+            let spawned = try launch.spawnInit(plan, cgroups: cgroups)
+            let ready = try launch.setUp(plan, made, spawned)
+            let recording = try launch.startRecorder(plan, made, spawned, ready, fileBacklogLimit: fileBacklogLimit)
+            launch.cleanup.disarm()
+            let layouts = made.layouts
+            return Sandbox(id: plan.id, spec: spec, hostname: plan.hostname, initPID: spawned.pid,
+                           initCapabilities: ready.capabilities, creationPhases: launch.clock.phases,
+                           control: spawned.control, pidfd: spawned.pidfd, ownerLock: made.ownerLock, cgroups: cgroups,
+                           filesystem: made.filesystem, events: made.events, recorder: recording.recorder,
+                           watcher: recording.watcher,
+                           diffLayers: [UpperDiff.Layer(upper: layouts.root.upper, mountPoint: "/", lowers: layouts.root.lower)]
+                               + (layouts.usr.map { [UpperDiff.Layer(upper: $0.upper, mountPoint: "/usr", lowers: $0.lower)] } ?? []))
         } catch {
-            unwind()
+            launch.cleanup.unwind()
             throw error
         }
     }

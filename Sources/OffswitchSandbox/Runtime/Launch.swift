@@ -1,0 +1,267 @@
+import COffswitch
+import Glibc
+import OffswitchCore
+import OffswitchEvidence
+
+/// The stages of creating a sandbox, in the order they run. An OCI runtime's `create` is every
+/// stage up to `spawn` (PID 1 waits for its setup message); its `start` is `setup` and `recorder`.
+package enum LaunchStage: String, CaseIterable, Sendable {
+    /// Root, kernel features, limits, the seccomp program, the sealed init image, id and hostname.
+    case hostChecks = "host checks"
+    /// The state directory with its owner lock, the event log, the tmpfs and the overlay layers.
+    case filesystem = "state directory and filesystem"
+    case cgroups = "cgroups"
+    /// PID 1 cloned into its namespaces and the v2 group, placed in the v1 groups; it waits.
+    case spawn = "spawn of PID 1"
+    /// The user namespace, the setup message, PID 1's ready report.
+    case setup = "setup"
+    /// The recorder: seccomp notifications, file changes, process exits.
+    case recorder = "recorder"
+}
+
+/// A failure made on purpose right after one stage, so that tests can check that creation undoes
+/// exactly what it did, wherever it stops.
+package struct LaunchFault {
+    package var after: LaunchStage
+    /// Hears the sandbox's id and PID 1's host pid (nil before `spawn`) just before the failure,
+    /// so that a test knows what to look for afterwards.
+    package var witness: (_ id: String, _ initPID: Int32?) -> Void
+
+    package init(after: LaunchStage, witness: @escaping (_ id: String, _ initPID: Int32?) -> Void = { _, _ in }) {
+        self.after = after
+        self.witness = witness
+    }
+}
+
+/// What a half-built sandbox must undo. Each stage pushes the undo of what it just made, so a
+/// failure anywhere runs exactly those, newest first; a finished sandbox disarms the stack and
+/// owns everything from then on (its `destroy` undoes it).
+struct CleanupStack {
+    /// One pushed undo, for `release` when what it undoes gets another owner.
+    struct Step { fileprivate let index: Int }
+    private var steps: [(() -> Void)?] = []
+
+    @discardableResult
+    mutating func push(_ undo: @escaping () -> Void) -> Step {
+        steps.append(undo)
+        return Step(index: steps.count - 1)
+    }
+
+    /// Drops one undo without running it: what it would undo is owned elsewhere now.
+    mutating func release(_ step: Step) {
+        steps[step.index] = nil
+    }
+
+    /// Runs every undo still pushed, newest first, and empties the stack.
+    mutating func unwind() {
+        while let step = steps.popLast() { step?() }
+    }
+
+    /// Creation succeeded: nothing is undone.
+    mutating func disarm() {
+        steps.removeAll()
+    }
+}
+
+/// One sandbox being created, stage by stage. Each stage returns what it made, pushes its undo onto
+/// the shared `cleanup` stack and times its steps on `clock` (the `creationPhases` of the sandbox).
+struct Launch {
+    let spec: SandboxSpec
+    let paths: StatePaths
+    var cleanup = CleanupStack()
+    private(set) var clock = PhaseClock()
+    private let fault: LaunchFault?
+
+    init(spec: SandboxSpec, paths: StatePaths, fault: LaunchFault?) {
+        self.spec = spec
+        self.paths = paths
+        self.fault = fault
+    }
+
+    /// `hostChecks`: what every later stage needs and nothing to undo.
+    struct Plan {
+        let id: String
+        let hostname: String
+        let program: SeccompCache.Compiled
+        /// The sealed `offswitch-init` (shared by every sandbox of the process, never closed).
+        let initImage: Int32
+    }
+
+    /// `filesystem`: the claimed state directory, the event log and what PID 1 must mount.
+    struct StateDirectory {
+        let filesystem: SandboxFilesystem
+        let ownerLock: Int32
+        let events: EventLog
+        let layouts: (root: OverlayLayout, usr: OverlayLayout?)
+    }
+
+    /// `spawn`: PID 1, waiting for its setup message on `control`.
+    struct Spawned {
+        let control: ControlChannel
+        let pid: pid_t
+        let pidfd: Int32
+    }
+
+    /// `setup`: PID 1 is set up and ready; it sent the recorder's listener if it has one.
+    struct Ready {
+        let capabilities: CapabilitySet
+        /// The seccomp listener and the undo that closes it until the recorder owns it.
+        let listener: (fd: Int32, undo: CleanupStack.Step)?
+    }
+
+    /// `recorder`: what records the sandbox (both nil when the profile records nothing).
+    struct Recording {
+        let recorder: NotifySupervisor?
+        let watcher: FileWatcher?
+    }
+
+    // MARK: stages
+
+    mutating func checkHost() throws(OffswitchError) -> Plan {
+        try HostEnvironment.shared.get()
+        try spec.limits.validate()
+        clock.mark("host checks")
+        let program = try SeccompCache.shared.program(for: spec, paths: paths)
+        clock.mark("seccomp program")
+        let exec = try InitImage.sealed.get()
+        clock.mark("sealed init image")
+        let id = SandboxID.make()
+        let hostname = spec.hostname ?? id
+        try SandboxID.validateHostname(hostname)
+        let plan = Plan(id: id, hostname: hostname, program: program, initImage: exec)
+        try finish(.hostChecks, plan)
+        return plan
+    }
+
+    mutating func makeStateDirectory(_ plan: Plan, eventLog: String?) throws(OffswitchError) -> StateDirectory {
+        let filesystem = SandboxFilesystem(id: plan.id, paths: paths)
+        let ownerLock = try filesystem.claim(paths: paths)
+        // `remove` also unmounts the tmpfs and is safe on a half-built directory.
+        cleanup.push { try? filesystem.remove(); close(ownerLock) }
+        let events = try EventLog(path: eventLog ?? filesystem.directory + "/events.ndjson")
+        let layouts = try filesystem.create(hostname: plan.hostname, source: spec.rootfs, upperBytes: spec.limits.upperBytes,
+                                            userNamespace: spec.userNamespace, paths: paths)
+        clock.mark("state directory and tmpfs")
+        try finish(.filesystem, plan)
+        return StateDirectory(filesystem: filesystem, ownerLock: ownerLock, events: events, layouts: layouts)
+    }
+
+    mutating func makeCgroups(_ plan: Plan) throws(OffswitchError) -> SandboxCgroups {
+        // On failure the initializer removes the directories it made.
+        let cgroups = try SandboxCgroups(id: plan.id, limits: spec.limits, mounts: try HostEnvironment.cgroupMounts.get())
+        clock.mark("cgroups")
+        cleanup.push { cgroups.killAll(); try? cgroups.remove() }
+        try finish(.cgroups, plan)
+        return cgroups
+    }
+
+    mutating func spawnInit(_ plan: Plan, cgroups: SandboxCgroups) throws(OffswitchError) -> Spawned {
+        let (control, childEnd) = try ControlChannel.pair()
+        cleanup.push { close(control.fd) }
+        // PID 1's ends: the child has its copies once spawned, or never needs them.
+        var childDescriptors = [childEnd]
+        defer { for fd in childDescriptors { close(fd) } }
+        let null = try systemCall("open(/dev/null)") { open("/dev/null", O_RDWR | O_CLOEXEC) }
+        childDescriptors.append(null)
+        let cgroupFD = try cgroups.openUnifiedGroup()
+        if cgroupFD >= 0 { childDescriptors.append(cgroupFD) }
+        var pid: pid_t = -1, pidfd: Int32 = -1, stage: Int32 = 0
+        let flags = OFS_CLONE_NEWNS | OFS_CLONE_NEWPID | OFS_CLONE_NEWNET | OFS_CLONE_NEWUTS | OFS_CLONE_NEWIPC
+        let err = ["offswitch-init", plan.id].withCStrings { argv in
+            ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"].withCStrings { envp in
+                var spawn = ofs_init_spawn(clone_flags: flags, exec_fd: plan.initImage, control_fd: childEnd, null_fd: null, cgroup_fd: cgroupFD)
+                return ofs_spawn_init(&spawn, argv, envp, &pid, &pidfd, &stage)
+            }
+        }
+        guard err == 0 else { throw OffswitchError.system("spawn offswitch-init (stage \(stage))", errno: err) }
+        clock.mark("clone3 and exec of PID 1")
+        cleanup.push { [pid, pidfd] in
+            kill(pid, SIGKILL)  // PID 1 going takes the whole namespace with it
+            var status: Int32 = 0
+            while waitpid(pid, &status, __WALL) < 0 && errno == EINTR {}
+            close(pidfd)
+        }
+        // Into the v1 cgroups before PID 1 does anything: it waits for the setup message.
+        try cgroups.addToLegacyGroups(pid: pid)
+        clock.mark("cgroup placement")
+        try finish(.spawn, plan, initPID: pid)
+        return Spawned(control: control, pid: pid, pidfd: pidfd)
+    }
+
+    mutating func setUp(_ plan: Plan, _ made: StateDirectory, _ spawned: Spawned) throws(OffswitchError) -> Ready {
+        var userNamespace: [Int32] = []
+        if let mapping = spec.userNamespace {
+            let fd = try systemCall("create user namespace (0 -> host uid \(mapping.hostUID), \(mapping.size) ids)") {
+                ofs_userns_create(mapping.hostUID, mapping.hostGID, mapping.size)
+            }
+            userNamespace = [fd]
+        }
+        // PID 1 joins it during setup (or has died); the host needs no descriptor of it.
+        defer { for fd in userNamespace { close(fd) } }
+        let order = SetupOrder(
+            hostname: plan.hostname, rootMountPoint: made.filesystem.rootMountPoint, rootOverlay: made.layouts.root,
+            usrOverlay: made.layouts.usr, tmpSizeBytes: spec.limits.tmpBytes, agentUID: SandboxUser.agentUID,
+            agentGID: SandboxUser.agentGID, capabilityBound: spec.rootCapabilities.mask,
+            seccompProgram: plan.program.program, seccompFlags: plan.program.flags,
+            limits: [ResourceLimit(resource: Int32(RLIMIT_NOFILE.rawValue), soft: spec.limits.openFiles, hard: spec.limits.openFiles),
+                     ResourceLimit(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0)],
+            joinsUserNamespace: !userNamespace.isEmpty, recorderListener: !spec.record.isEmpty)
+        try spawned.control.send(.setup(order), descriptors: userNamespace)
+        let report = try spawned.control.receiveReportWithDescriptors()
+        let descriptors = report?.1 ?? []
+        switch report?.0 {
+        case .ready(let capabilities, let hasListener):
+            clock.mark("setup inside (mounts, pivot_root, seccomp)")
+            made.events.append("sandbox_created", [
+                ("sandbox", .string(plan.id)), ("hostname", .string(plan.hostname)), ("profile", .string(spec.profileName)),
+                ("rootfs", .string(spec.rootfs.description)), ("recorded_syscalls", .array(spec.record.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.map { .string($0) })),
+                ("user_namespace", .bool(spec.userNamespace != nil)), ("format", .int(Int64(EventLog.formatVersion))),
+            ])
+            var listener: (fd: Int32, undo: CleanupStack.Step)?
+            if hasListener, let fd = descriptors.first {
+                listener = (fd, cleanup.push { close(fd) })
+            }
+            for fd in descriptors where fd != listener?.fd { close(fd) }
+            let ready = Ready(capabilities: CapabilitySet(mask: capabilities), listener: listener)
+            try finish(.setup, plan, initPID: spawned.pid)
+            return ready
+        case .setupFailed(let stage, let errno):
+            for fd in descriptors { close(fd) }
+            throw OffswitchError(.setupFailed, "sandbox setup: \(stage)", errno: errno == 0 ? nil : errno)
+        case .shutdown, nil:
+            for fd in descriptors { close(fd) }
+            throw OffswitchError(.setupFailed, "sandbox setup: offswitch-init exited before it was ready")
+        }
+    }
+
+    mutating func startRecorder(_ plan: Plan, _ made: StateDirectory, _ spawned: Spawned, _ ready: Ready,
+                                fileBacklogLimit: Int64) throws(OffswitchError) -> Recording {
+        var recording = Recording(recorder: nil, watcher: nil)
+        let uidBase = spec.userNamespace?.hostUID ?? 0
+        if let listener = ready.listener {
+            let supervisor = try NotifySupervisor(listener: listener.fd, policy: plan.program.policyProgram, log: made.events,
+                                                  uidBase: uidBase)
+            cleanup.release(listener.undo)  // the supervisor closes it when it goes
+            try supervisor.start()
+            cleanup.push { supervisor.stop() }
+            let files = try FileWatcher(initPID: spawned.pid, log: made.events, uidBase: uidBase, backlogLimit: fileBacklogLimit)
+            try files.start()
+            cleanup.push { files.stop() }
+            try ProcessExits.shared.track(initPID: spawned.pid, log: made.events, uidBase: uidBase)
+            cleanup.push { ProcessExits.shared.untrack(log: made.events) }
+            recording = Recording(recorder: supervisor, watcher: files)
+        } else if !spec.record.isEmpty {
+            throw OffswitchError(.setupFailed, "sandbox setup: offswitch-init sent no seccomp listener for the recorder")
+        }
+        clock.mark("recorder")
+        try finish(.recorder, plan, initPID: spawned.pid)
+        return recording
+    }
+
+    /// The end of a stage: the planned failure, when a test asked for one here.
+    private func finish(_ stage: LaunchStage, _ plan: Plan, initPID: pid_t? = nil) throws(OffswitchError) {
+        guard let fault, fault.after == stage else { return }
+        fault.witness(plan.id, initPID)
+        throw OffswitchError(.setupFailed, "create stage \(stage.rawValue) (sandbox \(plan.id)): failed on request (LaunchFault)")
+    }
+}
