@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import OffswitchCore
 import OffswitchSandbox
+import OffswitchTestSupport
 import Testing
 
 /// A state directory of one test's own, so that "nothing left" means an empty sandboxes directory.
