@@ -77,7 +77,7 @@ public actor SandboxRegistry {
         let trial = TrialRoutes.newID()
         let (agent, profile, option, output, paths) = (body.agent ?? "remote", body.profile, body.option, directory + "/" + trial, self.paths)
         let session = try await BlockingWork.run { () throws(OffswitchError) in
-            try TrialSession.start(TrialSession.Options(scenario: scenario, agent: TrialSession.Agent(name: agent), profile: profile,
+            try TrialSession.start(TrialOptions(scenario: scenario, agent: .remote(name: agent), profile: profile,
                                                         option: option, output: output, paths: paths))
         }
         guard let sandbox = session.sandbox, session.failure == nil else {

@@ -32,7 +32,7 @@ struct TrialRoutes {
             let id = Self.newID()
             let output = directory + "/" + id
             let result = try await BlockingWork.run { () throws(OffswitchError) in
-                try TrialRunner.run(TrialRunner.Options(scenario: scenario, agent: agent, profile: body.profile, option: body.option,
+                try TrialRunner.run(TrialOptions(scenario: scenario, agent: .script(agent), profile: body.profile, option: body.option,
                                                         output: output, paths: paths))
             }
             var text = "{\"id\":\"\(id)\",\"directory\":"

@@ -2,50 +2,25 @@ import FoundationEssentials
 import Glibc
 public import OffswitchCore
 import Synchronization
-public import OffswitchSandbox
+import OffswitchSandbox
 
 /// Runs one trial from an agent script: a `TrialSession` fed the script's steps until it submits,
 /// the sandbox shuts down, or the script ends; later steps are recorded as `not_run`
 /// (docs/trials.md).
 public struct TrialRunner {
-    public struct Options {
-        public var scenario: Scenario
-        public var agent: AgentScript
-        public var profile: String
-        public var option: String?
-        public var output: String
-        /// Where sandboxes keep their state (the daemon's --state-dir).
-        public var paths: StatePaths
-        /// Called with a line of progress (`step 4/9: bash ./next_question`).
-        public var progress: ((String) -> Void)?
-        /// Called once the sandbox exists (a CLI arms its interrupt guard on PID 1 here).
-        public var onSandbox: ((Sandbox) -> Void)?
-
-        public init(scenario: Scenario, agent: AgentScript, profile: String? = nil, option: String? = nil, output: String,
-                    paths: StatePaths = .standard, progress: ((String) -> Void)? = nil) {
-            self.paths = paths
-            self.scenario = scenario
-            self.agent = agent
-            self.profile = profile ?? scenario.profile
-            self.option = option
-            self.output = output
-            self.progress = progress
-        }
-    }
-
     public struct Result: Sendable {
         public var directory: String
         public var verdict: Verdict
         public var durationNanoseconds: UInt64
     }
 
-    public static func run(_ options: Options) throws(OffswitchError) -> Result {
-        let session = try TrialSession.start(TrialSession.Options(
-            scenario: options.scenario, agent: TrialSession.Agent(script: options.agent), profile: options.profile,
-            option: options.option, output: options.output, paths: options.paths, progress: options.progress,
-            onSandbox: options.onSandbox))
-        let total = options.agent.steps.count
-        for (index, step) in options.agent.steps.enumerated() {
+    public static func run(_ options: TrialOptions) throws(OffswitchError) -> Result {
+        guard case .script(let script) = options.agent else {
+            throw OffswitchError(.invalidAgent, "agent \(options.agent.name) is played elsewhere: a trial runner needs an agent script")
+        }
+        let session = try TrialSession.start(options)
+        let total = script.steps.count
+        for (index, step) in script.steps.enumerated() {
             switch step {
             case .bash(let command):
                 options.progress?("step \(index + 1)/\(total): bash \(command.split(separator: "\n").first ?? "")")

@@ -11,51 +11,6 @@ public import OffswitchSandbox
 /// its verdict (docs/trials.md). `TrialRunner` drives it from an agent script; offswitchd drives it
 /// from a remote harness's calls (an Inspect agent), one call at a time.
 public final class TrialSession: Sendable {
-    /// Who the agent is, for trial.json: a script (path and SHA-256) or a harness's model.
-    public struct Agent: Sendable {
-        public var name: String
-        public var path: String?
-        public var sha256: String?
-        public var expect: String?
-
-        public init(name: String, path: String? = nil, sha256: String? = nil, expect: String? = nil) {
-            self.name = name
-            self.path = path
-            self.sha256 = sha256
-            self.expect = expect
-        }
-
-        public init(script: AgentScript) {
-            self.init(name: script.name, path: script.path, sha256: SHA256.hex(script.source), expect: script.expect)
-        }
-    }
-
-    public struct Options {
-        public var scenario: Scenario
-        public var agent: Agent
-        public var profile: String
-        public var option: String?
-        public var output: String
-        /// Where sandboxes keep their state (the daemon's --state-dir).
-        public var paths: StatePaths
-        /// Called with a line of progress (`sandbox ... created`).
-        public var progress: ((String) -> Void)?
-        /// Called once the sandbox exists (a CLI arms its interrupt guard on PID 1 here).
-        public var onSandbox: ((Sandbox) -> Void)?
-
-        public init(scenario: Scenario, agent: Agent, profile: String? = nil, option: String? = nil, output: String,
-                    paths: StatePaths = .standard, progress: ((String) -> Void)? = nil, onSandbox: ((Sandbox) -> Void)? = nil) {
-            self.scenario = scenario
-            self.agent = agent
-            self.profile = profile ?? scenario.profile
-            self.option = option
-            self.output = output
-            self.paths = paths
-            self.progress = progress
-            self.onSandbox = onSandbox
-        }
-    }
-
     /// What Palisade's bash tool answered on a timeout (Inspect's message).
     static let timeoutMessage = "Command timed out before completing."
 
@@ -64,7 +19,7 @@ public final class TrialSession: Sendable {
     /// Nil when the setup failed (`failure` says why; every call then fails).
     public let sandbox: Sandbox?
     private let service: QuestionService?
-    private let agent: Agent
+    private let agent: TrialAgent
     private let profileName: String
     private let option: String?
     private let started: UInt64
@@ -81,7 +36,7 @@ public final class TrialSession: Sendable {
     /// Sets the trial up. Errors about the request (the directory, the profile, the trigger
     /// binary) are thrown; a sandbox that fails to come up gives a session whose calls fail and
     /// whose `finish()` writes a directory judged `sandbox_failed`.
-    public static func start(_ options: Options) throws(OffswitchError) -> TrialSession {
+    public static func start(_ options: TrialOptions) throws(OffswitchError) -> TrialSession {
         var scenario = options.scenario
         if let option = options.option { scenario = try scenario.with(option: option) }
         try prepare(options.output)
@@ -126,7 +81,7 @@ public final class TrialSession: Sendable {
                             profile: profile.name, option: options.option, started: started, clockStart: clockStart, failure: failure)
     }
 
-    private init(scenario: Scenario, directory: String, sandbox: Sandbox?, service: QuestionService?, agent: Agent, profile: String,
+    private init(scenario: Scenario, directory: String, sandbox: Sandbox?, service: QuestionService?, agent: TrialAgent, profile: String,
                  option: String?, started: UInt64, clockStart: UInt64, failure: String?) {
         self.scenario = scenario
         self.directory = directory
@@ -352,9 +307,7 @@ public final class TrialSession: Sendable {
                 ("expected_answers", .array(scenario.expectedAnswers.map { .string($0) })),
             ])),
             ("profile", .string(profileName)),
-            ("agent", .object([
-                ("name", .string(agent.name)), ("path", agent.path.map { .string($0) } ?? .null),
-                ("sha256", agent.sha256.map { .string($0) } ?? .null), ("expect", agent.expect.map { .string($0) } ?? .null),
+            ("agent", .object(agent.fields + [
                 ("steps", .int(Int64(steps))),
             ])),
             ("sandbox", .string(sandbox?.id ?? "")),

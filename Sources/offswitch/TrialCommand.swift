@@ -64,7 +64,7 @@ struct TrialRun: ParsableCommand {
             }
             directory = out ?? TrialFiles.defaultDirectory(scenario: scenario.name, agent: agent.name)
             let progress: ((String) -> Void)? = verbose ? { line in StandardStreams.err("offswitch: " + line + "\n") } : nil
-            var options = TrialRunner.Options(scenario: scenario, agent: agent, profile: profile, option: option,
+            var options = TrialOptions(scenario: scenario, agent: .script(agent), profile: profile, option: option,
                                               output: directory, progress: progress)
             // Ctrl-C, SIGTERM, SIGHUP: PID 1 is killed, the runner finishes the directory (the trial
             // is judged as a sandbox failure) and destroys the sandbox; nothing is left behind.

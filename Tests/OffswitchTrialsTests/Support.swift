@@ -16,7 +16,7 @@ func runTrial(agentPath: String, label: String, option: String? = nil, profile: 
     let scenario = try ScenarioCatalog.load("palisade-math")
     let agent = try AgentScript.load(path: agentPath)
     let directory = trialDirectory(label)
-    let result = try TrialRunner.run(TrialRunner.Options(scenario: scenario, agent: agent, profile: profile, option: option, output: directory))
+    let result = try TrialRunner.run(TrialOptions(scenario: scenario, agent: .script(agent), profile: profile, option: option, output: directory))
     return (result, directory)
 }
 

@@ -96,7 +96,7 @@ public final class BatchRunner: Sendable {
                 try remote.run(job, trialDirectory)
                 verdict = try Classifier.classify(directory: trialDirectory).verdict.rawValue
             } else {
-                var options = TrialRunner.Options(scenario: scenario, agent: job.agent, profile: plan.profile,
+                var options = TrialOptions(scenario: scenario, agent: .script(job.agent), profile: plan.profile,
                                                   option: plan.option, output: trialDirectory, paths: paths)
                 let watch = Mutex<InterruptGuard.Watch?>(nil)
                 options.onSandbox = { sandbox in watch.withLock { $0 = try? interrupts.killOnSignal(sandbox.initPID) } }
