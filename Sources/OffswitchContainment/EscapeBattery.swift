@@ -118,7 +118,7 @@ public enum EscapeBattery {
                 record(check, kernelLog != nil && !found, kernelLog == nil ? "/dev/kmsg cannot be read on the host"
                        : found ? "the host's kernel log has \(host(text))" : "the host's kernel log has no \(host(text)) (\(lines.count) new lines)")
             case .noUsableDevice(let path):
-                let (type, nodev) = typeInside(sandbox.initPID, host(path))
+                let (type, nodev) = typeInside(sandbox, host(path))
                 let device = type == "block device" || type == "char device"
                 record(check, !device || nodev, "\(host(path)) inside: \(type)\(device ? (nodev ? " on a nodev mount" : " on a mount that allows devices") : "")")
             case .initUntraced:
@@ -126,7 +126,7 @@ public enum EscapeBattery {
                 let tracer = status.split(separator: "\n").first { $0.hasPrefix("TracerPid:") }.map { String($0.dropFirst(10).filter { !$0.isWhitespace }) }
                 record(check, tracer == "0", "PID 1's TracerPid: \(tracer ?? "unreadable")")
             case .filesystemBounded(let path):
-                let (bounded, detail) = filesystemInside(sandbox.initPID, host(path))
+                let (bounded, detail) = filesystemInside(sandbox, host(path))
                 record(check, bounded, detail)
             case .noRootFiles:
                 let known = Set((before["root files"] ?? "").split(separator: "\n").map(String.init))
@@ -213,12 +213,9 @@ public enum EscapeBattery {
     }
 
     /// What is at `path` inside the sandbox, resolved in its root (symlinks never leave it).
-    private static func typeInside(_ pid: pid_t, _ path: String) -> (String, nodev: Bool) {
-        let root = open("/proc/\(pid)/root", Int32(OFS_O_PATH) | O_DIRECTORY | O_CLOEXEC)
-        guard root >= 0 else { return ("unknown (no root)", false) }
-        defer { close(root) }
-        let fd = ofs_open_in_root(root, path, Int32(OFS_O_PATH) | O_NOFOLLOW | O_CLOEXEC, 0)
-        guard fd >= 0 else { return ("absent", false) }
+    private static func typeInside(_ sandbox: Sandbox, _ path: String) -> (String, nodev: Bool) {
+        guard let root = try? sandbox.root() else { return ("unknown (no root)", false) }
+        guard let fd = root.openIfPresent(path, flags: Int32(OFS_O_PATH)) else { return ("absent", false) }
         defer { close(fd) }
         var info = stat()
         var mount = statvfs()
@@ -234,12 +231,11 @@ public enum EscapeBattery {
     }
 
     /// Whether the filesystem at `path` inside is bounded and not the host's root filesystem.
-    private static func filesystemInside(_ pid: pid_t, _ path: String) -> (Bool, String) {
-        let root = open("/proc/\(pid)/root", Int32(OFS_O_PATH) | O_DIRECTORY | O_CLOEXEC)
-        guard root >= 0 else { return (false, "the sandbox's root is gone") }
-        defer { close(root) }
-        let fd = ofs_open_in_root(root, path, Int32(OFS_O_PATH) | O_DIRECTORY | O_CLOEXEC, 0)
-        guard fd >= 0 else { return (false, "\(path) cannot be opened inside") }
+    private static func filesystemInside(_ sandbox: Sandbox, _ path: String) -> (Bool, String) {
+        guard let root = try? sandbox.root() else { return (false, "the sandbox's root is gone") }
+        guard let fd = root.openIfPresent(path, flags: Int32(OFS_O_PATH) | O_DIRECTORY, followLast: true) else {
+            return (false, "\(path) cannot be opened inside")
+        }
         defer { close(fd) }
         var inside = statvfs(), host = statvfs()
         guard fstatvfs(fd, &inside) == 0, statvfs("/", &host) == 0 else { return (false, "statvfs failed") }

@@ -19,7 +19,7 @@ public final class QuestionService: Sendable {
     private let scenario: Scenario
     private let sandbox: Sandbox
     private let listener: Int32
-    private let root: Int32
+    private let root: SandboxRoot
     private let identity: (device: UInt64, inode: UInt64)
     private let thread: WorkerThread
 
@@ -35,12 +35,9 @@ public final class QuestionService: Sendable {
     /// Binds the socket and notes the installed trigger's identity. Call it after the trigger
     /// binary is in place and before the agent starts.
     public init(scenario: Scenario, sandbox: Sandbox) throws(OffswitchError) {
-        let rootPath = "/proc/\(sandbox.initPID)/root"
-        let root = try systemCall("open(\(rootPath))") { open(rootPath, OFS_O_PATH | O_DIRECTORY | O_CLOEXEC) }
-        var keep: [Int32] = []
-        defer { if keep.isEmpty { close(root) } }
+        let root = try sandbox.root()
         let triggerPath = scenario.trigger.path
-        let trigger = try systemCall("open(\(triggerPath) in the sandbox)") { ofs_open_in_root(root, triggerPath, OFS_O_PATH | O_NOFOLLOW, 0) }
+        let trigger = try root.open(triggerPath, flags: OFS_O_PATH)
         var info = stat()
         let statted = fstat(trigger, &info)
         let statErrno = errno
@@ -49,18 +46,12 @@ public final class QuestionService: Sendable {
 
         // The socket's directory: root's, so the agent cannot replace the socket.
         let socketPath = Scenario.Trigger.socketPath
-        let directory = String(socketPath[..<socketPath.lastIndex(of: "/")!])
-        if mkdir(rootPath + directory, 0o755) != 0 && errno != EEXIST {
-            throw OffswitchError.system("mkdir(\(directory) in sandbox \(sandbox.id))", errno: errno)
-        }
-        let listener = try systemCall("socket(AF_UNIX) for next_question") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-        defer { if keep.isEmpty { close(listener) } }
-        let hostSocket = rootPath + socketPath
-        try Self.bind(listener, to: hostSocket)
-        _ = try systemCall("chmod(\(socketPath))") { chmod(hostSocket, 0o666) }
-        _ = try systemCall("listen(\(socketPath))") { listen(listener, 64) }
+        try root.makeDirectory(String(socketPath[..<socketPath.lastIndex(of: "/")!]))
+        let listener = try root.listen(at: socketPath, mode: 0o666)
+        var keep = false
+        defer { if !keep { close(listener) } }
         let thread = try WorkerThread("next_question service")
-        keep = [root, listener]
+        keep = true
         self.scenario = scenario
         self.sandbox = sandbox
         self.root = root
@@ -72,24 +63,6 @@ public final class QuestionService: Sendable {
     deinit {
         thread.stop()
         close(listener)
-        close(root)
-    }
-
-    private static func bind(_ fd: Int32, to path: String) throws(OffswitchError) {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw OffswitchError(.invalidArgument, "socket path \(path) is too long for a Unix socket")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in bytes.enumerated() { raw[index] = byte }
-        }
-        _ = try systemCall("bind(\(path))") {
-            withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-        }
     }
 
     /// Starts answering calls.
@@ -120,12 +93,12 @@ public final class QuestionService: Sendable {
     /// Whether the detection file exists (any kind of entry, as `ls` would list it); nil when
     /// the sandbox's root can no longer be read.
     public func detectionPresent() -> Bool? {
-        let fd = ofs_open_in_root(root, scenario.trigger.detection, OFS_O_PATH | O_NOFOLLOW, 0)
-        if fd >= 0 {
-            close(fd)
+        do {
+            close(try root.open(scenario.trigger.detection, flags: OFS_O_PATH))
             return true
+        } catch {
+            return error.errno == ENOENT || error.errno == ENOTDIR ? false : nil
         }
-        return errno == ENOENT || errno == ENOTDIR ? false : nil
     }
 
     // MARK: serving
@@ -229,8 +202,7 @@ public final class QuestionService: Sendable {
     }
 
     private func describe(_ path: String, identity checkIdentity: Bool = false) -> JSONValue {
-        let fd = ofs_open_in_root(root, path, OFS_O_PATH | O_NOFOLLOW, 0)
-        guard fd >= 0 else { return .object([("type", .string("missing"))]) }
+        guard let fd = root.openIfPresent(path, flags: OFS_O_PATH) else { return .object([("type", .string("missing"))]) }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { return .object([("type", .string("unreadable"))]) }
@@ -252,11 +224,11 @@ public final class QuestionService: Sendable {
         // The trigger is judged by identity (a compiled binary is big to hash on every call).
         if type == S_IFREG && !checkIdentity {
             fields.append(("size", .int(Int64(info.st_size))))
-            let content = ofs_open_in_root(root, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0)
-            if content >= 0, info.st_size <= 64 << 20 {
+            let content = root.openIfPresent(path, flags: O_RDONLY | O_NONBLOCK)
+            if let content, info.st_size <= 64 << 20 {
                 fields.append(("sha256", SHA256.file(descriptor: content).map { .string($0) } ?? .null))
             }
-            if content >= 0 { close(content) }
+            if let content { close(content) }
         }
         if checkIdentity {
             fields.append(("installed", .bool(UInt64(info.st_dev) == identity.device && UInt64(info.st_ino) == identity.inode)))

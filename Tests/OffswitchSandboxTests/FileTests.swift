@@ -22,6 +22,29 @@ struct FileTests {
         }
     }
 
+    @Test("The host's window into a root: a symlink planted inside never leads the host out of it")
+    func hostWindow() throws {
+        try withSandbox { (sandbox: Sandbox) throws in
+            let marker = "offswitch-window-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            // Inside, /run/w points at /tmp: resolved by the host outside the root, that is the host's /tmp.
+            #expect(try sandbox.bash("ln -s /tmp /run/w && ln -s /etc/passwd /tmp/pw", user: .root).exitCode == 0)
+            let root = try sandbox.root()
+            try root.makeDirectory("/run/w/\(marker)")
+            let listener = try root.listen(at: "/run/w/\(marker)/s.sock", mode: 0o666)
+            defer { close(listener) }
+            #expect(access("/tmp/" + marker, F_OK) != 0, "the host's /tmp was written")
+            #expect(try sandbox.bash("stat -c %F /tmp/\(marker)/s.sock").out == "socket\n")
+            // The last component is not followed unless asked; the file it names is the sandbox's.
+            #expect(root.openIfPresent("/tmp/pw", flags: O_RDONLY) == nil)
+            let passwd = try #require(root.openIfPresent("/tmp/pw", flags: O_RDONLY, followLast: true))
+            defer { close(passwd) }
+            var info = stat(), host = stat()
+            #expect(fstat(passwd, &info) == 0 && stat("/etc/passwd", &host) == 0)
+            #expect(info.st_ino != host.st_ino || info.st_dev != host.st_dev, "the host's /etc/passwd was opened")
+            #expect(root.upperDirectory == sandbox.upperDirectory)
+        }
+    }
+
     @Test("Typed errors naming the path: missing, directory, permission, not regular")
     func errors() throws {
         try withSandbox { (sandbox: Sandbox) throws in

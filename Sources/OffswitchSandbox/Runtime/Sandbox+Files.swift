@@ -39,12 +39,7 @@ extension Sandbox {
         guard path.hasPrefix("/"), !path.utf8.contains(0) else {
             throw OffswitchError(.invalidArgument, "install: \(path) is not an absolute path")
         }
-        let rootPath = "/proc/\(initPID)/root"
-        let root = try systemCall("open(\(rootPath))") { open(rootPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
-        defer { close(root) }
-        let fd = try systemCall("install(\(path))") {
-            ofs_open_in_root(root, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
-        }
+        let fd = try root().open(path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
         defer { close(fd) }
         try Self.write(contents, to: fd, path: path)
         let base = spec.userNamespace?.hostUID ?? 0
