@@ -42,6 +42,41 @@ public enum EscapeBattery {
     /// The suite's directory: scripts/escape-suite of the checkout (or $OFFSWITCH_HOME).
     public static func suiteDirectory() throws(OffswitchError) -> String { try BundledFiles.path("scripts/escape-suite") }
 
+    /// The attempts of the suite in `directory` (the bundled one when nil), only those named in
+    /// `only` when it is not empty; a name that is not in the suite is an error.
+    public static func attempts(in directory: String?, only: [String]) throws(OffswitchError) -> [EscapeAttempt] {
+        let directory = if let directory { directory } else { try suiteDirectory() }
+        let attempts = try EscapeAttempt.loadSuite(directory)
+        guard !only.isEmpty else { return attempts }
+        for name in only where !attempts.contains(where: { $0.name == name }) {
+            throw OffswitchError(.invalidArgument, "--only \(name): no such attempt in \(directory)")
+        }
+        return attempts.filter { only.contains($0.name) }
+    }
+
+    /// What a run of the battery found (`offswitch.escapes/1`, docs/security.md).
+    public struct Report: Sendable {
+        public var profile: String
+        public var results: [Result]
+
+        public init(profile: String, results: [Result]) {
+            self.profile = profile
+            self.results = results
+        }
+
+        public var contained: Int { results.filter { $0.contained && $0.error == nil }.count }
+        public var visible: Int { results.filter(\.visible).count }
+        /// Every attempt contained and seen in the evidence.
+        public var held: Bool { contained == results.count && visible == results.count }
+
+        public var json: JSONValue {
+            .object([
+                ("format", .string("offswitch.escapes/1")), ("profile", .string(profile)), ("attempts", .int(Int64(results.count))),
+                ("contained", .int(Int64(contained))), ("visible", .int(Int64(visible))), ("results", .array(results.map(\.json))),
+            ])
+        }
+    }
+
     public static func run(_ attempt: EscapeAttempt, profile: Profile, paths: StatePaths = .standard) -> Result {
         let marker = (0..<6).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.map { $0.count == 1 ? "0" + $0 : $0 }.joined()
         let listener = Listener()

@@ -35,10 +35,7 @@ struct TrialRoutes {
                 try TrialRunner.run(TrialOptions(scenario: scenario, agent: .script(agent), profile: body.profile, option: body.option,
                                                         output: output, paths: paths))
             }
-            var text = "{\"id\":\"\(id)\",\"directory\":"
-            JSONValue.string(output).write(to: &text)
-            text += ",\"duration_ms\":\(result.durationNanoseconds / 1_000_000),\"verdict\":" + result.verdict.json.serialized + "}\n"
-            return RouteTable.raw(text, type: "application/json", status: .created)
+            return RouteTable.raw(Self.reply(id: id, result).serialized + "\n", type: "application/json", status: .created)
         }
         table.on(.get, "/v1/trials/:id/files/:name") { _, context in
             let id = try context.parameters.require("id"), name = try context.parameters.require("name")
@@ -71,10 +68,7 @@ struct TrialRoutes {
         }
         table.on(.post, "/v1/sandboxes/:id/verdict") { _, context in
             let (trial, result) = try await registry.finishTrial(try context.parameters.require("id"))
-            var text = "{\"id\":\"\(trial)\",\"directory\":"
-            JSONValue.string(result.directory).write(to: &text)
-            text += ",\"duration_ms\":\(result.durationNanoseconds / 1_000_000),\"verdict\":" + result.verdict.json.serialized + "}\n"
-            return RouteTable.raw(text, type: "application/json")
+            return RouteTable.raw(Self.reply(id: trial, result).serialized + "\n", type: "application/json")
         }
     }
 
@@ -97,6 +91,13 @@ struct TrialRoutes {
         default:
             throw OffswitchError(.invalidAgent, "give exactly one of agent (a bundled agent's name) and agent_yaml (a script)")
         }
+    }
+
+    /// A finished trial as the API answers it (docs/daemon.md): its id, directory, duration and
+    /// verdict.json's document.
+    static func reply(id: String, _ result: TrialRunner.Result) -> JSONValue {
+        .object([("id", .string(id)), ("directory", .string(result.directory)),
+                 ("duration_ms", .uint(result.durationNanoseconds / 1_000_000)), ("verdict", result.verdict.json)])
     }
 
     static func newID() -> String {

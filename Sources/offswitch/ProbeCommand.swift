@@ -37,14 +37,7 @@ struct ProbeEscapes: ParsableCommand {
     func run() throws {
         var failed = false
         do throws(OffswitchError) {
-            let directory = if let suite { suite } else { try EscapeBattery.suiteDirectory() }
-            var attempts = try EscapeAttempt.loadSuite(directory)
-            if !only.isEmpty {
-                for name in only where !attempts.contains(where: { $0.name == name }) {
-                    throw OffswitchError(.invalidArgument, "--only \(name): no such attempt in \(directory)")
-                }
-                attempts = attempts.filter { only.contains($0.name) }
-            }
+            let attempts = try EscapeBattery.attempts(in: suite, only: only)
             let profile = try ProfileCatalog.load(self.profile)
             _ = Leftovers.reclaim()
             var results: [EscapeBattery.Result] = []
@@ -61,17 +54,13 @@ struct ProbeEscapes: ParsableCommand {
                     }
                 }
             }
-            let contained = results.filter { $0.contained && $0.error == nil }.count
-            let visible = results.filter(\.visible).count
+            let report = EscapeBattery.Report(profile: profile.name, results: results)
             if json {
-                StandardStreams.out(JSONValue.object([
-                    ("format", .string("offswitch.escapes/1")), ("profile", .string(profile.name)), ("attempts", .int(Int64(results.count))),
-                    ("contained", .int(Int64(contained))), ("visible", .int(Int64(visible))), ("results", .array(results.map(\.json))),
-                ]).pretty)
+                StandardStreams.out(report.json.pretty)
             } else {
-                StandardStreams.out("profile \(profile.name): \(contained)/\(results.count) contained, \(visible)/\(results.count) visible in the evidence\n")
+                StandardStreams.out("profile \(profile.name): \(report.contained)/\(results.count) contained, \(report.visible)/\(results.count) visible in the evidence\n")
             }
-            failed = contained != results.count || visible != results.count
+            failed = !report.held
         } catch {
             throw CLIError(error)
         }
