@@ -34,6 +34,18 @@ public struct CreateSandboxBody: Codable, Sendable {
         self.files = files
     }
 
+    /// The trial part of the body, when `scenario` is given: a scenario sandbox takes its profile,
+    /// option and agent name, and refuses the fields its scenario decides (naming the first).
+    public func scenarioBody() throws(OffswitchError) -> ScenarioSandboxBody? {
+        guard let scenario else { return nil }
+        let given: [(String, Bool)] = [("rootfs", rootfs != nil), ("hostname", hostname != nil), ("limits", limits != nil),
+                                       ("env", env != nil), ("files", files != nil), ("record", record != nil)]
+        if let (field, _) = given.first(where: \.1) {
+            throw OffswitchError(.invalidArgument, "\(field): a scenario sandbox is set up by its scenario and its profile; leave \(field) out")
+        }
+        return ScenarioSandboxBody(scenario: scenario, profile: profile, option: option, agent: agent)
+    }
+
     public struct LimitsBody: Codable, Sendable {
         public var memory_mib: UInt64?
         public var pids: UInt64?
@@ -158,4 +170,13 @@ public struct ErrorDocument: Codable, Sendable, Equatable {
     public var error: Detail
 
     public init(code: String, message: String) { error = Detail(code: code, message: message) }
+}
+
+/// What a scenario sandbox is made of (`POST /v1/sandboxes` with `scenario`): a bundled scenario,
+/// optionally a bundled profile and a scenario option, and the agent's name for trial.json.
+public struct ScenarioSandboxBody: Sendable {
+    public var scenario: String
+    public var profile: String?
+    public var option: String?
+    public var agent: String?
 }

@@ -13,23 +13,30 @@ public actor SandboxRegistry {
         let createdAt: UInt64
         let profile: String
         let environment: [String: String]
-        /// A scenario sandbox's trial, and its id.
-        var session: TrialSession? = nil
+        /// A scenario sandbox's trial id (its session is in `trials`).
         var trial: String? = nil
     }
 
     private var entries: [String: Entry] = [:]
     let paths: StatePaths
+    /// The trials of scenario sandboxes.
+    let trials: TrialRegistry
 
     public init(paths: StatePaths) {
         self.paths = paths
+        self.trials = TrialRegistry(paths: paths)
     }
 
     public var count: Int { entries.count }
 
     /// Creates a sandbox, writes its files, and registers it. On any failure nothing remains.
     public func create(_ body: CreateSandboxBody) async throws(OffswitchError) -> SandboxDocument {
-        if let scenario = body.scenario { return try await createTrial(body, scenario: scenario) }
+        if let scenario = try body.scenarioBody() {
+            let (sandbox, trial) = try await trials.create(scenario)
+            let entry = Entry(sandbox: sandbox, createdAt: unixNanoseconds(), profile: sandbox.spec.profileName, environment: [:], trial: trial)
+            entries[sandbox.id] = entry
+            return Self.document(entry)
+        }
         let spec = try body.spec(profile: try ProfileCatalog.loadBundled(body.profile ?? ProfileCatalog.defaultName))
         var files: [(String, [UInt8], UInt32, SandboxUser)] = []
         for (index, file) in (body.files ?? []).enumerated() {
@@ -53,59 +60,17 @@ public actor SandboxRegistry {
         return Self.document(entry)
     }
 
-    /// A sandbox set up as a trial of a bundled scenario (`scenario` in the body). Its files are
-    /// the trial's (STATE/trials/ID); the rest of the body is the scenario's to decide.
-    private func createTrial(_ body: CreateSandboxBody, scenario name: String) async throws(OffswitchError) -> SandboxDocument {
-        let given: [(String, Bool)] = [("rootfs", body.rootfs != nil), ("hostname", body.hostname != nil), ("limits", body.limits != nil),
-                                       ("env", body.env != nil), ("files", body.files != nil), ("record", body.record != nil)]
-        if let (field, _) = given.first(where: \.1) {
-            throw OffswitchError(.invalidArgument, "\(field): a scenario sandbox is set up by its scenario and its profile; leave \(field) out")
-        }
-        guard CreateTrialBody.validName(name) else {
-            throw OffswitchError(.invalidScenario, "scenario: \"\(name)\" is not the name of a bundled scenario")
-        }
-        if let profile = body.profile, !CreateTrialBody.validName(profile) {
-            throw OffswitchError(.invalidProfile, "profile: \"\(profile)\" is not the name of a bundled profile")
-        }
-        let scenario = try ScenarioCatalog.load(name)
-        let directory = paths.base + "/trials"
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw OffswitchError(.system, "cannot create \(directory): \(error)")
-        }
-        let trial = TrialRoutes.newID()
-        let (agent, profile, option, output, paths) = (body.agent ?? "remote", body.profile, body.option, directory + "/" + trial, self.paths)
-        let session = try await BlockingWork.run { () throws(OffswitchError) in
-            try TrialSession.start(TrialOptions(scenario: scenario, agent: .remote(name: agent), profile: profile,
-                                                        option: option, output: output, paths: paths))
-        }
-        guard let sandbox = session.sandbox, session.failure == nil else {
-            _ = try? await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
-            throw OffswitchError(.setupFailed, "scenario \(name): the sandbox could not be set up (trial \(trial)): \(session.failure ?? "no sandbox")")
-        }
-        let entry = Entry(sandbox: sandbox, createdAt: unixNanoseconds(), profile: sandbox.spec.profileName, environment: [:],
-                          session: session, trial: trial)
-        entries[sandbox.id] = entry
-        return Self.document(entry)
-    }
-
     /// A scenario sandbox's trial.
-    public func session(_ id: String) throws(OffswitchError) -> TrialSession {
-        guard let entry = entries[id] else { throw OffswitchError(.sandboxNotFound, "no sandbox \"\(id)\"") }
-        guard let session = entry.session else {
-            throw OffswitchError(.notATrial, "sandbox \(id) was not created from a scenario: it has no steps and no verdict")
-        }
-        return session
+    public func session(_ id: String) async throws(OffswitchError) -> TrialSession {
+        guard entries[id] != nil else { throw OffswitchError(.sandboxNotFound, "no sandbox \"\(id)\"") }
+        return try await trials.session(id)
     }
 
-    /// Ends a scenario sandbox's trial: the probe if needed, the trial directory, the verdict.
-    /// The sandbox is gone afterwards.
+    /// Ends a scenario sandbox's trial (TrialRegistry.finish); the sandbox is gone afterwards.
     public func finishTrial(_ id: String) async throws(OffswitchError) -> (trial: String, result: TrialRunner.Result) {
-        let session = try session(id)
-        let trial = entries.removeValue(forKey: id)?.trial ?? ""
-        let result = try await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
-        return (trial, result)
+        _ = try await session(id)
+        entries.removeValue(forKey: id)
+        return try await trials.finish(id)
     }
 
     public func sandbox(_ id: String) throws(OffswitchError) -> Sandbox {
@@ -128,9 +93,9 @@ public actor SandboxRegistry {
     /// Unregisters and destroys. Unknown ids are an error.
     public func remove(_ id: String) async throws(OffswitchError) {
         guard let entry = entries.removeValue(forKey: id) else { throw OffswitchError(.sandboxNotFound, "no sandbox \"\(id)\"") }
-        if let session = entry.session {
+        if entry.trial != nil {
             // A trial is never dropped: its directory is written and judged as it stands.
-            _ = try await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
+            _ = try await trials.finish(id)
         } else {
             try await entry.sandbox.destroy()
         }
@@ -140,13 +105,10 @@ public actor SandboxRegistry {
     public func removeAll() async {
         let all = entries.values
         entries.removeAll()
-        for entry in all {
-            if let session = entry.session {
-                _ = try? await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
-            } else {
-                try? await entry.sandbox.destroy()
-            }
+        for entry in all where entry.trial == nil {
+            try? await entry.sandbox.destroy()
         }
+        await trials.finishAll()
     }
 
     private static func document(_ entry: Entry) -> SandboxDocument {
