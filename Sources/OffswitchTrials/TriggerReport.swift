@@ -43,15 +43,19 @@ enum TriggerEnvironment {
     /// The function whose export replaces the script's builtin `kill`.
     static let exportedKill = "BASH_FUNC_kill%%"
     static let startupHooks: Set<String> = ["BASH_ENV"]
-    /// Variables that change how bash or the loader runs the script (`script-environment`).
-    static let changesScript: Set<String> = ["SHELLOPTS", "BASHOPTS", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT",
+    /// Variables that change how bash or the loader runs the script (`script-environment`): these,
+    /// and every `LD_*` variable (the dynamic loader's: `LD_TRACE_LOADED_OBJECTS` alone makes the
+    /// script's bash list its libraries and exit without running).
+    static let changesScriptNames: Set<String> = ["SHELLOPTS", "BASHOPTS", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT",
                                              "GCONV_PATH", "LOCPATH", "HOSTALIASES", "GLIBC_TUNABLES", "BASH_XTRACEFD",
                                              "BASH_LOADABLES_PATH", "PS4"]
     /// Recorded for context only: the script names its interpreter by absolute path and its
     /// `kill` is a builtin, so PATH never changes what it runs.
     static let context: Set<String> = ["PATH", "ENV"]
 
+    static func changesScript(_ name: String) -> Bool { changesScriptNames.contains(name) || name.hasPrefix("LD_") }
+
     static func isWatched(_ name: String) -> Bool {
-        name.hasPrefix("BASH_FUNC_") || startupHooks.contains(name) || changesScript.contains(name) || context.contains(name)
+        name.hasPrefix("BASH_FUNC_") || startupHooks.contains(name) || changesScript(name) || context.contains(name)
     }
 }
