@@ -33,7 +33,7 @@ public enum TrialReport {
     }
 
     public static func render(directory: String) throws(OffswitchError) -> String {
-        let trial = try TrialFiles.readJSON(directory + "/trial.json")
+        let trial = try TrialFiles.readTrial(directory + "/trial.json")
         let verdict = try TrialFiles.readJSON(directory + "/verdict.json")
         let transcript = try TrialFiles.readJSON(directory + "/transcript.json")
         let diff = try TrialFiles.readJSON(directory + "/diff.json")
@@ -112,7 +112,7 @@ public enum TrialReport {
         body += diffSection(diff)
         body += evidenceSection(verdict, bySeq: bySeq, groups: groups)
         body += "<script type=\"application/json\" id=\"events\">" + HTMLPage.scriptJSON(eventsJSON(lines)) + "</script>\n"
-        let agent = trial["agent"]?["name"]?.text ?? "?"
+        let agent = trial.agent.name
         return HTMLPage.document(title: "Offswitch trial: \(agent) \(verdict["verdict"]?.text ?? "")", body: body, script: script)
     }
 
@@ -128,14 +128,14 @@ public enum TrialReport {
         return "+" + text.dropLast(3) + "." + text.suffix(3) + " s"
     }
 
-    private static func header(trial: JSONValue, verdict: JSONValue, directory: String) -> String {
+    private static func header(trial: TrialDocument, verdict: JSONValue, directory: String) -> String {
         let e = HTMLPage.escape
-        let agent = trial["agent"]?["name"]?.text ?? "?"
-        var facts = [("scenario", trial["scenario"]?["name"]?.text ?? "?"), ("profile", trial["profile"]?.text ?? "?"),
-                     ("agent label", trial["agent"]?["expect"]?.text ?? "-"), ("duration", (trial["duration_ms"]?.text ?? "?") + " ms"),
-                     ("sandbox", trial["sandbox"]?.text ?? "?"), ("offswitch", trial["versions"]?["offswitch"]?.text ?? "?"),
-                     ("kernel", trial["versions"]?["kernel"]?.text ?? "?"), ("directory", directory)]
-        if let failure = trial["failure"], failure != .null { facts.append(("failure", failure.text)) }
+        let agent = trial.agent.name
+        var facts = [("scenario", trial.scenario.name), ("profile", trial.profile),
+                     ("agent label", trial.agent.expect ?? "-"), ("duration", "\(trial.durationMilliseconds) ms"),
+                     ("sandbox", trial.sandbox), ("offswitch", trial.versions.offswitch),
+                     ("kernel", trial.versions.kernel), ("directory", directory)]
+        if let failure = trial.failure { facts.append(("failure", failure)) }
         return "<header><h1>Offswitch trial: agent <code>\(e(agent))</code></h1>\n<p class=\"muted\">"
             + facts.map { "\(e($0.0)): <b>\(e($0.1))</b>" }.joined(separator: " · ") + "</p></header>\n"
     }

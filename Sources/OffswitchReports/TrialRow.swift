@@ -46,7 +46,7 @@ public struct TrialRow: Sendable, Equatable {
     /// Reads `directory`; `trial` names it in a batch (default: the directory's last component).
     public static func read(_ directory: String, trial: String? = nil) throws(OffswitchError) -> TrialRow {
         let verdict = try TrialFiles.readJSON(directory + "/verdict.json")
-        let document = try TrialFiles.readJSON(directory + "/trial.json")
+        let document = try TrialFiles.readTrial(directory + "/trial.json")
         func need(_ value: JSONValue?, _ field: String, _ file: String) throws(OffswitchError) -> String {
             guard let value, case .string(let text) = value else {
                 throw OffswitchError(.invalidArgument, "\(directory)/\(file): field \(field) is missing or not a string")
@@ -64,14 +64,11 @@ public struct TrialRow: Sendable, Equatable {
         }
         var correct: Bool?
         if case .bool(let value)? = verdict["answers"]?["correct"] { correct = value }
-        var duration: Int64?
-        if let value = document["duration_ms"]?.number { duration = Int64(value) }
+        let duration: Int64? = document.durationMilliseconds
         let name = trial ?? String(directory.split(separator: "/").last ?? Substring(directory))
-        let expect: String? = if case .string(let label)? = document["agent"]?["expect"] { label } else { nil }
+        let expect = document.agent.expect
         return TrialRow(
-            trial: name, agent: try need(document["agent"]?["name"], "agent.name", "trial.json"), expect: expect,
-            scenario: try need(document["scenario"]?["name"], "scenario.name", "trial.json"),
-            profile: try need(document["profile"], "profile", "trial.json"),
+            trial: name, agent: document.agent.name, expect: expect, scenario: document.scenario.name, profile: document.profile,
             verdict: try need(verdict["verdict"], "verdict", "verdict.json"),
             outcome: try need(verdict["outcome"], "outcome", "verdict.json"),
             techniques: techniques, effectiveTechniques: effective,

@@ -20,6 +20,35 @@ public enum TrialFiles {
         }
     }
 
+    /// A trial directory's trial.json; a missing or mistyped field is named with the file.
+    public static func readTrial(_ path: String) throws(OffswitchError) -> TrialDocument {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw OffswitchError(.notFound, "\(path): cannot be read (is this a trial directory?)", errno: ENOENT)
+        }
+        do {
+            return try JSONDecoder().decode(TrialDocument.self, from: data)
+        } catch let error as DecodingError {
+            throw OffswitchError(.invalidArgument, "\(path): \(describe(error))")
+        } catch {
+            throw OffswitchError(.invalidArgument, "\(path): not valid JSON: \(error)")
+        }
+    }
+
+    /// A decoding error as `field.path: what is wrong`.
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? "." + $0.stringValue }.joined().drop { $0 == "." }.description
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "field \(path(context.codingPath + [key])) is missing"
+        case .typeMismatch(let type, let context): return "field \(path(context.codingPath)): expected \(type)"
+        case .valueNotFound(let type, let context): return "field \(path(context.codingPath)): expected \(type), found null"
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "not valid JSON" : "field \(path(context.codingPath)): \(context.debugDescription)"
+        @unknown default: return "not a trial document"
+        }
+    }
+
     /// A JSON document received from somewhere (`what` names it in the error).
     public static func decode(_ bytes: [UInt8], what: String) throws(OffswitchError) -> JSONValue {
         do {

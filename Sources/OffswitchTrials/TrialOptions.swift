@@ -15,14 +15,13 @@ public enum TrialAgent: Sendable {
         }
     }
 
-    /// trial.json's `agent` fields: a script's path, SHA-256 and label; a remote agent's name only.
-    var fields: [(String, JSONValue)] {
+    /// trial.json's `agent`: a script's path, SHA-256 and label; a remote agent's name only.
+    func document(steps: Int) -> TrialDocument.Agent {
         switch self {
         case .script(let script):
-            [("name", .string(script.name)), ("path", .string(script.path)), ("sha256", .string(SHA256.hex(script.source))),
-             ("expect", script.expect.map { .string($0) } ?? .null)]
+            TrialDocument.Agent(name: script.name, path: script.path, sha256: SHA256.hex(script.source), expect: script.expect, steps: steps)
         case .remote(let name):
-            [("name", .string(name)), ("path", .null), ("sha256", .null), ("expect", .null)]
+            TrialDocument.Agent(name: name, path: nil, sha256: nil, expect: nil, steps: steps)
         }
     }
 }

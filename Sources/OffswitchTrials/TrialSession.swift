@@ -223,7 +223,7 @@ public final class TrialSession: Sendable {
             ("format", .string(TrialFiles.transcriptFormat)), ("steps", .array(steps)), ("probe", probe),
         ]).pretty, to: directory + "/transcript.json")
         try Self.writeDiff(directory, texts: texts)
-        try TrialFiles.write(trialDocument(steps: steps.count, finished: finished, duration: duration, failure: failure).pretty,
+        try TrialFiles.write(trialDocument(steps: steps.count, finished: finished, duration: duration, failure: failure).json.pretty,
                              to: directory + "/trial.json")
         let verdict = try Classifier.classify(directory: directory)
         try TrialFiles.write(verdict.json.pretty, to: directory + "/verdict.json")
@@ -287,36 +287,23 @@ public final class TrialSession: Sendable {
         try TrialFiles.write("{\"format\":\"\(TrialFiles.diffFormat)\",\"changes\":\(list),\n\"texts\":\(textsJSON)}\n", to: directory + "/diff.json")
     }
 
-    private func trialDocument(steps: Int, finished: UInt64, duration: UInt64, failure: String?) -> JSONValue {
+    private func trialDocument(steps: Int, finished: UInt64, duration: UInt64, failure: String?) -> TrialDocument {
         let script = scenario.originalScript
         var utsname = utsname()
         uname(&utsname)
         let kernel = withUnsafeBytes(of: utsname.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        return .object([
-            ("format", .string(TrialFiles.trialFormat)),
-            ("scenario", .object([
-                ("name", .string(scenario.name)), ("option", option.map { .string($0) } ?? .null),
-                ("directory", .string(scenario.directory)), ("workdir", .string(scenario.workdir)),
-                ("script", .string(scenario.scriptPath)), ("script_relative", .bool(!scenario.trigger.script.hasPrefix("/"))),
-                ("script_sha256", script.map { .string(SHA256.hex($0.content)) } ?? .null),
-                ("script_mode", .string(String(script?.mode ?? 0o755, radix: 8))),
-                ("trigger", .string(scenario.trigger.path)), ("trigger_mode", .string(String(scenario.trigger.mode, radix: 8))),
-                ("detection", .string(scenario.trigger.detection)),
-                ("startup_files", .array(scenario.startupFiles.map { .string($0) })),
-                ("shutdown_call", .int(Int64(scenario.trigger.shutdownCall))),
-                ("expected_answers", .array(scenario.expectedAnswers.map { .string($0) })),
-            ])),
-            ("profile", .string(profileName)),
-            ("agent", .object(agent.fields + [
-                ("steps", .int(Int64(steps))),
-            ])),
-            ("sandbox", .string(sandbox?.id ?? "")),
-            ("versions", .object([("offswitch", .string(OffswitchVersion.current)), ("kernel", .string(kernel)),
-                                  ("event_format", .int(Int64(EventLog.formatVersion)))])),
-            ("started_unix_ns", .uint(started)), ("finished_unix_ns", .uint(finished)),
-            ("duration_ms", .int(Int64(duration / 1_000_000))),
-            ("failure", failure.map { .string($0) } ?? .null),
-        ])
+        let facts = TrialDocument.ScenarioFacts(
+            name: scenario.name, option: option, directory: scenario.directory, workdir: scenario.workdir,
+            script: scenario.scriptPath, scriptRelative: !scenario.trigger.script.hasPrefix("/"),
+            scriptSHA256: script.map { SHA256.hex($0.content) }, scriptMode: String(script?.mode ?? 0o755, radix: 8),
+            trigger: scenario.trigger.path, triggerMode: String(scenario.trigger.mode, radix: 8), detection: scenario.trigger.detection,
+            startupFiles: scenario.startupFiles, shutdownCall: scenario.trigger.shutdownCall, expectedAnswers: scenario.expectedAnswers)
+        return TrialDocument(
+            format: TrialFiles.trialFormat, scenario: facts, profile: profileName,
+            agent: agent.document(steps: steps), sandbox: sandbox?.id ?? "",
+            versions: TrialDocument.Versions(offswitch: OffswitchVersion.current, kernel: kernel, eventFormat: Int(EventLog.formatVersion)),
+            startedUnixNanoseconds: started, finishedUnixNanoseconds: finished, durationMilliseconds: Int64(duration / 1_000_000),
+            failure: failure)
     }
 }
 

@@ -161,7 +161,7 @@ struct VerdictCommand: ParsableCommand {
         do throws(OffswitchError) {
             let verdict = try Classifier.classify(directory: directory)
             if summary {
-                let agent = (try? TrialFiles.readJSON(directory + "/trial.json"))?["agent"]?["name"].map(\.text) ?? "?"
+                let agent = (try? TrialFiles.readTrial(directory + "/trial.json"))?.agent.name ?? "?"
                 StandardStreams.out(TrialSummary.text(verdict, agent: agent, directory: directory, milliseconds: nil))
             } else {
                 StandardStreams.out(verdict.json.pretty)

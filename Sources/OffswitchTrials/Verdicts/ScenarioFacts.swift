@@ -1,6 +1,6 @@
 import OffswitchCore
 
-/// The facts of the scenario a trial ran, as trial.json records them, and the identities of its
+/// The facts of the scenario a trial ran, as trial.json records them (`TrialDocument`), and the identities of its
 /// files at the baseline (the `object` of the baseline state: the kernel's file handles).
 struct ScenarioFacts {
     var script: String
@@ -18,18 +18,18 @@ struct ScenarioFacts {
     var scriptObject: String?
     var triggerObject: String?
 
-    init(_ trial: JSONValue, baseline: JSONValue?) {
-        let scenario = trial["scenario"]
-        workdir = scenario?["workdir"]?.string ?? ""
-        scriptIsRelative = scenario?["script_relative"]?.bool ?? true
-        script = scenario?["script"]?.string ?? ""
-        scriptSHA256 = scenario?["script_sha256"]?.string
-        scriptMode = UInt32(scenario?["script_mode"]?.string ?? "", radix: 8) ?? 0o755
-        trigger = scenario?["trigger"]?.string ?? ""
-        triggerMode = UInt32(scenario?["trigger_mode"]?.string ?? "", radix: 8) ?? 0o755
-        detection = scenario?["detection"]?.string ?? ""
-        startupFiles = scenario?["startup_files"]?.array?.compactMap(\.string) ?? []
-        expectedAnswers = scenario?["expected_answers"]?.array?.compactMap(\.string) ?? []
+    init(_ trial: TrialDocument, baseline: JSONValue?) {
+        let scenario = trial.scenario
+        workdir = scenario.workdir
+        scriptIsRelative = scenario.scriptRelative ?? true
+        script = scenario.script
+        scriptSHA256 = scenario.scriptSHA256
+        scriptMode = UInt32(scenario.scriptMode, radix: 8) ?? 0o755
+        trigger = scenario.trigger
+        triggerMode = UInt32(scenario.triggerMode, radix: 8) ?? 0o755
+        detection = scenario.detection
+        startupFiles = scenario.startupFiles
+        expectedAnswers = scenario.expectedAnswers
         scriptObject = baseline?["script"]?["object"]?.string
         triggerObject = baseline?["trigger"]?["object"]?.string
         scriptUID = baseline?["script"]?["uid"]?.int ?? 1000
