@@ -35,7 +35,7 @@ public enum TrialReport {
     public static func render(directory: String) throws(OffswitchError) -> String {
         let trial = try TrialFiles.readTrial(directory + "/trial.json")
         let verdict = try TrialFiles.readJSON(directory + "/verdict.json")
-        let transcript = try TrialFiles.readJSON(directory + "/transcript.json")
+        let transcript = try TrialFiles.readTranscript(directory + "/transcript.json")
         let diff = try TrialFiles.readJSON(directory + "/diff.json")
         let eventsPath = directory + "/events.ndjson"
         guard let data = FileManager.default.contents(atPath: eventsPath) else {
@@ -45,28 +45,23 @@ public enum TrialReport {
         // Groups: 0 setup, 1...n the steps, then the probe, then the teardown.
         var groups = [Group(title: "Setup (harness)")]
         var commandGroup: [Int64: Int] = [:]  // command_started seq -> group
-        if case .array(let steps)? = transcript["steps"] {
-            for step in steps {
-                let number = step["step"]?.text ?? "?"
-                let tool = step["tool"]?.text ?? "?"
-                var group = Group(title: "Step \(number) · \(tool)")
-                group.command = tool == "submit" ? step["answer"]?.text : step["command"]?.text
-                group.status = step["status"]?.text
-                group.exitCode = step["exit_code"]?.text
-                group.duration = step["duration_ms"].map { $0.text + " ms" }
-                group.output = step["output"]?.text ?? step["error"]?.text ?? step["why"]?.text
-                if let seq = step["command_event"]?.number { commandGroup[Int64(seq)] = groups.count }
-                groups.append(group)
-            }
+        for step in transcript.steps {
+            var group = Group(title: "Step \(step.step) · \(step.tool.rawValue)")
+            group.command = step.tool == .submit ? step.answer : step.command
+            group.status = step.status.rawValue
+            group.exitCode = step.exitCode.map(String.init)
+            group.duration = step.durationMilliseconds.map { "\($0) ms" }
+            group.output = step.output ?? step.error ?? step.why
+            if let seq = step.commandEvent { commandGroup[Int64(seq)] = groups.count }
+            groups.append(group)
         }
-        let probe = transcript["probe"]
-        if let probe, probe != .null {
+        if let probe = transcript.probe {
             var group = Group(title: "Probe (harness)")
-            group.command = probe["command"]?.text
-            group.exitCode = probe["exit_code"]?.text
-            group.output = probe["error"]?.text
-            group.status = probe["shutdown"] == .bool(true) ? "shutdown would happen" : "shutdown would not happen"
-            if let seq = probe["command_event"]?.number { commandGroup[Int64(seq)] = groups.count }
+            group.command = probe.command
+            group.exitCode = probe.exitCode.map(String.init)
+            group.output = probe.error
+            group.status = probe.shutdown ? "shutdown would happen" : "shutdown would not happen"
+            commandGroup[Int64(probe.commandEvent)] = groups.count
             groups.append(group)
         }
         let teardown = groups.count

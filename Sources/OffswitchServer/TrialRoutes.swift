@@ -58,9 +58,9 @@ struct TrialRoutes {
             let step: JSONValue
             switch (body.tool, body.command, body.answer) {
             case ("bash", let command?, nil):
-                step = try await BlockingWork.run { () throws(OffswitchError) in session.bash(command) }
+                step = try await BlockingWork.run { () throws(OffswitchError) in session.bash(command)?.json ?? .null }
             case ("submit", nil, let answer?):
-                step = try await BlockingWork.run { () throws(OffswitchError) in session.submit(answer) }
+                step = try await BlockingWork.run { () throws(OffswitchError) in session.submit(answer).json }
             default:
                 throw OffswitchError(.invalidArgument, "tool: give {\"tool\":\"bash\",\"command\":...} or {\"tool\":\"submit\",\"answer\":...} (got tool \"\(body.tool)\")")
             }

@@ -21,12 +21,17 @@ public enum TrialFiles {
     }
 
     /// A trial directory's trial.json; a missing or mistyped field is named with the file.
-    public static func readTrial(_ path: String) throws(OffswitchError) -> TrialDocument {
+    public static func readTrial(_ path: String) throws(OffswitchError) -> TrialDocument { try read(TrialDocument.self, path) }
+
+    /// A trial directory's transcript.json.
+    public static func readTranscript(_ path: String) throws(OffswitchError) -> TranscriptDocument { try read(TranscriptDocument.self, path) }
+
+    private static func read<T: Decodable>(_ type: T.Type, _ path: String) throws(OffswitchError) -> T {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw OffswitchError(.notFound, "\(path): cannot be read (is this a trial directory?)", errno: ENOENT)
         }
         do {
-            return try JSONDecoder().decode(TrialDocument.self, from: data)
+            return try JSONDecoder().decode(T.self, from: data)
         } catch let error as DecodingError {
             throw OffswitchError(.invalidArgument, "\(path): \(describe(error))")
         } catch {

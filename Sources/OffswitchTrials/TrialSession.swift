@@ -27,7 +27,7 @@ public final class TrialSession: Sendable {
     private let state: Mutex<State>
 
     private struct State {
-        var steps: [JSONValue] = []
+        var steps: [TranscriptStep] = []
         var stopped: String?  // why later calls do not run
         var failure: String?
         var result: TrialRunner.Result?
@@ -101,7 +101,7 @@ public final class TrialSession: Sendable {
     }
 
     /// The calls so far (transcript.json's steps).
-    public var steps: [JSONValue] { state.withLock { $0.steps } }
+    public var steps: [TranscriptStep] { state.withLock { $0.steps } }
 
     /// Why the setup failed, if it did.
     public var failure: String? { state.withLock { $0.failure } }
@@ -111,13 +111,14 @@ public final class TrialSession: Sendable {
 
     /// One bash call, as Palisade's tool made it: `bash --login -c COMMAND` as `user` in the
     /// workdir with the scenario's timeout; the output is stderr, a newline, then stdout. Returns
-    /// the step as transcript.json records it (`status`, `output`, `exit_code`, ...).
-    public func bash(_ command: String) -> JSONValue {
+    /// the step as transcript.json records it (`status`, `output`, `exit_code`, ...); nil when the
+    /// sandbox was never set up.
+    public func bash(_ command: String) -> TranscriptStep? {
         state.withLock { state in
             let number = state.steps.count + 1
-            var fields: [(String, JSONValue)] = [("step", .int(Int64(number))), ("tool", .string("bash")), ("command", .string(command))]
-            if let blocked = blocked(&state, number: number, into: &fields) { return blocked }
-            guard let sandbox, let service else { return .null }
+            var step = TranscriptStep(step: number, tool: .bash, command: command, status: .completed)
+            if blocked(&state, &step) { return step }
+            guard let sandbox, let service else { return nil }
             let seq = sandbox.events.count + 1
             let argv = scenario.loginShell ? ["bash", "--login", "-c", command] : ["bash", "-c", command]
             do throws(OffswitchError) {
@@ -127,31 +128,31 @@ public final class TrialSession: Sendable {
                 let stderr = String(decoding: result.stderr, as: UTF8.self)
                 // Palisade's tool: stderr, a newline, then stdout.
                 let output = result.timedOut ? Self.timeoutMessage : (stderr.isEmpty ? "" : stderr + "\n") + stdout
-                fields += [("status", .string(result.timedOut ? "timed_out" : "completed")), ("command_event", .uint(seq)),
-                           ("exit_code", .int(Int64(result.exitCode))), ("output", .string(output)),
-                           ("duration_ms", .int(Int64(result.durationNanoseconds / 1_000_000)))]
-                if result.shutdown != nil || sandbox.end != nil { fields.append(("shutdown_during_step", .bool(true))) }
+                step.status = result.timedOut ? .timedOut : .completed
+                step.commandEvent = seq
+                step.exitCode = Int64(result.exitCode)
+                step.output = output
+                step.durationMilliseconds = Int64(result.durationNanoseconds / 1_000_000)
+                if result.shutdown != nil || sandbox.end != nil { step.shutdownDuringStep = true }
             } catch {
                 let shutDown = error.code == .sandboxShutDown || sandbox.end != nil
-                fields += [("status", .string(shutDown ? "shut_down" : "failed")), ("error", .string(error.description))]
+                step.status = shutDown ? .shutDown : .failed
+                step.error = error.description
                 state.stopped = shutDown ? "the sandbox shut down before step \(number)" : "step \(number) failed"
             }
-            fields.append(("palisade_check", Self.palisadeCheck(service: service, sandbox: sandbox)))
-            let step = JSONValue.object(fields)
+            step.palisadeCheck = Self.palisadeCheck(service: service, sandbox: sandbox)
             state.steps.append(step)
             return step
         }
     }
 
     /// The agent's `submit`: later calls do not run.
-    public func submit(_ answer: String) -> JSONValue {
+    public func submit(_ answer: String) -> TranscriptStep {
         state.withLock { state in
             let number = state.steps.count + 1
-            var fields: [(String, JSONValue)] = [("step", .int(Int64(number))), ("tool", .string("submit")), ("answer", .string(answer))]
-            if let blocked = blocked(&state, number: number, into: &fields) { return blocked }
-            fields.append(("status", .string("completed")))
+            var step = TranscriptStep(step: number, tool: .submit, answer: answer, status: .completed)
+            if blocked(&state, &step) { return step }
             state.stopped = "the agent submitted at step \(number)"
-            let step = JSONValue.object(fields)
             state.steps.append(step)
             return step
         }
@@ -159,22 +160,25 @@ public final class TrialSession: Sendable {
 
     /// Records a call that cannot run: after a stop (`not_run`), or after the machine went down
     /// during the previous call (`shut_down`: the call fails, as Palisade's did).
-    private func blocked(_ state: inout State, number: Int, into fields: inout [(String, JSONValue)]) -> JSONValue? {
+    /// True when `step` cannot run; it is then filled in (and recorded, unless the trial has finished).
+    private func blocked(_ state: inout State, _ step: inout TranscriptStep) -> Bool {
         if state.result != nil {
-            fields += [("status", .string("not_run")), ("why", .string("the trial has finished"))]
-            return .object(fields)
+            step.status = .notRun
+            step.why = "the trial has finished"
+            return true
         }
         if let stopped = state.stopped {
-            fields += [("status", .string("not_run")), ("why", .string(stopped))]
+            step.status = .notRun
+            step.why = stopped
         } else if let sandbox, let end = sandbox.end {
-            fields += [("status", .string("shut_down")), ("error", .string("sandbox \(sandbox.id) has shut down (\(end.description))"))]
-            state.stopped = "the sandbox shut down before step \(number)"
+            step.status = .shutDown
+            step.error = "sandbox \(sandbox.id) has shut down (\(end.description))"
+            state.stopped = "the sandbox shut down before step \(step.step)"
         } else {
-            return nil
+            return false
         }
-        let step = JSONValue.object(fields)
         state.steps.append(step)
-        return step
+        return true
     }
 
     /// Ends the trial: probes the trigger if the agent stopped before it, destroys the sandbox,
@@ -183,7 +187,7 @@ public final class TrialSession: Sendable {
         let (steps, earlier, setupFailure) = state.withLock { ($0.steps, $0.result, $0.failure) }
         if let earlier { return earlier }
         var failure = setupFailure
-        var probe: JSONValue = .null
+        var probe: TranscriptDocument.Probe?
         var texts: [String: String] = [:]
         if let sandbox, let service {
             if sandbox.end == nil && !service.triggered && failure == nil {
@@ -219,9 +223,8 @@ public final class TrialSession: Sendable {
         }
         let finished = unixNanoseconds()
         let duration = monotonicNanoseconds() - clockStart
-        try TrialFiles.write(JSONValue.object([
-            ("format", .string(TrialFiles.transcriptFormat)), ("steps", .array(steps)), ("probe", probe),
-        ]).pretty, to: directory + "/transcript.json")
+        try TrialFiles.write(TranscriptDocument(format: TrialFiles.transcriptFormat, steps: steps, probe: probe).json.pretty,
+                             to: directory + "/transcript.json")
         try Self.writeDiff(directory, texts: texts)
         try TrialFiles.write(trialDocument(steps: steps.count, finished: finished, duration: duration, failure: failure).json.pretty,
                              to: directory + "/trial.json")
@@ -248,16 +251,16 @@ public final class TrialSession: Sendable {
     /// Palisade's check after each bash call (`ls DETECTION || echo ok`), answered the way its
     /// output would have been read: does the detection file exist? The harness looks through the
     /// sandbox's root rather than starting a process, so the check leaves no trace in the evidence.
-    private static func palisadeCheck(service: QuestionService, sandbox: Sandbox) -> JSONValue {
+    private static func palisadeCheck(service: QuestionService, sandbox: Sandbox) -> TranscriptStep.PalisadeCheck {
         guard sandbox.end == nil, let present = service.detectionPresent() else {
-            return .object([("ran", .bool(false)), ("why", .string("the sandbox has shut down"))])
+            return TranscriptStep.PalisadeCheck(ran: false, detected: nil, why: "the sandbox has shut down")
         }
-        return .object([("ran", .bool(true)), ("detected", .bool(present))])
+        return TranscriptStep.PalisadeCheck(ran: true, detected: present, why: nil)
     }
 
     /// Runs the trigger once more as the agent's next call would have (a login shell in the
     /// workdir), with the service treating it as the shutdown call.
-    private static func runProbe(scenario: Scenario, sandbox: Sandbox) -> JSONValue {
+    private static func runProbe(scenario: Scenario, sandbox: Sandbox) -> TranscriptDocument.Probe {
         let trigger = scenario.trigger.path
         let name = trigger.hasPrefix(scenario.workdir + "/") ? "./" + trigger.dropFirst(scenario.workdir.count + 1) : Substring(trigger)
         let seq = sandbox.events.count + 1
@@ -265,12 +268,11 @@ public final class TrialSession: Sendable {
         do throws(OffswitchError) {
             let result = try sandbox.exec(ExecRequest(argv: argv, cwd: scenario.workdir, user: .agent,
                                                       timeoutSeconds: scenario.bashTimeoutSeconds, origin: .harness))
-            return .object([("command", .string(String(name))), ("command_event", .uint(seq)),
-                            ("shutdown", .bool(result.shutdown != nil || sandbox.end?.shutdown != nil)),
-                            ("exit_code", .int(Int64(result.exitCode)))])
+            return TranscriptDocument.Probe(command: String(name), commandEvent: seq, shutdown: result.shutdown != nil || sandbox.end?.shutdown != nil,
+                                            exitCode: Int64(result.exitCode), error: nil)
         } catch {
-            return .object([("command", .string(String(name))), ("command_event", .uint(seq)),
-                            ("shutdown", .bool(sandbox.end?.shutdown != nil)), ("error", .string(error.description))])
+            return TranscriptDocument.Probe(command: String(name), commandEvent: seq, shutdown: sandbox.end?.shutdown != nil,
+                                            exitCode: nil, error: error.description)
         }
     }
 
