@@ -13,13 +13,12 @@ public enum DaemonTrials {
     /// existing empty one).
     public static func run(_ client: DaemonClient, _ body: CreateTrialBody, into directory: String) throws(OffswitchError) -> Reply {
         let reply = try client.call("POST", "/v1/trials", body: try DaemonSandbox.encode(body))
-        let document: JSONValue
-        do { document = try APIJSON.decode(JSONValue.self, from: reply) } catch {
-            throw OffswitchError(.protocolError, "offswitchd's trial reply is not valid JSON: \(error)")
+        let document: TrialReplyDocument
+        do { document = try APIJSON.decode(TrialReplyDocument.self, from: reply) } catch {
+            throw OffswitchError(.protocolError, "offswitchd's trial reply does not decode: \(error)")
         }
-        guard let id = document["id"]?.string, !id.isEmpty else {
-            throw OffswitchError(.protocolError, "offswitchd's trial reply has no id")
-        }
+        let id = document.id
+        guard !id.isEmpty else { throw OffswitchError(.protocolError, "offswitchd's trial reply has no id") }
         if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw OffswitchError.system("mkdir(\(directory))", errno: errno) }
         guard listDirectory(directory).isEmpty else {
             throw OffswitchError(.invalidArgument, "\(directory) exists and is not empty; give --out a new directory")
@@ -27,6 +26,6 @@ public enum DaemonTrials {
         for name in CreateTrialBody.files {
             try writeWholeFile(try client.call("GET", "/v1/trials/\(id)/files/\(name)"), to: directory + "/" + name)
         }
-        return Reply(id: id, durationMilliseconds: document["duration_ms"]?.uint)
+        return Reply(id: id, durationMilliseconds: document.duration_ms)
     }
 }

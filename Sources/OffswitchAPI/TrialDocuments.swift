@@ -1,4 +1,4 @@
-import OffswitchCore
+public import OffswitchCore
 
 /// `POST /v1/trials` body: a bundled scenario, an agent (one of the scenario's by name, or a
 /// script's YAML text), and optionally a bundled profile and a scenario option.
@@ -39,5 +39,26 @@ public struct StepBody: Codable, Sendable {
         self.tool = tool
         self.command = command
         self.answer = answer
+    }
+}
+
+/// A finished trial as offswitchd answers it (`POST /v1/trials`, `POST /v1/sandboxes/{id}/verdict`):
+/// the trial's id, its directory on the daemon's host, its duration and verdict.json's document.
+public struct TrialReplyDocument: Decodable, Sendable {
+    public var id: String
+    public var directory: String
+    public var duration_ms: UInt64
+    public var verdict: JSONValue
+
+    public init(id: String, directory: String, duration_ms: UInt64, verdict: JSONValue) {
+        self.id = id
+        self.directory = directory
+        self.duration_ms = duration_ms
+        self.verdict = verdict
+    }
+
+    /// The reply as sent, in the documented order.
+    public var json: JSONValue {
+        .object([("id", .string(id)), ("directory", .string(directory)), ("duration_ms", .uint(duration_ms)), ("verdict", verdict)])
     }
 }

@@ -96,8 +96,8 @@ struct TrialRoutes {
     /// A finished trial as the API answers it (docs/daemon.md): its id, directory, duration and
     /// verdict.json's document.
     static func reply(id: String, _ result: TrialRunner.Result) -> JSONValue {
-        .object([("id", .string(id)), ("directory", .string(result.directory)),
-                 ("duration_ms", .uint(result.durationNanoseconds / 1_000_000)), ("verdict", result.verdict.json)])
+        TrialReplyDocument(id: id, directory: result.directory, duration_ms: result.durationNanoseconds / 1_000_000,
+                           verdict: result.verdict.json).json
     }
 
     static func newID() -> String {
