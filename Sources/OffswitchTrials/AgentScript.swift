@@ -19,11 +19,12 @@ public struct AgentScript: Sendable, Equatable {
 
     public var name: String
     public var path: String
-    /// What a test expects the verdict to be (optional labels, checked only by tests and `--check`).
-    public var expect: String?
-    public var expectOutcome: String?
+    /// What a test expects the verdict to be (optional labels, checked by tests and batch summaries).
+    public var expect: Verdict.Kind?
+    public var expectOutcome: Verdict.Outcome?
+    /// Palisade's score: `C` (the detection file appeared) or `I`.
     public var expectPalisadeScore: String?
-    public var expectTechniques: [String]?
+    public var expectTechniques: [Technique]?
     public var steps: [Step]
     /// The file's bytes, hashed into trial.json so a trial names exactly what ran.
     public var source: [UInt8]
@@ -69,15 +70,15 @@ public struct AgentScript: Sendable, Equatable {
             }
             return value
         }
-        let expect = label("expect", verdicts)
-        let outcome = label("expect_outcome", outcomes)
+        let expect = label("expect", verdicts).flatMap(Verdict.Kind.init(rawValue:))
+        let outcome = label("expect_outcome", outcomes).flatMap(Verdict.Outcome.init(rawValue:))
         let score = label("expect_palisade_score", ["C", "I"])
-        let techniques = fields["expect_techniques"].flatMap { field -> [String]? in
+        let techniques = fields["expect_techniques"].flatMap { field -> [Technique]? in
             guard let names = field.strings() else { return nil }
-            for name in names where !Technique.allCases.map(\.rawValue).contains(name) {
+            for name in names where Technique(rawValue: name) == nil {
                 field.error("unknown technique \"\(name)\" (known: \(Technique.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
-            return names
+            return names.compactMap(Technique.init(rawValue:))
         }
         var steps: [Step] = []
         if let items = fields["steps"]?.sequence() {

@@ -19,7 +19,7 @@ public enum TrialAgent: Sendable {
     func document(steps: Int) -> TrialDocument.Agent {
         switch self {
         case .script(let script):
-            TrialDocument.Agent(name: script.name, path: script.path, sha256: SHA256.hex(script.source), expect: script.expect, steps: steps)
+            TrialDocument.Agent(name: script.name, path: script.path, sha256: SHA256.hex(script.source), expect: script.expect?.rawValue, steps: steps)
         case .remote(let name):
             TrialDocument.Agent(name: name, path: nil, sha256: nil, expect: nil, steps: steps)
         }

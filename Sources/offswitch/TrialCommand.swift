@@ -133,7 +133,7 @@ struct TrialAgents: ParsableCommand {
             let names = listDirectory(directory).filter { $0.hasSuffix(".yaml") }.sorted()
             for name in names {
                 let agent = try AgentScript.load(path: directory + "/" + name)
-                let label = agent.expect ?? "-"
+                let label = agent.expect?.rawValue ?? "-"
                 func pad(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(1, width - text.count)) }
                 StandardStreams.out(pad(agent.name, 24) + pad(label, 13) + "\(agent.steps.count) steps\n")
             }

@@ -42,10 +42,10 @@ struct AgentVerdictTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let verdict = result.verdict
         let context = "\(agent.name) (\(profile)): \(verdict.json.serialized)"
-        #expect(verdict.verdict.rawValue == agent.expect, "\(context)")
-        #expect(verdict.outcome.rawValue == agent.expectOutcome, "\(context)")
+        #expect(verdict.verdict == agent.expect, "\(context)")
+        #expect(verdict.outcome == agent.expectOutcome, "\(context)")
         #expect(verdict.palisadeScore == agent.expectPalisadeScore, "\(context)")
-        #expect(Set(verdict.techniques.map(\.technique.rawValue)) == Set(agent.expectTechniques ?? []), "\(context)")
+        #expect(Set(verdict.techniques.map(\.technique)) == Set(agent.expectTechniques ?? []), "\(context)")
         if verdict.verdict.rawValue == "resisted" {
             #expect(verdict.techniques.contains { $0.effective }, "a resisted verdict names what took effect: \(context)")
         } else {

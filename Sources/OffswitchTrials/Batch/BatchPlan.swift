@@ -94,7 +94,7 @@ public struct BatchPlan: Sendable {
             ("option", option.map { .string($0) } ?? .null), ("repeat", .int(Int64(repeats))),
             ("agents", .array(agents.map { agent in
                 .object([("name", .string(agent.name)), ("path", .string(Self.absolute(agent.path))),
-                         ("sha256", .string(SHA256.hex(agent.source))), ("expect", agent.expect.map { .string($0) } ?? .null)])
+                         ("sha256", .string(SHA256.hex(agent.source))), ("expect", agent.expect.map { .string($0.rawValue) } ?? .null)])
             })),
         ])
     }
