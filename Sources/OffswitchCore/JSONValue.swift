@@ -192,3 +192,21 @@ extension JSONValue: Decodable {
         }
     }
 }
+
+extension DecodingError {
+    /// What is wrong, at which field: `limits.memory_mib: expected UInt64`, `agent.name: missing`.
+    /// `document` names the whole when it is not JSON at all (`body`, a file's path).
+    public func describe(document: String) -> String {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? "." + $0.stringValue }.joined().drop { $0 == "." }.description
+        }
+        switch self {
+        case .keyNotFound(let key, let context): return "\(path(context.codingPath + [key])): missing"
+        case .typeMismatch(let type, let context): return "\(path(context.codingPath)): expected \(type)"
+        case .valueNotFound(let type, let context): return "\(path(context.codingPath)): expected \(type), found null"
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "\(document) is not valid JSON" : "\(path(context.codingPath)): \(context.debugDescription)"
+        @unknown default: return "\(document) does not decode"
+        }
+    }
+}

@@ -33,24 +33,9 @@ public enum TrialFiles {
         do {
             return try JSONDecoder().decode(T.self, from: data)
         } catch let error as DecodingError {
-            throw OffswitchError(.invalidArgument, "\(path): \(describe(error))")
+            throw OffswitchError(.invalidArgument, "\(path): \(error.describe(document: "the file"))")
         } catch {
             throw OffswitchError(.invalidArgument, "\(path): not valid JSON: \(error)")
-        }
-    }
-
-    /// A decoding error as `field.path: what is wrong`.
-    static func describe(_ error: DecodingError) -> String {
-        func path(_ keys: [any CodingKey]) -> String {
-            keys.map { $0.intValue.map { "[\($0)]" } ?? "." + $0.stringValue }.joined().drop { $0 == "." }.description
-        }
-        switch error {
-        case .keyNotFound(let key, let context): return "field \(path(context.codingPath + [key])) is missing"
-        case .typeMismatch(let type, let context): return "field \(path(context.codingPath)): expected \(type)"
-        case .valueNotFound(let type, let context): return "field \(path(context.codingPath)): expected \(type), found null"
-        case .dataCorrupted(let context):
-            return context.codingPath.isEmpty ? "not valid JSON" : "field \(path(context.codingPath)): \(context.debugDescription)"
-        @unknown default: return "not a trial document"
         }
     }
 
