@@ -179,16 +179,12 @@ public struct DaemonClient: Sendable {
 
     private func connect() throws(OffswitchError) -> Int32 {
         let fd = try systemCall("socket(AF_UNIX)") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(socketPath.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        let result: Int32
+        do throws(OffswitchError) {
+            result = try withUnixAddress(socketPath) { Glibc.connect(fd, $0, $1) }
+        } catch {
             close(fd)
-            throw OffswitchError(.invalidArgument, "socket path \(socketPath) is too long")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (index, byte) in bytes.enumerated() { raw[index] = byte } }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            throw error
         }
         if result != 0 {
             let err = errno

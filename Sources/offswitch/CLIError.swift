@@ -1,3 +1,4 @@
+import Glibc
 import OffswitchAPI
 import OffswitchCore
 import OffswitchSandbox
@@ -16,6 +17,8 @@ func translated<T>(_ body: () throws(OffswitchError) -> T) throws -> T {
 
 /// The sandbox of one command in this process (embedded mode), destroyed however it ends.
 func embeddedSandbox<R>(_ spec: SandboxSpec, verbose: Bool, eventLog: String? = nil, _ body: (Sandbox) throws -> R) throws -> R {
+    // A closed stdout or stderr (`| head`) must end in EPIPE, not kill us before cleanup.
+    signal(SIGPIPE, SIG_IGN)
     do {
         return try GuardedSandbox.run(spec, eventLog: eventLog, reclaimed: { found in
             if verbose { StandardStreams.err("offswitch: reclaimed leftovers of \(found)\n") }

@@ -8,8 +8,6 @@ public enum GuardedSandbox {
     public static func run<R>(_ spec: SandboxSpec, eventLog: String? = nil, paths: StatePaths = .standard,
                               reclaimed: (Leftovers.Reclaimed) -> Void = { _ in }, created: (Sandbox) -> Void = { _ in },
                               _ body: (Sandbox) throws -> R) throws -> R {
-        // A closed stdout or stderr (`| head`) must end in EPIPE, not kill us before cleanup.
-        signal(SIGPIPE, SIG_IGN)
         for found in Leftovers.reclaim(paths: paths) { reclaimed(found) }
         let interrupts = try InterruptGuard.arm()
         defer { interrupts.disarm() }

@@ -62,20 +62,8 @@ public final class SandboxRoot: Sendable {
         do throws(OffswitchError) {
             // /proc/self/fd/N names the directory itself: the kernel resolves no path inside.
             let hostPath = "/proc/self/fd/\(directory)/\(name)"
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(hostPath.utf8)
-            guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-                throw OffswitchError(.invalidArgument, "socket path \(path) is too long for a Unix socket")
-            }
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                for (index, byte) in bytes.enumerated() { raw[index] = byte }
-            }
-            _ = try systemCall("bind(\(path) in sandbox \(sandboxID))") {
-                withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-                }
-            }
+            let bound = try withUnixAddress(hostPath) { Glibc.bind(listener, $0, $1) }
+            if bound != 0 { throw OffswitchError.system("bind(\(path) in sandbox \(sandboxID))", errno: errno) }
             _ = try systemCall("chmod(\(path) in sandbox \(sandboxID))") { fchmodat(directory, name, mode_t(mode), 0) }
             _ = try systemCall("listen(\(path))") { Glibc.listen(listener, backlog) }
             return listener
