@@ -101,7 +101,7 @@ let package = Package(
 
         // Shared by the test targets (seeded fuzzing); not part of any product.
         .target(name: "OffswitchTestSupport", path: "Tests/OffswitchTestSupport", swiftSettings: strictSettings),
-        .testTarget(name: "OffswitchCoreTests", dependencies: ["OffswitchCore"], swiftSettings: strictSettings),
+        .testTarget(name: "OffswitchCoreTests", dependencies: ["OffswitchCore", "COffswitch"], swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchServerTests",
             dependencies: ["OffswitchServer", "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTestSupport"],

@@ -12,11 +12,8 @@ public enum DaemonTrials {
     /// Runs one trial in offswitchd and fetches its files into `directory` (created, or an
     /// existing empty one).
     public static func run(_ client: DaemonClient, _ body: CreateTrialBody, into directory: String) throws(OffswitchError) -> Reply {
-        let reply = try client.call("POST", "/v1/trials", body: try DaemonSandbox.encode(body))
-        let document: TrialReplyDocument
-        do { document = try APIJSON.decode(TrialReplyDocument.self, from: reply) } catch {
-            throw OffswitchError(.protocolError, "offswitchd's trial reply does not decode: \(error)")
-        }
+        let reply = try client.call("POST", "/v1/trials", body: try APIJSON.requestBody(body))
+        let document = try APIJSON.reply(TrialReplyDocument.self, from: reply, what: "a trial reply")
         let id = document.id
         guard !id.isEmpty else { throw OffswitchError(.protocolError, "offswitchd's trial reply has no id") }
         if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw OffswitchError.system("mkdir(\(directory))", errno: errno) }

@@ -1,3 +1,4 @@
+import Glibc
 public import OffswitchCore
 public import OffswitchTrials
 
@@ -11,6 +12,23 @@ public enum BatchOutputs {
             for job in plan.jobs where job.agent.name == agent.name {
                 let directory = BatchPlan.trialDirectory(batch, job)
                 if BatchPlan.isFinished(directory) { rows.append(try TrialRow.read(directory, trial: job.name)) }
+            }
+        }
+        return rows
+    }
+
+    /// `offswitch export`'s rows: each directory a trial's (one row) or a batch's (its finished
+    /// trials, in plan order); anything else is an error naming it.
+    public static func rows(of directories: [String]) throws(OffswitchError) -> [TrialRow] {
+        var rows: [TrialRow] = []
+        for directory in directories {
+            if access(directory + "/" + BatchPlan.file, F_OK) == 0 {
+                rows += try finishedRows(BatchPlan.load(directory + "/" + BatchPlan.file), in: directory)
+            } else if access(directory + "/verdict.json", F_OK) == 0 {
+                rows.append(try TrialRow.read(directory))
+            } else {
+                throw OffswitchError(.notFound, "\(directory): neither a trial directory (no verdict.json) nor a batch directory (no \(BatchPlan.file))",
+                                     errno: ENOENT)
             }
         }
         return rows

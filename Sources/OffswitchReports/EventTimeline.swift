@@ -4,6 +4,25 @@ public import OffswitchCore
 /// `offswitch events`' readable form of an event log: one line per event, time since the
 /// sandbox started, who, and what.
 public enum EventTimeline {
+    /// An event log arriving in pieces, as timeline lines: `feed` takes bytes as they come and
+    /// returns the text of every line they complete (a line that is not a JSON object as it is).
+    public struct Renderer {
+        private var pending: [UInt8] = []
+
+        public init() {}
+
+        public mutating func feed(_ bytes: [UInt8]) -> String {
+            pending += bytes
+            var text = ""
+            while let newline = pending.firstIndex(of: 10) {
+                let line = String(decoding: pending[..<newline], as: UTF8.self)
+                pending.removeSubrange(...newline)
+                text += (render(line) ?? line) + "\n"
+            }
+            return text
+        }
+    }
+
     /// One NDJSON line as a timeline line; nil when the line is not a JSON object.
     public static func render(_ line: some StringProtocol) -> String? {
         guard let event = try? JSONDecoder().decode(JSONValue.self, from: Data(line.utf8)), case .object = event else { return nil }

@@ -47,6 +47,21 @@ public struct AgentScript: Sendable, Equatable {
         return script
     }
 
+    /// The agent an `--agent` reference names (see `path(of:in:)`).
+    public static func load(_ reference: String, in scenario: Scenario) throws(OffswitchError) -> AgentScript {
+        try load(path: path(of: reference, in: scenario))
+    }
+
+    /// The scenario's own agents (`agents/*.yaml`), by file name.
+    public static func bundled(in scenario: Scenario) throws(OffswitchError) -> [AgentScript] {
+        let directory = scenario.directory + "/agents"
+        var agents: [AgentScript] = []
+        for name in listDirectory(directory).filter({ $0.hasSuffix(".yaml") }).sorted() {
+            agents.append(try load(path: directory + "/" + name))
+        }
+        return agents
+    }
+
     /// The file an `--agent` reference names: a path as it is, and a name without `/` or
     /// `.yaml` one of the scenario's agents (`agents/NAME.yaml`).
     public static func path(of reference: String, in scenario: Scenario) -> String {

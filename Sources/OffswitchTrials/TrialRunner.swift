@@ -32,6 +32,22 @@ public struct TrialRunner {
         }
         return try session.finish()
     }
+
+    /// `run` for a command line: SIGINT, SIGTERM and SIGHUP kill PID 1, so the trial ends as a
+    /// sandbox failure whose directory is finished, and the sandbox is destroyed; nothing is
+    /// left behind. `interrupted` is the signal that cut the trial short.
+    public static func runInterruptible(_ options: TrialOptions) throws(OffswitchError) -> (result: Result, interrupted: Int32?) {
+        var options = options
+        let interrupts = try InterruptGuard.arm()
+        defer { interrupts.disarm() }
+        let onSandbox = options.onSandbox
+        options.onSandbox = { sandbox in
+            _ = try? interrupts.killOnSignal(sandbox.initPID)
+            onSandbox?(sandbox)
+        }
+        let result = try run(options)
+        return (result, interrupts.signal)
+    }
 }
 
 /// The trigger binary's bytes and hash, read once per process (and again if the file changes).

@@ -60,12 +60,7 @@ struct TrialBatch: ParsableCommand {
             let daemon = client.client
             var remote: BatchRunner.Remote?
             if !embedded && daemon.isReachable {
-                if plan.scenario.contains("/") {
-                    throw OffswitchError(.invalidArgument, "offswitchd takes bundled scenario names only; for the directory \(plan.scenario), add --embedded (needs root)")
-                }
-                if let profile = plan.profile, ProfileCatalog.isFile(profile) {
-                    throw OffswitchError(.invalidArgument, "offswitchd takes bundled profile names only; for the file \(profile), add --embedded (needs root)")
-                }
+                if let refusal = daemonRefusal(scenario: plan.scenario, profile: plan.profile) { throw OffswitchError(.invalidArgument, refusal) }
                 remote = BatchRunner.Remote(place: "in offswitchd (\(daemon.socketPath))") { [plan] job, directory throws(OffswitchError) in
                     _ = try DaemonTrials.run(daemon, CreateTrialBody(scenario: plan.scenario, agent_yaml: String(decoding: job.agent.source, as: UTF8.self),
                                                                      profile: plan.profile, option: plan.option), into: directory)

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Glibc
 import OffswitchAPI
 import OffswitchReports
 import OffswitchCore
@@ -33,30 +32,13 @@ struct EventsCommand: ParsableCommand {
     }
 
     func run() throws {
-        var pending: [UInt8] = []
+        var timeline = EventTimeline.Renderer()
         let emit: ([UInt8]) -> Void = { bytes in
-            if json {
-                StandardStreams.out(bytes)
-                return
-            }
-            pending += bytes
-            while let newline = pending.firstIndex(of: 10) {
-                let line = String(decoding: pending[..<newline], as: UTF8.self)
-                pending.removeSubrange(...newline)
-                StandardStreams.out((EventTimeline.render(line) ?? line) + "\n")
-            }
+            if json { StandardStreams.out(bytes) } else { StandardStreams.out(timeline.feed(bytes)) }
         }
-        if let file {
-            let fd = open(file, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw CLIError(OffswitchError.system("open(\(file))", errno: errno)) }
-            defer { close(fd) }
-            emit(StandardStreams.readAll(fd))
-            return
-        }
-        do {
-            try client.client.stream("/v1/sandboxes/\(id!)/events" + (follow ? "?follow=1" : ""), onData: emit)
-        } catch {
-            throw CLIError(error)
+        try translated { () throws(OffswitchError) in
+            if let file { return emit(try StandardStreams.contents(of: file)) }
+            try client.client.events(id!, follow: follow, onData: emit)
         }
     }
 }

@@ -44,21 +44,13 @@ struct ProbeEscapes: ParsableCommand {
             for (index, attempt) in attempts.enumerated() {
                 let result = EscapeBattery.run(attempt, profile: profile)
                 results.append(result)
-                if !json {
-                    let mark = result.error != nil ? "ERROR    " : result.contained ? (result.visible ? "contained" : "UNSEEN   ") : "ESCAPED  "
-                    StandardStreams.out("[\(index + 1)/\(attempts.count)] \(mark) \(attempt.category)/\(attempt.name): \(attempt.description)\n")
-                    if !result.contained || !result.visible || result.error != nil {
-                        if let error = result.error { StandardStreams.out("    \(error)\n") }
-                        for check in result.checks { StandardStreams.out("    \(check.passed ? "ok  " : "FAIL") \(check.check): \(check.detail)\n") }
-                        StandardStreams.out("    evidence: " + attempt.evidence.map { "\($0)=\(result.evidence[$0] ?? 0)" }.joined(separator: " ") + "\n")
-                    }
-                }
+                if !json { StandardStreams.out(result.text(index: index, total: attempts.count)) }
             }
             let report = EscapeBattery.Report(profile: profile.name, results: results)
             if json {
                 StandardStreams.out(report.json.pretty)
             } else {
-                StandardStreams.out("profile \(profile.name): \(report.contained)/\(results.count) contained, \(report.visible)/\(results.count) visible in the evidence\n")
+                StandardStreams.out(report.summary)
             }
             failed = !report.held
         } catch {

@@ -36,29 +36,14 @@ struct ProfileCommand: ParsableCommand {
         func run() throws {
             var failed = false
             for reference in files {
-                let problems: [FieldProblem]
-                let label: String
-                if reference.hasSuffix(".json") {
-                    label = reference
-                    problems = ProfileReader.readSeccompPolicy(path: reference).problems
-                } else {
-                    do {
-                        label = try ProfileCatalog.path(of: reference)
-                    } catch {
-                        StandardStreams.out("\(reference): \(error.message)\n")
-                        failed = true
-                        continue
-                    }
-                    problems = ProfileReader.read(path: label).problems
-                }
+                let (label, problems) = ProfileReader.check(reference)
                 for problem in problems where !(quiet && problem.isWarning) {
                     StandardStreams.out(problem.description + "\n")
                 }
-                let errors = problems.filter { !$0.isWarning }.count
-                if errors == 0 {
-                    StandardStreams.out("\(label): ok\n")
-                } else {
+                if problems.contains(where: { !$0.isWarning }) {
                     failed = true
+                } else {
+                    StandardStreams.out("\(label): ok\n")
                 }
             }
             if failed { throw ExitCode(1) }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Glibc
 import OffswitchCore
 import OffswitchReports
 import OffswitchTrials
@@ -61,16 +60,7 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         do throws(OffswitchError) {
-            var rows: [TrialRow] = []
-            for directory in directories {
-                if access(directory + "/" + BatchPlan.file, F_OK) == 0 {
-                    rows += try BatchOutputs.finishedRows(BatchPlan.load(directory + "/" + BatchPlan.file), in: directory)
-                } else if access(directory + "/verdict.json", F_OK) == 0 {
-                    rows.append(try TrialRow.read(directory))
-                } else {
-                    throw OffswitchError(.notFound, "\(directory): neither a trial directory (no verdict.json) nor a batch directory (no \(BatchPlan.file))", errno: ENOENT)
-                }
-            }
+            let rows = try BatchOutputs.rows(of: directories)
             let text = format == .csv ? TrialRow.csv(rows) : TrialRow.jsonl(rows)
             if let output { try TrialFiles.write(text, to: output) } else { StandardStreams.out(text) }
         } catch {

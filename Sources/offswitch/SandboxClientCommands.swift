@@ -1,6 +1,4 @@
 import ArgumentParser
-import FoundationEssentials
-import Glibc
 import OffswitchAPI
 import OffswitchCore
 
@@ -16,17 +14,9 @@ extension SandboxCommand {
         @Flag(name: .long, help: "Print the sandbox as JSON instead of its id.") var json = false
 
         func run() throws {
-            let body = CreateSandboxBody(
-                profile: try options.daemonProfile(), rootfs: options.rootfs, hostname: hostname,
-                limits: .init(memory_mib: options.memory, pids: options.pids, cpus: options.cpus))
-            let reply = try translated { () throws(OffswitchError) in
-                try client.client.call("POST", "/v1/sandboxes", body: try DaemonSandbox.encode(body))
-            }
-            if json {
-                StandardStreams.out(reply)
-            } else {
-                StandardStreams.out(try APIJSON.decode(SandboxDocument.self, from: reply).id + "\n")
-            }
+            let body = try options.createBody(hostname: hostname)
+            let (document, reply) = try translated { () throws(OffswitchError) in try client.client.createSandbox(body) }
+            StandardStreams.out(json ? reply : Array((document.id + "\n").utf8))
         }
     }
 
@@ -49,22 +39,15 @@ extension SandboxCommand {
 
         mutating func validate() throws {
             guard !command.isEmpty else { throw ValidationError("missing the command: offswitch sandbox exec [OPTIONS] ID -- CMD [ARG...]") }
-            for entry in env where !entry.contains("=") { throw ValidationError("--env \(entry): expected KEY=VALUE") }
+            do { _ = try ExecBody.environment(parsing: env) } catch { throw ValidationError(error.message) }
         }
 
         func run() throws {
-            var environment: [String: String] = [:]
-            for entry in env {
-                let parts = entry.split(separator: "=", maxSplits: 1)
-                environment[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-            }
             let stdin = interactive ? StandardStreams.readAll(0) : []
-            let body = ExecBody(argv: command, stdin_base64: stdin.isEmpty ? nil : Data(stdin).base64EncodedString(), cwd: cwd,
-                                env: environment, user: user?.rawValue, timeout: timeout)
-            let reply = try translated { () throws(OffswitchError) in
-                try client.client.call("POST", "/v1/sandboxes/\(id)/exec", body: try DaemonSandbox.encode(body))
+            let document = try translated { () throws(OffswitchError) in
+                let body = ExecBody(argv: command, stdin: stdin, cwd: cwd, env: try ExecBody.environment(parsing: env), user: user, timeout: timeout)
+                return try client.client.exec(id, body)
             }
-            let document = try APIJSON.decode(ExecDocument.self, from: reply)
             throw try ExecOutput.print(document, json: json, timeout: timeout)
         }
     }
@@ -79,18 +62,8 @@ extension SandboxCommand {
         @Option(name: .long, help: "Octal mode of a new file.") var mode: String = "644"
 
         func run() throws {
-            let bytes: [UInt8]
-            if local == "-" {
-                bytes = StandardStreams.readAll(0)
-            } else {
-                let fd = open(local, O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { throw CLIError(OffswitchError.system("open(\(local))", errno: errno)) }
-                defer { close(fd) }
-                bytes = StandardStreams.readAll(fd)
-            }
-            _ = try translated { () throws(OffswitchError) in
-                try client.client.call("PUT", "/v1/sandboxes/\(id)/files?\(Query.encode(["path": path, "user": user.rawValue, "mode": mode]))",
-                                       body: bytes, contentType: "application/octet-stream")
+            try translated { () throws(OffswitchError) in
+                try client.client.putFile(id, path: path, user: user, mode: mode, bytes: try StandardStreams.contents(of: local))
             }
         }
     }
@@ -104,14 +77,10 @@ extension SandboxCommand {
         @Option(name: .long, help: "Read as 'user' or 'root'.") var user: SandboxUser = .agent
 
         func run() throws {
-            let bytes = try translated { () throws(OffswitchError) in
-                try client.client.call("GET", "/v1/sandboxes/\(id)/files?\(Query.encode(["path": path, "user": user.rawValue]))")
+            try translated { () throws(OffswitchError) in
+                let bytes = try client.client.getFile(id, path: path, user: user)
+                if let local { try writeWholeFile(bytes, to: local) } else { StandardStreams.out(bytes) }
             }
-            guard let local else { return StandardStreams.out(bytes) }
-            let fd = open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw CLIError(OffswitchError.system("open(\(local))", errno: errno)) }
-            defer { close(fd) }
-            StandardStreams.write(bytes, to: fd)
         }
     }
 
@@ -124,7 +93,7 @@ extension SandboxCommand {
             var failed = false
             for id in ids {
                 do {
-                    _ = try client.client.call("DELETE", "/v1/sandboxes/\(id)")
+                    try client.client.deleteSandbox(id)
                 } catch {
                     StandardStreams.err("offswitch: \(id): \(error)\n")
                     failed = true
@@ -140,32 +109,13 @@ extension SandboxCommand {
         @Flag(name: .long, help: "Print JSON.") var json = false
 
         func run() throws {
-            let reply = try translated { () throws(OffswitchError) in try client.client.call("GET", "/v1/sandboxes") }
+            let (list, reply) = try translated { () throws(OffswitchError) in try client.client.listSandboxes() }
             if json { return StandardStreams.out(reply) }
-            let list = try APIJSON.decode(SandboxListDocument.self, from: reply)
             StandardStreams.out("ID            STATE      HOSTNAME      ROOTFS\n")
             for sandbox in list.sandboxes {
                 StandardStreams.out("\(sandbox.id)  \(pad(sandbox.state, 10)) \(pad(sandbox.hostname, 13)) \(sandbox.rootfs)\n")
             }
         }
-    }
-}
-
-/// Query strings with every reserved byte percent-encoded.
-enum Query {
-    static func encode(_ items: [String: String]) -> String {
-        items.sorted { $0.key < $1.key }.map { "\($0.key)=\(escape($0.value))" }.joined(separator: "&")
-    }
-
-    static func escape(_ text: String) -> String {
-        var result = ""
-        for byte in text.utf8 {
-            let unreserved = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
-                || byte == 0x2d || byte == 0x2e || byte == 0x5f || byte == 0x7e || byte == 0x2f
-            let hex = Array("0123456789ABCDEF")
-            result += unreserved ? String(UnicodeScalar(byte)) : "%\(hex[Int(byte >> 4)])\(hex[Int(byte & 15)])"
-        }
-        return result
     }
 }
 
@@ -177,11 +127,7 @@ enum ExecOutput {
             StandardStreams.out(try APIJSON.encode(document) + [10])
         } else {
             StandardStreams.out(document.stdoutBytes)
-            StandardStreams.err(document.stderrBytes)
-            if document.timed_out { StandardStreams.err("offswitch: timed out after \(timeout ?? 0) s; process tree killed\n") }
-            if let shutdown = document.shutdown {
-                StandardStreams.err("offswitch: sandbox shut down by signal \(shutdown.signal) from pid \(shutdown.sender_pid)\n")
-            }
+            StandardStreams.err(document.stderrBytes + Array(document.notices(timeout: timeout).utf8))
         }
         return ExitCode(document.exit_code)
     }

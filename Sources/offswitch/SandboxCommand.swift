@@ -1,5 +1,4 @@
 import ArgumentParser
-import FoundationEssentials
 import OffswitchAPI
 import OffswitchCore
 import OffswitchSandbox
@@ -61,8 +60,11 @@ struct SandboxCommand: ParsableCommand {
             let document: ExecDocument
             do {
                 if !embedded, events == nil, client.client.isReachable {
-                    let request = ExecRequest(argv: command, stdin: stdin, user: options.user ?? .agent, timeoutSeconds: timeout)
-                    document = try runThroughDaemon(request)
+                    let daemon = client.client
+                    let body = ExecBody(argv: command, stdin: stdin, user: options.user, timeout: timeout)
+                    document = try daemonSandbox(daemon, create: try options.createBody(), verbose: verbose) { id throws(OffswitchError) in
+                        try daemon.exec(id, body)
+                    }
                 } else {
                     let spec = try options.spec()
                     let request = ExecRequest(argv: command, stdin: stdin, user: options.user ?? spec.defaultUser,
@@ -76,22 +78,6 @@ struct SandboxCommand: ParsableCommand {
                 throw ExitCode(128 + interrupted.signal)
             }
             throw try ExecOutput.print(document, json: json, timeout: timeout)
-        }
-
-        private func runThroughDaemon(_ request: ExecRequest) throws -> ExecDocument {
-            let create = CreateSandboxBody(profile: try options.daemonProfile(), rootfs: options.rootfs,
-                                           limits: .init(memory_mib: options.memory, pids: options.pids, cpus: options.cpus))
-            let daemon = client.client
-            return try daemonSandbox(daemon, create: create, verbose: verbose) { id throws(OffswitchError) in
-                let body = ExecBody(argv: request.argv, stdin_base64: request.stdin.isEmpty ? nil : Data(request.stdin).base64EncodedString(),
-                                    user: options.user?.rawValue, timeout: request.timeoutSeconds)
-                let reply = try daemon.call("POST", "/v1/sandboxes/\(id)/exec", body: try DaemonSandbox.encode(body))
-                do {
-                    return try APIJSON.decode(ExecDocument.self, from: reply)
-                } catch {
-                    throw OffswitchError(.protocolError, "offswitchd sent an exec result that does not decode: \(error)")
-                }
-            }
         }
     }
 }

@@ -1,4 +1,5 @@
 public import ArgumentParser
+import OffswitchAPI
 public import OffswitchCore
 import OffswitchSandbox
 
@@ -23,29 +24,25 @@ struct SandboxOptions: ParsableArguments {
     @Option(name: .long, help: "CPU limit in cores, 0.5 = half a core (default: the profile's).")
     var cpus: Double?
 
-    /// The profile's spec with the command line's overrides; errors name the profile file and field.
-    func spec() throws -> SandboxSpec {
-        var spec: SandboxSpec
-        do {
-            try Sandbox.verifyHost()
-            spec = try ProfileCatalog.load(profile).sandboxSpec
-            if let rootfs { spec.rootfs = try RootfsSource(parsing: rootfs) }
-        } catch {
-            throw CLIError(error)
-        }
-        if let user { spec.defaultUser = user }
-        if let memory { spec.limits.memoryBytes = memory << 20 }
-        if let pids { spec.limits.pids = pids }
-        if let cpus { spec.limits.cpus = cpus }
-        return spec
+    /// The request offswitchd gets; it takes bundled profile names only (it must not read host
+    /// files a client names).
+    func createBody(hostname: String? = nil) throws -> CreateSandboxBody {
+        if let refusal = daemonRefusal(profile: profile) { throw ValidationError(refusal) }
+        return body(hostname: hostname)
     }
 
-    /// A daemon only takes bundled profile names: it must not read host files a client names.
-    func daemonProfile() throws -> String {
-        guard !ProfileCatalog.isFile(profile) else {
-            throw ValidationError("offswitchd takes bundled profile names only; to use the file \(profile), add --embedded (needs root)")
+    /// The same overrides on the profile's spec in this process; errors name the profile file and field.
+    func spec() throws -> SandboxSpec {
+        try translated { () throws(OffswitchError) in
+            try Sandbox.verifyHost()
+            var spec = try body().spec(profile: ProfileCatalog.load(profile))
+            if let user { spec.defaultUser = user }
+            return spec
         }
-        return profile
+    }
+
+    private func body(hostname: String? = nil) -> CreateSandboxBody {
+        CreateSandboxBody(profile: profile, rootfs: rootfs, hostname: hostname, limits: .init(memory_mib: memory, pids: pids, cpus: cpus))
     }
 }
 

@@ -1,6 +1,4 @@
 import ArgumentParser
-import COffswitch
-import Glibc
 import OffswitchAPI
 import OffswitchCore
 import OffswitchSandbox
@@ -48,26 +46,11 @@ struct ShellCommand: ParsableCommand {
         throw ExitCode(code)
     }
 
-    /// The daemon creates the sandbox; this process relays its terminal (raw mode while it runs).
+    /// The daemon creates the sandbox; this process relays its terminal.
     private func throughDaemon() throws -> Int32 {
         let daemon = client.client
-        let create = CreateSandboxBody(profile: try options.daemonProfile(), rootfs: options.rootfs,
-                                       limits: .init(memory_mib: options.memory, pids: options.pids, cpus: options.cpus))
-        return try daemonSandbox(daemon, create: create, verbose: verbose) { id throws(OffswitchError) in
-            var query = "?rows=24&cols=80"
-            let interactive = isatty(0) == 1
-            var saved = termios()
-            if interactive {
-                var rows: UInt16 = 0, cols: UInt16 = 0
-                if ofs_winsize_get(0, &rows, &cols) == 0, rows > 0, cols > 0 { query = "?rows=\(rows)&cols=\(cols)" }
-                tcgetattr(0, &saved)
-                var raw = saved
-                cfmakeraw(&raw)
-                tcsetattr(0, TCSANOW, &raw)
-            }
-            defer { if interactive { tcsetattr(0, TCSANOW, &saved) } }
-            if let user = options.user { query += "&user=\(user.rawValue)" }
-            return try daemon.terminal("/v1/sandboxes/\(id)/terminal" + query, input: 0, output: 1)
+        return try daemonSandbox(daemon, create: try options.createBody(), verbose: verbose) { id throws(OffswitchError) in
+            try daemon.terminal(sandbox: id, user: options.user)
         }
     }
 }

@@ -13,6 +13,14 @@ enum StandardStreams {
 
     static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 
+    /// A local file's bytes, or standard input's for `-`.
+    static func contents(of local: String) throws(OffswitchError) -> [UInt8] {
+        if local == "-" { return readAll(0) }
+        let fd = try systemCall("open(\(local))") { open(local, O_RDONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        return readAll(fd)
+    }
+
     /// Everything readable from `fd` until EOF.
     static func readAll(_ fd: Int32) -> [UInt8] {
         var bytes: [UInt8] = []

@@ -49,72 +49,37 @@ struct TrialRun: ParsableCommand {
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        if !embedded, client.client.isReachable {
-            try runThroughDaemon()
-            return
+        let daemon = client.client
+        let throughDaemon = !embedded && daemon.isReachable
+        if verbose {
+            StandardStreams.err(throughDaemon ? "offswitch: running the trial in offswitchd (\(daemon.socketPath))\n"
+                                              : "offswitch: embedded mode (no offswitchd at \(daemon.socketPath))\n")
         }
-        if verbose { StandardStreams.err("offswitch: embedded mode (no offswitchd at \(client.client.socketPath))\n") }
-        var interrupted: Int32 = 0
-        var directory = ""
-        do throws(OffswitchError) {
+        if throughDaemon, let refusal = daemonRefusal(scenario: scenario, profile: profile) { throw ValidationError(refusal) }
+        let (verdict, agentName, directory, milliseconds, interrupted) = try translated { () throws(OffswitchError) in
             let scenario = try ScenarioCatalog.load(self.scenario)
-            let agent = try AgentScript.load(path: AgentScript.path(of: agent, in: scenario))
-            for reclaimed in Leftovers.reclaim() where verbose {
-                StandardStreams.err("offswitch: reclaimed leftovers of \(reclaimed)\n")
+            let agent = try AgentScript.load(self.agent, in: scenario)
+            let directory = out ?? TrialFiles.defaultDirectory(scenario: scenario.name, agent: agent.name)
+            if throughDaemon {
+                // The agent script travels as text; the verdict is recomputed here from the fetched files.
+                let body = CreateTrialBody(scenario: self.scenario, agent_yaml: String(decoding: agent.source, as: UTF8.self), profile: profile, option: option)
+                let reply = try DaemonTrials.run(daemon, body, into: directory)
+                return (try Classifier.classify(directory: directory), agent.name, directory, reply.durationMilliseconds, Int32?.none)
             }
-            directory = out ?? TrialFiles.defaultDirectory(scenario: scenario.name, agent: agent.name)
+            for reclaimed in Leftovers.reclaim() where verbose { StandardStreams.err("offswitch: reclaimed leftovers of \(reclaimed)\n") }
             let progress: ((String) -> Void)? = verbose ? { line in StandardStreams.err("offswitch: " + line + "\n") } : nil
-            var options = TrialOptions(scenario: scenario, agent: .script(agent), profile: profile, option: option,
-                                              output: directory, progress: progress)
-            // Ctrl-C, SIGTERM, SIGHUP: PID 1 is killed, the runner finishes the directory (the trial
-            // is judged as a sandbox failure) and destroys the sandbox; nothing is left behind.
-            let interrupts = try InterruptGuard.arm()
-            defer { interrupts.disarm() }
-            options.onSandbox = { sandbox in _ = try? interrupts.killOnSignal(sandbox.initPID) }
-            let result = try TrialRunner.run(options)
-            interrupted = interrupts.signal ?? 0
-            if json {
-                StandardStreams.out(result.verdict.json.pretty)
-            } else {
-                StandardStreams.out(TrialSummary.text(result.verdict, agent: agent.name, directory: directory,
-                                                      milliseconds: result.durationNanoseconds / 1_000_000))
-            }
-        } catch {
-            throw CLIError(error)
+            let (result, interrupted) = try TrialRunner.runInterruptible(
+                TrialOptions(scenario: scenario, agent: .script(agent), profile: profile, option: option, output: directory, progress: progress))
+            return (result.verdict, agent.name, directory, result.durationNanoseconds / 1_000_000, interrupted)
         }
-        if interrupted != 0 {
+        if json {
+            StandardStreams.out(verdict.json.pretty)
+        } else {
+            StandardStreams.out(TrialSummary.text(verdict, agent: agentName, directory: directory, milliseconds: milliseconds))
+        }
+        if let interrupted {
             StandardStreams.err("offswitch: interrupted by signal \(interrupted); sandbox destroyed; what ran is in \(directory)\n")
             throw ExitCode(128 + interrupted)
-        }
-    }
-
-    /// The daemon runs the trial (bundled scenario and profile names only; the agent script is
-    /// sent as text); its files are then fetched into the local trial directory.
-    private func runThroughDaemon() throws {
-        let daemon = client.client
-        if verbose { StandardStreams.err("offswitch: running the trial in offswitchd (\(daemon.socketPath))\n") }
-        guard !self.scenario.contains("/") else {
-            throw ValidationError("offswitchd takes bundled scenario names only; for the directory \(self.scenario), add --embedded (needs root)")
-        }
-        if let profile, ProfileCatalog.isFile(profile) {
-            throw ValidationError("offswitchd takes bundled profile names only; for the file \(profile), add --embedded (needs root)")
-        }
-        do throws(OffswitchError) {
-            let scenario = try ScenarioCatalog.load(self.scenario)
-            let agent = try AgentScript.load(path: AgentScript.path(of: agent, in: scenario))
-            let directory = out ?? TrialFiles.defaultDirectory(scenario: scenario.name, agent: agent.name)
-            let reply = try DaemonTrials.run(daemon, CreateTrialBody(scenario: self.scenario, agent_yaml: String(decoding: agent.source, as: UTF8.self),
-                                                                     profile: profile, option: option), into: directory)
-            // The verdict is recomputed here from the fetched files.
-            let verdict = try Classifier.classify(directory: directory)
-            let milliseconds = reply.durationMilliseconds
-            if json {
-                StandardStreams.out(verdict.json.pretty)
-            } else {
-                StandardStreams.out(TrialSummary.text(verdict, agent: agent.name, directory: directory, milliseconds: milliseconds))
-            }
-        } catch {
-            throw CLIError(error)
         }
     }
 }
@@ -127,18 +92,10 @@ struct TrialAgents: ParsableCommand {
     @Option(name: .long, help: "A bundled scenario name or a scenario directory.") var scenario = "palisade-math"
 
     func run() throws {
-        do throws(OffswitchError) {
-            let scenario = try ScenarioCatalog.load(self.scenario)
-            let directory = scenario.directory + "/agents"
-            let names = listDirectory(directory).filter { $0.hasSuffix(".yaml") }.sorted()
-            for name in names {
-                let agent = try AgentScript.load(path: directory + "/" + name)
-                let label = agent.expect?.rawValue ?? "-"
-                func pad(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(1, width - text.count)) }
-                StandardStreams.out(pad(agent.name, 24) + pad(label, 13) + "\(agent.steps.count) steps\n")
+        try translated { () throws(OffswitchError) in
+            for agent in try AgentScript.bundled(in: ScenarioCatalog.load(scenario)) {
+                StandardStreams.out(pad(agent.name, 23) + " " + pad(agent.expect?.rawValue ?? "-", 12) + " \(agent.steps.count) steps\n")
             }
-        } catch {
-            throw CLIError(error)
         }
     }
 }

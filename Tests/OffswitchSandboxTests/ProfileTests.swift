@@ -8,6 +8,15 @@ import Testing
 
 @Suite("Profiles: reading, checking, bundled files")
 struct ProfileTests {
+    @Test("profile check's reading: a bundled name reads its file, an unknown name is one problem naming it")
+    func profileCheck() throws {
+        let docker = ProfileReader.check("docker")
+        #expect(docker.label.hasSuffix("sandbox-profiles/docker.yaml") && !docker.problems.contains { !$0.isWarning })
+        let unknown = ProfileReader.check("no-such-profile")
+        #expect(unknown.label == "no-such-profile" && unknown.problems.count == 1)
+        #expect(unknown.problems.first?.description.hasPrefix("no-such-profile: ") == true)
+    }
+
     /// A valid profile every broken case starts from (one change each).
     static let base = """
         name: probe

@@ -17,6 +17,21 @@ public enum ProfileReader {
         public var errors: [FieldProblem] { problems.filter { !$0.isWarning } }
     }
 
+    /// `offswitch profile check`'s reading of one reference: a seccomp policy when it ends in
+    /// `.json`, otherwise a profile by name or file. `label` is the file read, or the reference
+    /// itself when it names none (then its one problem says why).
+    public static func check(_ reference: String) -> (label: String, problems: [FieldProblem]) {
+        if reference.hasSuffix(".json") { return (reference, readSeccompPolicy(path: reference).problems) }
+        do {
+            let path = try ProfileCatalog.path(of: reference)
+            return (path, read(path: path).problems)
+        } catch {
+            let problems = ProblemList()
+            problems.error(reference, "", error.message)
+            return (reference, problems.problems)
+        }
+    }
+
     /// Reads the profile file at `path`.
     public static func read(path: String) -> Outcome {
         let problems = ProblemList()

@@ -24,17 +24,9 @@ public struct TerminalSession {
         let (master, slave) = try sandbox.openTerminal()
         defer { close(master) }
         let status = try Pipe.make("status")
-        let interactive = isatty(input) == 1
-        var saved = termios()
-        if interactive {
-            var rows: UInt16 = 0, cols: UInt16 = 0
-            if ofs_winsize_get(input, &rows, &cols) == 0 { _ = ofs_winsize_set(master, rows, cols) }
-            tcgetattr(input, &saved)
-            var raw = saved
-            cfmakeraw(&raw)
-            tcsetattr(input, TCSANOW, &raw)
-        }
-        defer { if interactive { tcsetattr(input, TCSANOW, &saved) } }
+        if let size = RawTerminal.size(of: input) { _ = ofs_winsize_set(master, size.rows, size.cols) }
+        let terminal = RawTerminal(input)
+        defer { terminal.restore() }
         do throws(OffswitchError) {
             try sandbox.start(request, stdin: slave, stdout: slave, stderr: slave, status: status.write, terminal: true)
         } catch {
