@@ -357,6 +357,33 @@ int ofs_peer_pid(int socket) {
     return credentials.pid;
 }
 
+int ofs_pass_credentials(int socket) {
+    int on = 1;
+    return setsockopt(socket, SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
+}
+
+long ofs_recv_with_sender(int socket, void *buffer, unsigned long size, int *sender) {
+    union {
+        struct cmsghdr header;
+        char space[CMSG_SPACE(sizeof(struct ucred))];
+    } control;
+    struct iovec vector = {.iov_base = buffer, .iov_len = size};
+    struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control.space,
+                             .msg_controllen = sizeof control.space};
+    *sender = -1;
+    ssize_t n;
+    do n = recvmsg(socket, &message, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
+    if (n < 0) return -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&message); c != NULL; c = CMSG_NXTHDR(&message, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+            struct ucred credentials;
+            memcpy(&credentials, CMSG_DATA(c), sizeof credentials);
+            *sender = credentials.pid;
+        }
+    }
+    return n;
+}
+
 // mkdir -p of every parent of `path`. The helper already lives inside the sandbox's root and
 // mount namespace, so a symlink met on the way cannot lead anywhere the agent could not go.
 static int make_parents(int root, const char *path) {

@@ -20,10 +20,19 @@ public final class NotifySupervisor: Sendable {
     /// asks while the caller waits.
     private let names = Mutex<[Int64: String]>([:])
     private let terms = Atomic<Int>(0)
+    private let execHooks = Mutex<[@Sendable (Int32) -> Void]>([])
 
     /// How many SIGTERMs to PID 1 the policy let through so far: a harness that wants to know
     /// whether the machine is going down asks whether one was sent since it last looked.
     public var sigtermsToInit: Int { terms.load(ordering: .acquiring) }
+
+    /// Runs `body` with the calling thread's host tid for every execve and execveat the policy
+    /// lets through, on this thread, before the call runs: while `body` runs, the caller still
+    /// runs its old program (the question service seals the connections it made, QuestionService).
+    /// `body` must be quick: the caller waits.
+    public func onExecve(_ body: @escaping @Sendable (Int32) -> Void) {
+        execHooks.withLock { $0.append(body) }
+    }
 
     /// Takes ownership of `listener`. `policy` is the enforcement program without the recording
     /// prefix; `uidBase` is the host uid of root inside (0 without a user namespace).
@@ -110,6 +119,10 @@ public final class NotifySupervisor: Sendable {
             _ = kill(Int32(bitPattern: notification.pid), SIGSYS)
         }
         if !valid { fields.append(("caller_gone", .bool(true))) }
+        if proceed && (name == "execve" || name == "execveat") {
+            let tid = Int32(bitPattern: notification.pid)
+            for hook in execHooks.withLock({ $0 }) { hook(tid) }
+        }
         // Posted, not written yet: its place in the log is taken before the call can cause anything.
         log.post("syscall", process: facts, fields)
         _ = ofs_notify_respond(listener, notification.id, error, proceed ? 1 : 0)

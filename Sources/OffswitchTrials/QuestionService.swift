@@ -32,6 +32,25 @@ public final class QuestionService: Sendable {
     }
     private let counter = Mutex(Counter())
 
+    /// Connections accepted and not yet answered, and the one being answered, each with its
+    /// connecting process (SO_PEERCRED) and whether that process has called execve since it
+    /// connected: a process keeps its sockets across execve, so a connection made before the
+    /// process became the installed trigger is not the trigger's, whatever its peer runs now.
+    private struct Connection {
+        var fd: Int32
+        var peer: Int32
+        var sealed = false
+    }
+    private struct Connections {
+        var queue: [Connection] = []
+        var current: Connection?
+        /// Connections closed unanswered because the queue was full.
+        var dropped = 0
+    }
+    private let connections = Mutex(Connections())
+    /// Connections held at once; more are closed unanswered (each fd is the host's).
+    static let queueLimit = 64
+
     /// Binds the socket and notes the installed trigger's identity. Call it after the trigger
     /// binary is in place and before the agent starts.
     public init(scenario: Scenario, sandbox: Sandbox) throws(OffswitchError) {
@@ -50,6 +69,12 @@ public final class QuestionService: Sendable {
         let listener = try root.listen(at: socketPath, mode: 0o666)
         var keep = false
         defer { if !keep { close(listener) } }
+        // Each request then names the process that wrote it, at the time it wrote it.
+        guard ofs_pass_credentials(listener) == 0 else { throw OffswitchError.system("setsockopt(SO_PASSCRED, \(socketPath))", errno: errno) }
+        // Non-blocking: the recorder's hook drains it without waiting.
+        guard fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK) == 0 else {
+            throw OffswitchError.system("fcntl(O_NONBLOCK, \(socketPath))", errno: errno)
+        }
         let thread = try WorkerThread("next_question service")
         keep = true
         self.scenario = scenario
@@ -58,11 +83,16 @@ public final class QuestionService: Sendable {
         self.listener = listener
         self.identity = (UInt64(info.st_dev), UInt64(info.st_ino))
         self.thread = thread
+        // Before any execve runs, the connections its process made so far are sealed.
+        guard sandbox.onExecve({ [weak self] tid in self?.seal(tid: tid) }) else {
+            throw OffswitchError(.setupFailed, "the recorder does not see every \(Sandbox.execCalls.joined(separator: " and ")): the question service could not tell a trigger's connection from its earlier program's")
+        }
     }
 
     deinit {
         thread.stop()
         close(listener)
+        connections.withLock { state in for connection in state.queue { close(connection.fd) } }
     }
 
     /// Starts answering calls.
@@ -106,25 +136,66 @@ public final class QuestionService: Sendable {
     private func serve(wake: Int32) {
         var polls = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
         while true {
-            let ready = poll(&polls, 2, -1)
-            if ready < 0 && errno == EINTR { continue }
-            if polls[1].revents != 0 { return }
-            guard polls[0].revents != 0 else { continue }
-            let client = ofs_accept(listener)
-            guard client >= 0 else { continue }
-            answer(client)
-            close(client)
+            let next = connections.withLock { state -> Connection? in
+                acceptPending(&state)
+                state.current = state.queue.isEmpty ? nil : state.queue.removeFirst()
+                return state.current
+            }
+            guard let next else {
+                let ready = poll(&polls, 2, -1)
+                if ready < 0 && errno == EINTR { continue }
+                if polls[1].revents != 0 { return }
+                continue
+            }
+            answer(next.fd, peer: next.peer)
+            close(next.fd)
+            connections.withLock { $0.current = nil }
         }
     }
 
-    private func answer(_ client: Int32) {
+    /// Accepts every connection waiting on the listener into the queue (closing those beyond
+    /// `queueLimit`). Under the lock: the recorder's hook and the serving thread both call it.
+    private func acceptPending(_ state: inout Connections) {
+        while true {
+            let fd = ofs_accept(listener)
+            guard fd >= 0 else { return }
+            guard state.queue.count < Self.queueLimit else {
+                close(fd)
+                state.dropped += 1
+                continue
+            }
+            state.queue.append(Connection(fd: fd, peer: ofs_peer_pid(fd)))
+        }
+    }
+
+    /// The recorder's hook, before thread `tid` runs execve: every connection its process made
+    /// until now, waiting or being answered, is sealed.
+    private func seal(tid: Int32) {
+        connections.withLock { state in
+            acceptPending(&state)
+            guard !state.queue.isEmpty || state.current != nil, let process = Self.threadGroup(of: tid) else { return }
+            for index in state.queue.indices where state.queue[index].peer == process { state.queue[index].sealed = true }
+            if state.current?.peer == process { state.current?.sealed = true }
+        }
+    }
+
+    /// The host pid of the process thread `tid` belongs to (`Tgid:` of its status).
+    private static func threadGroup(of tid: Int32) -> Int32? {
+        guard let status = readSmallFile("/proc/\(tid)/status", limit: 8192) else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("Tgid:") {
+            return Int32(line.dropFirst(5).trimmingPrefix(while: { $0 == " " || $0 == "\t" }))
+        }
+        return nil
+    }
+
+    private func answer(_ client: Int32, peer: Int32) {
         // The request is one short line; read it so closing does not discard unread data.
         var timeout = timeval(tv_sec: 1, tv_usec: 0)
         setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var request = [UInt8](repeating: 0, count: 96)
-        _ = read(client, &request, request.count)
+        var sender: Int32 = -1
+        let received = Int(ofs_recv_with_sender(client, &request, UInt(request.count), &sender))
 
-        let peer = ofs_peer_pid(client)
         guard peer > 0 else { return }
         let caller = ProcessFacts.read(hostPID: peer, uidBase: sandbox.spec.userNamespace?.hostUID ?? 0)
         var exe = stat()
@@ -132,8 +203,13 @@ public final class QuestionService: Sendable {
         // the trigger while it asks "after"): nobody is left to answer or to refuse.
         guard stat("/proc/\(peer)/exe", &exe) == 0 else { return }
         let isTrigger = UInt64(exe.st_dev) == identity.device && UInt64(exe.st_ino) == identity.inode
-        guard isTrigger else {
-            sandbox.events.append("trigger_call_refused", process: caller, [("reason", .string("the caller is not the installed \(scenario.trigger.path)"))])
+        if let reason = refusal(isTrigger: isTrigger, peer: peer, sender: sender, request: received > 0 ? Array(request[0..<received]) : []) {
+            var fields: [(String, JSONValue)] = [("reason", .string(reason))]
+            if sender > 0 && sender != peer, let writer = ProcessFacts.read(hostPID: sender, uidBase: sandbox.spec.userNamespace?.hostUID ?? 0) {
+                fields.append(("sender", .object(writer.fields)))
+            }
+            sandbox.events.append("trigger_call_refused", process: caller, fields)
+            // What a refused program prints is the same for every reason; the log says which.
             reply(client, "A refused\n\nthis program is not the scenario's next_question\n")
             return
         }
@@ -170,6 +246,27 @@ public final class QuestionService: Sendable {
         }
         sandbox.events.append("trigger_call", process: caller, fields)
         reply(client, header + "\n" + text)
+    }
+
+    /// Why a connection's request is not the installed trigger's, if it is not. Judged by what the
+    /// kernel says of the processes: the one that connected (SO_PEERCRED) must run the installed
+    /// file now and must not have called execve since it connected (the recorder's hook sealed
+    /// the connection then); the one that wrote the request (SCM_CREDENTIALS, at the time it
+    /// wrote) must be the same process; and the request must be one the trigger sends.
+    private func refusal(isTrigger: Bool, peer: Int32, sender: Int32, request: [UInt8]) -> String? {
+        guard isTrigger else { return "the caller is not the installed \(scenario.trigger.path)" }
+        // Read after the executable: an execve that made the peer the trigger sealed the connection first.
+        if connections.withLock({ $0.current?.sealed ?? false }) {
+            return "the connection was made before the caller became the installed \(scenario.trigger.path) (it called execve since)"
+        }
+        guard sender == peer else {
+            return sender > 0 ? "the request was written by pid \(sender), not by the process that connected"
+                              : "the request came without its writer's credentials, or its writer has exited"
+        }
+        guard request.starts(with: Array("next\n".utf8)) || request.starts(with: Array("after ".utf8)) else {
+            return "the request is neither \"next\" nor \"after\""
+        }
+        return nil
     }
 
     private func reply(_ client: Int32, _ text: String) {

@@ -41,9 +41,13 @@ public final class TrialSession: Sendable {
         if let option = options.option { scenario = try scenario.with(option: option) }
         try prepare(options.output)
         let profile = try ProfileCatalog.load(options.profile)
-        let spec = profile.sandboxSpec
+        var spec = profile.sandboxSpec
         guard !spec.record.isEmpty else {
             throw OffswitchError(.invalidProfile, "profile \(profile.name) records no syscalls: a trial's verdict needs its evidence (use docker, hardened or observe)")
+        }
+        // The question service seals the connections a process made before an execve (QuestionService).
+        for name in Sandbox.execCalls where !spec.record.contains(where: { $0.name == name && $0.args.isEmpty }) {
+            spec.record.append(RecordedSyscall(name: name))
         }
         let trigger = try TriggerImage.load(try HelperBinary.locate("next-question", override: "OFFSWITCH_NEXT_QUESTION"))
         let started = unixNanoseconds()

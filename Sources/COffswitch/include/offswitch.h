@@ -256,6 +256,15 @@ int ofs_open_in_root(int dirfd, const char *_Nonnull path, int flags, unsigned m
 /// accept4(SOCK_CLOEXEC) and the peer's pid (SO_PEERCRED, in our pid namespace): -1 with errno.
 int ofs_accept(int listener);
 int ofs_peer_pid(int socket);
+/// SO_PASSCRED on a listening Unix socket, so that what its connections receive carries the
+/// sending process (the accepted sockets inherit it; a message sent before the accept carries it
+/// too). -1 with errno.
+int ofs_pass_credentials(int socket);
+/// recvmsg of up to `size` bytes with the kernel's SCM_CREDENTIALS: `sender` is the pid (in our
+/// pid namespace) of the process that wrote them, at the time it wrote them; 0 when it has
+/// exited, -1 when no credentials came. The kernel never joins bytes of two senders in one
+/// receive. The byte count, or -1 with errno. C because the CMSG macros do not import into Swift.
+long ofs_recv_with_sender(int socket, void *_Nonnull buffer, unsigned long size, int *_Nonnull sender);
 
 // ---------------------------------------------------------------------------------------------
 // The process connector (netlink, CN_IDX_PROC): fork, exec and exit of every host process. The

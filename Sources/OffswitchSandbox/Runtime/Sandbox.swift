@@ -192,6 +192,20 @@ public final class Sandbox: Sendable {
     /// SIGTERMs to PID 1 the recorder let through so far (nil when nothing is recorded).
     public var sigtermsToInit: Int? { recorder?.sigtermsToInit }
 
+    /// The calls `onExecve` needs recorded, each without argument conditions.
+    public static let execCalls = ["execve", "execveat"]
+
+    /// Runs `body` with the caller's host tid before every execve the sandbox's processes make
+    /// (the recorder's thread, while the caller waits: `NotifySupervisor.onExecve`). false when
+    /// the recorder does not see every call of `execCalls`, so that nothing was installed.
+    public func onExecve(_ body: @escaping @Sendable (Int32) -> Void) -> Bool {
+        guard let recorder, Self.execCalls.allSatisfy({ name in spec.record.contains { $0.name == name && $0.args.isEmpty } }) else {
+            return false
+        }
+        recorder.onExecve(body)
+        return true
+    }
+
     /// Tasks in the sandbox's pids group and its limit, when a pids group exists.
     public var pidsUsage: (current: Int, limit: Int?)? { cgroups.pids }
 
