@@ -30,8 +30,9 @@ final class SeccompCache: Sendable {
         return policy
     }
 
-    /// What PID 1 installs for a spec: the policy's program behind the recorder's prefix, the
-    /// policy's program alone (what the recorder evaluates to answer), and the seccomp(2) flags.
+    /// What PID 1 installs for a spec: the policy's program behind the host's refusals
+    /// (`HostRefusals`) and the recorder's prefix, the refusals and policy without the recorder's
+    /// prefix (what the recorder evaluates to answer), and the seccomp(2) flags.
     struct Compiled {
         var program: [UInt8]
         var policyProgram: [UInt8]
@@ -41,13 +42,13 @@ final class SeccompCache: Sendable {
     func program(for spec: SandboxSpec, paths: StatePaths) throws(OffswitchError) -> Compiled {
         let policy: SeccompPolicy
         if let given = spec.seccomp { policy = given } else { policy = try defaultPolicy() }
-        let enforcement = try program(policy, spec: spec, paths: paths)
         let compiler = SeccompCompiler(capabilities: spec.rootCapabilities)
         var architectures = [seccomp_arch_native()]
         for name in compiler.resolve(policy).policy.architectures ?? [] {
             let token = SeccompCompiler.archToken(name)
             if token != 0 && !architectures.contains(token) { architectures.append(token) }
         }
+        let enforcement = try HostRefusals.prepend(to: try program(policy, spec: spec, paths: paths), architectures: architectures)
         let combined = try RecordingFilter.combine(policy: enforcement, record: spec.record, architectures: architectures)
         return Compiled(program: combined, policyProgram: enforcement, flags: policy.flagBits)
     }
