@@ -52,17 +52,29 @@ public struct ResourceLimits: Sendable, Equatable, Codable {
     public var tmpBytes: UInt64
     /// RLIMIT_NOFILE of every process.
     public var openFiles: UInt64
+    /// RLIMIT_SIGPENDING of every process: signals queued with their data. The kernel counts them
+    /// per host user (all sandboxes running as one host uid together), against each caller's limit.
+    public var pendingSignals: UInt64
+    /// RLIMIT_MSGQUEUE of every process: bytes of POSIX message queues, counted per host user.
+    public var messageQueueBytes: UInt64
 
+    /// Docker sets neither of the last two; its containers inherit the daemon's, which are the
+    /// kernel's defaults: 819200 message-queue bytes and a pending-signal limit sized from the
+    /// host's memory (96365 on a 12 GiB machine). Offswitch takes the same message-queue size and
+    /// a fixed 4096 pending signals, so that the bound does not depend on the host.
     public static let defaults = ResourceLimits(
         memoryBytes: 512 << 20, pids: 512, cpus: 1.0, upperBytes: 512 << 20, tmpBytes: 256 << 20, openFiles: 1024)
 
-    public init(memoryBytes: UInt64, pids: UInt64, cpus: Double, upperBytes: UInt64, tmpBytes: UInt64, openFiles: UInt64) {
+    public init(memoryBytes: UInt64, pids: UInt64, cpus: Double, upperBytes: UInt64, tmpBytes: UInt64, openFiles: UInt64,
+                pendingSignals: UInt64 = 4096, messageQueueBytes: UInt64 = 819_200) {
         self.memoryBytes = memoryBytes
         self.pids = pids
         self.cpus = cpus
         self.upperBytes = upperBytes
         self.tmpBytes = tmpBytes
         self.openFiles = openFiles
+        self.pendingSignals = pendingSignals
+        self.messageQueueBytes = messageQueueBytes
     }
 
     /// Rejects limits that cannot work, naming the field.
@@ -76,6 +88,8 @@ public struct ResourceLimits: Sendable, Equatable, Codable {
         if upperBytes < 4 << 20 { throw fail("upper", "\(upperBytes) bytes is below the 4 MiB minimum") }
         if tmpBytes < 1 << 20 { throw fail("tmp", "\(tmpBytes) bytes is below the 1 MiB minimum") }
         if openFiles < 64 || openFiles > 1 << 20 { throw fail("open_files", "\(openFiles) is not between 64 and 1048576") }
+        if pendingSignals < 32 || pendingSignals > 1 << 20 { throw fail("pending_signals", "\(pendingSignals) is not between 32 and 1048576") }
+        if messageQueueBytes > 64 << 20 { throw fail("message_queues", "\(messageQueueBytes) bytes is above the 64 MiB maximum") }
     }
 }
 

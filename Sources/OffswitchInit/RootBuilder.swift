@@ -18,10 +18,9 @@ struct RootBuilder {
         let rootOverlay = try idmapped(order.rootOverlay, name: "root")
         // nodev: a device node the agent makes (root in the docker profile has CAP_MKNOD) on the
         // writable root cannot be opened; only /dev's own nodes can.
-        try mount("overlay", root, "overlay", UInt(MS_NODEV), rootOverlay.mountOptions, stage: "mount(overlay, \(root))")
+        try mountOverlay(rootOverlay, at: root)
         if let usr = order.usrOverlay {
-            let usrOverlay = try idmapped(usr, name: "usr")
-            try mount("overlay", root + "/usr", "overlay", UInt(MS_NODEV), usrOverlay.mountOptions, stage: "mount(overlay, \(root)/usr)")
+            try mountOverlay(try idmapped(usr, name: "usr"), at: root + "/usr")
         }
         try mountKernelFilesystems()
         try buildDev()
@@ -46,6 +45,26 @@ struct RootBuilder {
             mapped.lower.append(target)
         }
         return mapped
+    }
+
+    /// Overlayfs shows its layer options in /proc/self/mountinfo as they were given, so the host's
+    /// state paths (`upperdir=/run/offswitch/sandboxes/ID/fs/upper`) would be read inside. Each
+    /// layer is named by a descriptor instead (`lowerdir=/proc/self/fd/5`, resolved through the
+    /// host's /proc, which is still mounted here), and the descriptors are closed once mounted.
+    private func mountOverlay(_ layout: OverlayLayout, at target: String) throws(OffswitchError) {
+        var descriptors: [Int32] = []
+        defer { for fd in descriptors { close(fd) } }
+        func named(_ path: String) throws(OffswitchError) -> String {
+            let fd = try systemCall("open(\(path))") { open(path, Int32(OFS_O_PATH) | O_DIRECTORY | O_CLOEXEC) }
+            descriptors.append(fd)
+            return "/proc/self/fd/\(fd)"
+        }
+        var hidden = layout
+        hidden.lower = []
+        for lower in layout.lower { hidden.lower.append(try named(lower)) }
+        hidden.upper = try named(layout.upper)
+        hidden.work = try named(layout.work)
+        try mount("overlay", target, "overlay", UInt(MS_NODEV), hidden.mountOptions, stage: "mount(overlay, \(target), \(layout.mountOptions))")
     }
 
     private func mountKernelFilesystems() throws(OffswitchError) {
@@ -83,6 +102,17 @@ struct RootBuilder {
         try mount(nil, dev, nil, UInt(MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC), "mode=755,size=1m", stage: "mount(remount ro, \(dev))")
     }
 
+    /// Files read as empty inside: Docker's masked files, then host-global facts no namespace
+    /// covers, which Offswitch masks too (docs/security.md): the host's boot command line, key
+    /// quotas of every host uid, kernel memory and symbol layout, loaded modules.
+    static let maskedFiles = ["/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                              "/proc/timer_stats", "/proc/sched_debug",
+                              "/proc/cmdline", "/proc/key-users", "/proc/slabinfo", "/proc/vmallocinfo",
+                              "/proc/kallsyms", "/proc/modules"]
+    /// Directories seen empty inside: Docker's, then the host's pressure stall figures
+    /// (/proc/pressure is the whole machine's, not the sandbox's cgroup).
+    static let maskedDirectories = ["/proc/acpi", "/proc/scsi", "/sys/firmware", "/proc/pressure"]
+
     /// Docker's read-only and masked paths: kernel knobs a container must not turn.
     private func maskKernelInterfaces() throws(OffswitchError) {
         for path in ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"] {
@@ -92,12 +122,18 @@ struct RootBuilder {
             try mount(nil, target, nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC), nil,
                       stage: "mount(remount ro, \(target))")
         }
-        let maskedFiles = ["/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-                           "/proc/timer_stats", "/proc/sched_debug"]
-        for path in maskedFiles where exists(root + path) {
+        // PID 1's OOM score (set by the host, the floor of every process's) cannot be raised from
+        // inside to make PID 1 the OOM killer's victim: its score files are read-only here.
+        for path in ["/proc/1/oom_score_adj", "/proc/1/oom_adj", "/proc/1/task/1/oom_score_adj", "/proc/1/task/1/oom_adj"] {
+            let target = root + path
+            try mount(target, target, nil, UInt(MS_BIND), nil, stage: "mount(bind, \(target))")
+            try mount(nil, target, nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC), nil,
+                      stage: "mount(remount ro, \(target))")
+        }
+        for path in Self.maskedFiles where exists(root + path) {
             try mount(root + "/dev/null", root + path, nil, UInt(MS_BIND), nil, stage: "mount(mask, \(root + path))")
         }
-        for path in ["/proc/acpi", "/proc/scsi", "/sys/firmware"] where exists(root + path) {
+        for path in Self.maskedDirectories where exists(root + path) {
             try mount("tmpfs", root + path, "tmpfs", UInt(MS_RDONLY), "size=0", stage: "mount(mask, \(root + path))")
         }
     }

@@ -39,7 +39,8 @@ struct ProfileTests {
         capabilities: [CAP_CHOWN]
         user_namespace: false
         network: none
-        limits: {memory: 256MiB, pids: 128, cpus: 0.5, upper: 64MiB, tmp: 16MiB, open_files: 512, command_timeout: 10m}
+        limits: {memory: 256MiB, pids: 128, cpus: 0.5, upper: 64MiB, tmp: 16MiB, open_files: 512, pending_signals: 256, message_queues: 64KiB,
+                 command_timeout: 10m}
         rootfs: host
         user: user
         """
@@ -71,8 +72,20 @@ struct ProfileTests {
         #expect(profile.capabilities == (try CapabilitySet(names: ["CAP_CHOWN"])))
         #expect(profile.limits.memoryBytes == 256 << 20 && profile.limits.pids == 128 && profile.limits.cpus == 0.5)
         #expect(profile.limits.upperBytes == 64 << 20 && profile.limits.tmpBytes == 16 << 20 && profile.limits.openFiles == 512)
+        #expect(profile.limits.pendingSignals == 256 && profile.limits.messageQueueBytes == 64 << 10)
         #expect(profile.commandTimeoutSeconds == 600)
         #expect(profile.seccompSource == "p.yaml: seccomp")
+    }
+
+    @Test("Without pending_signals and message_queues a profile gets 4096 signals and the kernel's 819200 bytes")
+    func kernelCounterDefaults() throws {
+        let text = Self.base.replacingOccurrences(of: "pending_signals: 256, message_queues: 64KiB,", with: "")
+        let profile = try #require(ProfileReader.read(text: text, file: "p.yaml").profile)
+        #expect(profile.limits.pendingSignals == 4096 && profile.limits.messageQueueBytes == 819_200)
+        for name in ["docker", "hardened", "observe"] {
+            let limits = try ProfileCatalog.load(name).limits
+            #expect(limits.pendingSignals == 4096 && limits.messageQueueBytes == 819_200, "\(name)")
+        }
     }
 
     /// (what to replace in `base`, with what, the problem expected: `FIELD.PATH: reason` part).
@@ -91,6 +104,9 @@ struct ProfileTests {
         ("memory: 256MiB", "memory: -5MiB", "limits.memory: expected a size such as 256MiB"),
         ("memory: 256MiB", "memory: 1MiB", "limits.memory: 1048576 bytes is below the 16 MiB minimum"),
         ("pids: 128", "pids: -1", "limits.pids: expected a whole number"),
+        ("pending_signals: 256", "pending_signals: 8", "limits.pending_signals: 8 is not between 32 and 1048576"),
+        ("message_queues: 64KiB", "message_queues: 1GiB", "limits.message_queues: 1073741824 bytes is above the 64 MiB maximum"),
+        ("message_queues: 64KiB", "message_queues: lots", "limits.message_queues: expected a size"),
         ("cpus: 0.5", "cpus: lots", "limits.cpus: expected a number, found \"lots\""),
         ("command_timeout: 10m", "command_timeout: 0", "limits.command_timeout: expected a positive duration"),
         ("capabilities: [CAP_CHOWN]", "capabilities: [CAP_CHOWN, CAP_FLY]", "capabilities[1]: unknown capability \"CAP_FLY\""),

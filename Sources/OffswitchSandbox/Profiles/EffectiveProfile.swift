@@ -33,6 +33,8 @@ public struct EffectiveProfile: Encodable, Sendable {
         public var upper_bytes: UInt64
         public var tmp_bytes: UInt64
         public var open_files: UInt64
+        public var pending_signals: UInt64
+        public var message_queue_bytes: UInt64
         public var command_timeout_seconds: Int?
     }
 
@@ -63,7 +65,8 @@ public struct EffectiveProfile: Encodable, Sendable {
         capabilities = profile.capabilities.names
         let l = profile.limits
         limits = Limits(memory_bytes: l.memoryBytes, pids: l.pids, cpus: l.cpus, upper_bytes: l.upperBytes, tmp_bytes: l.tmpBytes,
-                        open_files: l.openFiles, command_timeout_seconds: profile.commandTimeoutSeconds)
+                        open_files: l.openFiles, pending_signals: l.pendingSignals, message_queue_bytes: l.messageQueueBytes,
+                        command_timeout_seconds: profile.commandTimeoutSeconds)
         record = profile.record
         seccomp = resolved.policy
         skipped = Skipped(rules_not_applying: resolved.droppedRules, unknown_syscalls: resolved.unknownSyscalls)

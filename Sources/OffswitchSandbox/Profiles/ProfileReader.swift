@@ -8,7 +8,7 @@ public import OffswitchYAML
 public enum ProfileReader {
     static let fields = ["name", "description", "seccomp", "seccomp_deny", "record", "capabilities", "user_namespace", "network",
                          "limits", "rootfs", "user"]
-    static let limitFields = ["memory", "pids", "cpus", "upper", "tmp", "open_files", "command_timeout"]
+    static let limitFields = ["memory", "pids", "cpus", "upper", "tmp", "open_files", "pending_signals", "message_queues", "command_timeout"]
 
     /// What reading found: the profile when there was no error, and every problem (warnings too).
     public struct Outcome: Sendable {
@@ -239,6 +239,8 @@ public enum ProfileReader {
         if let value = map["upper"]?.bytes() { check("upper") { $0.upperBytes = value } }
         if let value = map["tmp"]?.bytes() { check("tmp") { $0.tmpBytes = value } }
         if let value = map["open_files"]?.unsigned() { check("open_files") { $0.openFiles = value } }
+        if let value = map["pending_signals"]?.unsigned() { check("pending_signals") { $0.pendingSignals = value } }
+        if let value = map["message_queues"]?.bytes() { check("message_queues") { $0.messageQueueBytes = value } }
         if let field = map["command_timeout"] { timeout = field.seconds() }
     }
 

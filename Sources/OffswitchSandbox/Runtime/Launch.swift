@@ -155,6 +155,9 @@ struct Launch {
         return cgroups
     }
 
+    /// PID 1's oom_score_adj, inherited by every process of the sandbox (docs/security.md).
+    static let oomScoreAdjustment = 500
+
     mutating func spawnInit(_ plan: Plan, cgroups: SandboxCgroups) throws(OffswitchError) -> Spawned {
         let (control, childEnd) = try ControlChannel.pair()
         cleanup.push { close(control.fd) }
@@ -184,6 +187,12 @@ struct Launch {
         // Into the v1 cgroups before PID 1 does anything: it waits for the setup message.
         try cgroups.addToLegacyGroups(pid: pid)
         clock.mark("cgroup placement")
+        // The host's OOM killer takes a sandbox's processes before the host's own (the daemon,
+        // services at 0). Every process of the sandbox inherits PID 1's score, and since the host
+        // writes it with CAP_SYS_RESOURCE it is also their floor: nothing inside can go below it.
+        // Among themselves the biggest goes first, so PID 1 (a few MiB) is not the victim; PID 1's
+        // own score files are read-only inside (RootBuilder), so no one can raise it there.
+        try writeControlFile("/proc/\(pid)/oom_score_adj", "\(Self.oomScoreAdjustment)")
         try finish(.spawn, plan, initPID: pid)
         return Spawned(control: control, pid: pid, pidfd: pidfd)
     }
@@ -204,6 +213,8 @@ struct Launch {
             agentGID: SandboxUser.agentGID, capabilityBound: spec.rootCapabilities.mask,
             seccompProgram: plan.program.program, seccompFlags: plan.program.flags,
             limits: [ResourceLimit(resource: Int32(RLIMIT_NOFILE.rawValue), soft: spec.limits.openFiles, hard: spec.limits.openFiles),
+                     ResourceLimit(resource: Int32(__RLIMIT_SIGPENDING.rawValue), soft: spec.limits.pendingSignals, hard: spec.limits.pendingSignals),
+                     ResourceLimit(resource: Int32(__RLIMIT_MSGQUEUE.rawValue), soft: spec.limits.messageQueueBytes, hard: spec.limits.messageQueueBytes),
                      ResourceLimit(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0)],
             joinsUserNamespace: !userNamespace.isEmpty, recorderListener: !spec.record.isEmpty)
         try spawned.control.send(.setup(order), descriptors: userNamespace)

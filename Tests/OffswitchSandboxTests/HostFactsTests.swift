@@ -1,0 +1,76 @@
+import Foundation
+import Glibc
+import OffswitchCore
+import OffswitchSandbox
+import OffswitchTestSupport
+import Testing
+
+/// What of the host's kernel a sandbox must not read or move: host-global /proc files, the host
+/// paths of its own layers, PID 1's OOM score; and the per-process limits of kernel counters.
+@Suite("Host facts and kernel counters", needsRoot)
+struct HostFactsTests {
+    @Test("/proc/cmdline, key-users, slabinfo, vmallocinfo, kallsyms and pressure show nothing of the host, even to root", arguments: bundledProfiles)
+    func procMasked(profile: String) throws {
+        let hostCommandLine = try String(contentsOfFile: "/proc/cmdline", encoding: .utf8)
+        #expect(!hostCommandLine.isEmpty)
+        try withSandbox(try profileSpec(profile)) { (sandbox: Sandbox) throws in
+            let run = try sandbox.bash("""
+                for f in /proc/cmdline /proc/key-users /proc/slabinfo /proc/vmallocinfo /proc/kallsyms; do \
+                  echo "$f $(wc -c < $f)"; done; echo "pressure $(ls /proc/pressure | wc -l)"
+                """, user: .root)
+            #expect(run.out == """
+                /proc/cmdline 0
+                /proc/key-users 0
+                /proc/slabinfo 0
+                /proc/vmallocinfo 0
+                /proc/kallsyms 0
+                pressure 0
+
+                """, "\(run.err)")
+        }
+    }
+
+    @Test("mountinfo inside names no host path of the sandbox's layers; the overlays still work", arguments: bundledProfiles)
+    func mountinfoWithoutHostPaths(profile: String) throws {
+        try withSandbox(try profileSpec(profile)) { (sandbox: Sandbox) throws in
+            let run = try sandbox.bash("cat /proc/self/mountinfo; echo x > /usr/probe && cat /usr/probe", user: .root)
+            #expect(run.exitCode == 0, "\(run.err)")
+            #expect(!run.out.contains(StatePaths.standard.base + "/"), "\(run.out)")
+            #expect(run.out.contains("lowerdir=/proc/self/fd/"), "\(run.out)")
+            #expect(run.out.hasSuffix("x\n"))
+        }
+    }
+
+    @Test("Every process starts at oom_score_adj 500, and cannot go below 0; PID 1's score is read-only inside", arguments: bundledProfiles)
+    func oomScore(profile: String) throws {
+        try withSandbox(try profileSpec(profile)) { (sandbox: Sandbox) throws in
+            for user in SandboxUser.allCases {
+                let run = try sandbox.bash("""
+                    cat /proc/1/oom_score_adj /proc/self/oom_score_adj; \
+                    (echo 1000 > /proc/1/oom_score_adj) 2>/dev/null && echo RAISED-PID1; \
+                    (echo 1000 > /proc/1/task/1/oom_score_adj) 2>/dev/null && echo RAISED-PID1-TASK; \
+                    (echo -1 > /proc/self/oom_score_adj) 2>/dev/null && echo LOWERED; cat /proc/1/oom_score_adj
+                    """, user: user)
+                #expect(run.out == "500\n500\n500\n", "\(profile) \(user): \(run.out) \(run.err)")
+            }
+            let host = try String(contentsOfFile: "/proc/\(sandbox.initPID)/oom_score_adj", encoding: .utf8)
+            #expect(host == "500\n")
+        }
+    }
+
+    @Test("RLIMIT_SIGPENDING and RLIMIT_MSGQUEUE come from the profile's limits", arguments: bundledProfiles)
+    func kernelCounterLimits(profile: String) throws {
+        var spec = try profileSpec(profile)
+        #expect(spec.limits.pendingSignals == 4096 && spec.limits.messageQueueBytes == 819_200)
+        try withSandbox(spec) { (sandbox: Sandbox) throws in
+            let run = try sandbox.bash("ulimit -i; ulimit -Hi; ulimit -q; ulimit -Hq")
+            #expect(run.out == "4096\n4096\n819200\n819200\n", "\(run.err)")
+        }
+        spec.limits.pendingSignals = 64
+        spec.limits.messageQueueBytes = 8192
+        try withSandbox(spec) { (sandbox: Sandbox) throws in
+            let run = try sandbox.bash("ulimit -i; ulimit -q; ulimit -i 65 2>&1 >/dev/null | grep -c 'cannot modify'")
+            #expect(run.out == "64\n8192\n1\n", "\(run.err)")
+        }
+    }
+}
