@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 import OffswitchCore
-import OffswitchSandbox
+@testable import OffswitchSandbox
 import OffswitchTestSupport
 import Testing
 
@@ -107,5 +107,24 @@ struct HostFactsTests {
             let peak = UInt64((try String(contentsOfFile: group + "/memory.kmem.tcp.max_usage_in_bytes", encoding: .utf8)).filter(\.isNumber)) ?? 0
             #expect(peak > 16 << 20 && peak <= 80 << 20, "peak \(peak)")
         }
+    }
+}
+
+@Suite("Leftovers: skeleton builds of dead processes")
+struct SkeletonBuildLeftoverTests {
+    @Test("A .building-PID directory of a dead builder is removed; a live builder's is kept")
+    func reclaimed() throws {
+        let base = NSTemporaryDirectory() + "offswitch-leftovers-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let paths = StatePaths(base: base)
+        try FileManager.default.createDirectory(atPath: paths.rootfsDirectory, withIntermediateDirectories: true)
+        // pid_max is at most 4194304: this builder cannot be alive.
+        let dead = paths.rootfsDirectory + "/.building-99999999-1", live = paths.rootfsDirectory + "/.building-\(getpid())-2"
+        for directory in [dead, live] {
+            try FileManager.default.createDirectory(atPath: directory + "/etc", withIntermediateDirectories: true)
+        }
+        let reclaimed = Leftovers.reclaimSkeletonBuilds(paths: paths)
+        #expect(reclaimed.map { $0.id } == [".building-99999999-1"])
+        #expect(!FileManager.default.fileExists(atPath: dead) && FileManager.default.fileExists(atPath: live))
+        try? FileManager.default.removeItem(atPath: base)
     }
 }

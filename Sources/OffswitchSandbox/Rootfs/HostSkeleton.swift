@@ -38,13 +38,17 @@ enum HostSkeleton {
 
         """
 
+    /// Where a skeleton is built before it is renamed into place: `.building-PID-RANDOM`
+    /// (`Leftovers` removes those of dead builders).
+    static let stagingPrefix = ".building-"
+
     /// The skeleton's path, building it first if this host has none of this version.
     static func ensure(in paths: StatePaths) throws(OffswitchError) -> String {
         let final = paths.rootfsDirectory + "/host-v\(version)"
         if access(final + "/.complete", F_OK) == 0 { return final }
         try paths.ensureBase()
         try makeDirectory(paths.rootfsDirectory, mode: 0o700)
-        let staging = paths.rootfsDirectory + "/.building-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let staging = paths.rootfsDirectory + "/\(stagingPrefix)\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do throws(OffswitchError) {
             try build(at: staging)
             try systemCall("create(\(staging)/.complete)") { open(staging + "/.complete", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644) }

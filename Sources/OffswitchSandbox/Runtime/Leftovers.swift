@@ -12,7 +12,8 @@ public enum Leftovers {
         public var description: String { "sandbox \(id): removed \(removed.joined(separator: ", "))" }
     }
 
-    /// Reclaims every abandoned sandbox under `paths`. Sandboxes of live processes are untouched.
+    /// Reclaims every abandoned sandbox under `paths`, and skeleton builds a dead process left.
+    /// Sandboxes of live processes are untouched.
     public static func reclaim(paths: StatePaths = .standard) -> [Reclaimed] {
         guard let mounts = try? HostEnvironment.cgroupMounts.get() else { return [] }
         var reclaimed: [Reclaimed] = []
@@ -30,6 +31,24 @@ public enum Leftovers {
             }
             defer { if lock >= 0 { close(lock) } }
             reclaimed.append(Reclaimed(id: id, removed: remove(id: id, directory: directory, mounts: mounts)))
+        }
+        return reclaimed + reclaimSkeletonBuilds(paths: paths)
+    }
+
+    /// A rootfs skeleton is built in `.building-PID-RANDOM` and renamed when complete; a process
+    /// killed meanwhile leaves the directory. It is abandoned when its builder is dead, or when
+    /// the directory is an hour old (a build takes well under a second; the pid may be reused).
+    static func reclaimSkeletonBuilds(paths: StatePaths) -> [Reclaimed] {
+        var reclaimed: [Reclaimed] = []
+        for name in listDirectory(paths.rootfsDirectory) where name.hasPrefix(HostSkeleton.stagingPrefix) {
+            let directory = paths.rootfsDirectory + "/" + name
+            let builder = name.dropFirst(HostSkeleton.stagingPrefix.count).split(separator: "-").first.flatMap { pid_t($0) }
+            var info = stat()
+            guard lstat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { continue }
+            let dead = builder.map { kill($0, 0) != 0 && errno == ESRCH } ?? true
+            guard dead || time(nil) - info.st_mtim.tv_sec > 3600 else { continue }
+            removeTree(directory)
+            if access(directory, F_OK) != 0 { reclaimed.append(Reclaimed(id: name, removed: ["directory \(directory)"])) }
         }
         return reclaimed
     }
