@@ -116,6 +116,8 @@ public enum HostCheck: Sendable, Equatable {
     /// The host's seccomp supervisor refused every recorded call of these syscalls, and saw at
     /// least one.
     case denied([String])
+    /// The host's seccomp supervisor saw `socket(domain, *, protocol)` and refused every such call.
+    case socketDenied(domain: Int64, protocol: Int64)
     /// The sandbox's cgroup limit (pids, memory or cpu) was reached: the limit stopped it.
     case limitHit(String)
     /// The host's loaded modules are unchanged.
@@ -127,6 +129,15 @@ public enum HostCheck: Sendable, Equatable {
     case noUsableDevice(String)
     /// PID 1 has no tracer (TracerPid 0 in its status, read from the host).
     case initUntraced
+    /// The sandbox's file or directory at this path (read by the host through PID 1's root) is
+    /// masked: absent, unreadable, or empty, so nothing of the host's shows.
+    case masked(String)
+    /// PID 1's mountinfo (what `/proc/self/mountinfo` shows inside) names no host path of the
+    /// sandbox's state: its layers are not found by their host location.
+    case mountinfoHidesHost
+    /// The host's TCP memory (`TCP: mem` of /proc/net/sockstat, sampled during the attempt) grew
+    /// by no more than the sandbox's memory limit and 32 MiB (each socket's minimum, packets in flight).
+    case tcpMemoryBounded
     /// At least one of these passes (a bomb may be stopped by either of two limits).
     indirect case anyOf([HostCheck])
 
@@ -163,6 +174,10 @@ public enum HostCheck: Sendable, Equatable {
         case .kmsgLacks(let text): "kmsg_lacks \(text)"
         case .noUsableDevice(let path): "no_usable_device \(path)"
         case .initUntraced: "init_untraced"
+        case .socketDenied(let domain, let proto): "socket_denied domain \(domain) protocol \(proto)"
+        case .masked(let path): "masked \(path)"
+        case .mountinfoHidesHost: "mountinfo_hides_host"
+        case .tcpMemoryBounded: "tcp_memory_bounded"
         case .anyOf(let checks): "any_of [\(checks.map(\.name).joined(separator: "; "))]"
         case .filesystemBounded(let path): "filesystem_bounded \(path)"
         case .noRootFiles: "no_root_files"
@@ -175,8 +190,9 @@ public enum HostCheck: Sendable, Equatable {
         "mount_absent": .mountAbsent, "init_alive": .initAlive, "init_exe_unchanged": .initExeUnchanged,
         "loopback_untouched": .loopbackUntouched, "only_loopback": .onlyLoopback, "modules_unchanged": .modulesUnchanged,
         "no_root_files": .noRootFiles, "init_untraced": .initUntraced, "recorder_bounded": .recorderBounded,
+        "mountinfo_hides_host": .mountinfoHidesHost, "tcp_memory_bounded": .tcpMemoryBounded,
     ]
-    static let keyed = ["path_absent", "file_unchanged", "denied", "limit_hit", "kmsg_lacks", "no_usable_device", "filesystem_bounded",
+    static let keyed = ["path_absent", "file_unchanged", "denied", "limit_hit", "kmsg_lacks", "no_usable_device", "filesystem_bounded", "masked", "socket_denied",
                         "api_read_confined", "api_write_confined", "any_of"]
 
     static func parse(_ field: YAMLField) -> HostCheck? {
@@ -192,12 +208,13 @@ public enum HostCheck: Sendable, Equatable {
             return nil
         }
         switch key {
-        case "path_absent", "file_unchanged", "no_usable_device", "filesystem_bounded":
+        case "path_absent", "file_unchanged", "no_usable_device", "filesystem_bounded", "masked":
             guard let path = value.string(), path.hasPrefix("/") else { value.error("expected an absolute path"); return nil }
             switch key {
             case "path_absent": return .pathAbsent(path)
             case "file_unchanged": return .fileUnchanged(path)
             case "no_usable_device": return .noUsableDevice(path)
+            case "masked": return .masked(path)
             default: return .filesystemBounded(path)
             }
         case "kmsg_lacks":
@@ -207,6 +224,10 @@ public enum HostCheck: Sendable, Equatable {
             guard let items = value.sequence(), items.count >= 2 else { value.error("expected a list of at least two checks"); return nil }
             let checks = items.compactMap(parse)
             return checks.count == items.count ? .anyOf(checks) : nil
+        case "socket_denied":
+            guard let pair = value.mapping(allowed: ["domain", "protocol"], required: ["domain", "protocol"]),
+                  let domain = pair["domain"]?.unsigned(0...1024), let proto = pair["protocol"]?.unsigned(0...65535) else { return nil }
+            return .socketDenied(domain: Int64(domain), protocol: Int64(proto))
         case "denied":
             guard let names = value.strings(), !names.isEmpty else { value.error("expected a list of syscall names"); return nil }
             return .denied(names)

@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 public import OffswitchCore
 public import OffswitchSandbox
+import Synchronization
 
 /// Runs escape attempts, each in a fresh sandbox, and judges them from the host: the host-side
 /// checks say whether it was contained, the event log whether the evidence shows it.
@@ -109,7 +110,9 @@ public enum EscapeBattery {
             default: break
             }
         }
+        let tcpSampler = every.contains(.tcpMemoryBounded) ? TCPMemorySampler() : nil
         do throws(OffswitchError) {
+            defer { tcpSampler?.stop() }
             let exec = try sandbox.exec(ExecRequest(argv: ["bash", "-c", script], user: attempt.user,
                                                     timeoutSeconds: attempt.timeoutSeconds, outputLimitBytes: 64 << 10))
             result.exitCode = exec.exitCode
@@ -156,6 +159,21 @@ public enum EscapeBattery {
                 let (type, nodev) = typeInside(sandbox, host(path))
                 let device = type == "block device" || type == "char device"
                 record(check, !device || nodev, "\(host(path)) inside: \(type)\(device ? (nodev ? " on a nodev mount" : " on a mount that allows devices") : "")")
+            case .masked(let path):
+                let (masked, detail) = maskedInside(sandbox, host(path))
+                record(check, masked, detail)
+            case .mountinfoHidesHost:
+                let lines = ((try? String(contentsOfFile: "/proc/\(sandbox.initPID)/mountinfo", encoding: .utf8)) ?? "").split(separator: "\n")
+                let named = lines.filter { $0.contains(paths.base + "/") }
+                record(check, !lines.isEmpty && named.isEmpty, lines.isEmpty ? "PID 1's mountinfo cannot be read"
+                       : named.isEmpty ? "\(lines.count) mounts, none naming \(paths.base)" : "names \(paths.base): \(named[0].prefix(300))")
+            case .tcpMemoryBounded:
+                guard let tcpSampler, let sample = tcpSampler.result else { record(check, false, "/proc/net/sockstat cannot be read"); continue }
+                let grown = max(0, sample.peak - sample.baseline)
+                // The kernel lets every socket keep a minimum whatever its group's limit (4 KiB
+                // each way), and charges arriving packets before it can refuse them: some slack.
+                let limit = Int64(sandbox.spec.limits.memoryBytes), slack: Int64 = 32 << 20
+                record(check, grown <= limit + slack, "host TCP memory \(sample.baseline >> 20) MiB before, \(sample.peak >> 20) MiB at most during (\(sample.samples) samples); bound: the sandbox's memory limit \(limit >> 20) MiB + \(slack >> 20) MiB")
             case .initUntraced:
                 let status = (try? String(contentsOfFile: "/proc/\(sandbox.initPID)/status", encoding: .utf8)) ?? ""
                 let tracer = status.split(separator: "\n").first { $0.hasPrefix("TracerPid:") }.map { String($0.dropFirst(10).filter { !$0.isWhitespace }) }
@@ -210,6 +228,15 @@ public enum EscapeBattery {
                 }
                 record(check, made > 0 && allowed.isEmpty, made == 0 ? "no recorded call of \(names.joined(separator: ", "))"
                        : allowed.isEmpty ? "\(made) calls, all refused by the host's filter" : "allowed by the host's filter: \(Set(allowed).sorted().joined(separator: ", "))")
+            case .socketDenied(let domain, let proto):
+                let calls = events.filter { event in
+                    event["kind"]?.string == "syscall" && event["syscall"]?.string == "socket"
+                        && event["args"]?["domain"]?.int == domain && event["args"]?["protocol"]?.int == proto
+                }
+                let allowed = calls.filter { !["denied", "killed"].contains($0["decision"]?.string ?? "") }.count
+                record(check, !calls.isEmpty && allowed == 0, calls.isEmpty ? "no recorded socket(\(domain), *, \(proto))"
+                       : allowed == 0 ? "\(calls.count) socket(\(domain), *, \(proto)) calls, all refused by the host's filter"
+                       : "\(allowed) of \(calls.count) socket(\(domain), *, \(proto)) calls allowed")
             default: break
             }
         }
@@ -263,6 +290,25 @@ public enum EscapeBattery {
         case S_IFLNK: return ("symlink", nodev)
         default: return ("file", nodev)
         }
+    }
+
+    /// Whether `path` inside shows nothing: absent, unreadable, an empty file or an empty directory.
+    /// Read through PID 1's root, so the sandbox's own mounts (its /proc, the masks) are what is seen.
+    private static func maskedInside(_ sandbox: Sandbox, _ path: String) -> (Bool, String) {
+        let full = "/proc/\(sandbox.initPID)/root" + path
+        var info = stat()
+        guard stat(full, &info) == 0 else { return (true, "\(path) inside: absent (\(String(cString: strerror(errno))))") }
+        if info.st_mode & S_IFMT == S_IFDIR {
+            let entries = listDirectory(full)
+            return (entries.isEmpty, entries.isEmpty ? "\(path) inside: an empty directory" : "\(path) inside lists \(entries.prefix(5).joined(separator: ", "))")
+        }
+        let fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return (true, "\(path) inside: unreadable (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = read(fd, &buffer, buffer.count)
+        guard n > 0 else { return (true, n == 0 ? "\(path) inside: empty" : "\(path) inside: unreadable (\(String(cString: strerror(errno))))") }
+        return (false, "\(path) inside reads: \(String(decoding: buffer[0..<min(n, 80)], as: UTF8.self).debugDescription)")
     }
 
     /// Whether the filesystem at `path` inside is bounded and not the host's root filesystem.
@@ -381,4 +427,60 @@ final class KernelLog {
     }
 
     deinit { close(fd) }
+}
+
+/// The host's TCP memory while an attempt runs: /proc/net/sockstat's `TCP: mem` (pages of socket
+/// buffers, all network namespaces together), read every 20 ms on a thread of its own.
+final class TCPMemorySampler: Sendable {
+    struct Sample: Sendable {
+        var baseline: Int64
+        var peak: Int64
+        var samples: Int
+    }
+
+    private final class Peak: Sendable {
+        let sample: Mutex<Sample>
+        init(_ sample: Sample) { self.sample = Mutex(sample) }
+    }
+
+    /// nil when sockstat cannot be read or the thread did not start: the check then fails.
+    private let running: (thread: WorkerThread, peak: Peak)?
+
+    init() {
+        guard let baseline = Self.read(), let thread = try? WorkerThread("tcp memory sampler") else {
+            running = nil
+            return
+        }
+        let peak = Peak(Sample(baseline: baseline, peak: baseline, samples: 1))
+        do throws(OffswitchError) {
+            try thread.start("tcp memory sampler") {
+                var wake = pollfd(fd: thread.wakeFD, events: Int16(POLLIN), revents: 0)
+                while !thread.stopping {
+                    if let now = Self.read() {
+                        peak.sample.withLock { sample in
+                            sample.peak = max(sample.peak, now)
+                            sample.samples += 1
+                        }
+                    }
+                    _ = poll(&wake, 1, 20)
+                }
+            }
+            running = (thread, peak)
+        } catch {
+            running = nil
+        }
+    }
+
+    func stop() { running?.thread.stop() }
+
+    var result: Sample? { running?.peak.sample.withLock { $0 } }
+
+    /// `TCP: inuse N orphan N tw N alloc N mem PAGES`, in bytes.
+    static func read() -> Int64? {
+        guard let text = try? String(contentsOfFile: "/proc/net/sockstat", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("TCP:") }) else { return nil }
+        let words = line.split(separator: " ")
+        guard let index = words.firstIndex(of: "mem"), index + 1 < words.count, let pages = Int64(words[index + 1]) else { return nil }
+        return pages * Int64(sysconf(Int32(_SC_PAGESIZE)))
+    }
 }
