@@ -430,8 +430,12 @@ final class KernelLog {
 }
 
 /// The host's TCP memory while an attempt runs: /proc/net/sockstat's `TCP: mem` (pages of socket
-/// buffers, all network namespaces together), read every 20 ms on a thread of its own.
+/// buffers, all network namespaces together), read every 20 ms on a thread of its own. The count
+/// is the host's, so two batteries sampling at once would see each other's floods: a sampler
+/// holds a host-wide lock (`lockPath`) from its baseline to `stop()`, and another waits for it.
 final class TCPMemorySampler: Sendable {
+    static let lockPath = "/run/offswitch-tcp-memory.lock"
+    private let lock: Int32
     struct Sample: Sendable {
         var baseline: Int64
         var peak: Int64
@@ -447,6 +451,10 @@ final class TCPMemorySampler: Sendable {
     private let running: (thread: WorkerThread, peak: Peak)?
 
     init() {
+        lock = open(Self.lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // Without the lock the sample may include another battery's flood: the check then fails
+        // (a bound exceeded), it never passes wrongly.
+        if lock >= 0 { while flock(lock, LOCK_EX) != 0 && errno == EINTR {} }
         guard let baseline = Self.read(), let thread = try? WorkerThread("tcp memory sampler") else {
             running = nil
             return
@@ -471,7 +479,14 @@ final class TCPMemorySampler: Sendable {
         }
     }
 
-    func stop() { running?.thread.stop() }
+    func stop() {
+        running?.thread.stop()
+        if lock >= 0 { flock(lock, LOCK_UN) }
+    }
+
+    deinit {
+        if lock >= 0 { close(lock) }
+    }
 
     var result: Sample? { running?.peak.sample.withLock { $0 } }
 
