@@ -634,7 +634,7 @@ int ofs_fanotify_open(void) {
 }
 
 int ofs_fanotify_mark_filesystem(int fan, const char *path) {
-    uint64_t mask = FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_MODIFY | FAN_CLOSE_WRITE | FAN_ATTRIB | FAN_ONDIR;
+    uint64_t mask = FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_MODIFY | FAN_CLOSE_WRITE | FAN_ATTRIB | FAN_OPEN_EXEC | FAN_ONDIR;
     return fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, AT_FDCWD, path);
 }
 
@@ -788,6 +788,7 @@ int ofs_fanotify_discard(int fan, int64_t budget, ofs_discarded *counts) {
             if (m->mask & FAN_MODIFY) counts->modify++;
             if (m->mask & FAN_CLOSE_WRITE) counts->close_write++;
             if (m->mask & FAN_ATTRIB) counts->attrib++;
+            if (m->mask & FAN_OPEN_EXEC) counts->exec++;
         }
     }
     return 0;

@@ -130,6 +130,7 @@ public final class FileWatcher: Sendable {
         let operations: [(String, JSONValue)] = [
             ("create", .uint(dropped.create)), ("delete", .uint(dropped.delete_)), ("rename", .uint(dropped.rename)),
             ("modify", .uint(dropped.modify)), ("close_write", .uint(dropped.close_write)), ("attrib", .uint(dropped.attrib)),
+            ("exec", .uint(dropped.exec)),
         ]
         log.post("file_events_lost", [("count", .uint(dropped.events)), ("operations", .object(operations)),
                                       ("reason", .string("backlog")), ("backlog_bytes", .int(backlog)),
@@ -160,7 +161,8 @@ public final class FileWatcher: Sendable {
         }
         var operations: [JSONValue] = []
         for (bit, name) in [(OFS_FAN_CREATE, "create"), (OFS_FAN_DELETE, "delete"), (OFS_FAN_RENAME, "rename"),
-                            (OFS_FAN_MODIFY, "modify"), (OFS_FAN_CLOSE_WRITE, "close_write"), (OFS_FAN_ATTRIB, "attrib")]
+                            (OFS_FAN_MODIFY, "modify"), (OFS_FAN_CLOSE_WRITE, "close_write"), (OFS_FAN_ATTRIB, "attrib"),
+                            (OFS_FAN_OPEN_EXEC, "exec")]
         where event.mask & bit != 0 {
             operations.append(.string(name))
         }
@@ -169,7 +171,10 @@ public final class FileWatcher: Sendable {
             process = known
         } else {
             // A writer caught while it exits reads as a process without a pid inside: gone.
-            process = event.pid > 0 ? ProcessFacts.read(hostPID: event.pid, uidBase: uidBase).flatMap { $0.pid > 0 ? $0 : nil } : nil
+            let read = event.pid > 0 ? ProcessFacts.read(hostPID: event.pid, uidBase: uidBase).flatMap { $0.pid > 0 ? $0 : nil } : nil
+            // A program that ran and exited before this read is still named: the recorder saw its
+            // execve, and the pid inside it remembers is the one that ran it.
+            process = read ?? (event.mask & OFS_FAN_OPEN_EXEC != 0 && event.pid > 0 ? ProcessFacts.remembered(hostPID: event.pid) : nil)
             facts[event.pid] = process
         }
         // An empty path: the handle no longer resolves (the file, or its filesystem, is gone).

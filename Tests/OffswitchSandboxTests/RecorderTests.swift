@@ -164,6 +164,54 @@ struct RecorderTests {
         }
     }
 
+    @Test("What the kernel executed is a file event naming the file, even when the execve's path is changed under the recorder")
+    func executedFiles() throws {
+        let log = NSTemporaryDirectory() + "offswitch-exec-\(getpid()).ndjson"
+        defer { unlink(log) }
+        let sandbox = try Sandbox.create(try profileSpec("docker"), eventLog: log)
+        defer { try? sandbox.destroy() }
+        // A script: the kernel opens it, then its interpreter (and the interpreter's loader).
+        try sandbox.writeFile("/home/user/s.sh", Array("#!/bin/sh\nexit 0\n".utf8), mode: 0o755)
+        #expect(try sandbox.exec(ExecRequest(argv: ["/home/user/s.sh"])).exitCode == 0)
+        // Another thread rewrites the path execve reads, over and over: which program runs is a
+        // race, and so is what the recorder reads. Each run says which ran.
+        let race = """
+            import ctypes, os, threading
+            libc = ctypes.CDLL(None, use_errno=True)
+            path = ctypes.create_string_buffer(32)
+            a, b = b"/usr/bin/true\\0", b"/usr/bin/echo\\0"
+            ctypes.memmove(path, a, len(a))
+            def flip():
+                while True:
+                    ctypes.memmove(path, b, len(b))
+                    ctypes.memmove(path, a, len(a))
+            threading.Thread(target=flip, daemon=True).start()
+            argv = (ctypes.c_char_p * 3)(b"x", b"echo-ran", None)
+            libc.execve(path, argv, None)
+            print("exec-failed")
+            """
+        // The run's python pid inside is the pid of its execve event; nil: a torn path, nothing ran.
+        var ran: [String?] = []
+        for _ in 0..<12 {
+            let run = try sandbox.exec(ExecRequest(argv: ["python3", "-c", race]))
+            ran.append(run.out.contains("exec-failed") ? nil : run.out.contains("echo-ran") ? "/usr/bin/echo" : "/usr/bin/true")
+        }
+        try sandbox.destroy()
+        let events = try Self.events(sandbox)
+        let executed = events.filter { $0["kind"] as? String == "file" && ($0["operations"] as? [String]) == ["exec"] }
+        let paths = executed.compactMap { $0["path"] as? String }
+        #expect(paths.contains("/home/user/s.sh") && paths.contains("/usr/bin/dash"), "\(paths)")
+        #expect(executed.allSatisfy { ($0["object"] as? String)?.isEmpty == false })
+        // Each racing python's execve, and the program the kernel opened for that process.
+        let requested = events.filter { $0["syscall"] as? String == "execve" && $0["comm"] as? String == "python3" }
+        #expect(requested.count == ran.count)
+        for (request, truth) in zip(requested, ran) where truth != nil {
+            let pid = request["pid"] as? Int
+            let opened = executed.first { $0["pid"] as? Int == pid && ["/usr/bin/true", "/usr/bin/echo"].contains($0["path"] as? String) }
+            #expect(opened?["path"] as? String == truth, "pid \(pid ?? -1): ran \(truth ?? "?"), requested \(((request["args"] as? [String: Any])?["path"] as? String) ?? "?")")
+        }
+    }
+
     @Test("Recording never changes a decision: what the policy denies stays denied, with its errno")
     func decisionsUnchanged() throws {
         try withSandbox(try profileSpec("docker")) { (sandbox: Sandbox) throws in

@@ -198,6 +198,7 @@ int ofs_thread_join_within(pthread_t thread, int milliseconds);
 #define OFS_FAN_CLOSE_WRITE 0x8ULL
 #define OFS_FAN_CREATE 0x100ULL
 #define OFS_FAN_DELETE 0x200ULL
+#define OFS_FAN_OPEN_EXEC 0x1000ULL
 #define OFS_FAN_Q_OVERFLOW 0x4000ULL
 #define OFS_FAN_RENAME 0x10000000ULL
 #define OFS_FAN_ONDIR 0x40000000ULL
@@ -226,7 +227,8 @@ int ofs_file_object(int fd, uint8_t *_Nonnull out, int capacity);
 /// queue (nothing is dropped); close-on-exec, non-blocking. -1 with errno on failure.
 int ofs_fanotify_open(void);
 /// FAN_MARK_FILESYSTEM on the filesystem of `path` for create, delete, rename, modify,
-/// close-write and attrib, directories included.
+/// close-write and attrib, directories included, and for every open the kernel makes to execute
+/// a file (FAN_OPEN_EXEC: the program of an execve, a script's interpreter, the dynamic loader).
 int ofs_fanotify_mark_filesystem(int fan, const char *_Nonnull path);
 /// Reads what is queued (one read) and decodes up to `capacity` events, resolving each handle
 /// through the one of `mount_fds` (a directory of each watched filesystem) on its filesystem.
@@ -239,7 +241,7 @@ int64_t ofs_fanotify_backlog(int fan);
 
 /// What `ofs_fanotify_discard` threw away: events, and events carrying each operation.
 typedef struct ofs_discarded {
-    uint64_t events, create, delete_, rename, modify, close_write, attrib;
+    uint64_t events, create, delete_, rename, modify, close_write, attrib, exec;
 } ofs_discarded;
 
 /// Reads and drops queued events without resolving them (no handle lookup, no process facts),
