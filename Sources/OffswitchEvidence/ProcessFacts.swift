@@ -19,9 +19,11 @@ public struct ProcessFacts: Sendable, Equatable {
          ("exe", .string(exe)), ("uid", .int(uid))]
     }
 
-    /// Host pid -> pid inside, for parents (read once per pid: a recorded loop asks for the same
-    /// parent thousands of times). Bounded; cleared when full.
-    private static let parents = Mutex<[Int32: Int32]>([:])
+    /// Host pid -> pid inside, for parents (read once per process: a recorded loop asks for the
+    /// same parent thousands of times), with the start stamp of the process it was read for: the
+    /// cache serves every sandbox of this process, and a host pid reused by another process (in
+    /// this sandbox or another) must not inherit the old one's pid inside. Bounded; cleared when full.
+    private static let parents = Mutex<[Int32: (stamp: Int, inside: Int32)]>([:])
 
     /// Facts already read, by host pid, with the start stamp of the process they belong to (the
     /// change time of /proc/PID, which a reused pid does not share). A process keeps its entry
@@ -129,7 +131,9 @@ public struct ProcessFacts: Sendable, Equatable {
     /// The pid inside of a host pid; 0 for a process outside the sandbox (the host side of PID 1).
     private static func parentInside(_ hostParent: Int32) -> Int32 {
         guard hostParent > 0 else { return 0 }
-        if let known = parents.withLock({ $0[hostParent] }) { return known }
+        let stamp = startStamp(hostParent)
+        // A parent already gone (stamp 0) keeps what was read while it lived.
+        if let known = parents.withLock({ $0[hostParent] }), known.stamp == stamp || stamp == 0 { return known.inside }
         var inside: Int32 = 0
         if let parent = readSmallFile("/proc/\(hostParent)/status"),
            let line = parent.split(separator: "\n").first(where: { $0.hasPrefix("NSpid:") }) {
@@ -138,7 +142,7 @@ public struct ProcessFacts: Sendable, Equatable {
         }
         parents.withLock { map in
             if map.count > 4096 { map.removeAll() }
-            map[hostParent] = inside
+            map[hostParent] = (stamp, inside)
         }
         return inside
     }
