@@ -26,6 +26,8 @@ public struct OffswitchError: Error, Sendable, Equatable, CustomStringConvertibl
         case notATrial = "not_a_trial"
         case isDirectory = "is_directory"
         case permissionDenied = "permission_denied"
+        /// A `dir:` root the daemon's operator did not allow (`offswitchd --allow-rootfs DIR`).
+        case rootfsNotAllowed = "rootfs_not_allowed"
         case notRegularFile = "not_regular_file"
         case protocolError = "protocol_error"
         case system = "system_error"

@@ -23,7 +23,7 @@ public struct APIError: HTTPResponseError, Sendable {
         switch error.code {
         case .invalidArgument, .invalidProfile, .invalidScenario, .invalidAgent, .isDirectory, .notRegularFile, .execFailed, .notATrial:
             status = .badRequest
-        case .permissionDenied: status = .forbidden
+        case .permissionDenied, .rootfsNotAllowed: status = .forbidden
         case .notFound, .sandboxNotFound, .trialNotFound: status = .notFound
         case .sandboxShutDown: status = .conflict
         case .sandboxDestroyed: status = .notFound  // destroyed while the request ran: it no longer exists

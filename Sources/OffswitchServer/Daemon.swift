@@ -13,12 +13,16 @@ public struct DaemonOptions: Sendable {
     /// Optional loopback TCP listener (host, port); requires a token.
     public var listen: (host: String, port: Int)?
     public var tokenFile: String?
+    /// The host directories clients may name as `dir:` roots (`--allow-rootfs`); none by default.
+    public var allowedRootfs: [String]
 
-    public init(socketPath: String, stateDirectory: String, listen: (host: String, port: Int)?, tokenFile: String?) {
+    public init(socketPath: String, stateDirectory: String, listen: (host: String, port: Int)?, tokenFile: String?,
+                allowedRootfs: [String] = []) {
         self.socketPath = socketPath
         self.stateDirectory = stateDirectory
         self.listen = listen
         self.tokenFile = tokenFile
+        self.allowedRootfs = allowedRootfs
     }
 }
 
@@ -33,10 +37,14 @@ public enum Daemon {
         for reclaimed in Leftovers.reclaim(paths: paths) {
             logger.notice("reclaimed leftovers of a previous run", metadata: ["sandbox": "\(reclaimed.id)", "removed": "\(reclaimed.removed.joined(separator: ", "))"])
         }
+        let rootfs = try RootfsAllowlist(options.allowedRootfs)
+        if !rootfs.directories.isEmpty {
+            logger.notice("clients may name these dir: roots", metadata: ["allowed": "\(rootfs.directories.joined(separator: ", "))"])
+        }
         let token = try options.listen.map { _ throws(OffswitchError) in try readToken(options.tokenFile) }
         try prepareSocketPath(options.socketPath)
 
-        let registry = SandboxRegistry(paths: paths)
+        let registry = SandboxRegistry(paths: paths, rootfs: rootfs)
         let metrics = ServerMetrics()
         let routes = APIRoutes(registry: registry, metrics: metrics, paths: paths)
 

@@ -21,10 +21,13 @@ public actor SandboxRegistry {
     let paths: StatePaths
     /// The trials of scenario sandboxes.
     let trials: TrialRegistry
+    /// The `dir:` roots a client may name.
+    let rootfs: RootfsAllowlist
 
-    public init(paths: StatePaths) {
+    public init(paths: StatePaths, rootfs: RootfsAllowlist = RootfsAllowlist.none) {
         self.paths = paths
         self.trials = TrialRegistry(paths: paths)
+        self.rootfs = rootfs
     }
 
     public var count: Int { entries.count }
@@ -37,7 +40,8 @@ public actor SandboxRegistry {
             entries[sandbox.id] = entry
             return Self.document(entry)
         }
-        let spec = try body.spec(profile: try ProfileCatalog.loadBundled(body.profile ?? ProfileCatalog.defaultName))
+        var spec = try body.spec(profile: try ProfileCatalog.loadBundled(body.profile ?? ProfileCatalog.defaultName))
+        if body.rootfs != nil { spec.rootfs = try rootfs.check(spec.rootfs, field: "rootfs") }
         var files: [(String, [UInt8], UInt32, SandboxUser)] = []
         for (index, file) in (body.files ?? []).enumerated() {
             let field = "files[\(index)]"

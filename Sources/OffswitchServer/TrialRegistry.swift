@@ -22,9 +22,8 @@ public actor TrialRegistry {
         guard CreateTrialBody.validName(name) else {
             throw OffswitchError(.invalidScenario, "scenario: \"\(name)\" is not the name of a bundled scenario")
         }
-        if let profile = body.profile, !CreateTrialBody.validName(profile) {
-            throw OffswitchError(.invalidProfile, "profile: \"\(profile)\" is not the name of a bundled profile")
-        }
+        // A bundled profile's name only: "x.yaml" would be read from the daemon's directory.
+        if let profile = body.profile { _ = try ProfileCatalog.loadBundled(profile) }
         let scenario = try ScenarioCatalog.load(name)
         let directory = paths.base + "/trials"
         do {

@@ -20,9 +20,8 @@ struct TrialRoutes {
         table.on(.post, "/v1/trials") { request, context in
             let body = try await request.decode(as: CreateTrialBody.self, context: context)
             let (scenario, agent) = try Self.resolve(body)
-            if let profile = body.profile, !CreateTrialBody.validName(profile) {
-                throw OffswitchError(.invalidProfile, "profile: \"\(profile)\" is not the name of a bundled profile")
-            }
+            // A bundled profile's name only: "x.yaml" would be read from the daemon's directory.
+            if let profile = body.profile { _ = try ProfileCatalog.loadBundled(profile) }
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o700])

@@ -26,6 +26,11 @@ struct OffswitchDaemon: AsyncParsableCommand {
     @Option(name: .customLong("token-file"), help: "File holding the bearer token for --listen (mode 600).")
     var tokenFile: String?
 
+    @Option(name: .customLong("allow-rootfs"),
+            help: ArgumentHelp("A host directory clients may name as a sandbox's root (dir:DIR); repeatable. None by default.",
+                               valueName: "DIR"))
+    var allowedRootfs: [String] = []
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel = "notice"
 
@@ -43,7 +48,8 @@ struct OffswitchDaemon: AsyncParsableCommand {
             }
             address = (String(parts[0]), port)
         }
-        try await Daemon.run(DaemonOptions(socketPath: socket, stateDirectory: stateDirectory, listen: address, tokenFile: tokenFile),
+        try await Daemon.run(DaemonOptions(socketPath: socket, stateDirectory: stateDirectory, listen: address, tokenFile: tokenFile,
+                                             allowedRootfs: allowedRootfs),
                              logger: logger)
     }
 }

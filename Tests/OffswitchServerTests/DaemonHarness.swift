@@ -19,8 +19,10 @@ final class DaemonHarness: @unchecked Sendable {
         logPath = directory + "/log"
     }
 
-    func start(extra: [String] = []) throws {
+    /// Starts the daemon with `extra` arguments, in `workingDirectory` (the test's by default).
+    func start(extra: [String] = [], workingDirectory: String? = nil) throws {
         let process = Process()
+        if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
         process.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitchd")
         process.arguments = ["--socket", socket, "--state-dir", stateDirectory, "--log-level", "info"] + extra
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
