@@ -4,7 +4,8 @@ public import OffswitchCore
 
 /// What the agent changed, read from an overlay's upper directory after the fact: every path
 /// created, modified, deleted (whiteouts and opaque directories), re-moded or re-owned, with size
-/// and SHA-256 before (in the lower layers) and after. Paths are as the agent sees them.
+/// and SHA-256 before (in the lower layers) and after. Paths are as the agent sees them. Hashing
+/// stays within `DiffLimits` (DiffHashing.swift); what it skipped is named on each change.
 public struct UpperDiff {
     /// One overlay: its upper directory, where it is mounted inside, and its lower layers (top first).
     public struct Layer: Sendable {
@@ -36,45 +37,87 @@ public struct UpperDiff {
     public struct Baseline: Sendable {
         fileprivate var facts: Facts
         fileprivate var sha256: String?
+        /// Why a file has no hash (`DiffHasher.Skip`), and its allocated bytes when it has holes.
+        fileprivate var unhashed: String?
+        fileprivate var allocated: Int64?
         /// The content, when it is short text (`texts(of:)` shows it as the "before").
         fileprivate var text: String?
     }
 
     /// What the upper layers hold now, by path inside: the "before" of a later diff.
-    public func snapshot() -> [String: Baseline] {
+    public func snapshot(limits: DiffLimits = .standard) -> [String: Baseline] {
         var result: [String: Baseline] = [:]
-        for layer in layers { record(layer, relative: "", into: &result) }
+        let hasher = DiffHasher(limits: limits)
+        for layer in layers { record(layer, relative: "", into: &result, hasher: hasher) }
         return result
     }
 
-    private func record(_ layer: Layer, relative: String, into result: inout [String: Baseline]) {
+    private func record(_ layer: Layer, relative: String, into result: inout [String: Baseline], hasher: DiffHasher) {
         for name in listDirectory(layer.upper + relative) {
+            if hasher.isPastDeadline { return }
             let path = relative + "/" + name
             guard let facts = facts(layer.upper + path) else { continue }
             if facts.type == "char_device" && facts.device == 0 { continue }
             let isFile = facts.type == "file"
-            result[inside(layer, path)] = Baseline(facts: facts, sha256: isFile ? SHA256.file(layer.upper + path) : nil,
+            let hash = isFile ? hasher.hash(layer.upper + path) : nil
+            result[inside(layer, path)] = Baseline(facts: facts, sha256: hash?.sha256, unhashed: hash?.skipped?.rawValue, allocated: hash?.allocated,
                                                    text: isFile ? Self.text(layer.upper + path, size: facts.size) : nil)
-            if facts.type == "directory" { record(layer, relative: path, into: &result) }
+            if facts.type == "directory" { record(layer, relative: path, into: &result, hasher: hasher) }
         }
     }
 
-    /// The changes as event fields, one list per path, sorted by path.
-    public func changes() -> [[(String, JSONValue)]] {
+    /// The changes of a diff, and how its hashing went.
+    public struct Changes {
+        /// One list of event fields per path, sorted by path.
+        public var entries: [[(String, JSONValue)]]
+        /// Bytes hashed, data and holes.
+        public var hashedBytes: Int64
+        /// Files left without a hash (each change names why: `unhashed_before`, `unhashed_after`).
+        public var unhashed: Int
+        /// false when the deadline stopped the walk: paths not reached are missing.
+        public var isComplete: Bool
+
+        /// `diff_complete`'s fields (docs/events.md).
+        public var summary: [(String, JSONValue)] {
+            [("changes", .int(Int64(entries.count))), ("complete", .bool(isComplete)), ("hashed_bytes", .int(hashedBytes)),
+             ("unhashed", .int(Int64(unhashed)))]
+        }
+    }
+
+    /// The changes as event fields, within `limits`.
+    public func changes(limits: DiffLimits = .standard) -> Changes {
+        let hasher = DiffHasher(limits: limits)
         var entries: [(String, [(String, JSONValue)])] = []
         for layer in layers {
-            walk(layer, relative: "", into: &entries)
+            walk(layer, relative: "", into: &entries, hasher: hasher)
         }
         // Baseline files the agent removed that no lower layer has (so no whiteout marks them).
-        for (path, before) in baseline where !exists(path) {
+        for (path, before) in baseline where !hasher.isPastDeadline && !exists(path) {
             var fields: [(String, JSONValue)] = [("path", .string(path)), ("change", .string("deleted")), ("type", .string(before.facts.type)),
                                                  ("mode_before", .string(octal(before.facts.mode))), ("uid_before", .int(shifted(before.facts.uid)))]
             if before.facts.type == "file" {
                 fields += [("size_before", .int(before.facts.size)), ("sha256_before", before.sha256.map { .string($0) } ?? .null)]
+                fields += Self.hashNotes(before.unhashed, before.allocated, side: "before")
             }
             if !entries.contains(where: { $0.0 == path }) { entries.append((path, fields)) }
         }
-        return entries.sorted { $0.0 < $1.0 }.map(\.1)
+        return Changes(entries: entries.sorted { $0.0 < $1.0 }.map(\.1), hashedBytes: hasher.hashedBytes, unhashed: hasher.unhashed,
+                       isComplete: !hasher.stoppedByDeadline)
+    }
+
+    /// `unhashed_SIDE` (why a file has no hash) and `allocated_SIDE` (the bytes a file with holes holds).
+    private static func hashNotes(_ unhashed: String?, _ allocated: Int64?, side: String) -> [(String, JSONValue)] {
+        var fields: [(String, JSONValue)] = []
+        if let unhashed { fields.append(("unhashed_" + side, .string(unhashed))) }
+        if let allocated { fields.append(("allocated_" + side, .int(allocated))) }
+        return fields
+    }
+
+    /// Whether two hashes say the content differs: it does when they differ, and it may when a
+    /// file was left unhashed, which counts as differing (the diff never claims what it did not check).
+    private static func contentDiffers(_ before: String?, _ beforeSkipped: String?, _ after: String?, _ afterSkipped: String?) -> Bool {
+        if beforeSkipped != nil || afterSkipped != nil { return true }
+        return before != after
     }
 
     /// The before and after contents of the changed files that are short text (at most
@@ -154,29 +197,32 @@ public struct UpperDiff {
 
     private func shifted(_ id: UInt32) -> Int64 { Int64(id) - (id >= uidBase ? Int64(uidBase) : 0) }
 
-    private func walk(_ layer: Layer, relative: String, into entries: inout [(String, [(String, JSONValue)])]) {
+    private func walk(_ layer: Layer, relative: String, into entries: inout [(String, [(String, JSONValue)])], hasher: DiffHasher) {
         let directory = layer.upper + relative
         let names = listDirectory(directory)
         // An opaque directory hides everything below it in the lowers: those children are deleted.
         if !relative.isEmpty, isOpaque(directory), let lowerDirectory = lower(layer, relative) {
             for name in listDirectory(lowerDirectory) where !names.contains(name) {
                 let path = relative + "/" + name
+                if hasher.isPastDeadline { return }
                 if let before = facts(lowerDirectory + "/" + name) {
-                    entries.append((inside(layer, path), deleted(inside(layer, path), before, lowerDirectory + "/" + name)))
+                    entries.append((inside(layer, path), deleted(inside(layer, path), before, lowerDirectory + "/" + name, hasher: hasher)))
                 }
             }
         }
         for name in names {
+            if hasher.isPastDeadline { return }
             let path = relative + "/" + name
             guard let after = facts(layer.upper + path) else { continue }
             let visible = inside(layer, path)
             let lowerPath = lower(layer, path)
             if let base = baseline[visible], !(after.type == "char_device" && after.device == 0) {
                 // Compare with the baseline, not the lowers: the harness put this here.
-                let afterHash = after.type == "file" ? SHA256.file(layer.upper + path) : nil
+                let afterOutcome = after.type == "file" ? hasher.hash(layer.upper + path) : nil
+                let afterHash = afterOutcome?.sha256
                 var what: [String] = []
                 if base.facts.type != after.type { what.append("type") }
-                if base.sha256 != afterHash { what.append("content") }
+                if Self.contentDiffers(base.sha256, base.unhashed, afterHash, afterOutcome?.skipped?.rawValue) { what.append("content") }
                 if base.facts.mode != after.mode { what.append("mode") }
                 if base.facts.uid != after.uid || base.facts.gid != after.gid { what.append("owner") }
                 if !what.isEmpty {
@@ -190,30 +236,35 @@ public struct UpperDiff {
                     if after.type == "file" || base.facts.type == "file" {
                         fields += [("size_before", .int(base.facts.size)), ("size_after", .int(after.size)),
                                    ("sha256_before", base.sha256.map { .string($0) } ?? .null), ("sha256_after", afterHash.map { .string($0) } ?? .null)]
+                        fields += Self.hashNotes(base.unhashed, base.allocated, side: "before")
+                            + Self.hashNotes(afterOutcome?.skipped?.rawValue, afterOutcome?.allocated, side: "after")
                     }
                     entries.append((visible, fields))
                 }
-                if after.type == "directory" { walk(layer, relative: path, into: &entries) }
+                if after.type == "directory" { walk(layer, relative: path, into: &entries, hasher: hasher) }
                 continue
             }
             let before = lowerPath.flatMap(facts)
             if after.type == "char_device" && after.device == 0 {
                 // A whiteout: deleted (when a lower had it; a baseline-only file is handled in `changes`).
-                if let before, let lowerPath { entries.append((visible, deleted(visible, before, lowerPath))) }
+                if let before, let lowerPath { entries.append((visible, deleted(visible, before, lowerPath, hasher: hasher))) }
                 continue
             }
             var fields: [(String, JSONValue)] = [("path", .string(visible)), ("type", .string(after.type))]
-            let afterHash = after.type == "file" ? SHA256.file(layer.upper + path) : nil
+            let afterOutcome = after.type == "file" ? hasher.hash(layer.upper + path) : nil
+            let afterHash = afterOutcome?.sha256
             if let before, let lowerPath {
-                let beforeHash = before.type == "file" ? SHA256.file(lowerPath) : nil
+                let beforeOutcome = before.type == "file" ? hasher.hash(lowerPath) : nil
+                let beforeHash = beforeOutcome?.sha256
                 var what: [String] = []
                 if before.type != after.type { what.append("type") }
-                if beforeHash != afterHash || (after.type == "symlink" && link(lowerPath) != link(layer.upper + path)) { what.append("content") }
+                if Self.contentDiffers(beforeHash, beforeOutcome?.skipped?.rawValue, afterHash, afterOutcome?.skipped?.rawValue)
+                    || (after.type == "symlink" && link(lowerPath) != link(layer.upper + path)) { what.append("content") }
                 if before.mode != after.mode { what.append("mode") }
                 if shifted(after.uid) != Int64(before.uid) || shifted(after.gid) != Int64(before.gid) { what.append("owner") }
                 if what.isEmpty {
                     // Copied up (a directory someone wrote into, or a file opened for writing) but not changed.
-                    if after.type == "directory" { walk(layer, relative: path, into: &entries) }
+                    if after.type == "directory" { walk(layer, relative: path, into: &entries, hasher: hasher) }
                     continue
                 }
                 fields.insert(("change", .string(what.contains("content") || what.contains("type") ? "modified" : "attributes")), at: 1)
@@ -223,26 +274,33 @@ public struct UpperDiff {
                 if after.type == "file" || before.type == "file" {
                     fields += [("size_before", .int(before.size)), ("size_after", .int(after.size)),
                                ("sha256_before", beforeHash.map { .string($0) } ?? .null), ("sha256_after", afterHash.map { .string($0) } ?? .null)]
+                    fields += Self.hashNotes(beforeOutcome?.skipped?.rawValue, beforeOutcome?.allocated, side: "before")
+                        + Self.hashNotes(afterOutcome?.skipped?.rawValue, afterOutcome?.allocated, side: "after")
                 }
                 if after.type == "symlink" { fields.append(("target_after", .string(link(layer.upper + path) ?? ""))) }
                 entries.append((visible, fields))
-                if after.type == "directory" { walk(layer, relative: path, into: &entries) }
+                if after.type == "directory" { walk(layer, relative: path, into: &entries, hasher: hasher) }
             } else {
                 fields.insert(("change", .string("created")), at: 1)
                 fields += [("mode_after", .string(octal(after.mode))), ("uid_after", .int(shifted(after.uid)))]
-                if after.type == "file" { fields += [("size_after", .int(after.size)), ("sha256_after", afterHash.map { .string($0) } ?? .null)] }
+                if after.type == "file" {
+                    fields += [("size_after", .int(after.size)), ("sha256_after", afterHash.map { .string($0) } ?? .null)]
+                    fields += Self.hashNotes(afterOutcome?.skipped?.rawValue, afterOutcome?.allocated, side: "after")
+                }
                 if after.type == "symlink" { fields.append(("target_after", .string(link(layer.upper + path) ?? ""))) }
                 entries.append((visible, fields))
-                if after.type == "directory" { walk(layer, relative: path, into: &entries) }
+                if after.type == "directory" { walk(layer, relative: path, into: &entries, hasher: hasher) }
             }
         }
     }
 
-    private func deleted(_ visible: String, _ before: Facts, _ lowerPath: String) -> [(String, JSONValue)] {
+    private func deleted(_ visible: String, _ before: Facts, _ lowerPath: String, hasher: DiffHasher) -> [(String, JSONValue)] {
         var fields: [(String, JSONValue)] = [("path", .string(visible)), ("change", .string("deleted")), ("type", .string(before.type)),
                                              ("mode_before", .string(octal(before.mode))), ("uid_before", .int(Int64(before.uid)))]
         if before.type == "file" {
-            fields += [("size_before", .int(before.size)), ("sha256_before", SHA256.file(lowerPath).map { .string($0) } ?? .null)]
+            let outcome = hasher.hash(lowerPath)
+            fields += [("size_before", .int(before.size)), ("sha256_before", outcome.sha256.map { .string($0) } ?? .null)]
+            fields += Self.hashNotes(outcome.skipped?.rawValue, outcome.allocated, side: "before")
         }
         return fields
     }

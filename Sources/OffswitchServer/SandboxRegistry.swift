@@ -105,14 +105,18 @@ public actor SandboxRegistry {
         }
     }
 
-    /// Destroys every sandbox (daemon shutdown).
+    /// Destroys every sandbox (daemon shutdown), all at once: each destroy is bounded by its
+    /// diff's deadline (`DiffLimits`), so the daemon's stop is too, however many it holds.
     public func removeAll() async {
         let all = entries.values
         entries.removeAll()
-        for entry in all where entry.trial == nil {
-            try? await entry.sandbox.destroy()
+        let trials = self.trials
+        await withTaskGroup(of: Void.self) { group in
+            for entry in all where entry.trial == nil {
+                group.addTask { try? await entry.sandbox.destroy() }
+            }
+            group.addTask { await trials.finishAll() }
         }
-        await trials.finishAll()
     }
 
     private static func document(_ entry: Entry) -> SandboxDocument {

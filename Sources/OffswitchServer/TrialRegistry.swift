@@ -62,12 +62,14 @@ public actor TrialRegistry {
         return (trial, result)
     }
 
-    /// Ends every trial (daemon shutdown): each directory is written and judged as it stands.
+    /// Ends every trial (daemon shutdown), all at once: each directory is written and judged as it stands.
     public func finishAll() async {
         let all = sessions.values
         sessions.removeAll()
-        for (session, _) in all {
-            _ = try? await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
+        await withTaskGroup(of: Void.self) { group in
+            for (session, _) in all {
+                group.addTask { _ = try? await BlockingWork.run { () throws(OffswitchError) in try session.finish() } }
+            }
         }
     }
 }

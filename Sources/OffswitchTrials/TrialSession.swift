@@ -280,17 +280,21 @@ public final class TrialSession: Sendable {
         }
     }
 
-    /// diff.json: the `file_changed` events of the log, as one document, and the short text
-    /// files' contents before and after, by SHA-256.
+    /// diff.json: the `file_changed` events of the log, as one document, the short text files'
+    /// contents before and after, by SHA-256, and how the diff's hashing went (`diff_complete`'s
+    /// `complete`, `hashed_bytes`, `unhashed`; null when the log has no diff_complete).
     private static func writeDiff(_ directory: String, texts: [String: String]) throws(OffswitchError) {
         let path = directory + "/events.ndjson"
         let lines = (FileManager.default.contents(atPath: path) ?? Data()).split(separator: UInt8(ascii: "\n"))
         // Each change as the log wrote it, byte for byte; chosen by its parsed kind.
-        let changes = lines.filter { (try? JSONDecoder().decode(EventKind.self, from: Data($0)))?.kind == "file_changed" }
-            .map { String(decoding: $0, as: UTF8.self) }
+        let kinds = lines.map { (try? JSONDecoder().decode(EventKind.self, from: Data($0)))?.kind }
+        let changes = zip(lines, kinds).filter { $1 == "file_changed" }.map { String(decoding: $0.0, as: UTF8.self) }
+        let summary = kinds.lastIndex(of: "diff_complete").flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data(lines[$0])) }
         let textsJSON = JSONValue.object(texts.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }).serialized
         let list = changes.isEmpty ? "[]" : "[\n" + changes.joined(separator: ",\n") + "\n]"
-        try TrialFiles.write("{\"format\":\"\(TrialFiles.diffFormat)\",\"changes\":\(list),\n\"texts\":\(textsJSON)}\n", to: directory + "/diff.json")
+        let hashing = ["complete", "hashed_bytes", "unhashed"].map { ",\"\($0)\":\((summary?[$0] ?? JSONValue.null).serialized)" }.joined()
+        try TrialFiles.write("{\"format\":\"\(TrialFiles.diffFormat)\",\"changes\":\(list),\n\"texts\":\(textsJSON)\(hashing)}\n",
+                             to: directory + "/diff.json")
     }
 
     private func trialDocument(steps: Int, finished: UInt64, duration: UInt64, failure: String?) -> TrialDocument {

@@ -85,4 +85,79 @@ struct DiffTests {
         #expect(byPath["/home/user/l"]?["target_after"] as? String == "/x")
         #expect(events.count == 4, "\(byPath.keys.sorted())")
     }
+
+    /// Runs `script` as the agent in a sandbox with `limits`, then destroys it: the changes by path,
+    /// `diff_complete`, how long destroy took, and what the script printed.
+    static func bounded(_ script: String, limits: DiffLimits = .standard)
+        throws -> (changes: [String: [String: Any]], summary: [String: Any], seconds: Double, output: String) {
+        let log = NSTemporaryDirectory() + "offswitch-diff-bounds-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).ndjson"
+        defer { unlink(log) }
+        let sandbox = try Sandbox.create(try profileSpec("docker"), eventLog: log, diffLimits: limits)
+        let run = try sandbox.exec(ExecRequest(argv: ["bash", "-c", script]))
+        #expect(run.exitCode == 0, "\(run.err)")
+        let started = Date()
+        try sandbox.destroy()
+        let seconds = Date().timeIntervalSince(started)
+        var changes: [String: [String: Any]] = [:]
+        var summary: [String: Any] = [:]
+        for line in try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n") {
+            let event = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            if event["kind"] as? String == "file_changed", let path = event["path"] as? String { changes[path] = event }
+            if event["kind"] as? String == "diff_complete" { summary = event }
+        }
+        return (changes, summary, seconds, run.out)
+    }
+
+    @Test("A sparse file is hashed from its data only: its SHA-256 is its content's, allocated_after what it holds")
+    func sparseHashed() throws {
+        // 8 MiB with 4 KiB of data at 1 MiB; sha256sum reads it whole, the diff reads 4 KiB.
+        let (changes, summary, _, output) = try Self.bounded("""
+            cd /home/user; truncate -s 8M sparse; head -c 4096 /dev/urandom | dd of=sparse bs=4096 seek=256 conv=notrunc status=none
+            head -c 5000 /dev/urandom > dense; sha256sum sparse | cut -c1-64
+            """)
+        let sparse = try #require(changes["/home/user/sparse"], "\(changes.keys.sorted())")
+        #expect(sparse["size_after"] as? Int == 8 << 20)
+        #expect(sparse["allocated_after"] as? Int == 4096)
+        #expect(sparse["unhashed_after"] == nil)
+        #expect(sparse["sha256_after"] as? String == output.trimmingCharacters(in: .whitespacesAndNewlines), "the digest sha256sum computed inside")
+        #expect(changes["/home/user/dense"]?["allocated_after"] == nil, "a file without holes has no allocated_after")
+        #expect(summary["complete"] as? Bool == true && summary["unhashed"] as? Int == 0)
+        #expect((summary["hashed_bytes"] as? Int ?? 0) >= 8 << 20)
+    }
+
+    @Test("truncate -s 1P is not hashed: destroy returns at once and the change says why")
+    func petabyteSkipped() throws {
+        let (changes, summary, seconds, _) = try Self.bounded("truncate -s 1P /home/user/huge; echo small > /home/user/small")
+        let huge = try #require(changes["/home/user/huge"], "\(changes.keys.sorted())")
+        #expect(huge["size_after"] as? Int == 1 << 50)
+        #expect(huge["sha256_after"] is NSNull && huge["unhashed_after"] as? String == "over_file_limit")
+        #expect(huge["allocated_after"] as? Int == 0)
+        #expect(changes["/home/user/small"]?["sha256_after"] as? String == (try Self.sha256("small\n")))
+        #expect(summary["complete"] as? Bool == true && summary["unhashed"] as? Int == 1, "\(summary)")
+        // Far below the 10 s deadline: nothing was hashed but the small file.
+        #expect(seconds < 10, "destroy took \(seconds) s")
+    }
+
+    @Test("The diff's deadline stops hashing that the limits allow: destroy returns, the diff says it is incomplete")
+    func deadlineHonoured() throws {
+        // No byte limit to speak of: only the one-second deadline stands between destroy and a terabyte of zeros.
+        let limits = DiffLimits(bytesPerFile: 1 << 50, bytesPerDiff: 1 << 50, deadlineNanoseconds: 1_000_000_000)
+        let (changes, summary, seconds, _) = try Self.bounded("truncate -s 1T /home/user/huge", limits: limits)
+        #expect(changes["/home/user/huge"]?["unhashed_after"] as? String == "deadline", "\(changes)")
+        #expect(summary["complete"] as? Bool == false, "\(summary)")
+        #expect(seconds < 15, "destroy took \(seconds) s with a 1 s deadline")
+    }
+
+    @Test("The diff's byte budget: files past it keep their place in the diff, unhashed")
+    func budgetHonoured() throws {
+        let limits = DiffLimits(bytesPerFile: 1 << 20, bytesPerDiff: 1 << 20, deadlineNanoseconds: 10_000_000_000)
+        let (changes, summary, _, _) = try Self.bounded("""
+            cd /home/user; head -c 700000 /dev/urandom > a; head -c 700000 /dev/urandom > b; head -c 2000000 /dev/urandom > c
+            """, limits: limits)
+        let reasons = ["a", "b", "c"].map { changes["/home/user/" + $0]?["unhashed_after"] as? String }
+        #expect(reasons[2] == "over_file_limit")
+        #expect(reasons.filter { $0 == nil }.count == 1 && reasons.contains("over_diff_limit"), "\(reasons)")
+        #expect(summary["unhashed"] as? Int == 2 && summary["hashed_bytes"] as? Int == 700000, "\(summary)")
+        #expect(summary["complete"] as? Bool == true)
+    }
 }

@@ -61,6 +61,9 @@ struct TrialAPITests {
         for name in ["events.ndjson", "transcript.json", "diff.json", "trial.json", "verdict.json"] {
             #expect(FileManager.default.fileExists(atPath: out + "/" + name), "\(name) was not fetched")
         }
+        // diff.json says how the diff's hashing went: all of it, here.
+        let diff = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/diff.json"))) as? [String: Any]
+        #expect(diff?["complete"] as? Bool == true && diff?["unhashed"] as? Int == 0 && (diff?["hashed_bytes"] as? Int ?? 0) > 0, "\(diff ?? [:])")
         let verdict = try CLIClientTests.offswitch(["verdict", out], socket: daemon.socket)
         #expect(verdict.stdout == (try String(contentsOfFile: out + "/verdict.json", encoding: .utf8)))
         let path = try CLIClientTests.offswitch(["trial", "run", "--agent", "compliant", "--scenario", "/tmp/elsewhere"], socket: daemon.socket)

@@ -20,7 +20,10 @@ public struct SHA256 {
         0x748f_82ee, 0x78a5_636f, 0x84c8_7814, 0x8cc7_0208, 0x90be_fffa, 0xa450_6ceb, 0xbef9_a3f7, 0xc671_78f2,
     ]
 
-    mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    /// A hash of nothing yet: `update` with the bytes, then `finish`.
+    public init() {}
+
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         length &+= UInt64(bytes.count)
         var input = bytes[...]
         if !buffer.isEmpty {
@@ -48,7 +51,8 @@ public struct SHA256 {
         return hash.finish()
     }
 
-    mutating func finish() -> String {
+    /// The hex digest of everything given to `update`.
+    public mutating func finish() -> String {
         let bits = length &* 8
         var tail: [UInt8] = [0x80]
         while (buffer.count + tail.count) % 64 != 56 { tail.append(0) }

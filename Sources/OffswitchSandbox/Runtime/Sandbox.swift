@@ -32,6 +32,8 @@ public final class Sandbox: Sendable {
     let watcher: FileWatcher?
     /// The overlays as the diff reads them: upper directories and their lower layers.
     let diffLayers: [UpperDiff.Layer]
+    /// What the diff at destroy (and the baseline's snapshot) may hash, and for how long.
+    let diffLimits: DiffLimits
 
     let control: ControlChannel
     let pidfd: Int32
@@ -63,17 +65,19 @@ public final class Sandbox: Sendable {
     /// `eventLog`: where to write the event log; by default it lives in the sandbox's state
     /// directory and goes with destroy. A path given here outlives the sandbox.
     /// `fileBacklogLimit`: the file watcher's queue limit in bytes (`FileWatcher`).
+    /// `diffLimits`: the bounds of the diff's hashing at destroy (`DiffLimits`).
     public static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard,
                               eventLog: String? = nil,
-                              fileBacklogLimit: Int64 = FileWatcher.defaultBacklogLimit) throws(OffswitchError) -> Sandbox {
-        try create(spec, paths: paths, eventLog: eventLog, fileBacklogLimit: fileBacklogLimit, fault: nil)
+                              fileBacklogLimit: Int64 = FileWatcher.defaultBacklogLimit,
+                              diffLimits: DiffLimits = .standard) throws(OffswitchError) -> Sandbox {
+        try create(spec, paths: paths, eventLog: eventLog, fileBacklogLimit: fileBacklogLimit, diffLimits: diffLimits, fault: nil)
     }
 
     /// `create`, failing on purpose right after the stage `fault` names (tests of the unwinding).
     /// The stages share one cleanup stack: whichever fails, what the earlier ones made is undone.
     package static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard,
                                eventLog: String? = nil, fileBacklogLimit: Int64 = FileWatcher.defaultBacklogLimit,
-                               fault: LaunchFault?) throws(OffswitchError) -> Sandbox {
+                               diffLimits: DiffLimits = .standard, fault: LaunchFault?) throws(OffswitchError) -> Sandbox {
         var launch = Launch(spec: spec, paths: paths, fault: fault)
         do throws(OffswitchError) {
             let plan = try launch.checkHost()
@@ -88,7 +92,7 @@ public final class Sandbox: Sendable {
                            initCapabilities: ready.capabilities, creationPhases: launch.clock.phases,
                            control: spawned.control, pidfd: spawned.pidfd, ownerLock: made.ownerLock, cgroups: cgroups,
                            filesystem: made.filesystem, events: made.events, recorder: recording.recorder,
-                           watcher: recording.watcher,
+                           watcher: recording.watcher, diffLimits: diffLimits,
                            diffLayers: [UpperDiff.Layer(upper: layouts.root.upper, mountPoint: "/", lowers: layouts.root.lower)]
                                + (layouts.usr.map { [UpperDiff.Layer(upper: $0.upper, mountPoint: "/usr", lowers: $0.lower)] } ?? []))
         } catch {
@@ -100,8 +104,10 @@ public final class Sandbox: Sendable {
     private init(id: String, spec: SandboxSpec, hostname: String, initPID: pid_t, initCapabilities: CapabilitySet,
                  creationPhases: [(phase: String, nanoseconds: UInt64)],
                  control: ControlChannel, pidfd: Int32, ownerLock: Int32, cgroups: SandboxCgroups, filesystem: SandboxFilesystem,
-                 events: EventLog, recorder: NotifySupervisor?, watcher: FileWatcher?, diffLayers: [UpperDiff.Layer]) {
+                 events: EventLog, recorder: NotifySupervisor?, watcher: FileWatcher?, diffLimits: DiffLimits,
+                 diffLayers: [UpperDiff.Layer]) {
         self.watcher = watcher
+        self.diffLimits = diffLimits
         self.diffLayers = diffLayers
         self.events = events
         self.recorder = recorder
@@ -164,7 +170,7 @@ public final class Sandbox: Sendable {
     /// Takes what the upper layer holds now as the "before" of the final diff: call it when the
     /// harness has placed its files (`shutdown.sh`) and hands the sandbox to the agent.
     public func markBaseline() {
-        let snapshot = UpperDiff(layers: diffLayers, uidBase: spec.userNamespace?.hostUID ?? 0).snapshot()
+        let snapshot = UpperDiff(layers: diffLayers, uidBase: spec.userNamespace?.hostUID ?? 0).snapshot(limits: diffLimits)
         state.withLock { $0.baseline = snapshot }
         events.append("baseline", [("paths", .int(Int64(snapshot.count)))])
     }
@@ -282,16 +288,17 @@ public final class Sandbox: Sendable {
         }
         recorder?.stop()
         watcher?.stop()
-        // Every process is gone: the upper layer is final. What changed, before it is discarded.
+        // Every process is gone: the upper layer is final. What changed, before it is discarded;
+        // the agent sized its files, so the diff's hashing has bounds and a deadline (DiffLimits).
         let baseline = state.withLock { $0.baseline }
         let diff = UpperDiff(layers: diffLayers, uidBase: spec.userNamespace?.hostUID ?? 0, baseline: baseline)
-        let changes = diff.changes()
+        let changes = diff.changes(limits: diffLimits)
         if state.withLock({ $0.keepsTexts }) {
-            let texts = diff.texts(of: changes)
+            let texts = diff.texts(of: changes.entries)
             state.withLock { $0.diffTexts = texts }
         }
-        for change in changes { events.append("file_changed", change) }
-        events.append("diff_complete", [("changes", .int(Int64(changes.count)))])
+        for change in changes.entries { events.append("file_changed", change) }
+        events.append("diff_complete", changes.summary)
         events.append("sandbox_destroyed")
         close(control.fd)
         close(pidfd)
