@@ -29,6 +29,8 @@ public struct OffswitchError: Error, Sendable, Equatable, CustomStringConvertibl
         /// A `dir:` root the daemon's operator did not allow (`offswitchd --allow-rootfs DIR`).
         case rootfsNotAllowed = "rootfs_not_allowed"
         case notRegularFile = "not_regular_file"
+        /// A file the file API would read or write is over its limit (`Sandbox.fileLimit`).
+        case fileTooLarge = "file_too_large"
         case protocolError = "protocol_error"
         case system = "system_error"
     }

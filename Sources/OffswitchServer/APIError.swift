@@ -26,6 +26,7 @@ public struct APIError: HTTPResponseError, Sendable {
         case .permissionDenied, .rootfsNotAllowed: status = .forbidden
         case .notFound, .sandboxNotFound, .trialNotFound: status = .notFound
         case .sandboxShutDown: status = .conflict
+        case .fileTooLarge: status = .contentTooLarge
         case .sandboxDestroyed: status = .notFound  // destroyed while the request ran: it no longer exists
         case .notRoot, .missingFeature, .setupFailed, .protocolError, .system: status = .internalServerError
         }

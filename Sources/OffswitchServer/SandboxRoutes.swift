@@ -47,21 +47,54 @@ struct SandboxRoutes {
                 throw error
             }
         }
+        // Files move a MiB at a time, each on a thread of its own, up to Sandbox.fileLimit: the
+        // daemon never holds a whole file, and a larger one is 413 file_too_large.
         on(.put, "/v1/sandboxes/:id/files") { request, context in
             let sandbox = try await registry.sandbox(try context.parameters.require("id"))
             let (path, user) = try Self.fileTarget(request)
             let mode = try CreateSandboxBody.FileBody.parseMode(request.uri.queryParameters["mode"].map(String.init), field: "mode")
-            let buffer = try await request.body.collect(upTo: context.maxUploadSize)
-            try await sandbox.writeFile(path, Array(buffer.readableBytesView), user: user, mode: mode)
+            if let length = request.headers[.contentLength].flatMap({ Int64($0) }) {
+                try Sandbox.checkSize(length, limit: Sandbox.fileLimit, operation: "write", path: path)
+            }
+            let file = try await BlockingWork.run { () throws(OffswitchError) in try sandbox.openForWriting(path, user: user, mode: mode) }
+            var pending: [UInt8] = [], written = 0
+            func flush() async throws(OffswitchError) {
+                let chunk = pending
+                pending.removeAll(keepingCapacity: true)
+                try await BlockingWork.run { () throws(OffswitchError) in try file.write(chunk) }
+            }
+            for try await buffer in request.body {
+                written += buffer.readableBytes
+                do throws(OffswitchError) {
+                    try Sandbox.checkSize(Int64(written), limit: Sandbox.fileLimit, operation: "write", path: file.path)
+                } catch {
+                    try? await BlockingWork.run { () throws(OffswitchError) in try file.discard() }
+                    throw error
+                }
+                pending += buffer.readableBytesView
+                if pending.count >= 1 << 20 { try await flush() }
+            }
+            try await flush()
             return Response(status: .noContent)
         }
         on(.get, "/v1/sandboxes/:id/files") { request, context in
             let sandbox = try await registry.sandbox(try context.parameters.require("id"))
             let (path, user) = try Self.fileTarget(request)
-            let bytes = try await sandbox.readFile(path, user: user)
+            let file = try await BlockingWork.run { () throws(OffswitchError) in try sandbox.openForReading(path, user: user) }
             var headers = HTTPFields()
             headers[.contentType] = "application/octet-stream"
-            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                var sent = 0
+                while true {
+                    let chunk = try await BlockingWork.run { () throws(OffswitchError) in try file.read(upTo: 1 << 20) }
+                    if chunk.isEmpty { break }
+                    sent += chunk.count
+                    // Grown past the limit since it was opened: the transfer breaks off rather than end short.
+                    try Sandbox.checkSize(Int64(sent), limit: Sandbox.fileLimit, operation: "read", path: file.path)
+                    try await writer.write(ByteBuffer(bytes: chunk))
+                }
+                try await writer.finish(nil)
+            })
         }
         on(.get, "/v1/sandboxes/:id/events") { request, context in
             let sandbox = try await registry.sandbox(try context.parameters.require("id"))

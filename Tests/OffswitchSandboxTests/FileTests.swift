@@ -66,6 +66,30 @@ struct FileTests {
         }
     }
 
+    @Test("Files over the file API's 64 MiB are refused before they are read or written: a sparse 1P file, a 64 MiB + 1 write")
+    func sizeLimit() throws {
+        try withSandbox { (sandbox: Sandbox) throws in
+            #expect(try sandbox.bash("truncate -s 1P /home/user/huge && truncate -s 64M /home/user/limit").exitCode == 0)
+            do {
+                _ = try sandbox.readFile("/home/user/huge")
+                Issue.record("a 1 PiB file was read")
+            } catch let error as OffswitchError {
+                #expect(error.code == .fileTooLarge && error.description.contains("/home/user/huge") && error.description.contains("64 MiB"), "\(error)")
+            }
+            #expect(try sandbox.readFile("/home/user/limit").count == Sandbox.fileLimit, "at the limit is fine")
+            #expect(throws: OffswitchError(.fileTooLarge, "read(/home/user/limit): 67108864 bytes or more, over the file API's limit of 1 MiB (inside the sandbox, exec has none)")) {
+                _ = try sandbox.readFile("/home/user/limit", limit: 1 << 20)
+            }
+            do {
+                try sandbox.writeFile("/home/user/over", [UInt8](repeating: 1, count: Sandbox.fileLimit + 1))
+                Issue.record("a file over the limit was written")
+            } catch let error as OffswitchError {
+                #expect(error.code == .fileTooLarge, "\(error)")
+            }
+            #expect(try sandbox.bash("test ! -e /home/user/over").exitCode == 0, "refused before the file was made")
+        }
+    }
+
     @Test("Paths and symlinks cannot lead outside the sandbox root")
     func confinement() throws {
         try withSandbox { (sandbox: Sandbox) throws in

@@ -17,7 +17,7 @@ extension Sandbox {
         try await BlockingWork.run { () throws(OffswitchError) in try self.writeFile(path, contents, user: user, mode: mode) }
     }
 
-    public func readFile(_ path: String, user: SandboxUser = .agent, limit: Int = 1 << 30) async throws(OffswitchError) -> [UInt8] {
+    public func readFile(_ path: String, user: SandboxUser = .agent, limit: Int = Sandbox.fileLimit) async throws(OffswitchError) -> [UInt8] {
         try await BlockingWork.run { () throws(OffswitchError) in try self.readFile(path, user: user, limit: limit) }
     }
 

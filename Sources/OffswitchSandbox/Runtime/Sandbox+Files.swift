@@ -3,31 +3,59 @@ import Glibc
 public import OffswitchCore
 
 extension Sandbox {
+    /// The largest file the file API reads or writes: 64 MiB. The host holds what it moves, and the
+    /// agent sizes the files (`truncate -s 1P` makes a petabyte in no space at all); a larger
+    /// file is refused with `file_too_large` before anything is read. Inside, `exec` has no limit.
+    public static let fileLimit = 64 << 20
+
     /// Writes `contents` to `path` inside the sandbox as `user`, creating parent directories.
     /// The path resolves inside the sandbox root only (openat2 RESOLVE_IN_ROOT, no magic links),
     /// with the user's own permissions; a relative path is relative to the user's home.
     public func writeFile(_ path: String, _ contents: [UInt8], user: SandboxUser = .agent, mode: UInt32 = 0o644) throws(OffswitchError) {
-        let resolved = try resolve(path, user: user)
-        let fd = try openInside(resolved, mode: .write, createMode: mode & 0o7777, user: user, operation: "write")
-        defer { close(fd) }
-        try Self.write(contents, to: fd, path: resolved)
+        try Self.checkSize(Int64(contents.count), limit: Self.fileLimit, operation: "write", path: path)
+        let file = try openForWriting(path, user: user, mode: mode)
+        try file.write(contents)
     }
 
-    /// Reads the file at `path` inside the sandbox as `user`.
-    public func readFile(_ path: String, user: SandboxUser = .agent, limit: Int = 1 << 30) throws(OffswitchError) -> [UInt8] {
+    /// Reads the file at `path` inside the sandbox as `user`; a file over `limit` bytes
+    /// (`fileLimit` at most) is refused before it is read.
+    public func readFile(_ path: String, user: SandboxUser = .agent, limit: Int = Sandbox.fileLimit) throws(OffswitchError) -> [UInt8] {
+        let file = try openForReading(path, user: user, limit: limit)
+        var contents: [UInt8] = []
+        contents.reserveCapacity(Int(file.size))
+        while true {
+            let chunk = try file.read(upTo: 1 << 20)
+            if chunk.isEmpty { return contents }
+            try Self.checkSize(Int64(contents.count + chunk.count), limit: limit, operation: "read", path: file.path)
+            contents += chunk
+        }
+    }
+
+    /// Opens `path` inside the sandbox for reading as `user` (resolved as `readFile` does), for a
+    /// caller that moves it in chunks; over `limit` bytes (`fileLimit` at most) it is refused.
+    public func openForReading(_ path: String, user: SandboxUser = .agent, limit: Int = Sandbox.fileLimit) throws(OffswitchError) -> SandboxFile {
         let resolved = try resolve(path, user: user)
         let fd = try openInside(resolved, mode: .read, createMode: 0, user: user, operation: "read")
-        defer { close(fd) }
-        var contents: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = try systemCall("read(\(resolved))") { read(fd, &chunk, chunk.count) }
-            if n == 0 { return contents }
-            guard contents.count + n <= limit else {
-                throw OffswitchError(.invalidArgument, "read(\(resolved)): file is larger than \(limit) bytes")
-            }
-            contents.append(contentsOf: chunk[0..<n])
-        }
+        let file = try SandboxFile(fd: fd, path: resolved)
+        try Self.checkSize(file.size, limit: min(limit, Self.fileLimit), operation: "read", path: resolved)
+        return file
+    }
+
+    /// Opens (creates, or truncates) `path` inside the sandbox for writing as `user`, with `mode`
+    /// for a new file, creating parent directories, for a caller that writes it in chunks.
+    public func openForWriting(_ path: String, user: SandboxUser = .agent, mode: UInt32 = 0o644) throws(OffswitchError) -> SandboxFile {
+        let resolved = try resolve(path, user: user)
+        return try SandboxFile(fd: try openInside(resolved, mode: .write, createMode: mode & 0o7777, user: user, operation: "write"), path: resolved)
+    }
+
+    /// Throws `file_too_large` when `size` is over `limit`.
+    package static func checkSize(_ size: Int64, limit: Int, operation: String, path: String) throws(OffswitchError) {
+        guard size > Int64(limit) else { return }
+        throw OffswitchError(.fileTooLarge, "\(operation)(\(path)): \(size) bytes or more, over the file API's limit of \(Self.describe(limit)) (inside the sandbox, exec has none)")
+    }
+
+    private static func describe(_ bytes: Int) -> String {
+        bytes % (1 << 20) == 0 ? "\(bytes >> 20) MiB" : "\(bytes) bytes"
     }
 
     /// Installs a harness file at `path` (absolute, in an existing directory), owned by `owner`
@@ -49,7 +77,7 @@ extension Sandbox {
     }
 
     /// Writes all of `contents`; an error names `path` and the errno.
-    private static func write(_ contents: [UInt8], to fd: Int32, path: String) throws(OffswitchError) {
+    static func write(_ contents: [UInt8], to fd: Int32, path: String) throws(OffswitchError) {
         var offset = 0
         while offset < contents.count {
             let n = try systemCall("write(\(path))") {
