@@ -31,6 +31,8 @@ public struct OffswitchError: Error, Sendable, Equatable, CustomStringConvertibl
         case notRegularFile = "not_regular_file"
         /// A file the file API would read or write is over its limit (`Sandbox.fileLimit`).
         case fileTooLarge = "file_too_large"
+        /// The daemon runs as many sandboxes, trials or streams as its operator allows.
+        case capacityReached = "capacity_reached"
         case protocolError = "protocol_error"
         case system = "system_error"
     }

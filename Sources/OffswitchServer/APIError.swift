@@ -27,6 +27,7 @@ public struct APIError: HTTPResponseError, Sendable {
         case .notFound, .sandboxNotFound, .trialNotFound: status = .notFound
         case .sandboxShutDown: status = .conflict
         case .fileTooLarge: status = .contentTooLarge
+        case .capacityReached: status = .tooManyRequests
         case .sandboxDestroyed: status = .notFound  // destroyed while the request ran: it no longer exists
         case .notRoot, .missingFeature, .setupFailed, .protocolError, .system: status = .internalServerError
         }

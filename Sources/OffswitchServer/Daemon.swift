@@ -15,14 +15,17 @@ public struct DaemonOptions: Sendable {
     public var tokenFile: String?
     /// The host directories clients may name as `dir:` roots (`--allow-rootfs`); none by default.
     public var allowedRootfs: [String]
+    /// How many sandboxes, trials and streams it runs at once.
+    public var limits: DaemonLimits
 
     public init(socketPath: String, stateDirectory: String, listen: (host: String, port: Int)?, tokenFile: String?,
-                allowedRootfs: [String] = []) {
+                allowedRootfs: [String] = [], limits: DaemonLimits = .standard) {
         self.socketPath = socketPath
         self.stateDirectory = stateDirectory
         self.listen = listen
         self.tokenFile = tokenFile
         self.allowedRootfs = allowedRootfs
+        self.limits = limits
     }
 }
 
@@ -32,6 +35,7 @@ public struct DaemonOptions: Sendable {
 public enum Daemon {
     public static func run(_ options: DaemonOptions, logger: Logger) async throws {
         try HostCheck.verify()
+        try raiseOpenFileLimit(logger: logger, limits: options.limits)
         let paths = StatePaths(base: options.stateDirectory, source: "--state-dir")
         try paths.validate()
         for reclaimed in Leftovers.reclaim(paths: paths) {
@@ -44,7 +48,7 @@ public enum Daemon {
         let token = try options.listen.map { _ throws(OffswitchError) in try readToken(options.tokenFile) }
         try prepareSocketPath(options.socketPath)
 
-        let registry = SandboxRegistry(paths: paths, rootfs: rootfs)
+        let registry = SandboxRegistry(paths: paths, rootfs: rootfs, capacity: Capacity(options.limits))
         let metrics = ServerMetrics()
         let routes = APIRoutes(registry: registry, metrics: metrics, paths: paths)
 
@@ -83,6 +87,27 @@ public enum Daemon {
         await registry.removeAll()
         unlink(socketPath)
         logger.notice("stopped; every sandbox destroyed")
+    }
+
+    /// Raises the soft RLIMIT_NOFILE to the hard limit: each sandbox holds a dozen descriptors
+    /// (its control socket, pidfd, lock, the recorder's listener, fanotify, the event log), and
+    /// under a default soft limit of 1024 the 63rd sandbox failed with EMFILE. Sandboxes set their
+    /// own limit (`open_files`), so nothing inside inherits this one.
+    static func raiseOpenFileLimit(logger: Logger, limits: DaemonLimits) throws(OffswitchError) {
+        var limit = rlimit()
+        _ = try systemCall("getrlimit(RLIMIT_NOFILE)") { getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) }
+        let before = limit.rlim_cur
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = try systemCall("setrlimit(RLIMIT_NOFILE, \(limit.rlim_max))") { setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) }
+        }
+        logger.notice("open-file limit", metadata: ["soft": "\(limit.rlim_cur)", "was": "\(before)", "hard": "\(limit.rlim_max)",
+                                                   "max_sandboxes": "\(limits.sandboxes)"])
+        // About 16 descriptors a sandbox, and the daemon's own besides.
+        if limit.rlim_cur < rlim_t(limits.sandboxes) * 16 + 256 {
+            logger.warning("the open-file limit is low for --max-sandboxes: raise LimitNOFILE (systemd) or ulimit -Hn",
+                           metadata: ["soft": "\(limit.rlim_cur)", "max_sandboxes": "\(limits.sandboxes)"])
+        }
     }
 
     /// The socket's directory exists; a stale socket file is removed; a live one is an error.

@@ -15,6 +15,8 @@ public actor SandboxRegistry {
         let environment: [String: String]
         /// A scenario sandbox's trial id (its session is in `trials`).
         var trial: String? = nil
+        /// Its share of the daemon's capacity (a sandbox, and a trial for a scenario sandbox).
+        var claims: [Capacity.Claim]
     }
 
     private var entries: [String: Entry] = [:]
@@ -23,11 +25,14 @@ public actor SandboxRegistry {
     let trials: TrialRegistry
     /// The `dir:` roots a client may name.
     let rootfs: RootfsAllowlist
+    /// How many sandboxes, trials and streams the daemon runs at once.
+    public nonisolated let capacity: Capacity
 
-    public init(paths: StatePaths, rootfs: RootfsAllowlist = RootfsAllowlist.none) {
+    public init(paths: StatePaths, rootfs: RootfsAllowlist = RootfsAllowlist.none, capacity: Capacity = .unbounded) {
         self.paths = paths
         self.trials = TrialRegistry(paths: paths)
         self.rootfs = rootfs
+        self.capacity = capacity
     }
 
     public var count: Int { entries.count }
@@ -35,8 +40,10 @@ public actor SandboxRegistry {
     /// Creates a sandbox, writes its files, and registers it. On any failure nothing remains.
     public func create(_ body: CreateSandboxBody) async throws(OffswitchError) -> SandboxDocument {
         if let scenario = try body.scenarioBody() {
+            let claims = [try capacity.claim(.sandboxes), try capacity.claim(.trials)]
             let (sandbox, trial) = try await trials.create(scenario)
-            let entry = Entry(sandbox: sandbox, createdAt: unixNanoseconds(), profile: sandbox.spec.profileName, environment: [:], trial: trial)
+            let entry = Entry(sandbox: sandbox, createdAt: unixNanoseconds(), profile: sandbox.spec.profileName, environment: [:], trial: trial,
+                              claims: claims)
             entries[sandbox.id] = entry
             return Self.document(entry)
         }
@@ -48,6 +55,7 @@ public actor SandboxRegistry {
             files.append((file.path, try file.bytes(field: field), try file.fileMode(field: field),
                           try SandboxUser.parse(file.user, field: field + ".user")))
         }
+        let claim = try capacity.claim(.sandboxes)
         let sandbox = try await Sandbox.create(spec, paths: paths)
         do throws(OffswitchError) {
             for (path, bytes, mode, user) in files {
@@ -59,7 +67,8 @@ public actor SandboxRegistry {
             try? await sandbox.destroy()
             throw error
         }
-        let entry = Entry(sandbox: sandbox, createdAt: unixNanoseconds(), profile: spec.profileName, environment: body.env ?? [:])
+        let entry = Entry(sandbox: sandbox, createdAt: unixNanoseconds(), profile: spec.profileName, environment: body.env ?? [:],
+                          claims: [claim])
         entries[sandbox.id] = entry
         return Self.document(entry)
     }
@@ -73,8 +82,11 @@ public actor SandboxRegistry {
     /// Ends a scenario sandbox's trial (TrialRegistry.finish); the sandbox is gone afterwards.
     public func finishTrial(_ id: String) async throws(OffswitchError) -> (trial: String, result: TrialRunner.Result) {
         _ = try await session(id)
-        entries.removeValue(forKey: id)
-        return try await trials.finish(id)
+        let entry = entries.removeValue(forKey: id)
+        // Its claims go when the trial has been judged and its sandbox destroyed.
+        let finished = try await trials.finish(id)
+        withExtendedLifetime(entry) {}
+        return finished
     }
 
     public func sandbox(_ id: String) throws(OffswitchError) -> Sandbox {
@@ -103,6 +115,7 @@ public actor SandboxRegistry {
         } else {
             try await entry.sandbox.destroy()
         }
+        withExtendedLifetime(entry.claims) {}
     }
 
     /// Destroys every sandbox (daemon shutdown), all at once: each destroy is bounded by its

@@ -103,6 +103,8 @@ struct SandboxRoutes {
                 throw OffswitchError(.invalidArgument, "follow: \"\(followText)\" is not 0, 1, true or false")
             }
             let follow = followText == "1" || followText == "true"
+            // Given back when the response goes: streamed to its end, or its client gone.
+            let claim = try registry.capacity.claim(.streams)
             // Opened now: the stream goes on to the end even if destroy removes the file meanwhile.
             let fd = open(sandbox.eventLogPath, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
@@ -114,6 +116,7 @@ struct SandboxRoutes {
                 defer { close(fd) }
                 try await EventStream.copy(from: fd, to: &writer, follow: follow) { sandbox.isDestroyed }
                 try await writer.finish(nil)
+                withExtendedLifetime(claim) {}
             })
         }
         on(.post, "/v1/sandboxes/:id/terminal") { request, context in
@@ -129,6 +132,7 @@ struct SandboxRoutes {
                 return value
             }
             let rows = try size("rows", 24), columns = try size("cols", 80)
+            let claim = try registry.capacity.claim(.streams)
             let environment = await registry.environment(id)
             let relay = try await BlockingWork.run { () throws(OffswitchError) in
                 try TerminalRelay(sandbox: sandbox, user: user, environment: environment, rows: rows, columns: columns)
@@ -152,6 +156,7 @@ struct SandboxRoutes {
                 for await frame in frames { try await writer.write(ByteBuffer(bytes: frame)) }
                 input.cancel()
                 try await writer.finish(nil)
+                withExtendedLifetime(claim) {}
             })
         }
         on(.post, "/v1/sandboxes/:id/shutdown") { _, context in

@@ -28,7 +28,7 @@ public final class ServerMetrics: Sendable {
     func recordError(status: Int) { state.withLock { $0.requestErrors[status, default: 0] += 1 } }
     func recordCreated() { state.withLock { $0.sandboxesCreated += 1 } }
 
-    func render(liveSandboxes: Int) -> String {
+    func render(liveSandboxes: Int, capacity: Capacity) -> String {
         state.withLock { state in
             var lines = [
                 "# HELP offswitch_sandboxes Sandboxes the daemon holds now.",
@@ -57,6 +57,16 @@ public final class ServerMetrics: Sendable {
             for (status, count) in state.requestErrors.sorted(by: { $0.key < $1.key }) {
                 lines.append("offswitch_http_errors_total{status=\"\(status)\"} \(count)")
             }
+            let resources = Capacity.Resource.allCases
+            lines.append("# HELP offswitch_capacity_in_use What the daemon runs now, against --max-sandboxes, --max-trials, --max-streams.")
+            lines.append("# TYPE offswitch_capacity_in_use gauge")
+            for resource in resources { lines.append("offswitch_capacity_in_use{resource=\"\(resource.rawValue)\"} \(capacity.inUse(resource))") }
+            lines.append("# HELP offswitch_capacity_limit The daemon's bound on each.")
+            lines.append("# TYPE offswitch_capacity_limit gauge")
+            for resource in resources { lines.append("offswitch_capacity_limit{resource=\"\(resource.rawValue)\"} \(capacity.limit(resource))") }
+            lines.append("# HELP offswitch_capacity_refused_total Requests refused at a bound (429 capacity_reached).")
+            lines.append("# TYPE offswitch_capacity_refused_total counter")
+            for resource in resources { lines.append("offswitch_capacity_refused_total{resource=\"\(resource.rawValue)\"} \(capacity.refused(resource))") }
             return lines.joined(separator: "\n") + "\n"
         }
     }

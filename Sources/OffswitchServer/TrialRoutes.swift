@@ -28,12 +28,15 @@ struct TrialRoutes {
             } catch {
                 throw OffswitchError(.system, "cannot create \(directory): \(error)")
             }
+            // A running trial, and its sandbox, count against the daemon's bounds.
+            let claims = [try registry.capacity.claim(.trials), try registry.capacity.claim(.sandboxes)]
             let id = Self.newID()
             let output = directory + "/" + id
             let result = try await BlockingWork.run { () throws(OffswitchError) in
                 try TrialRunner.run(TrialOptions(scenario: scenario, agent: .script(agent), profile: body.profile, option: body.option,
                                                         output: output, paths: paths))
             }
+            withExtendedLifetime(claims) {}
             return RouteTable.raw(Self.reply(id: id, result).serialized + "\n", type: "application/json", status: .created)
         }
         table.on(.get, "/v1/trials/:id/files/:name") { _, context in

@@ -31,6 +31,15 @@ struct OffswitchDaemon: AsyncParsableCommand {
                                valueName: "DIR"))
     var allowedRootfs: [String] = []
 
+    @Option(name: .customLong("max-sandboxes"), help: "Live sandboxes at most, trials' included; more is 429 capacity_reached.")
+    var maxSandboxes = DaemonLimits.standard.sandboxes
+
+    @Option(name: .customLong("max-trials"), help: "Running trials at most (POST /v1/trials and scenario sandboxes).")
+    var maxTrials = DaemonLimits.standard.trials
+
+    @Option(name: .customLong("max-streams"), help: "Open event and terminal streams at most.")
+    var maxStreams = DaemonLimits.standard.streams
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel = "notice"
 
@@ -48,8 +57,12 @@ struct OffswitchDaemon: AsyncParsableCommand {
             }
             address = (String(parts[0]), port)
         }
+        for (name, value) in [("--max-sandboxes", maxSandboxes), ("--max-trials", maxTrials), ("--max-streams", maxStreams)] where value < 1 {
+            throw ValidationError("\(name) \(value): needs 1 or more")
+        }
         try await Daemon.run(DaemonOptions(socketPath: socket, stateDirectory: stateDirectory, listen: address, tokenFile: tokenFile,
-                                             allowedRootfs: allowedRootfs),
+                                             allowedRootfs: allowedRootfs,
+                                             limits: DaemonLimits(sandboxes: maxSandboxes, trials: maxTrials, streams: maxStreams)),
                              logger: logger)
     }
 }

@@ -19,12 +19,15 @@ final class DaemonHarness: @unchecked Sendable {
         logPath = directory + "/log"
     }
 
-    /// Starts the daemon with `extra` arguments, in `workingDirectory` (the test's by default).
-    func start(extra: [String] = [], workingDirectory: String? = nil) throws {
+    /// Starts the daemon with `extra` arguments, in `workingDirectory` (the test's by default),
+    /// through `launcher` when given (`prlimit --nofile=...`: the daemon is then the launcher's exec).
+    func start(extra: [String] = [], workingDirectory: String? = nil, launcher: [String] = []) throws {
         let process = Process()
         if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
-        process.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitchd")
-        process.arguments = ["--socket", socket, "--state-dir", stateDirectory, "--log-level", "info"] + extra
+        let daemon = [productsDirectory + "/offswitchd", "--socket", socket, "--state-dir", stateDirectory, "--log-level", "info"] + extra
+        let command = launcher + daemon
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let logFile = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         logFile.seekToEndOfFile()
