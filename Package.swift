@@ -56,7 +56,7 @@ let package = Package(
             dependencies: ["OffswitchCore", "OffswitchYAML", "OffswitchSandbox", "OffswitchEvidence", "COffswitch"],
             swiftSettings: strictSettings),
         // The escape and abuse battery: attempts as data (scripts/escape-suite/), judged from the host.
-        .target(name: "OffswitchContainment", dependencies: ["OffswitchCore", "OffswitchYAML", "OffswitchSandbox", "COffswitch"],
+        .target(name: "OffswitchContainment", dependencies: ["OffswitchCore", "OffswitchEvidence", "OffswitchYAML", "OffswitchSandbox", "COffswitch"],
                 swiftSettings: strictSettings),
         // What people and other tools read: a trial's HTML report, batch summaries, exported rows.
         .target(name: "OffswitchReports", dependencies: ["OffswitchCore", "OffswitchTrials"], swiftSettings: strictSettings),

@@ -157,6 +157,11 @@ public enum HostCheck: Sendable, Equatable {
     /// The host writes the marker to `path` through the file API, 50 times, and `host` must not
     /// appear or change on the host.
     case apiWriteConfined(path: String, host: String)
+    /// The host's file API, reading `path` inside as root, refuses it (`file_too_large`) or returns
+    /// at most `Sandbox.fileLimit` bytes: a sparse petabyte never lands in the host's memory.
+    case apiReadBounded(String)
+    /// Destroy (the diff's hashing included) returned within the diff's deadline and 10 s more.
+    case teardownBounded
 
     var name: String {
         switch self {
@@ -183,6 +188,8 @@ public enum HostCheck: Sendable, Equatable {
         case .noRootFiles: "no_root_files"
         case .apiReadConfined(let path, let host): "api_read_confined \(path) (host \(host))"
         case .apiWriteConfined(let path, let host): "api_write_confined \(path) (host \(host))"
+        case .apiReadBounded(let path): "api_read_bounded \(path)"
+        case .teardownBounded: "teardown_bounded"
         }
     }
 
@@ -190,10 +197,10 @@ public enum HostCheck: Sendable, Equatable {
         "mount_absent": .mountAbsent, "init_alive": .initAlive, "init_exe_unchanged": .initExeUnchanged,
         "loopback_untouched": .loopbackUntouched, "only_loopback": .onlyLoopback, "modules_unchanged": .modulesUnchanged,
         "no_root_files": .noRootFiles, "init_untraced": .initUntraced, "recorder_bounded": .recorderBounded,
-        "mountinfo_hides_host": .mountinfoHidesHost, "tcp_memory_bounded": .tcpMemoryBounded,
+        "mountinfo_hides_host": .mountinfoHidesHost, "tcp_memory_bounded": .tcpMemoryBounded, "teardown_bounded": .teardownBounded,
     ]
     static let keyed = ["path_absent", "file_unchanged", "denied", "limit_hit", "kmsg_lacks", "no_usable_device", "filesystem_bounded", "masked", "socket_denied",
-                        "api_read_confined", "api_write_confined", "any_of"]
+                        "api_read_confined", "api_write_confined", "api_read_bounded", "any_of"]
 
     static func parse(_ field: YAMLField) -> HostCheck? {
         if field.isScalar, let word = field.string() {
@@ -208,13 +215,14 @@ public enum HostCheck: Sendable, Equatable {
             return nil
         }
         switch key {
-        case "path_absent", "file_unchanged", "no_usable_device", "filesystem_bounded", "masked":
+        case "path_absent", "file_unchanged", "no_usable_device", "filesystem_bounded", "masked", "api_read_bounded":
             guard let path = value.string(), path.hasPrefix("/") else { value.error("expected an absolute path"); return nil }
             switch key {
             case "path_absent": return .pathAbsent(path)
             case "file_unchanged": return .fileUnchanged(path)
             case "no_usable_device": return .noUsableDevice(path)
             case "masked": return .masked(path)
+            case "api_read_bounded": return .apiReadBounded(path)
             default: return .filesystemBounded(path)
             }
         case "kmsg_lacks":

@@ -2,6 +2,7 @@ import COffswitch
 import FoundationEssentials
 import Glibc
 public import OffswitchCore
+import OffswitchEvidence
 public import OffswitchSandbox
 import Synchronization
 
@@ -199,10 +200,19 @@ public enum EscapeBattery {
                 let now = SHA256.file(host(target)) ?? "absent"
                 let same = now == before["api " + target]
                 record(check, same, same ? "\(host(target)) unchanged on the host (\(refused) of 50 writes refused)" : "\(host(target)) changed on the host")
+            case .apiReadBounded(let path):
+                do throws(OffswitchError) {
+                    let bytes = try sandbox.readFile(host(path), user: .root)
+                    record(check, bytes.count <= Sandbox.fileLimit, "the file API returned \(bytes.count) bytes of \(host(path))")
+                } catch {
+                    record(check, error.code == .fileTooLarge, "the file API refused \(host(path)): \(error.code.rawValue)")
+                }
             default: break
             }
         }
+        let destroyStarted = monotonicNanoseconds()
         try? sandbox.destroy()
+        let destroyNanoseconds = monotonicNanoseconds() - destroyStarted
         result.durationMilliseconds = Int64((monotonicNanoseconds() - started) / 1_000_000)
         // Host-side checks on what is left, and on the host's own record of the calls.
         let events = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
@@ -216,6 +226,12 @@ public enum EscapeBattery {
             case .fileUnchanged(let path):
                 let now = SHA256.file(host(path)) ?? "absent"
                 record(check, now == before[path], now == before[path] ? "\(host(path)) unchanged" : "\(host(path)) changed")
+            case .teardownBounded:
+                let bound = sandbox.diffLimits.deadlineNanoseconds + 10_000_000_000
+                let diff = events.last { $0["kind"]?.string == "diff_complete" }
+                let summary = diff.map { "diff complete \($0["complete"]?.bool ?? false), \($0["hashed_bytes"]?.int ?? 0) bytes hashed, \($0["unhashed"]?.int ?? 0) files unhashed" } ?? "no diff_complete in the log"
+                record(check, destroyNanoseconds <= bound && diff != nil,
+                       "destroy took \(destroyNanoseconds / 1_000_000) ms (bound \(bound / 1_000_000) ms); \(summary)")
             case .modulesUnchanged:
                 let same = moduleList() == before["modules"]
                 record(check, same, same ? "the host's modules are unchanged" : "the host's module list changed")

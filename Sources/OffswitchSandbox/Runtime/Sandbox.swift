@@ -33,7 +33,7 @@ public final class Sandbox: Sendable {
     /// The overlays as the diff reads them: upper directories and their lower layers.
     let diffLayers: [UpperDiff.Layer]
     /// What the diff at destroy (and the baseline's snapshot) may hash, and for how long.
-    let diffLimits: DiffLimits
+    public let diffLimits: DiffLimits
 
     let control: ControlChannel
     let pidfd: Int32
