@@ -119,8 +119,11 @@ struct APITests {
         let huge = daemon.directory + "/huge"
         _ = FileManager.default.createFile(atPath: huge, contents: nil)
         truncate(huge, 300 << 20)
-        let tooLarge = try daemon.curl("PUT", "/v1/sandboxes/\(id)/files?path=/tmp/huge", bodyFile: huge)
+        let tooLarge = try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", bodyFile: huge)
         #expect(tooLarge.status == 413 && tooLarge.errorCode == "body_too_large", "\(tooLarge.text)")
+        // The file route's own limit is lower: 64 MiB a file.
+        let fileTooLarge = try daemon.curl("PUT", "/v1/sandboxes/\(id)/files?path=/tmp/huge", bodyFile: huge)
+        #expect(fileTooLarge.status == 413 && fileTooLarge.errorCode == "file_too_large", "\(fileTooLarge.text)")
         // The daemon still serves after all of that.
         #expect(try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", json: ["argv": ["true"]]).status == 200)
     }
