@@ -29,9 +29,7 @@ struct FailClosedTests {
         }
         usleep(200_000)
         daemon.stop(signal: SIGKILL)  // returns once the daemon is reaped: its listener is closed
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let dead = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+        let dead = Date().timeIntervalSince1970
         usleep(500_000)
         let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         let entries = log.split(separator: "\n").map { $0.split(separator: " ") }.filter { $0.count == 2 }
