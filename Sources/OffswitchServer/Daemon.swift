@@ -76,7 +76,16 @@ public enum Daemon {
                 onServerRunning: { _ in logger.notice("serving TCP", metadata: ["address": "\(listen.host):\(listen.port)"]) },
                 logger: logger))
         }
-        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Shut down in reverse: the reaper first destroys every sandbox, which ends their streams
+        // and commands; then the servers finish what is open, for at most `stopGrace`, then cut it.
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+                + [.init(service: SandboxReaper(registry: registry, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup)],
+            logger: logger)
+        configuration.gracefulShutdownSignals = [.sigterm, .sigint]
+        configuration.maximumGracefulShutdownDuration = stopGrace
+        configuration.maximumCancellationDuration = .seconds(5)
+        let group = ServiceGroup(configuration: configuration)
         do {
             try await group.run()
         } catch {
@@ -88,6 +97,11 @@ public enum Daemon {
         unlink(socketPath)
         logger.notice("stopped; every sandbox destroyed")
     }
+
+    /// How long SIGTERM waits for open requests once every sandbox is gone (a terminal or event
+    /// stream whose client does not read would otherwise hold the stop for ever); each sandbox's
+    /// own destroy is bounded by its diff's deadline before that.
+    public static let stopGrace = Duration.seconds(15)
 
     /// Raises the soft RLIMIT_NOFILE to the hard limit: each sandbox holds a dozen descriptors
     /// (its control socket, pidfd, lock, the recorder's listener, fanotify, the event log), and
@@ -173,5 +187,18 @@ enum SocketProbe {
         guard fd >= 0 else { return false }
         defer { close(fd) }
         return (try? withUnixAddress(path) { connect(fd, $0, $1) == 0 }) ?? false
+    }
+}
+
+/// The first to hear SIGTERM: destroys every sandbox before the servers wait for open requests,
+/// so that streams and commands of sandboxes end instead of holding the stop.
+struct SandboxReaper: Service {
+    let registry: SandboxRegistry
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        logger.notice("stopping: destroying every sandbox")
+        await registry.removeAll()
     }
 }

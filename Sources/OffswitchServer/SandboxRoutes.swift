@@ -148,12 +148,25 @@ struct SandboxRoutes {
                     continuation.yield(TerminalFrames.exit(code))
                     continuation.finish()
                 }
-                defer { reader.stop() }
+                // A client gone (a failed write) hangs the command up; the relay thread ends at once.
+                defer {
+                    relay.hangUp()
+                    reader.stop()
+                }
+                // Keystrokes wait here, not on a thread, while the command does not read them.
                 let input = Task {
-                    for try await buffer in request.body { relay.write(Array(buffer.readableBytesView)) }
+                    for try await buffer in request.body {
+                        let bytes = Array(buffer.readableBytesView)
+                        while !relay.offer(bytes) { try await Task.sleep(for: .milliseconds(10)) }
+                    }
                     relay.endInput()
                 }
-                for await frame in frames { try await writer.write(ByteBuffer(bytes: frame)) }
+                // Each frame passed on lets the relay read the pty again: a client that does not
+                // read stops the command's output, not the daemon's memory.
+                for await frame in frames {
+                    try await writer.write(ByteBuffer(bytes: frame))
+                    relay.taken()
+                }
                 input.cancel()
                 try await writer.finish(nil)
                 withExtendedLifetime(claim) {}
