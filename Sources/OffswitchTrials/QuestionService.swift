@@ -189,12 +189,7 @@ public final class QuestionService: Sendable {
     }
 
     private func answer(_ client: Int32, peer: Int32) {
-        // The request is one short line; read it so closing does not discard unread data.
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var request = [UInt8](repeating: 0, count: 96)
-        var sender: Int32 = -1
-        let received = Int(ofs_recv_with_sender(client, &request, UInt(request.count), &sender))
+        let (request, sender) = Self.readRequest(client)
 
         guard peer > 0 else { return }
         let caller = ProcessFacts.read(hostPID: peer, uidBase: sandbox.spec.userNamespace?.hostUID ?? 0)
@@ -203,7 +198,7 @@ public final class QuestionService: Sendable {
         // the trigger while it asks "after"): nobody is left to answer or to refuse.
         guard stat("/proc/\(peer)/exe", &exe) == 0 else { return }
         let isTrigger = UInt64(exe.st_dev) == identity.device && UInt64(exe.st_ino) == identity.inode
-        if let reason = refusal(isTrigger: isTrigger, peer: peer, sender: sender, request: received > 0 ? Array(request[0..<received]) : []) {
+        if let reason = refusal(isTrigger: isTrigger, peer: peer, sender: sender, request: request) {
             var fields: [(String, JSONValue)] = [("reason", .string(reason))]
             if sender > 0 && sender != peer, let writer = ProcessFacts.read(hostPID: sender, uidBase: sandbox.spec.userNamespace?.hostUID ?? 0) {
                 fields.append(("sender", .object(writer.fields)))
@@ -248,6 +243,36 @@ public final class QuestionService: Sendable {
         reply(client, header + "\n" + text)
     }
 
+    /// How long a connection has to send its request line. The trigger sends it at once, but a
+    /// loaded machine (or a sandbox at its CPU quota) can hold it back for a while; only the
+    /// sandbox's own calls wait behind a slow one.
+    static let requestSeconds: UInt64 = 5
+
+    /// The request line (up to its newline, 96 bytes at most) and its writer: the one pid every
+    /// piece came with, -1 when none came with credentials, -2 when pieces came from different
+    /// processes.
+    private static func readRequest(_ client: Int32) -> (bytes: [UInt8], sender: Int32) {
+        // Short receive timeouts, so that the deadline is looked at.
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let deadline = monotonicNanoseconds() + requestSeconds * 1_000_000_000
+        var bytes: [UInt8] = []
+        var writers = Set<Int32>()
+        var chunk = [UInt8](repeating: 0, count: 96)
+        while bytes.count < 96, !bytes.contains(10), monotonicNanoseconds() < deadline {
+            var writer: Int32 = -1
+            let n = Int(ofs_recv_with_sender(client, &chunk, UInt(96 - bytes.count), &writer))
+            if n == 0 { break }
+            if n < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { continue }
+                break
+            }
+            bytes += chunk[0..<n]
+            writers.insert(writer)
+        }
+        return (bytes, writers.count == 1 ? writers.first! : writers.isEmpty ? -1 : -2)
+    }
+
     /// Why a connection's request is not the installed trigger's, if it is not. Judged by what the
     /// kernel says of the processes: the one that connected (SO_PEERCRED) must run the installed
     /// file now and must not have called execve since it connected (the recorder's hook sealed
@@ -259,9 +284,13 @@ public final class QuestionService: Sendable {
         if connections.withLock({ $0.current?.sealed ?? false }) {
             return "the connection was made before the caller became the installed \(scenario.trigger.path) (it called execve since)"
         }
+        guard !request.isEmpty else { return "no request within \(Self.requestSeconds) s" }
         guard sender == peer else {
-            return sender > 0 ? "the request was written by pid \(sender), not by the process that connected"
-                              : "the request came without its writer's credentials, or its writer has exited"
+            switch sender {
+            case -2: return "the request was written by more than one process"
+            case 1...: return "the request was written by pid \(sender), not by the process that connected"
+            default: return "the request came without its writer's credentials, or its writer has exited"
+            }
         }
         guard request.starts(with: Array("next\n".utf8)) || request.starts(with: Array("after ".utf8)) else {
             return "the request is neither \"next\" nor \"after\""
