@@ -48,6 +48,9 @@ public final class QuestionService: Sendable {
         var dropped = 0
     }
     private let connections = Mutex(Connections())
+    /// Written when the recorder's hook queues connections: the serving thread, which may have
+    /// found the queue empty and gone back to waiting on the listener the hook just drained, wakes.
+    private let queued: (read: Int32, write: Int32)
     /// Connections held at once; more are closed unanswered (each fd is the host's).
     static let queueLimit = 64
 
@@ -75,8 +78,20 @@ public final class QuestionService: Sendable {
         guard fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK) == 0 else {
             throw OffswitchError.system("fcntl(O_NONBLOCK, \(socketPath))", errno: errno)
         }
-        let thread = try WorkerThread("next_question service")
+        var pipe: [Int32] = [-1, -1]
+        guard ofs_pipe(&pipe) == 0 else { throw OffswitchError.system("pipe2(next_question queue)", errno: errno) }
+        _ = ofs_set_nonblocking(pipe[0], 1)
+        _ = ofs_set_nonblocking(pipe[1], 1)
+        let thread: WorkerThread
+        do throws(OffswitchError) {
+            thread = try WorkerThread("next_question service")
+        } catch {
+            close(pipe[0])
+            close(pipe[1])
+            throw error
+        }
         keep = true
+        self.queued = (pipe[0], pipe[1])
         self.scenario = scenario
         self.sandbox = sandbox
         self.root = root
@@ -92,6 +107,8 @@ public final class QuestionService: Sendable {
     deinit {
         thread.stop()
         close(listener)
+        close(queued.read)
+        close(queued.write)
         connections.withLock { state in for connection in state.queue { close(connection.fd) } }
     }
 
@@ -134,15 +151,19 @@ public final class QuestionService: Sendable {
     // MARK: serving
 
     private func serve(wake: Int32) {
-        var polls = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+        var polls = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0),
+                     pollfd(fd: queued.read, events: Int16(POLLIN), revents: 0)]
+        var sink = [UInt8](repeating: 0, count: 64)
         while true {
+            // Drained before the queue is looked at: a hook's byte after this is a new wake-up.
+            while read(queued.read, &sink, sink.count) > 0 {}
             let next = connections.withLock { state -> Connection? in
                 acceptPending(&state)
                 state.current = state.queue.isEmpty ? nil : state.queue.removeFirst()
                 return state.current
             }
             guard let next else {
-                let ready = poll(&polls, 2, -1)
+                let ready = poll(&polls, 3, -1)
                 if ready < 0 && errno == EINTR { continue }
                 if polls[1].revents != 0 { return }
                 continue
@@ -172,7 +193,12 @@ public final class QuestionService: Sendable {
     /// until now, waiting or being answered, is sealed.
     private func seal(tid: Int32) {
         connections.withLock { state in
+            let waiting = state.queue.count
             acceptPending(&state)
+            if state.queue.count > waiting {
+                var byte: UInt8 = 1
+                _ = write(queued.write, &byte, 1)
+            }
             guard !state.queue.isEmpty || state.current != nil, let process = Self.threadGroup(of: tid) else { return }
             for index in state.queue.indices where state.queue[index].peer == process { state.queue[index].sealed = true }
             if state.current?.peer == process { state.current?.sealed = true }
