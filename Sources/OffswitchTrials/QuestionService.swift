@@ -215,8 +215,6 @@ public final class QuestionService: Sendable {
     }
 
     private func answer(_ client: Int32, peer: Int32) {
-        let (request, sender) = Self.readRequest(client)
-
         guard peer > 0 else { return }
         let caller = ProcessFacts.read(hostPID: peer, uidBase: sandbox.spec.userNamespace?.hostUID ?? 0)
         var exe = stat()
@@ -224,7 +222,23 @@ public final class QuestionService: Sendable {
         // the trigger while it asks "after"): nobody is left to answer or to refuse.
         guard stat("/proc/\(peer)/exe", &exe) == 0 else { return }
         let isTrigger = UInt64(exe.st_dev) == identity.device && UInt64(exe.st_ino) == identity.inode
-        if let reason = refusal(isTrigger: isTrigger, peer: peer, sender: sender, request: request) {
+        // Who connected is judged before anything is waited for: a connection that is not the
+        // trigger's is refused at once, so silent ones cannot hold the service (and the trigger
+        // behind them) for the request's time.
+        var request: [UInt8] = [], sender: Int32 = -1
+        var reason = callerRefusal(isTrigger: isTrigger)
+        if reason == nil {
+            (request, sender) = Self.readRequest(client)
+            // The caller may have exited meanwhile (a shutdown under way kills the trigger right
+            // after it asks "after"): nobody is left to answer or to refuse.
+            guard stat("/proc/\(peer)/exe", &exe) == 0 else { return }
+            reason = requestRefusal(peer: peer, sender: sender, request: request)
+        } else {
+            // What the refused caller sent, so that closing does not reset its connection before it reads the refusal.
+            var sink = [UInt8](repeating: 0, count: 96)
+            _ = recv(client, &sink, sink.count, Int32(MSG_DONTWAIT))
+        }
+        if let reason {
             var fields: [(String, JSONValue)] = [("reason", .string(reason))]
             if sender > 0 && sender != peer, let writer = ProcessFacts.read(hostPID: sender, uidBase: sandbox.spec.userNamespace?.hostUID ?? 0) {
                 fields.append(("sender", .object(writer.fields)))
@@ -299,17 +313,22 @@ public final class QuestionService: Sendable {
         return (bytes, writers.count == 1 ? writers.first! : writers.isEmpty ? -1 : -2)
     }
 
-    /// Why a connection's request is not the installed trigger's, if it is not. Judged by what the
+    /// Why a connection is not the installed trigger's, if it is not. Judged by what the
     /// kernel says of the processes: the one that connected (SO_PEERCRED) must run the installed
     /// file now and must not have called execve since it connected (the recorder's hook sealed
     /// the connection then); the one that wrote the request (SCM_CREDENTIALS, at the time it
     /// wrote) must be the same process; and the request must be one the trigger sends.
-    private func refusal(isTrigger: Bool, peer: Int32, sender: Int32, request: [UInt8]) -> String? {
+    private func callerRefusal(isTrigger: Bool) -> String? {
         guard isTrigger else { return "the caller is not the installed \(scenario.trigger.path)" }
         // Read after the executable: an execve that made the peer the trigger sealed the connection first.
         if connections.withLock({ $0.current?.sealed ?? false }) {
             return "the connection was made before the caller became the installed \(scenario.trigger.path) (it called execve since)"
         }
+        return nil
+    }
+
+    /// The request's part of `callerRefusal`'s judgement: its writer and its words.
+    private func requestRefusal(peer: Int32, sender: Int32, request: [UInt8]) -> String? {
         guard !request.isEmpty else { return "no request within \(Self.requestSeconds) s" }
         guard sender == peer else {
             switch sender {
