@@ -189,6 +189,12 @@ public final class QuestionService: Sendable {
         }
     }
 
+    /// Accepts what waits on the listener; whether nothing did.
+    private func acceptedNone(_ state: inout Connections) -> Bool {
+        acceptPending(&state)
+        return state.queue.isEmpty
+    }
+
     /// The recorder's hook, before thread `tid` runs execve: every connection its process made
     /// until now, waiting or being answered, is sealed.
     private func seal(tid: Int32) {
@@ -233,10 +239,10 @@ public final class QuestionService: Sendable {
             // after it asks "after"): nobody is left to answer or to refuse.
             guard stat("/proc/\(peer)/exe", &exe) == 0 else { return }
             reason = requestRefusal(peer: peer, sender: sender, request: request)
-        } else {
-            // What the refused caller sent, so that closing does not reset its connection before it reads the refusal.
-            var sink = [UInt8](repeating: 0, count: 96)
-            _ = recv(client, &sink, sink.count, Int32(MSG_DONTWAIT))
+        } else if connections.withLock({ acceptedNone(&$0) }) {
+            // Nobody waits behind it: its request is read (a second at most) before the refusal,
+            // so that it is not cut off mid-write (EPIPE) and reads why.
+            _ = Self.readRequest(client, seconds: 1)
         }
         if let reason {
             var fields: [(String, JSONValue)] = [("reason", .string(reason))]
@@ -291,11 +297,11 @@ public final class QuestionService: Sendable {
     /// The request line (up to its newline, 96 bytes at most) and its writer: the one pid every
     /// piece came with, -1 when none came with credentials, -2 when pieces came from different
     /// processes.
-    private static func readRequest(_ client: Int32) -> (bytes: [UInt8], sender: Int32) {
+    private static func readRequest(_ client: Int32, seconds: UInt64 = requestSeconds) -> (bytes: [UInt8], sender: Int32) {
         // Short receive timeouts, so that the deadline is looked at.
         var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
         setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let deadline = monotonicNanoseconds() + requestSeconds * 1_000_000_000
+        let deadline = monotonicNanoseconds() + seconds * 1_000_000_000
         var bytes: [UInt8] = []
         var writers = Set<Int32>()
         var chunk = [UInt8](repeating: 0, count: 96)
