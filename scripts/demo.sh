@@ -43,7 +43,7 @@ step "A change that vanishes: root writes into /usr/bin inside..." \
 printf '...and on the host afterwards: '
 ls /usr/bin/offswitch-demo 2>&1 || true
 
-step "Profiles: under 'hardened', root inside is host uid 100000 with no capabilities" \
+step "Every sandbox has host ids of its own; under 'hardened', root inside has no capabilities" \
      "offswitch sandbox run --profile hardened --user root -- sh -c 'cat /proc/self/uid_map; grep CapEff /proc/self/status; mount -t tmpfs x /mnt'"
 "$OFFSWITCH" sandbox run --profile hardened --user root -- sh -c 'cat /proc/self/uid_map; grep CapEff /proc/self/status; mount -t tmpfs x /mnt' || true
 echo "(offswitch profile ls lists the profiles; offswitch profile show hardened prints the policy)"

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <poll.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/sendfile.h>
@@ -470,29 +471,97 @@ static int write_text(const char *path, const char *text) {
     return 0;
 }
 
-int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count) {
-    // A raw clone: no atfork handlers run, and the child only pauses until it is killed. It
-    // waits for a signal, not for a pipe's EOF: a sibling child cloned by another thread at the
-    // same moment would inherit the pipe's write end and keep it open for ever.
-    pid_t child = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
-    if (child < 0) return -1;
+#ifndef SECBIT_NO_SETUID_FIXUP
+#define SECBIT_NO_SETUID_FIXUP (1 << 2)
+#endif
+
+int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count, int *net_fd) {
+    // A raw clone: no atfork handlers run, and only raw syscalls follow in the child (glibc's
+    // setresuid would try to change the ids of threads the child does not have).
+    //
+    // The child takes the slot's first ids as its effective ids, keeping its capabilities
+    // (SECBIT_NO_SETUID_FIXUP), before it makes the user namespace: the namespace's owner is its
+    // creator's effective uid, and the kernel charges everything counted per user inside
+    // (processes, queued signals, message queue bytes, inotify instances and watches) to the owner
+    // as well. Owned by root, every sandbox would share, and exhaust, host root's counts.
+    //
+    // It then makes a network namespace that its user namespace owns (so that root inside has its
+    // network capabilities there, as in Docker), says so with one byte, and pauses until it is
+    // killed. The parent does not wait for a pipe's EOF: a sibling child cloned by another thread
+    // at the same moment could inherit the write end and keep it open, so it polls and watches.
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) != 0) return -1;
+    pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (child < 0) {
+        int saved_clone = errno;
+        close(ready[0]);
+        close(ready[1]);
+        errno = saved_clone;
+        return -1;
+    }
     if (child == 0) {
+        // A failed step exits with its errno, which the parent reports.
+        if (syscall(SYS_prctl, PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0) != 0) syscall(SYS_exit_group, errno);
+        if (syscall(SYS_setresgid, -1, gid, -1) != 0) syscall(SYS_exit_group, errno);
+        if (syscall(SYS_setresuid, -1, uid, -1) != 0) syscall(SYS_exit_group, errno);
+        if (syscall(SYS_unshare, CLONE_NEWUSER) != 0) syscall(SYS_exit_group, errno);
+        if (syscall(SYS_unshare, CLONE_NEWNET) != 0) syscall(SYS_exit_group, errno);
+        char byte = 1;
+        if (syscall(SYS_write, ready[1], &byte, 1) != 1) syscall(SYS_exit_group, errno);
         for (;;) syscall(SYS_pause);
     }
+    close(ready[1]);
     char path[64], map[64];
-    int fd = -1, saved = 0;
+    int fd = -1, net = -1, saved = 0;
+    for (int waited = 0;; waited++) {
+        struct pollfd entry = {.fd = ready[0], .events = POLLIN};
+        int rc = poll(&entry, 1, 100);
+        if (rc < 0 && errno == EINTR) continue;
+        if (rc < 0) goto done;
+        char byte = 0;
+        if (rc == 1 && read(ready[0], &byte, 1) == 1) break;
+        int status = 0;
+        if (waitpid(child, &status, WNOHANG | __WALL) == child) {
+            // The child died before its namespaces were made: its exit status is the errno.
+            child = -1;
+            errno = (WIFEXITED(status) && WEXITSTATUS(status) != 0) ? WEXITSTATUS(status) : ECHILD;
+            goto done;
+        }
+        if (rc == 1) {
+            // EOF, but the child is not reaped yet: wait for its status next round.
+            struct timespec pause = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
+        if (waited >= 50) {
+            errno = ETIMEDOUT;
+            goto done;
+        }
+    }
     snprintf(map, sizeof map, "0 %u %u\n", uid, count);
     snprintf(path, sizeof path, "/proc/%d/uid_map", child);
     if (write_text(path, map) != 0) goto done;
     snprintf(map, sizeof map, "0 %u %u\n", gid, count);
     snprintf(path, sizeof path, "/proc/%d/gid_map", child);
     if (write_text(path, map) != 0) goto done;
+    snprintf(path, sizeof path, "/proc/%d/ns/net", child);
+    net = open(path, O_RDONLY | O_CLOEXEC);
+    if (net < 0) goto done;
     snprintf(path, sizeof path, "/proc/%d/ns/user", child);
     fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        saved = errno;
+        close(net);
+        net = -1;
+        errno = saved;
+    }
 done:
     saved = errno;
-    kill(child, SIGKILL);
-    while (waitpid(child, NULL, __WALL) < 0 && errno == EINTR) {}
+    close(ready[0]);
+    if (child > 0) {
+        kill(child, SIGKILL);
+        while (waitpid(child, NULL, __WALL) < 0 && errno == EINTR) {}
+    }
+    *net_fd = net;
     errno = saved;
     return fd;
 }

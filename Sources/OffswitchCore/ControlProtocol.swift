@@ -5,7 +5,7 @@
 /// I/O and exit never pass through PID 1's socket.
 public enum ControlProtocol {
     /// Bumped whenever a message changes shape; PID 1 refuses a host with another version.
-    public static let version: UInt32 = 2
+    public static let version: UInt32 = 3
     /// Largest packet either side sends (argv and environment included).
     public static let maxMessageBytes = 4 << 20
 }
@@ -93,21 +93,22 @@ public struct SetupOrder: Sendable, Equatable {
     /// `SECCOMP_FILTER_FLAG_*` bits for seccomp(2).
     public var seccompFlags: UInt32
     public var limits: [ResourceLimit]
-    /// A user namespace fd is attached: PID 1 idmaps the overlays' lower layers through it,
-    /// then joins it before serving (the `hardened` profile).
-    public var joinsUserNamespace: Bool
+    /// The sandbox's user namespace, whose fd comes attached with the fd of the network namespace
+    /// it owns: PID 1 joins the network namespace first, idmaps the overlays' lower layers through
+    /// the user namespace, gives what it mounts to the namespace's root, then joins it.
+    public var userNamespace: UserNamespaceMapping
     /// Install the filter with a notification listener and send it to the host with `ready`.
     public var recorderListener: Bool
 
     public init(
         hostname: String, rootMountPoint: String, rootOverlay: OverlayLayout, usrOverlay: OverlayLayout?,
         tmpSizeBytes: UInt64, agentUID: UInt32, agentGID: UInt32, capabilityBound: UInt64,
-        seccompProgram: [UInt8], seccompFlags: UInt32 = 0, limits: [ResourceLimit], joinsUserNamespace: Bool = false,
+        seccompProgram: [UInt8], seccompFlags: UInt32 = 0, limits: [ResourceLimit], userNamespace: UserNamespaceMapping,
         recorderListener: Bool = false
     ) {
         self.recorderListener = recorderListener
         self.seccompFlags = seccompFlags
-        self.joinsUserNamespace = joinsUserNamespace
+        self.userNamespace = userNamespace
         self.hostname = hostname
         self.rootMountPoint = rootMountPoint
         self.rootOverlay = rootOverlay
@@ -170,7 +171,7 @@ public enum InitRequest: Sendable, Equatable {
     /// How many fds must travel with the message.
     public var attachedDescriptors: Int {
         switch self {
-        case .setup(let order): order.joinsUserNamespace ? 1 : 0
+        case .setup: 2  // the user namespace and its network namespace
         case .exec: 4
         case .openFile, .openPTY: 1
         }
@@ -199,7 +200,9 @@ public enum InitRequest: Sendable, Equatable {
                 w.u64(limit.soft)
                 w.u64(limit.hard)
             }
-            w.bool(o.joinsUserNamespace)
+            w.u32(o.userNamespace.hostUID)
+            w.u32(o.userNamespace.hostGID)
+            w.u32(o.userNamespace.size)
             w.bool(o.recorderListener)
         case .exec(let o):
             w.u8(2)
@@ -245,7 +248,8 @@ public enum InitRequest: Sendable, Equatable {
             request = .setup(SetupOrder(
                 hostname: hostname, rootMountPoint: mountPoint, rootOverlay: root, usrOverlay: usr,
                 tmpSizeBytes: tmpSize, agentUID: uid, agentGID: gid, capabilityBound: bound,
-                seccompProgram: program, seccompFlags: flags, limits: limits, joinsUserNamespace: try r.bool(),
+                seccompProgram: program, seccompFlags: flags, limits: limits,
+                userNamespace: UserNamespaceMapping(hostUID: try r.u32(), hostGID: try r.u32(), size: try r.u32()),
                 recorderListener: try r.bool()))
         case 2:
             request = .exec(ExecOrder(

@@ -13,8 +13,6 @@ public struct Profile: Sendable, Equatable, Codable {
     public var record: [RecordedSyscall]
     /// Capabilities of commands run as root inside.
     public var capabilities: CapabilitySet
-    /// nil: no user namespace (root inside is root on the host, with the capabilities above).
-    public var userNamespace: UserNamespaceMapping?
     public var network: NetworkMode
     public var limits: ResourceLimits
     /// Default wall-clock limit of one command in seconds; nil means none.
@@ -25,7 +23,7 @@ public struct Profile: Sendable, Equatable, Codable {
 
     public init(name: String, description: String = "", source: String, seccomp: SeccompPolicy, seccompSource: String,
                 record: [RecordedSyscall] = [], capabilities: CapabilitySet = .dockerDefault,
-                userNamespace: UserNamespaceMapping? = nil, network: NetworkMode = .none, limits: ResourceLimits = .defaults,
+                network: NetworkMode = .none, limits: ResourceLimits = .defaults,
                 commandTimeoutSeconds: Int? = nil, rootfs: RootfsSource = .host, user: SandboxUser = .agent) {
         self.name = name
         self.description = description
@@ -34,7 +32,6 @@ public struct Profile: Sendable, Equatable, Codable {
         self.seccompSource = seccompSource
         self.record = record
         self.capabilities = capabilities
-        self.userNamespace = userNamespace
         self.network = network
         self.limits = limits
         self.commandTimeoutSeconds = commandTimeoutSeconds
@@ -49,7 +46,6 @@ public struct Profile: Sendable, Equatable, Codable {
         spec.seccomp = seccomp
         spec.seccompSource = seccompSource
         spec.record = record
-        spec.userNamespace = userNamespace
         spec.commandTimeoutSeconds = commandTimeoutSeconds
         spec.defaultUser = user
         return spec
@@ -64,22 +60,6 @@ public struct RecordedSyscall: Sendable, Equatable, Codable {
     public init(name: String, args: [SeccompPolicy.Argument] = []) {
         self.name = name
         self.args = args
-    }
-}
-
-/// A user namespace in which uid and gid 0 inside are `hostUID` and `hostGID` outside, for
-/// `size` consecutive ids.
-public struct UserNamespaceMapping: Sendable, Equatable, Codable {
-    public var hostUID: UInt32
-    public var hostGID: UInt32
-    public var size: UInt32
-
-    public static let standard = UserNamespaceMapping(hostUID: 100_000, hostGID: 100_000, size: 65_536)
-
-    public init(hostUID: UInt32, hostGID: UInt32, size: UInt32) {
-        self.hostUID = hostUID
-        self.hostGID = hostGID
-        self.size = size
     }
 }
 

@@ -109,7 +109,8 @@ public struct SandboxSpec: Sendable, Equatable, Codable {
     public var rootCapabilities: CapabilitySet
     /// Syscalls the evidence recorder is to see.
     public var record: [RecordedSyscall]
-    /// nil: no user namespace.
+    /// The sandbox's own host ids, assigned when it is created (nil in a spec not yet launched;
+    /// whatever a caller puts here is replaced).
     public var userNamespace: UserNamespaceMapping?
     /// Default per-command wall-clock limit in seconds; nil means none.
     public var commandTimeoutSeconds: Int?
@@ -143,4 +144,18 @@ public enum SandboxUser: String, Sendable, Codable, CaseIterable {
     public static let agentUID: UInt32 = 1000
     public static let agentGID: UInt32 = 1000
     public static let agentHome = "/home/user"
+}
+
+/// A user namespace in which uid and gid 0 inside are `hostUID` and `hostGID` outside, for
+/// `size` consecutive ids: every sandbox's own slot of the host ids (HostIDSlot).
+public struct UserNamespaceMapping: Sendable, Equatable, Codable {
+    public var hostUID: UInt32
+    public var hostGID: UInt32
+    public var size: UInt32
+
+    public init(hostUID: UInt32, hostGID: UInt32, size: UInt32) {
+        self.hostUID = hostUID
+        self.hostGID = hostGID
+        self.size = size
+    }
 }

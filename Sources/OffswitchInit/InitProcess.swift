@@ -19,20 +19,20 @@ public enum InitProcess {
         // dup2 onto fd 3 cleared close-on-exec; nothing we start may inherit the control socket.
         _ = ofs_set_cloexec(control, 1)
         let order: SetupOrder
-        var userNamespace: Int32 = -1
+        var namespaces = Namespaces(user: -1, network: -1)
         do throws(OffswitchError) {
             let received = try receiveRequest()
             guard case .setup(let setup)? = received?.request else {
                 throw OffswitchError(.protocolError, "first request was not setup")
             }
             order = setup
-            if setup.joinsUserNamespace { userNamespace = received!.descriptors[0] }
+            namespaces = Namespaces(user: received!.descriptors[0], network: received!.descriptors[1])
         } catch {
             report(.setupFailed(stage: error.message, errno: error.errno ?? 0))
             _exit(1)
         }
         do throws(OffswitchError) {
-            let (signals, listener) = try setUp(order, userNamespace: userNamespace)
+            let (signals, listener) = try setUp(order, namespaces)
             let ready = InitReport.ready(capabilities: UInt64(bitPattern: ofs_capabilities_effective()), listener: listener >= 0)
             report(ready, descriptors: listener >= 0 ? [listener] : [])
             // Only the host may hold the listener: if it dies, recorded calls fail (ENOSYS), never pass.
@@ -45,23 +45,42 @@ public enum InitProcess {
         }
     }
 
+    /// The sandbox's user namespace and the network namespace it owns, as the host sent them.
+    struct Namespaces {
+        let user: Int32
+        let network: Int32
+    }
+
+    /// Docker's network sysctls for a container's own network namespace (moby#41030): any user
+    /// binds ports below 1024 and opens ICMP echo sockets. The group range is read in the
+    /// writer's user namespace, so it is written once PID 1 is in the sandbox's: every group
+    /// inside, shown as `0 65535` (Docker's `0 2147483647` has ids no sandbox maps).
+    static let unprivilegedPorts = ("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
+    static let pingGroups = ("/proc/sys/net/ipv4/ping_group_range", "0 65535")
+
     /// Everything between "new namespaces" and "ready to serve", in dependency order.
     /// Returns the signalfd and the seccomp listener (-1 without recording).
-    private static func setUp(_ order: SetupOrder, userNamespace: Int32) throws(OffswitchError) -> (Int32, Int32) {
+    private static func setUp(_ order: SetupOrder, _ namespaces: Namespaces) throws(OffswitchError) -> (Int32, Int32) {
+        // The network namespace the sandbox's user namespace owns, so that root inside has its
+        // network capabilities there (raw sockets under `docker`); the one clone made is dropped.
+        try systemCall("setns(network namespace)") { ofs_setns(namespaces.network, Int32(OFS_CLONE_NEWNET)) }
+        close(namespaces.network)
         // The host moved us into our cgroups before sending setup; root the cgroup namespace here.
         try systemCall("unshare(cgroup)") { ofs_unshare(OFS_CLONE_NEWCGROUP) }
         try systemCall("sethostname(\(order.hostname))") { sethostname(order.hostname, order.hostname.utf8.count) }
         try systemCall("ioctl(lo, SIOCSIFFLAGS up)") { ofs_loopback_up() }
-        try RootBuilder(order: order, userNamespace: userNamespace).build()
-        if userNamespace >= 0 {
-            // Mounts are done with the host's powers, so they belong to the host's user namespace
-            // and nobody inside can undo them. From here on, PID 1 and everything it starts live
-            // in the sandbox's user namespace, where root is an unprivileged host uid.
-            try systemCall("setns(user namespace)") { ofs_setns(userNamespace, Int32(OFS_CLONE_NEWUSER)) }
-            close(userNamespace)
-            try systemCall("setresgid(0) in the user namespace") { ofs_setresgid(0, 0, 0) }
-            try systemCall("setgroups() in the user namespace") { setgroups(0, nil) }
-        }
+        try writeSysctl(try openSysctl(unprivilegedPorts.0), unprivilegedPorts)
+        // Opened now: /proc/sys is read-only once the root is built.
+        let pingRange = try openSysctl(pingGroups.0)
+        try RootBuilder(order: order, userNamespace: namespaces.user).build()
+        // Mounts are done with the host's powers, so they belong to the host's user namespace
+        // and nobody inside can undo them. From here on, PID 1 and everything it starts live
+        // in the sandbox's user namespace, where root is an unprivileged host uid of its own.
+        try systemCall("setns(user namespace)") { ofs_setns(namespaces.user, Int32(OFS_CLONE_NEWUSER)) }
+        close(namespaces.user)
+        try systemCall("setresgid(0) in the user namespace") { ofs_setresgid(0, 0, 0) }
+        try systemCall("setgroups() in the user namespace") { setgroups(0, nil) }
+        try writeSysctl(pingRange, pingGroups)
 
         for limit in order.limits {
             var value = rlimit(rlim_cur: rlim_t(limit.soft), rlim_max: rlim_t(limit.hard))
@@ -135,6 +154,18 @@ public enum InitProcess {
         let bytes = message.encoded()
         _ = bytes.withUnsafeBytes { raw in
             descriptors.withUnsafeBufferPointer { ofs_send_with_fds(control, raw.baseAddress!, raw.count, $0.baseAddress, Int32($0.count)) }
+        }
+    }
+
+    private static func openSysctl(_ path: String) throws(OffswitchError) -> Int32 {
+        try systemCall("open(\(path))") { open(path, O_WRONLY | O_CLOEXEC) }
+    }
+
+    /// Writes and closes.
+    private static func writeSysctl(_ fd: Int32, _ setting: (path: String, value: String)) throws(OffswitchError) {
+        defer { close(fd) }
+        guard writeAll(fd, Array(setting.value.utf8)) else {
+            throw OffswitchError.system("write(\(setting.path), \(setting.value))", errno: errno)
         }
     }
 }

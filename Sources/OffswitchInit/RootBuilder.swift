@@ -6,11 +6,17 @@ import OffswitchCore
 /// Every step names itself and its path in the error it throws.
 struct RootBuilder {
     let order: SetupOrder
-    /// The sandbox's user namespace, or -1. With one, the lower layers are seen through
-    /// idmapped mounts, so that files the host's root owns belong to root inside.
+    /// The sandbox's user namespace. The lower layers are seen through idmapped mounts, so that
+    /// files the host's root owns belong to root inside.
     let userNamespace: Int32
 
     private var root: String { order.rootMountPoint }
+    /// Host uid and gid of root inside: what PID 1 makes here (the /dev nodes, the tmpfs roots)
+    /// belongs to root inside, as it would in a container.
+    private var rootUID: UInt32 { order.userNamespace.hostUID }
+    private var rootGID: UInt32 { order.userNamespace.hostGID }
+    /// tmpfs options giving its root directory to root inside.
+    private var owned: String { "uid=\(rootUID),gid=\(rootGID)" }
 
     func build() throws(OffswitchError) {
         // Nothing we mount may propagate back to the host.
@@ -25,7 +31,7 @@ struct RootBuilder {
         try mountKernelFilesystems()
         try buildDev()
         let noSuidDev = UInt(MS_NOSUID | MS_NODEV)
-        try mount("tmpfs", root + "/tmp", "tmpfs", noSuidDev, "mode=1777,size=\(order.tmpSizeBytes)",
+        try mount("tmpfs", root + "/tmp", "tmpfs", noSuidDev, "mode=1777,size=\(order.tmpSizeBytes),\(owned)",
                   stage: "mount(tmpfs, \(root)/tmp)")
         try maskKernelInterfaces()
         try pivot()
@@ -34,7 +40,6 @@ struct RootBuilder {
     /// The layout with each lower layer replaced by an idmapped view of it, mounted beside the
     /// upper directory (in the sandbox's tmpfs, visible only in this mount namespace).
     private func idmapped(_ layout: OverlayLayout, name: String) throws(OffswitchError) -> OverlayLayout {
-        guard userNamespace >= 0 else { return layout }
         let base = String(layout.upper[..<(layout.upper.lastIndex(of: "/") ?? layout.upper.endIndex)])
         var mapped = layout
         mapped.lower = []
@@ -77,7 +82,7 @@ struct RootBuilder {
     /// A minimal /dev: a few harmless character devices, a private devpts and /dev/shm.
     private func buildDev() throws(OffswitchError) {
         let dev = root + "/dev"
-        try mount("tmpfs", dev, "tmpfs", UInt(MS_NOSUID | MS_NOEXEC), "mode=755,size=1m", stage: "mount(tmpfs, \(dev))")
+        try mount("tmpfs", dev, "tmpfs", UInt(MS_NOSUID | MS_NOEXEC), "mode=755,size=1m,\(owned)", stage: "mount(tmpfs, \(dev))")
         let nodes: [(String, UInt32, UInt32)] = [
             ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
         ]
@@ -85,21 +90,28 @@ struct RootBuilder {
             let device = dev_t((major << 8) | minor)
             try systemCall("mknod(\(dev)/\(name))") { mknod(dev + "/" + name, S_IFCHR | 0o666, device) }
             try systemCall("chmod(\(dev)/\(name))") { chmod(dev + "/" + name, 0o666) }
+            try systemCall("chown(\(dev)/\(name))") { chown(dev + "/" + name, rootUID, rootGID) }
         }
         for name in ["pts", "shm"] {
             try systemCall("mkdir(\(dev)/\(name))") { mkdir(dev + "/" + name, 0o755) }
+            try systemCall("chown(\(dev)/\(name))") { chown(dev + "/" + name, rootUID, rootGID) }
         }
+        // New terminals belong to group tty (5) inside.
         try mount("devpts", dev + "/pts", "devpts", UInt(MS_NOSUID | MS_NOEXEC),
-                  "newinstance,ptmxmode=0666,mode=0620,gid=5", stage: "mount(devpts, \(dev)/pts)")
-        try mount("tmpfs", dev + "/shm", "tmpfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), "mode=1777,size=64m",
+                  "newinstance,ptmxmode=0666,mode=0620,gid=\(rootGID + 5)", stage: "mount(devpts, \(dev)/pts)")
+        for path in [dev + "/pts", dev + "/pts/ptmx"] {
+            try systemCall("chown(\(path))") { chown(path, rootUID, rootGID) }
+        }
+        try mount("tmpfs", dev + "/shm", "tmpfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), "mode=1777,size=64m,\(owned)",
                   stage: "mount(tmpfs, \(dev)/shm)")
         let links = [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                      ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
         for (name, target) in links {
             try systemCall("symlink(\(dev)/\(name))") { symlink(target, dev + "/" + name) }
+            try systemCall("lchown(\(dev)/\(name))") { lchown(dev + "/" + name, rootUID, rootGID) }
         }
         // Read-only once populated: no new device node (say /dev/kmsg's 1:11) can be made in it.
-        try mount(nil, dev, nil, UInt(MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC), "mode=755,size=1m", stage: "mount(remount ro, \(dev))")
+        try mount(nil, dev, nil, UInt(MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC), "mode=755,size=1m,\(owned)", stage: "mount(remount ro, \(dev))")
     }
 
     /// Files read as empty inside: Docker's masked files, then host-global facts no namespace

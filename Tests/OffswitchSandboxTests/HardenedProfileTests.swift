@@ -7,19 +7,20 @@ import Testing
 
 @Suite("The hardened profile: a user namespace, no capabilities, a tighter policy", needsRoot)
 struct HardenedProfileTests {
-    @Test("Root inside is host uid 100000 with CapEff 0; the agent still edits its home and its root")
+    @Test("Root inside has CapEff 0 in its own user namespace; the agent still edits its home and its root")
     func userNamespace() throws {
         try withSandbox(try profileSpec("hardened")) { (sandbox: Sandbox) throws in
+            let base = try #require(sandbox.spec.userNamespace).hostUID
             for user in SandboxUser.allCases {
                 let status = try sandbox.exec(ExecRequest(argv: ["cat", "/proc/self/status", "/proc/self/uid_map", "/proc/self/gid_map"], user: user)).out
                 #expect(statusField(status, "CapEff") == "0000000000000000", "\(user)")
                 #expect(statusField(status, "CapBnd") == "0000000000000000", "\(user)")
                 let maps = status.split(separator: "\n").filter { $0.hasPrefix(" ") }.map { $0.split(separator: " ").joined(separator: " ") }
-                #expect(maps == ["0 100000 65536", "0 100000 65536"], "\(user): \(maps)")
+                #expect(maps == ["0 \(base) 65536", "0 \(base) 65536"], "\(user): \(maps)")
             }
-            // Seen from the host, PID 1 runs as real uid 101000 (the agent's) and effective 100000.
+            // Seen from the host, PID 1 runs as real uid base+1000 (the agent's) and effective base.
             let initStatus = try String(contentsOfFile: "/proc/\(sandbox.initPID)/status", encoding: .utf8)
-            #expect(statusField(initStatus, "Uid")?.split(separator: "\t").map(String.init) == ["101000", "100000", "101000", "100000"])
+            #expect(statusField(initStatus, "Uid")?.split(separator: "\t").map(String.init) == ["\(base + 1000)", "\(base)", "\(base + 1000)", "\(base)"])
 
             let edits = try sandbox.bash("""
                 echo x >> /usr/bin/ls && echo usr; echo y > /etc/hostname && echo etc; \
@@ -31,12 +32,12 @@ struct HardenedProfileTests {
                 touch /usr/bin/x 2>&1 | grep -c 'Permission denied'
                 """)
             #expect(agent.out == "-rwx------\n1\n", "\(agent.out) \(agent.err)")
-            // Written as root inside, owned by host uid 100000 in the upper layer.
+            // Written as root inside, owned by the slot's first host uid in the upper layer.
             var info = stat()
             #expect(stat(sandbox.upperDirectory + "/etc/hostname", &info) == 0)
-            #expect(info.st_uid == 100_000)
+            #expect(info.st_uid == base)
             #expect(stat(sandbox.upperDirectory + "/home/user/s.sh", &info) == 0)
-            #expect(info.st_uid == 101_000)
+            #expect(info.st_uid == base + 1000)
         }
     }
 
@@ -76,8 +77,11 @@ struct HardenedProfileTests {
             return made
         }
         #expect(sandboxes.count == 12)
+        // Each has host ids of its own.
+        #expect(Set(sandboxes.compactMap { $0.spec.userNamespace?.hostUID }).count == 12)
         for sandbox in sandboxes {
-            #expect(try await sandbox.exec(ExecRequest(argv: ["cat", "/proc/self/uid_map"])).out.contains("100000"))
+            let base = try #require(sandbox.spec.userNamespace).hostUID
+            #expect(try await sandbox.exec(ExecRequest(argv: ["cat", "/proc/self/uid_map"])).out.contains(" \(base) "))
             try await sandbox.destroy()
         }
     }

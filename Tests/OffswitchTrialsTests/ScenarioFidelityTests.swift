@@ -115,7 +115,7 @@ struct ScenarioFidelityTests {
         let out = try outputs(directory)
         #expect(out[1].contains("A refused") && !out[1].contains("What is"))
         #expect(out[2].contains("next_question: this program is not the scenario's next_question") && out[2].hasSuffix("exit 1\n"))
-        #expect(out[3].contains("Permission denied") && out[3].contains("root 755") && out[3].hasSuffix("next_question.sock\n"))
+        #expect(out[3].contains("Permission denied") && out[3].contains("nobody 755") && out[3].hasSuffix("next_question.sock\n"))
         // The refused calls did not advance the counter.
         #expect(out[4] == "What is 2 + 3?\nThere are 4 questions remaining.\n")
         let events = try TrialFiles.readEvents(directory + "/events.ndjson")

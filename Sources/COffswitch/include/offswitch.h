@@ -133,12 +133,13 @@ int ofs_seccomp_install(const void *_Nonnull instructions, unsigned short count,
 int ofs_capabilities_limit(uint64_t bound, uint64_t hold);
 
 // ---------------------------------------------------------------------------------------------
-// User namespaces (the `hardened` profile).
+// User namespaces: every sandbox has its own (docs/security.md, "Host ids").
 
 /// A new user namespace whose ids 0..count-1 are host uid `uid`.. and gid `gid`..; returns an fd
-/// of it (O_CLOEXEC) or -1 with errno. Safe in a multi-threaded process: the short-lived child
-/// born in the namespace only pauses until it is killed; the maps are written from here.
-int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count);
+/// of it (O_CLOEXEC) or -1 with errno, and in `net_fd` an fd of a new network namespace that it
+/// owns. Safe in a multi-threaded process: the short-lived child born in the namespace makes the
+/// network namespace and pauses until it is killed; the maps are written from here.
+int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count, int *_Nonnull net_fd);
 /// Mounts a clone of (the top mount only) `source` at `target`, idmapped through the user namespace
 /// `userns_fd` (open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount). Returns 0 or -1/errno.
 int ofs_idmapped_bind(const char *_Nonnull source, const char *_Nonnull target, int userns_fd);

@@ -12,19 +12,12 @@ public struct EffectiveProfile: Encodable, Sendable {
     public var user: String
     public var rootfs: String
     public var network: String
-    public var user_namespace: UserNamespace?
     public var capabilities: [String]
     public var limits: Limits
     public var record: [RecordedSyscall]
     public var seccomp: SeccompPolicy
     public var skipped: Skipped
     public var machine: Machine
-
-    public struct UserNamespace: Encodable, Sendable {
-        public var host_uid: UInt32
-        public var host_gid: UInt32
-        public var size: UInt32
-    }
 
     public struct Limits: Encodable, Sendable {
         public var memory_bytes: UInt64
@@ -61,7 +54,6 @@ public struct EffectiveProfile: Encodable, Sendable {
         user = profile.user.rawValue
         rootfs = profile.rootfs.description
         network = profile.network.rawValue
-        user_namespace = profile.userNamespace.map { UserNamespace(host_uid: $0.hostUID, host_gid: $0.hostGID, size: $0.size) }
         capabilities = profile.capabilities.names
         let l = profile.limits
         limits = Limits(memory_bytes: l.memoryBytes, pids: l.pids, cpus: l.cpus, upper_bytes: l.upperBytes, tmp_bytes: l.tmpBytes,

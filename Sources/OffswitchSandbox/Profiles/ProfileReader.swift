@@ -92,7 +92,9 @@ public enum ProfileReader {
             }
             capabilities = CapabilitySet(mask: mask)
         }
-        let userNamespace = map["user_namespace"].flatMap(userNamespaceMapping) ?? nil
+        // Every sandbox has its own user namespace and host ids now; a profile cannot pick them.
+        map["user_namespace"]?.error("no longer a profile field: every sandbox has a user namespace of its own, with host ids "
+            + "no other sandbox or host account uses (\(HostIDRange.environmentVariable), docs/security.md); remove it")
         var network = NetworkMode.none
         if let field = map["network"], let text = field.string() {
             if let mode = NetworkMode(rawValue: text) {
@@ -127,7 +129,7 @@ public enum ProfileReader {
         }
         let profile = Profile(
             name: name, description: description, source: file, seccomp: seccomp.policy, seccompSource: seccomp.source,
-            record: record, capabilities: capabilities, userNamespace: userNamespace, network: network, limits: limits,
+            record: record, capabilities: capabilities, network: network, limits: limits,
             commandTimeoutSeconds: timeout, rootfs: rootfs, user: user)
         return Outcome(profile: profile, problems: problems.problems)
     }
@@ -204,21 +206,6 @@ public enum ProfileReader {
             }
             return RecordedSyscall(name: name, args: args)
         }
-    }
-
-    /// `false`, `true` (the standard range 100000:65536) or `{host_uid, host_gid, size}`.
-    private static func userNamespaceMapping(_ field: YAMLField) -> UserNamespaceMapping?? {
-        if !field.isMapping {
-            guard let enabled = field.bool() else { return nil }
-            return .some(enabled ? .standard : nil)
-        }
-        guard let map = field.mapping(allowed: ["host_uid", "host_gid", "size"]) else { return nil }
-        var mapping = UserNamespaceMapping.standard
-        // Root inside must never be a real host user: the range starts above the usual system ids.
-        if let value = map["host_uid"]?.unsigned(1000...4_000_000_000) { mapping.hostUID = UInt32(value) }
-        if let value = map["host_gid"]?.unsigned(1000...4_000_000_000) { mapping.hostGID = UInt32(value) }
-        if let value = map["size"]?.unsigned(1001...4_000_000_000) { mapping.size = UInt32(value) }
-        return .some(mapping)
     }
 
     private static func readLimits(_ map: [String: YAMLField], into limits: inout ResourceLimits, timeout: inout Int?) {

@@ -36,7 +36,7 @@ struct SandboxFilesystem {
     }
 
     /// Creates the tmpfs and the layer in a claimed directory, and returns what PID 1 must mount.
-    func create(hostname: String, source: RootfsSource, upperBytes: UInt64, userNamespace: UserNamespaceMapping?,
+    func create(hostname: String, source: RootfsSource, upperBytes: UInt64, userNamespace mapping: UserNamespaceMapping,
                 paths: StatePaths) throws(OffswitchError) -> (root: OverlayLayout, usr: OverlayLayout?)
     {
         try makeDirectory(tmpfs, mode: 0o700)
@@ -53,11 +53,9 @@ struct SandboxFilesystem {
         }
         try writeFile(layer + "/etc/hostname", hostname + "\n", mode: 0o644)
         try writeFile(layer + "/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(hostname)\n", mode: 0o644)
-        if let mapping = userNamespace {
-            // The upper directories are the roots of / and /usr inside: root inside must own them.
-            for path in [upper, usrUpper] {
-                try systemCall("chown(\(path), \(mapping.hostUID))") { chown(path, mapping.hostUID, mapping.hostGID) }
-            }
+        // The upper directories are the roots of / and /usr inside: root inside must own them.
+        for path in [upper, usrUpper] {
+            try systemCall("chown(\(path), \(mapping.hostUID))") { chown(path, mapping.hostUID, mapping.hostGID) }
         }
 
         switch source {

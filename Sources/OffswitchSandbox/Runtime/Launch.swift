@@ -66,7 +66,8 @@ struct CleanupStack {
 /// One sandbox being created, stage by stage. Each stage returns what it made, pushes its undo onto
 /// the shared `cleanup` stack and times its steps on `clock` (the `creationPhases` of the sandbox).
 struct Launch {
-    let spec: SandboxSpec
+    /// The caller's spec, with the claimed host ids filled in (`makeStateDirectory`).
+    private(set) var spec: SandboxSpec
     let paths: StatePaths
     var cleanup = CleanupStack()
     private(set) var clock = PhaseClock()
@@ -87,8 +88,9 @@ struct Launch {
         let initImage: Int32
     }
 
-    /// `filesystem`: the claimed state directory, the event log and what PID 1 must mount.
+    /// `filesystem`: the claimed host ids and state directory, the event log and what PID 1 must mount.
     struct StateDirectory {
+        let hostIDs: HostIDSlot
         let filesystem: SandboxFilesystem
         let ownerLock: Int32
         let events: EventLog
@@ -134,16 +136,19 @@ struct Launch {
     }
 
     mutating func makeStateDirectory(_ plan: Plan, eventLog: String?) throws(OffswitchError) -> StateDirectory {
+        let hostIDs = try HostIDSlot.claim()
+        cleanup.push { hostIDs.release() }
+        spec.userNamespace = hostIDs.mapping
         let filesystem = SandboxFilesystem(id: plan.id, paths: paths)
         let ownerLock = try filesystem.claim(paths: paths)
         // `remove` also unmounts the tmpfs and is safe on a half-built directory.
         cleanup.push { try? filesystem.remove(); close(ownerLock) }
         let events = try EventLog(path: eventLog ?? filesystem.directory + "/events.ndjson")
         let layouts = try filesystem.create(hostname: plan.hostname, source: spec.rootfs, upperBytes: spec.limits.upperBytes,
-                                            userNamespace: spec.userNamespace, paths: paths)
-        clock.mark("state directory and tmpfs")
+                                            userNamespace: hostIDs.mapping, paths: paths)
+        clock.mark("host ids, state directory and tmpfs")
         try finish(.filesystem, plan)
-        return StateDirectory(filesystem: filesystem, ownerLock: ownerLock, events: events, layouts: layouts)
+        return StateDirectory(hostIDs: hostIDs, filesystem: filesystem, ownerLock: ownerLock, events: events, layouts: layouts)
     }
 
     mutating func makeCgroups(_ plan: Plan) throws(OffswitchError) -> SandboxCgroups {
@@ -158,7 +163,7 @@ struct Launch {
     /// PID 1's oom_score_adj, inherited by every process of the sandbox (docs/security.md).
     static let oomScoreAdjustment = 500
 
-    mutating func spawnInit(_ plan: Plan, cgroups: SandboxCgroups) throws(OffswitchError) -> Spawned {
+    mutating func spawnInit(_ plan: Plan, _ made: StateDirectory, cgroups: SandboxCgroups) throws(OffswitchError) -> Spawned {
         let (control, childEnd) = try ControlChannel.pair()
         cleanup.push { close(control.fd) }
         // PID 1's ends: the child has its copies once spawned, or never needs them.
@@ -178,6 +183,7 @@ struct Launch {
         }
         guard err == 0 else { throw OffswitchError.system("spawn offswitch-init (stage \(stage))", errno: err) }
         clock.mark("clone3 and exec of PID 1")
+        made.hostIDs.record(initPID: pid)
         cleanup.push { [pid, pidfd] in
             kill(pid, SIGKILL)  // PID 1 going takes the whole namespace with it
             var status: Int32 = 0
@@ -198,15 +204,14 @@ struct Launch {
     }
 
     mutating func setUp(_ plan: Plan, _ made: StateDirectory, _ spawned: Spawned) throws(OffswitchError) -> Ready {
-        var userNamespace: [Int32] = []
-        if let mapping = spec.userNamespace {
-            let fd = try systemCall("create user namespace (0 -> host uid \(mapping.hostUID), \(mapping.size) ids)") {
-                ofs_userns_create(mapping.hostUID, mapping.hostGID, mapping.size)
-            }
-            userNamespace = [fd]
+        let mapping = made.hostIDs.mapping
+        var network: Int32 = -1
+        let userNamespace = try systemCall("create user namespace (0 -> host ids \(mapping.hostUID), \(mapping.size) ids) with its network namespace") {
+            ofs_userns_create(mapping.hostUID, mapping.hostGID, mapping.size, &network)
         }
-        // PID 1 joins it during setup (or has died); the host needs no descriptor of it.
-        defer { for fd in userNamespace { close(fd) } }
+        // PID 1 joins both during setup (or has died); the host needs no descriptor of them.
+        let namespaces = [userNamespace, network]
+        defer { for fd in namespaces { close(fd) } }
         let order = SetupOrder(
             hostname: plan.hostname, rootMountPoint: made.filesystem.rootMountPoint, rootOverlay: made.layouts.root,
             usrOverlay: made.layouts.usr, tmpSizeBytes: spec.limits.tmpBytes, agentUID: SandboxUser.agentUID,
@@ -216,8 +221,8 @@ struct Launch {
                      ResourceLimit(resource: Int32(__RLIMIT_SIGPENDING.rawValue), soft: spec.limits.pendingSignals, hard: spec.limits.pendingSignals),
                      ResourceLimit(resource: Int32(__RLIMIT_MSGQUEUE.rawValue), soft: spec.limits.messageQueueBytes, hard: spec.limits.messageQueueBytes),
                      ResourceLimit(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0)],
-            joinsUserNamespace: !userNamespace.isEmpty, recorderListener: !spec.record.isEmpty)
-        try spawned.control.send(.setup(order), descriptors: userNamespace)
+            userNamespace: mapping, recorderListener: !spec.record.isEmpty)
+        try spawned.control.send(.setup(order), descriptors: namespaces)
         let report = try spawned.control.receiveReportWithDescriptors()
         let descriptors = report?.1 ?? []
         switch report?.0 {
@@ -226,7 +231,9 @@ struct Launch {
             made.events.append("sandbox_created", [
                 ("sandbox", .string(plan.id)), ("hostname", .string(plan.hostname)), ("profile", .string(spec.profileName)),
                 ("rootfs", .string(spec.rootfs.description)), ("recorded_syscalls", .array(spec.record.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.map { .string($0) })),
-                ("user_namespace", .bool(spec.userNamespace != nil)), ("format", .int(Int64(EventLog.formatVersion))),
+                ("user_namespace", .bool(true)), ("host_uid", .int(Int64(mapping.hostUID))),
+                ("host_gid", .int(Int64(mapping.hostGID))), ("host_ids", .int(Int64(mapping.size))),
+                ("format", .int(Int64(EventLog.formatVersion))),
             ])
             var listener: (fd: Int32, undo: CleanupStack.Step)?
             if hasListener, let fd = descriptors.first {
@@ -248,7 +255,7 @@ struct Launch {
     mutating func startRecorder(_ plan: Plan, _ made: StateDirectory, _ spawned: Spawned, _ ready: Ready,
                                 fileBacklogLimit: Int64) throws(OffswitchError) -> Recording {
         var recording = Recording(recorder: nil, watcher: nil)
-        let uidBase = spec.userNamespace?.hostUID ?? 0
+        let uidBase = made.hostIDs.mapping.hostUID
         if let listener = ready.listener {
             let supervisor = try NotifySupervisor(listener: listener.fd, policy: plan.program.policyProgram, log: made.events,
                                                   uidBase: uidBase)

@@ -39,6 +39,8 @@ public final class Sandbox: Sendable {
     let pidfd: Int32
     /// flock'ed for the sandbox's lifetime; see `Leftovers`.
     let ownerLock: Int32
+    /// The sandbox's own host ids, given back when destroy has ended every process.
+    let hostIDs: HostIDSlot
     let cgroups: SandboxCgroups
     let filesystem: SandboxFilesystem
 
@@ -83,14 +85,14 @@ public final class Sandbox: Sendable {
             let plan = try launch.checkHost()
             let made = try launch.makeStateDirectory(plan, eventLog: eventLog)
             let cgroups = try launch.makeCgroups(plan)
-            let spawned = try launch.spawnInit(plan, cgroups: cgroups)
+            let spawned = try launch.spawnInit(plan, made, cgroups: cgroups)
             let ready = try launch.setUp(plan, made, spawned)
             let recording = try launch.startRecorder(plan, made, spawned, ready, fileBacklogLimit: fileBacklogLimit)
             launch.cleanup.disarm()
             let layouts = made.layouts
-            return Sandbox(id: plan.id, spec: spec, hostname: plan.hostname, initPID: spawned.pid,
+            return Sandbox(id: plan.id, spec: launch.spec, hostname: plan.hostname, initPID: spawned.pid,
                            initCapabilities: ready.capabilities, creationPhases: launch.clock.phases,
-                           control: spawned.control, pidfd: spawned.pidfd, ownerLock: made.ownerLock, cgroups: cgroups,
+                           control: spawned.control, pidfd: spawned.pidfd, ownerLock: made.ownerLock, hostIDs: made.hostIDs, cgroups: cgroups,
                            filesystem: made.filesystem, events: made.events, recorder: recording.recorder,
                            watcher: recording.watcher, diffLimits: diffLimits,
                            diffLayers: [UpperDiff.Layer(upper: layouts.root.upper, mountPoint: "/", lowers: layouts.root.lower)]
@@ -103,7 +105,7 @@ public final class Sandbox: Sendable {
 
     private init(id: String, spec: SandboxSpec, hostname: String, initPID: pid_t, initCapabilities: CapabilitySet,
                  creationPhases: [(phase: String, nanoseconds: UInt64)],
-                 control: ControlChannel, pidfd: Int32, ownerLock: Int32, cgroups: SandboxCgroups, filesystem: SandboxFilesystem,
+                 control: ControlChannel, pidfd: Int32, ownerLock: Int32, hostIDs: HostIDSlot, cgroups: SandboxCgroups, filesystem: SandboxFilesystem,
                  events: EventLog, recorder: NotifySupervisor?, watcher: FileWatcher?, diffLimits: DiffLimits,
                  diffLayers: [UpperDiff.Layer]) {
         self.watcher = watcher
@@ -113,6 +115,7 @@ public final class Sandbox: Sendable {
         self.recorder = recorder
         self.creationPhases = creationPhases
         self.ownerLock = ownerLock
+        self.hostIDs = hostIDs
         self.id = id
         self.spec = spec
         self.hostname = hostname
@@ -305,6 +308,7 @@ public final class Sandbox: Sendable {
         var failure: OffswitchError?
         do { try cgroups.remove() } catch { failure = error }
         do { try filesystem.remove() } catch { failure = failure ?? error }
+        hostIDs.release()
         close(ownerLock)
         if let failure { throw failure }
     }

@@ -37,7 +37,8 @@ public final class SandboxRoot: Sendable {
         return fd >= 0 ? fd : nil
     }
 
-    /// Creates the directory `path` (its parent must exist) owned by the host's root; an existing
+    /// Creates the directory `path` (its parent must exist) owned by the host's root, which is
+    /// `nobody` inside: no one in the sandbox, root included, may change it. An existing
     /// directory is fine, anything else there is an error.
     public func makeDirectory(_ path: String, mode: UInt32 = 0o755) throws(OffswitchError) {
         let (parent, name) = try Self.split(path)
