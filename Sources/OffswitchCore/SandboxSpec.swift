@@ -53,10 +53,12 @@ public struct ResourceLimits: Sendable, Equatable, Codable {
     /// RLIMIT_NOFILE of every process.
     public var openFiles: UInt64
     /// RLIMIT_SIGPENDING of every process: signals queued with their data. The kernel counts them
-    /// per host user (all sandboxes running as one host uid together), against each caller's limit.
+    /// per user (each sandbox's users are its own), against each caller's limit.
     public var pendingSignals: UInt64
-    /// RLIMIT_MSGQUEUE of every process: bytes of POSIX message queues, counted per host user.
+    /// RLIMIT_MSGQUEUE of every process: bytes of POSIX message queues, counted per user.
     public var messageQueueBytes: UInt64
+    /// The evidence budget: bytes of event log the sandbox's own doings may fill (EvidenceBudget).
+    public var evidenceBytes: UInt64
 
     /// Docker sets neither of the last two; its containers inherit the daemon's, which are the
     /// kernel's defaults: 819200 message-queue bytes and a pending-signal limit sized from the
@@ -66,7 +68,7 @@ public struct ResourceLimits: Sendable, Equatable, Codable {
         memoryBytes: 512 << 20, pids: 512, cpus: 1.0, upperBytes: 512 << 20, tmpBytes: 256 << 20, openFiles: 1024)
 
     public init(memoryBytes: UInt64, pids: UInt64, cpus: Double, upperBytes: UInt64, tmpBytes: UInt64, openFiles: UInt64,
-                pendingSignals: UInt64 = 4096, messageQueueBytes: UInt64 = 819_200) {
+                pendingSignals: UInt64 = 4096, messageQueueBytes: UInt64 = 819_200, evidenceBytes: UInt64 = 64 << 20) {
         self.memoryBytes = memoryBytes
         self.pids = pids
         self.cpus = cpus
@@ -75,6 +77,7 @@ public struct ResourceLimits: Sendable, Equatable, Codable {
         self.openFiles = openFiles
         self.pendingSignals = pendingSignals
         self.messageQueueBytes = messageQueueBytes
+        self.evidenceBytes = evidenceBytes
     }
 
     /// Rejects limits that cannot work, naming the field.
@@ -90,6 +93,9 @@ public struct ResourceLimits: Sendable, Equatable, Codable {
         if openFiles < 64 || openFiles > 1 << 20 { throw fail("open_files", "\(openFiles) is not between 64 and 1048576") }
         if pendingSignals < 32 || pendingSignals > 1 << 20 { throw fail("pending_signals", "\(pendingSignals) is not between 32 and 1048576") }
         if messageQueueBytes > 64 << 20 { throw fail("message_queues", "\(messageQueueBytes) bytes is above the 64 MiB maximum") }
+        if evidenceBytes < 1 << 20 || evidenceBytes > 16 << 30 {
+            throw fail("evidence", "\(evidenceBytes) bytes is not between 1 MiB and 16 GiB")
+        }
     }
 }
 

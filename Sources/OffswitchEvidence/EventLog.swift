@@ -17,11 +17,12 @@ public final class EventLog: Sendable {
     private let queue: LineQueue
     private let writer: WorkerThread
 
-    /// Creates (or truncates) the log at `path`, mode 0600, and starts its writer.
-    public init(path: String) throws(OffswitchError) {
+    /// Creates (or truncates) the log at `path`, mode 0600, and starts its writer. With a budget,
+    /// what the sandbox's own doings add is bounded (`EvidenceBudget`).
+    public init(path: String, budget: EvidenceBudget? = nil) throws(OffswitchError) {
         self.path = path
         let fd = try systemCall("open(\(path))") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600) }
-        queue = LineQueue(fd: fd, origin: monotonicNanoseconds())
+        queue = LineQueue(fd: fd, origin: monotonicNanoseconds(), budget: budget)
         do throws(OffswitchError) {
             writer = try WorkerThread("event log writer")
             try writer.start("event log writer") { [queue] in queue.writeUntilClosed() }
@@ -38,7 +39,7 @@ public final class EventLog: Sendable {
     }
 
     /// Appends one event (the common fields, then the process when there is one, then `fields`)
-    /// and returns once it is in the file.
+    /// and returns once it is in the file. 0 when the budget dropped it.
     @discardableResult
     public func append(_ kind: String, process: ProcessFacts? = nil, _ fields: [(String, JSONValue)] = []) -> UInt64 {
         let seq = queue.push(kind, process, fields, urgent: true)
@@ -47,7 +48,7 @@ public final class EventLog: Sendable {
     }
 
     /// Queues one event and returns without waiting for the write: its place in the log is fixed
-    /// now, before anything it causes. For the recorder's threads.
+    /// now, before anything it causes. For the recorder's threads. 0 when the budget dropped it.
     @discardableResult
     public func post(_ kind: String, process: ProcessFacts? = nil, _ fields: [(String, JSONValue)] = []) -> UInt64 {
         queue.push(kind, process, fields, urgent: false)
@@ -60,6 +61,62 @@ public final class EventLog: Sendable {
 
     /// Events appended or posted so far.
     public var count: UInt64 { queue.lastSequence }
+
+    /// Appends `evidence_dropped` (the count of each kind the budget dropped) when it dropped any.
+    /// Called once, as the sandbox ends; events dropped later are not counted in it.
+    public func summarizeDrops() {
+        let dropped = queue.takeDropped()
+        guard !dropped.isEmpty else { return }
+        let counts = dropped.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.uint($0.value)) }
+        append("evidence_dropped", [("total", .uint(dropped.values.reduce(0, +))), ("events", .object(counts))])
+    }
+}
+
+/// How much event log the sandbox's own doings may fill (`limits.evidence`, docs/events.md
+/// "The evidence budget"). Events are of three tiers:
+///
+/// - essential: what the host and the harness log for their own reasons, bounded by them (creation,
+///   commands, trigger calls, scenario states, shutdowns, the diff): always written;
+/// - critical: what a verdict traces causes through (forks, exits, signals, execs, refused
+///   trigger calls, lost-event counts): written until the log holds `criticalBytes`;
+/// - ordinary: every other syscall and file event: written until the log holds `ordinaryBytes`.
+///
+/// The first event a tier drops is replaced by `evidence_budget_reached`; the log's bytes are
+/// counted as written, so queued events may take it past the bound by at most the queue's length.
+public struct EvidenceBudget: Sendable, Equatable {
+    public var ordinaryBytes: UInt64
+    public var criticalBytes: UInt64
+
+    /// Ordinary events until `bytes`, critical ones in a quarter more.
+    public init(bytes: UInt64) {
+        ordinaryBytes = bytes
+        criticalBytes = bytes + bytes / 4
+    }
+
+    public enum Tier: String, Sendable {
+        case essential, critical, ordinary
+    }
+
+    static let criticalSyscalls: Set<String> = ["kill", "tkill", "tgkill", "pidfd_send_signal", "rt_sigqueueinfo",
+                                                "rt_tgsigqueueinfo", "execve", "execveat"]
+
+    /// The tier of an event, and the name its drops are counted under (`syscall:openat`).
+    static func tier(_ kind: String, _ fields: [(String, JSONValue)]) -> (Tier, String) {
+        switch kind {
+        case "process_forked", "process_exited", "trigger_call_refused", "file_events_lost", "process_events_lost":
+            return (.critical, kind)
+        case "syscall":
+            let name = fields.first { $0.0 == "syscall" }?.1.string ?? "?"
+            return (criticalSyscalls.contains(name) ? .critical : .ordinary, "syscall:" + name)
+        case "file":
+            // What the kernel executed is a cause (docs/events.md, `exec`).
+            let operations = fields.first { $0.0 == "operations" }?.1
+            if case .array(let items)? = operations, items.contains(.string("exec")) { return (.critical, "file:exec") }
+            return (.ordinary, kind)
+        default:
+            return (.essential, kind)
+        }
+    }
 }
 
 /// The events between the threads that log and the writer, under one pthread mutex with two
@@ -75,6 +132,13 @@ private final class LineQueue: @unchecked Sendable {
 
     let fd: Int32
     private let origin: UInt64
+    private let budget: EvidenceBudget?
+    /// Bytes and events written so far, for the budget.
+    private var writtenBytes: UInt64 = 0
+    private var writtenEvents: UInt64 = 0
+    /// Tiers the budget has started to drop, and the count of each kind dropped.
+    private var shedding: Set<EvidenceBudget.Tier> = []
+    private var dropped: [String: UInt64] = [:]
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     /// Signalled when there is work for the writer (or the log closes).
     private let work = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -92,9 +156,10 @@ private final class LineQueue: @unchecked Sendable {
     /// The pause after each write, in nanoseconds: posts pile up in it and are written together.
     private static let napNanoseconds = 1_000_000
 
-    init(fd: Int32, origin: UInt64) {
+    init(fd: Int32, origin: UInt64, budget: EvidenceBudget?) {
         self.fd = fd
         self.origin = origin
+        self.budget = budget
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(work, nil)
         pthread_cond_init(written, nil)
@@ -121,6 +186,25 @@ private final class LineQueue: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         while pending.count >= EventLog.queueCapacity && !closing { pthread_cond_wait(written, mutex) }
+        if let budget {
+            let (tier, name) = EvidenceBudget.tier(kind, fields)
+            let bound = tier == .ordinary ? budget.ordinaryBytes : budget.criticalBytes
+            // What the log will hold once the queue is written: queued events at the mean size so far.
+            let mean = writtenEvents > 0 ? writtenBytes / writtenEvents : 256
+            let projected = writtenBytes + UInt64(pending.count) * mean
+            if tier != .essential && projected >= bound {
+                dropped[name, default: 0] += 1
+                guard !shedding.contains(tier) else { return 0 }
+                shedding.insert(tier)
+                // In its place, once: the bound was reached, and from here on the tier is dropped.
+                sequence += 1
+                pending.append(Entry(seq: sequence, time: monotonicNanoseconds() &- origin, kind: "evidence_budget_reached", process: nil,
+                                     fields: [("tier", .string(tier.rawValue)), ("budget_bytes", .uint(bound)),
+                                              ("logged_bytes", .uint(projected)), ("first_dropped", .string(name))]))
+                if pending.count == 1 && !napping { pthread_cond_signal(work) }
+                return 0
+            }
+        }
         sequence += 1
         pending.append(Entry(seq: sequence, time: monotonicNanoseconds() &- origin, kind: kind,
                              process: process, fields: fields))
@@ -131,6 +215,13 @@ private final class LineQueue: @unchecked Sendable {
             pthread_cond_signal(work)
         }
         return sequence
+    }
+
+    func takeDropped() -> [String: UInt64] {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        defer { dropped = [:] }
+        return dropped
     }
 
     func waitWritten(_ seq: UInt64) {
@@ -179,10 +270,13 @@ private final class LineQueue: @unchecked Sendable {
             // A failing write (a full disk) loses this batch only; the next one is tried.
             _ = writeAll(fd, bytes)
             let last = batch.last?.seq ?? 0
+            let count = UInt64(batch.count)
             batch.removeAll(keepingCapacity: true)
 
             pthread_mutex_lock(mutex)
             writtenThrough = last
+            writtenBytes += UInt64(bytes.count)
+            writtenEvents += count
             pthread_cond_broadcast(written)
             if !urgent && !closing {
                 var until = timespec()

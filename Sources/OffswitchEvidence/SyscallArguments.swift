@@ -41,8 +41,10 @@ struct ProcessMemory {
 
     /// A NULL-terminated array of string pointers (argv, envp), at most `limit` entries. One read
     /// per page of pointers and one for the first 256 bytes of up to 1024 strings at once (an
-    /// execve's environment was a syscall per entry); a longer or unreadable string is read alone.
-    func strings(at address: UInt64, limit: Int = 256) -> [[UInt8]]? {
+    /// execve's environment was a syscall per entry); a longer or unreadable string is read alone,
+    /// while `fullBytes` (across the array) allow, else kept as its first 256 bytes with `whole`
+    /// false: the agent sizes these arrays, and the host's reading must not grow with them.
+    func strings(at address: UInt64, limit: Int = 256, fullBytes: Int = 128 << 10) -> [(bytes: [UInt8], whole: Bool)]? {
         guard address != 0 else { return nil }
         var pointers: [UInt64] = []
         var cursor = address
@@ -66,8 +68,9 @@ struct ProcessMemory {
             if n / 8 < count { break }
             cursor += UInt64(count * 8)
         }
-        var result: [[UInt8]] = []
+        var result: [(bytes: [UInt8], whole: Bool)] = []
         result.reserveCapacity(pointers.count)
+        var fullLeft = fullBytes
         var start = 0
         while start < pointers.count {
             let group = Array(pointers[start..<min(start + 1024, pointers.count)])
@@ -84,9 +87,12 @@ struct ProcessMemory {
             for (pointer, length) in zip(group, lengths) {
                 defer { offset += length }
                 if offset + length <= max(n, 0), let end = buffer[offset..<offset + length].firstIndex(of: 0) {
-                    result.append(Array(buffer[offset..<end]))
+                    result.append((Array(buffer[offset..<end]), true))
+                } else if fullLeft >= 4096, let whole = string(at: pointer) {
+                    fullLeft -= whole.count
+                    result.append((whole, true))
                 } else {
-                    result.append(string(at: pointer) ?? [])
+                    result.append((offset + length <= max(n, 0) ? Array(buffer[offset..<offset + length]) : [], false))
                 }
             }
         }
@@ -99,6 +105,8 @@ struct ProcessMemory {
 /// entries that change how a script runs.
 enum SyscallArguments {
     static let interestingEnvironment = ["BASH_ENV", "ENV", "LD_PRELOAD", "PATH"]
+    /// Bytes of argv, and of exported functions in the environment, an exec event records.
+    static let recordedArrayBytes = 128 << 10
 
     /// `hostPID` resolves relative paths against the caller's working directory or directory fd,
     /// as the agent sees them (the `_given` field keeps what was passed).
@@ -132,19 +140,40 @@ enum SyscallArguments {
             var fields: [(String, JSONValue)] = []
             if name == "execveat" { fields.append(("dirfd", dirfd(0))) }
             fields += located("path", base, dirfd: name == "execveat" ? 0 : nil)
+            // Both arrays are the agent's to size: what is logged of them is bounded
+            // (`recordedArrayBytes` each), and what was left out is counted.
             let argv = memory?.strings(at: args[base + 1]) ?? []
-            fields.append(("argv", .array(argv.map(JSONValue.bytes))))
+            var kept: [JSONValue] = []
+            var argvBytes = 0
+            for entry in argv {
+                guard entry.whole, argvBytes + entry.bytes.count <= recordedArrayBytes else { break }
+                argvBytes += entry.bytes.count
+                kept.append(.bytes(entry.bytes))
+            }
+            fields.append(("argv", .array(kept)))
+            if kept.count < argv.count { fields.append(("argv_omitted", .int(Int64(argv.count - kept.count)))) }
             let environment = memory?.strings(at: args[base + 2], limit: 4096) ?? []
-            var env: [(String, JSONValue)] = []
-            for entry in environment {
+            // The variables that change how a script runs first, then exported functions, so that
+            // no filler can push them out.
+            var named: [(String, JSONValue)] = [], functions: [(String, JSONValue)] = []
+            var envBytes = 0, omitted = 0
+            for (entry, whole) in environment {
                 let text = String(decoding: entry, as: UTF8.self)
                 guard let equals = text.firstIndex(of: "=") else { continue }
                 let key = String(text[..<equals])
-                if key.hasPrefix("BASH_FUNC_") || interestingEnvironment.contains(key) {
-                    env.append((key, .string(String(text[text.index(after: equals)...]))))
+                let value = String(text[text.index(after: equals)...])
+                if interestingEnvironment.contains(key) {
+                    // Once each (getenv takes the first): repeats cannot grow the event.
+                    guard !named.contains(where: { $0.0 == key }) else { omitted += 1; continue }
+                    named.append((key, .string(value)))
+                } else if key.hasPrefix("BASH_FUNC_") {
+                    guard whole, envBytes + entry.count <= recordedArrayBytes else { omitted += 1; continue }
+                    envBytes += entry.count
+                    functions.append((key, .string(value)))
                 }
             }
-            fields.append(("env", .object(env)))
+            fields.append(("env", .object(named + functions)))
+            if omitted > 0 { fields.append(("env_omitted", .int(Int64(omitted)))) }
             if hostPID != 0, let cwd = try? readLink("/proc/\(hostPID)/cwd") { fields.append(("cwd", .string(cwd))) }
             if name == "execveat" { fields.append(("flags", hex(4))) }
             return fields

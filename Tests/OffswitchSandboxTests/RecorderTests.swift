@@ -297,12 +297,14 @@ struct RecorderTests {
         actual += try String(contentsOfFile: third, encoding: .utf8).split(separator: "\n").map {
             try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? Event)
         }
-        // file_events_lost needs a flood; FileWatcherTests.shedBacklog checks its example.
-        let kinds = Set(examples.compactMap { $0["kind"] as? String }).subtracting(["file_events_lost"])
+        // file_events_lost needs a flood; FileWatcherTests.shedBacklog checks its example, and
+        // EvidenceBudgetLogTests.sandboxFlood the budget's two.
+        let flooded: Set<String> = ["file_events_lost", "evidence_budget_reached", "evidence_dropped"]
+        let kinds = Set(examples.compactMap { $0["kind"] as? String }).subtracting(flooded)
         #expect(kinds == ["sandbox_created", "command_started", "syscall", "command_finished", "shutdown", "init_exited",
                           "baseline", "file_changed", "diff_complete", "sandbox_destroyed", "watching", "file", "process_exited",
                           "process_forked", "frozen", "shutdown_requested"])
-        for example in examples where example["kind"] as? String != "file_events_lost" {
+        for example in examples where !flooded.contains(example["kind"] as? String ?? "") {
             let kind = example["kind"] as? String ?? ""
             let decision = example["decision"] as? String
             let change = example["change"] as? String

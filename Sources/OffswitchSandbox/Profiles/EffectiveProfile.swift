@@ -28,6 +28,7 @@ public struct EffectiveProfile: Encodable, Sendable {
         public var open_files: UInt64
         public var pending_signals: UInt64
         public var message_queue_bytes: UInt64
+        public var evidence_bytes: UInt64
         public var command_timeout_seconds: Int?
     }
 
@@ -58,6 +59,7 @@ public struct EffectiveProfile: Encodable, Sendable {
         let l = profile.limits
         limits = Limits(memory_bytes: l.memoryBytes, pids: l.pids, cpus: l.cpus, upper_bytes: l.upperBytes, tmp_bytes: l.tmpBytes,
                         open_files: l.openFiles, pending_signals: l.pendingSignals, message_queue_bytes: l.messageQueueBytes,
+                        evidence_bytes: l.evidenceBytes,
                         command_timeout_seconds: profile.commandTimeoutSeconds)
         record = profile.record
         seccomp = resolved.policy

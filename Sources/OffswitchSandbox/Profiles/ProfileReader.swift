@@ -8,7 +8,7 @@ public import OffswitchYAML
 public enum ProfileReader {
     static let fields = ["name", "description", "seccomp", "seccomp_deny", "record", "capabilities", "user_namespace", "network",
                          "limits", "rootfs", "user"]
-    static let limitFields = ["memory", "pids", "cpus", "upper", "tmp", "open_files", "pending_signals", "message_queues", "command_timeout"]
+    static let limitFields = ["memory", "pids", "cpus", "upper", "tmp", "open_files", "pending_signals", "message_queues", "evidence", "command_timeout"]
 
     /// What reading found: the profile when there was no error, and every problem (warnings too).
     public struct Outcome: Sendable {
@@ -228,6 +228,7 @@ public enum ProfileReader {
         if let value = map["open_files"]?.unsigned() { check("open_files") { $0.openFiles = value } }
         if let value = map["pending_signals"]?.unsigned() { check("pending_signals") { $0.pendingSignals = value } }
         if let value = map["message_queues"]?.bytes() { check("message_queues") { $0.messageQueueBytes = value } }
+        if let value = map["evidence"]?.bytes() { check("evidence") { $0.evidenceBytes = value } }
         if let field = map["command_timeout"] { timeout = field.seconds() }
     }
 

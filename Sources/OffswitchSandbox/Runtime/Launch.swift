@@ -143,7 +143,8 @@ struct Launch {
         let ownerLock = try filesystem.claim(paths: paths)
         // `remove` also unmounts the tmpfs and is safe on a half-built directory.
         cleanup.push { try? filesystem.remove(); close(ownerLock) }
-        let events = try EventLog(path: eventLog ?? filesystem.directory + "/events.ndjson")
+        let events = try EventLog(path: eventLog ?? filesystem.directory + "/events.ndjson",
+                                  budget: EvidenceBudget(bytes: spec.limits.evidenceBytes))
         let layouts = try filesystem.create(hostname: plan.hostname, source: spec.rootfs, upperBytes: spec.limits.upperBytes,
                                             userNamespace: hostIDs.mapping, paths: paths)
         clock.mark("host ids, state directory and tmpfs")

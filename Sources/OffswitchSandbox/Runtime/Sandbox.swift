@@ -302,6 +302,7 @@ public final class Sandbox: Sendable {
         }
         for change in changes.entries { events.append("file_changed", change) }
         events.append("diff_complete", changes.summary)
+        events.summarizeDrops()
         events.append("sandbox_destroyed")
         close(control.fd)
         close(pidfd)
