@@ -60,8 +60,11 @@ public struct ExecBody: Codable, Sendable {
 
 /// An exec result as JSON: the API's exec response and `offswitch sandbox run --json`.
 /// Field names are stable and always present. Each stream travels once: as text in `stdout`
-/// when its bytes are valid UTF-8 (then `stdout_base64` is null), otherwise as base64 in
-/// `stdout_base64` (then `stdout` is null). Either way the bytes arrive exactly.
+/// when its bytes are valid UTF-8 and their JSON escaping is no longer than base64 (then
+/// `stdout_base64` is null), otherwise as base64 in `stdout_base64` (then `stdout` is null).
+/// Either way the bytes arrive exactly, and a stream never takes more of the reply than its
+/// base64 would (4/3 of its bytes): valid UTF-8 full of control bytes grows six times as JSON
+/// text (`\u0001`), so it travels as base64.
 public struct ExecDocument: Codable, Sendable, Equatable {
     public var exit_code: Int32
     public var signal: Int32?
@@ -91,9 +94,29 @@ public struct ExecDocument: Codable, Sendable, Equatable {
     }
 
     private static func carry(_ bytes: [UInt8]) -> (String?, String?) {
-        if let text = String(validating: bytes, as: UTF8.self) { return (text, nil) }
+        if escapedLength(bytes) <= base64Length(bytes.count), let text = String(validating: bytes, as: UTF8.self) {
+            return (text, nil)
+        }
         return (nil, Data(bytes).base64EncodedString())
     }
+
+    /// The bytes `APIJSON` writes for `bytes` as a JSON string, quotes left out: a quote, a
+    /// backslash and the controls with a short escape (`\b \t \n \f \r`) take two, the other
+    /// controls six (`\u001b`), every other byte one. ExecDocumentTests holds it to the encoder.
+    private static func escapedLength(_ bytes: [UInt8]) -> Int {
+        var length = 0
+        for byte in bytes {
+            switch byte {
+            case 0x22, 0x5c, 0x08, 0x09, 0x0a, 0x0c, 0x0d: length += 2
+            case 0..<0x20: length += 6
+            default: length += 1
+            }
+        }
+        return length
+    }
+
+    /// Padded base64's length for `count` bytes.
+    private static func base64Length(_ count: Int) -> Int { (count + 2) / 3 * 4 }
 
     /// The exact output bytes, whichever way they travelled.
     public var stdoutBytes: [UInt8] { Self.bytes(stdout, stdout_base64) }
