@@ -67,6 +67,7 @@ let package = Package(
                 "OffswitchTrials",
                 "OffswitchSandbox", "OffswitchCore", "OffswitchAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -59,6 +59,7 @@ public enum Daemon {
         var services: [any Service] = [
             Application(
                 router: socketRouter,
+                server: ClientHangUp.server,
                 configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "offswitchd"),
                 onServerRunning: { _ in
                     secureSocket(socketPath, logger: logger)
@@ -72,7 +73,7 @@ public enum Daemon {
             tcpRouter.add(middleware: BearerAuthMiddleware(token: Array(token.utf8)))
             routes.add(to: tcpRouter)
             services.append(Application(
-                router: tcpRouter, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "offswitchd"),
+                router: tcpRouter, server: ClientHangUp.server, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "offswitchd"),
                 onServerRunning: { _ in logger.notice("serving TCP", metadata: ["address": "\(listen.host):\(listen.port)"]) },
                 logger: logger))
         }

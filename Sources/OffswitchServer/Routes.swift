@@ -1,13 +1,18 @@
 import FoundationEssentials
 public import Hummingbird
+import NIOCore
 import OffswitchAPI
 import OffswitchSandbox
 
 /// The request context of every route: bodies up to 256 MiB (50 MiB files and stdin, base64 in
-/// JSON, fit), beyond that 413.
+/// JSON, fit), beyond that 413; and the connection, whose `ClientHangUp` a stream asks.
 public struct APIContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
-    public init(source: Source) { coreContext = .init(source: source) }
+    let channel: any Channel
+    public init(source: Source) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
     public var maxUploadSize: Int { Self.bodyLimit }
     public static let bodyLimit = 256 << 20
 }

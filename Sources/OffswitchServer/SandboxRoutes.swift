@@ -103,8 +103,10 @@ struct SandboxRoutes {
                 throw OffswitchError(.invalidArgument, "follow: \"\(followText)\" is not 0, 1, true or false")
             }
             let follow = followText == "1" || followText == "true"
-            // Given back when the response goes: streamed to its end, or its client gone.
+            // Given back when the response goes: streamed to its end, or its client gone (seen at
+            // once while the log is quiet: ClientHangUp).
             let claim = try registry.capacity.claim(.streams)
+            let hangUp = await ClientHangUp.of(context.channel)
             // Opened now: the stream goes on to the end even if destroy removes the file meanwhile.
             let fd = open(sandbox.eventLogPath, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
@@ -114,9 +116,11 @@ struct SandboxRoutes {
             headers[.contentType] = "application/x-ndjson"
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
                 defer { close(fd) }
-                try await EventStream.copy(from: fd, to: &writer, follow: follow) { sandbox.isDestroyed }
-                try await writer.finish(nil)
+                let stayed = try await EventStream.copy(from: fd, to: &writer, follow: follow, finished: { sandbox.isDestroyed },
+                                                        clientGone: { hangUp?.hasHungUp ?? false })
                 withExtendedLifetime(claim) {}
+                guard stayed else { return }
+                try await writer.finish(nil)
             })
         }
         on(.post, "/v1/sandboxes/:id/terminal") { request, context in
@@ -155,11 +159,17 @@ struct SandboxRoutes {
                 }
                 // Keystrokes wait here, not on a thread, while the command does not read them.
                 let input = Task {
-                    for try await buffer in request.body {
-                        let bytes = Array(buffer.readableBytesView)
-                        while !relay.offer(bytes) { try await Task.sleep(for: .milliseconds(10)) }
+                    do {
+                        for try await buffer in request.body {
+                            let bytes = Array(buffer.readableBytesView)
+                            while !relay.offer(bytes) { try await Task.sleep(for: .milliseconds(10)) }
+                        }
+                        relay.endInput()
+                    } catch {
+                        // The connection broke before the keystrokes ended: the client has gone.
+                        // Hung up now, not at the command's next output (an idle shell has none).
+                        if !Task.isCancelled { relay.hangUp() }
                     }
-                    relay.endInput()
                 }
                 // Each frame passed on lets the relay read the pty again: a client that does not
                 // read stops the command's output, not the daemon's memory.

@@ -59,8 +59,6 @@ struct CapacityTests {
         #expect(terminal.status == 429 && terminal.errorCode == "capacity_reached", "\(terminal.text)")
         kill(follower.processIdentifier, SIGKILL)
         follower.waitUntilExit()
-        // The stream notices its client has gone when it next writes: log something.
-        _ = try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", json: ["argv": ["true"]])
         let closed = Date().addingTimeInterval(20)
         while try Self.metric(daemon, "offswitch_capacity_in_use{resource=\"streams\"}") != 0 && Date() < closed { usleep(50_000) }
         #expect(try daemon.curl("GET", "/v1/sandboxes/\(id)/events").status == 200)
@@ -70,6 +68,83 @@ struct CapacityTests {
         #expect(try Self.metric(daemon, "offswitch_capacity_refused_total{resource=\"trials\"}") == 1)
         #expect(try Self.metric(daemon, "offswitch_capacity_refused_total{resource=\"streams\"}") == 2)
         #expect(try Self.metric(daemon, "offswitch_capacity_in_use{resource=\"sandboxes\"}") == 1)
+    }
+
+    @Test("Event and terminal streams of an idle sandbox whose clients hang up give their places back without a write: a new stream is accepted")
+    func idleStreamsReleased() throws {
+        let daemon = try DaemonHarness()
+        let bound = 4
+        try daemon.start(extra: ["--max-streams", "\(bound)"])
+        let id = try #require(try daemon.curl("POST", "/v1/sandboxes", json: [:] as [String: Any]).json["id"] as? String)
+        // The sandbox writes nothing from here on: no exec, no file, nothing the log would hear.
+        var followers: [Process] = []
+        defer { for follower in followers where follower.isRunning { kill(follower.processIdentifier, SIGKILL) } }
+        for _ in 0..<bound {
+            let follower = Process()
+            follower.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            follower.arguments = ["-s", "-N", "-o", "/dev/null", "--unix-socket", daemon.socket, "http://offswitchd/v1/sandboxes/\(id)/events?follow=1"]
+            try follower.run()
+            followers.append(follower)
+        }
+        let opened = Date().addingTimeInterval(30)
+        while try Self.metric(daemon, "offswitch_capacity_in_use{resource=\"streams\"}") != bound && Date() < opened { usleep(50_000) }
+        #expect(try Self.metric(daemon, "offswitch_capacity_in_use{resource=\"streams\"}") == bound)
+        let full = try daemon.curl("GET", "/v1/sandboxes/\(id)/events")
+        #expect(full.status == 429 && Self.message(full).contains("--max-streams \(bound)"), "\(full.text)")
+        let logged = try daemon.curl("GET", "/v1/sandboxes/\(id)/events?follow=0")
+        // SIGKILL: the test runner's blocked signals are inherited, SIGTERM among them.
+        for follower in followers {
+            kill(follower.processIdentifier, SIGKILL)
+            follower.waitUntilExit()
+        }
+        // Every place comes back though nothing is written to the streams; a new stream is served.
+        let released = Date().addingTimeInterval(30)
+        var accepted = try daemon.curl("GET", "/v1/sandboxes/\(id)/events")
+        while accepted.status != 200 && Date() < released {
+            usleep(50_000)
+            accepted = try daemon.curl("GET", "/v1/sandboxes/\(id)/events")
+        }
+        #expect(accepted.status == 200, "\(accepted.status) \(accepted.text)")
+        while try Self.metric(daemon, "offswitch_capacity_in_use{resource=\"streams\"}") != 0 && Date() < released { usleep(50_000) }
+        #expect(try Self.metric(daemon, "offswitch_capacity_in_use{resource=\"streams\"}") == 0)
+        // The sandbox stayed idle throughout: its log is what it was while the streams were open.
+        #expect(logged.status != 200 || accepted.body == logged.body, "the sandbox wrote events meanwhile")
+        // A stream whose client stays is not taken for gone.
+        let stays = Process()
+        stays.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        stays.arguments = ["-s", "-N", "--max-time", "3", "--unix-socket", daemon.socket, "http://offswitchd/v1/sandboxes/\(id)/events?follow=1"]
+        let out = Pipe()
+        stays.standardOutput = out
+        try stays.run()
+        let collected = out.fileHandleForReading.readDataToEndOfFile()
+        stays.waitUntilExit()
+        #expect(stays.terminationStatus == 28, "curl --max-time 3 timed out (28) rather than the daemon ending the stream: \(stays.terminationStatus)")
+        #expect(collected == accepted.body)
+        let left = Date().addingTimeInterval(30)
+        while try Self.metric(daemon, "offswitch_capacity_in_use{resource=\"streams\"}") != 0 && Date() < left { usleep(50_000) }
+
+        // Terminals of commands that print nothing: their clients go mid-keystrokes.
+        var terminals: [Int32] = []
+        defer { for fd in terminals { close(fd) } }
+        for _ in 0..<bound { terminals.append(try silentTerminal(daemon.socket, id, input: Array("exec sleep 600\n".utf8))) }
+        let running = Date().addingTimeInterval(30)
+        while try Self.metric(daemon, "offswitch_capacity_in_use{resource=\"streams\"}") != bound && Date() < running { usleep(50_000) }
+        #expect(try daemon.curl("GET", "/v1/sandboxes/\(id)/events").status == 429)
+        let sleeps = ["sh", "-c", "ps -eo comm | grep -c '^sleep$' || true"]
+        let started = Date().addingTimeInterval(30)
+        while try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", json: ["argv": sleeps]).json["stdout"] as? String != "\(bound)\n" && Date() < started {
+            usleep(50_000)
+        }
+        #expect(try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", json: ["argv": sleeps]).json["stdout"] as? String == "\(bound)\n")
+        for fd in terminals { close(fd) }
+        terminals.removeAll()
+        let hungUp = Date().addingTimeInterval(30)
+        while try Self.metric(daemon, "offswitch_capacity_in_use{resource=\"streams\"}") != 0 && Date() < hungUp { usleep(50_000) }
+        #expect(try Self.metric(daemon, "offswitch_capacity_in_use{resource=\"streams\"}") == 0)
+        #expect(try daemon.curl("GET", "/v1/sandboxes/\(id)/events").status == 200)
+        // Hung up, the sleeps are gone.
+        let ps = try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", json: ["argv": sleeps])
+        #expect(ps.json["stdout"] as? String == "0\n", "\(ps.text)")
     }
 
     @Test("Started under a soft open-file limit of 1024, the daemon raises it to the hard limit and holds 70 sandboxes")

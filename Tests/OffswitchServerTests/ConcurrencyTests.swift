@@ -11,33 +11,6 @@ struct ConcurrencyTests {
         return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
     }
 
-    /// A terminal client on a raw connection: sends the request head and `input` as chunks, and
-    /// never reads the response.
-    private func silentTerminal(_ socketPath: String, _ id: String, input: [UInt8]) throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in socketPath.utf8.enumerated() where index < raw.count - 1 { raw[index] = byte }
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        try #require(connected == 0)
-        let head = "POST /v1/sandboxes/\(id)/terminal HTTP/1.1\r\nHost: offswitchd\r\nContent-Type: application/octet-stream\r\n"
-            + "Transfer-Encoding: chunked\r\n\r\n"
-        var bytes = Array(head.utf8)
-        for start in stride(from: 0, to: input.count, by: 16384) {
-            let chunk = input[start..<min(start + 16384, input.count)]
-            bytes += Array(String(chunk.count, radix: 16).utf8) + [13, 10] + chunk + [13, 10]
-        }
-        // Non-blocking: what the daemon does not take stays here, unsent, as a stalled client's would.
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        return fd
-    }
-
     @Test("Terminals whose program does not read, and whose client does not read, hold no daemon thread and no unbounded memory; SIGTERM still stops it")
     func stalledTerminals() throws {
         let daemon = try DaemonHarness()
