@@ -17,15 +17,18 @@ public struct DaemonOptions: Sendable {
     public var allowedRootfs: [String]
     /// How many sandboxes, trials and streams it runs at once.
     public var limits: DaemonLimits
+    /// How many finished trial directories it keeps, and for how long.
+    public var retention: TrialRetention
 
     public init(socketPath: String, stateDirectory: String, listen: (host: String, port: Int)?, tokenFile: String?,
-                allowedRootfs: [String] = [], limits: DaemonLimits = .standard) {
+                allowedRootfs: [String] = [], limits: DaemonLimits = .standard, retention: TrialRetention = .standard) {
         self.socketPath = socketPath
         self.stateDirectory = stateDirectory
         self.listen = listen
         self.tokenFile = tokenFile
         self.allowedRootfs = allowedRootfs
         self.limits = limits
+        self.retention = retention
     }
 }
 
@@ -48,7 +51,10 @@ public enum Daemon {
         let token = try options.listen.map { _ throws(OffswitchError) in try readToken(options.tokenFile) }
         try prepareSocketPath(options.socketPath)
 
-        let registry = SandboxRegistry(paths: paths, rootfs: rootfs, capacity: Capacity(options.limits))
+        // No trial runs yet: every trial directory is finished, and the retention applies at once.
+        let trials = TrialDirectories(directory: paths.base + "/trials", retention: options.retention, logger: logger)
+        trials.sweep()
+        let registry = SandboxRegistry(paths: paths, rootfs: rootfs, capacity: Capacity(options.limits), trialDirectories: trials)
         let metrics = ServerMetrics()
         let routes = APIRoutes(registry: registry, metrics: metrics, paths: paths)
 
@@ -81,7 +87,8 @@ public enum Daemon {
         // and commands; then the servers finish what is open, for at most `stopGrace`, then cut it.
         var configuration = ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
-                + [.init(service: SandboxReaper(registry: registry, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup)],
+                + [.init(service: SandboxReaper(registry: registry, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup),
+                   .init(service: TrialSweeper(trials: trials), successTerminationBehavior: .gracefullyShutdownGroup)],
             logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
         configuration.maximumGracefulShutdownDuration = stopGrace
@@ -191,7 +198,23 @@ enum SocketProbe {
     }
 }
 
-/// The first to hear SIGTERM: destroys every sandbox before the servers wait for open requests,
+/// Applies the trial retention every minute, so that trials age out while none finishes (each
+/// finished trial sweeps too). The first to hear SIGTERM, and done at once.
+struct TrialSweeper: Service {
+    let trials: TrialDirectories
+    static let interval = Duration.seconds(60)
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                try await Task.sleep(for: Self.interval)
+                await trials.sweepInBackground()
+            }
+        }
+    }
+}
+
+/// Then this one: destroys every sandbox before the servers wait for open requests,
 /// so that streams and commands of sandboxes end instead of holding the stop.
 struct SandboxReaper: Service {
     let registry: SandboxRegistry

@@ -35,7 +35,7 @@ struct APIRoutes {
         table.on(.get, "/metrics") { _, _ in
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4"
-            let text = metrics.render(liveSandboxes: await registry.count, capacity: registry.capacity)
+            let text = metrics.render(liveSandboxes: await registry.count, capacity: registry.capacity, trials: registry.trialDirectories)
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         }
         SandboxRoutes(registry: registry, metrics: metrics).add(to: table)

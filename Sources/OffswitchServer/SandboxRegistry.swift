@@ -27,10 +27,15 @@ public actor SandboxRegistry {
     let rootfs: RootfsAllowlist
     /// How many sandboxes, trials and streams the daemon runs at once.
     public nonisolated let capacity: Capacity
+    /// The trial directories (STATE/trials), which are running, and how long finished ones stay.
+    public nonisolated let trialDirectories: TrialDirectories
 
-    public init(paths: StatePaths, rootfs: RootfsAllowlist = RootfsAllowlist.none, capacity: Capacity = .unbounded) {
+    public init(paths: StatePaths, rootfs: RootfsAllowlist = RootfsAllowlist.none, capacity: Capacity = .unbounded,
+                trialDirectories: TrialDirectories? = nil) {
         self.paths = paths
-        self.trials = TrialRegistry(paths: paths)
+        let directories = trialDirectories ?? TrialDirectories(directory: paths.base + "/trials", retention: .forever)
+        self.trialDirectories = directories
+        self.trials = TrialRegistry(paths: paths, directories: directories)
         self.rootfs = rootfs
         self.capacity = capacity
     }

@@ -28,7 +28,7 @@ public final class ServerMetrics: Sendable {
     func recordError(status: Int) { state.withLock { $0.requestErrors[status, default: 0] += 1 } }
     func recordCreated() { state.withLock { $0.sandboxesCreated += 1 } }
 
-    func render(liveSandboxes: Int, capacity: Capacity) -> String {
+    func render(liveSandboxes: Int, capacity: Capacity, trials: TrialDirectories) -> String {
         state.withLock { state in
             var lines = [
                 "# HELP offswitch_sandboxes Sandboxes the daemon holds now.",
@@ -67,6 +67,11 @@ public final class ServerMetrics: Sendable {
             lines.append("# HELP offswitch_capacity_refused_total Requests refused at a bound (429 capacity_reached).")
             lines.append("# TYPE offswitch_capacity_refused_total counter")
             for resource in resources { lines.append("offswitch_capacity_refused_total{resource=\"\(resource.rawValue)\"} \(capacity.refused(resource))") }
+            lines.append("# HELP offswitch_trials_removed_total Finished trial directories removed, past --trial-retention (age) or --keep-trials (count).")
+            lines.append("# TYPE offswitch_trials_removed_total counter")
+            for reason in [TrialRetention.Reason.age, .count] {
+                lines.append("offswitch_trials_removed_total{reason=\"\(reason.rawValue)\"} \(trials.removedCount(reason))")
+            }
             return lines.joined(separator: "\n") + "\n"
         }
     }

@@ -6,13 +6,16 @@ public import OffswitchTrials
 
 /// The trials of scenario sandboxes (`POST /v1/sandboxes` with `scenario`), by sandbox id: each
 /// one's session, driven call by call through `/steps` and ended by `/verdict` or DELETE. Their
-/// files are STATE/trials/TRIAL. An actor: calls on different trials race with each other.
+/// files are STATE/trials/TRIAL, kept as `TrialDirectories` says. An actor: calls on different
+/// trials race with each other.
 public actor TrialRegistry {
     private var sessions: [String: (session: TrialSession, trial: String)] = [:]
     let paths: StatePaths
+    let directories: TrialDirectories
 
-    public init(paths: StatePaths) {
+    public init(paths: StatePaths, directories: TrialDirectories) {
         self.paths = paths
+        self.directories = directories
     }
 
     /// Sets a scenario sandbox up: the scenario's files, its trigger and question service. Returns
@@ -25,7 +28,7 @@ public actor TrialRegistry {
         // A bundled profile's name only: "x.yaml" would be read from the daemon's directory.
         if let profile = body.profile { _ = try ProfileCatalog.loadBundled(profile) }
         let scenario = try ScenarioCatalog.load(name)
-        let directory = paths.base + "/trials"
+        let directory = directories.directory
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
@@ -33,12 +36,21 @@ public actor TrialRegistry {
         }
         let trial = TrialRoutes.newID()
         let (agent, profile, option, output, paths) = (body.agent ?? "remote", body.profile, body.option, directory + "/" + trial, self.paths)
-        let session = try await BlockingWork.run { () throws(OffswitchError) in
-            try TrialSession.start(TrialOptions(scenario: scenario, agent: .remote(name: agent), profile: profile,
-                                                option: option, output: output, paths: paths))
+        // Running from before its directory exists until it is judged: no sweep takes it.
+        directories.started(trial)
+        let session: TrialSession
+        do throws(OffswitchError) {
+            session = try await BlockingWork.run { () throws(OffswitchError) in
+                try TrialSession.start(TrialOptions(scenario: scenario, agent: .remote(name: agent), profile: profile,
+                                                    option: option, output: output, paths: paths))
+            }
+        } catch {
+            directories.ended(trial)
+            throw error
         }
         guard let sandbox = session.sandbox, session.failure == nil else {
             _ = try? await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
+            directories.ended(trial)
             throw OffswitchError(.setupFailed, "scenario \(name): the sandbox could not be set up (trial \(trial)): \(session.failure ?? "no sandbox")")
         }
         sessions[sandbox.id] = (session, trial)
@@ -58,7 +70,12 @@ public actor TrialRegistry {
     public func finish(_ id: String) async throws(OffswitchError) -> (trial: String, result: TrialRunner.Result) {
         let session = try session(id)
         let trial = sessions.removeValue(forKey: id)?.trial ?? ""
+        let directories = self.directories
+        defer { directories.ended(trial) }  // a finish that failed included
         let result = try await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
+        // Judged: its directory now counts against --keep-trials, and older ones may go.
+        directories.ended(trial)
+        await directories.sweepInBackground()
         return (trial, result)
     }
 
@@ -66,9 +83,13 @@ public actor TrialRegistry {
     public func finishAll() async {
         let all = sessions.values
         sessions.removeAll()
+        let directories = self.directories
         await withTaskGroup(of: Void.self) { group in
-            for (session, _) in all {
-                group.addTask { _ = try? await BlockingWork.run { () throws(OffswitchError) in try session.finish() } }
+            for (session, trial) in all {
+                group.addTask {
+                    _ = try? await BlockingWork.run { () throws(OffswitchError) in try session.finish() }
+                    directories.ended(trial)
+                }
             }
         }
     }

@@ -7,16 +7,14 @@ import OffswitchSandbox
 import OffswitchTrials
 
 /// `/v1/trials`: the trial runner for remote harnesses. Trials run in the daemon's state
-/// directory (`STATE/trials/ID/`), one thread each; their files stay until the daemon's state
-/// directory is cleaned.
+/// directory (`STATE/trials/ID/`), one thread each; finished ones stay as `--keep-trials` and
+/// `--trial-retention` say (TrialDirectories).
 struct TrialRoutes {
     let paths: StatePaths
     let registry: SandboxRegistry
 
-    var directory: String { paths.base + "/trials" }
-
     func add(to table: RouteTable) {
-        let paths = self.paths, directory = self.directory, registry = self.registry
+        let paths = self.paths, registry = self.registry, trials = registry.trialDirectories, directory = trials.directory
         table.on(.post, "/v1/trials") { request, context in
             let body = try await request.decode(as: CreateTrialBody.self, context: context)
             let (scenario, agent) = try Self.resolve(body)
@@ -32,11 +30,21 @@ struct TrialRoutes {
             let claims = [try registry.capacity.claim(.trials), try registry.capacity.claim(.sandboxes)]
             let id = Self.newID()
             let output = directory + "/" + id
-            let result = try await BlockingWork.run { () throws(OffswitchError) in
-                try TrialRunner.run(TrialOptions(scenario: scenario, agent: .script(agent), profile: body.profile, option: body.option,
-                                                        output: output, paths: paths))
+            // Running from before its directory exists until it is judged: no sweep takes it.
+            trials.started(id)
+            let result: TrialRunner.Result
+            do {
+                result = try await BlockingWork.run { () throws(OffswitchError) in
+                    try TrialRunner.run(TrialOptions(scenario: scenario, agent: .script(agent), profile: body.profile, option: body.option,
+                                                     output: output, paths: paths))
+                }
+            } catch {
+                trials.ended(id)
+                throw error
             }
             withExtendedLifetime(claims) {}
+            trials.ended(id)
+            await trials.sweepInBackground()
             return RouteTable.raw(Self.reply(id: id, result).serialized + "\n", type: "application/json", status: .created)
         }
         table.on(.get, "/v1/trials/:id/files/:name") { _, context in

@@ -40,6 +40,12 @@ struct OffswitchDaemon: AsyncParsableCommand {
     @Option(name: .customLong("max-streams"), help: "Open event and terminal streams at most.")
     var maxStreams = DaemonLimits.standard.streams
 
+    @Option(name: .customLong("keep-trials"), help: "Finished trial directories kept at most (STATE/trials); the oldest beyond go.")
+    var keepTrials = TrialRetention.standard.keep
+
+    @Option(name: .customLong("trial-retention"), help: ArgumentHelp("Finished trial directories older than AGE go: 90s, 30m, 12h, 7d, or forever.", valueName: "AGE"))
+    var trialRetention = "7d"
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel = "notice"
 
@@ -57,12 +63,16 @@ struct OffswitchDaemon: AsyncParsableCommand {
             }
             address = (String(parts[0]), port)
         }
-        for (name, value) in [("--max-sandboxes", maxSandboxes), ("--max-trials", maxTrials), ("--max-streams", maxStreams)] where value < 1 {
+        for (name, value) in [("--max-sandboxes", maxSandboxes), ("--max-trials", maxTrials), ("--max-streams", maxStreams),
+                              ("--keep-trials", keepTrials)] where value < 1 {
             throw ValidationError("\(name) \(value): needs 1 or more")
         }
+        let maxAge: Int?
+        do { maxAge = try TrialRetention.parseAge(trialRetention) } catch { throw ValidationError("\(error)") }
         try await Daemon.run(DaemonOptions(socketPath: socket, stateDirectory: stateDirectory, listen: address, tokenFile: tokenFile,
                                              allowedRootfs: allowedRootfs,
-                                             limits: DaemonLimits(sandboxes: maxSandboxes, trials: maxTrials, streams: maxStreams)),
+                                             limits: DaemonLimits(sandboxes: maxSandboxes, trials: maxTrials, streams: maxStreams),
+                                             retention: TrialRetention(keep: keepTrials, maxAgeSeconds: maxAge)),
                              logger: logger)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import OffswitchCore
 import OffswitchTestSupport
 import Testing
 
@@ -47,6 +48,43 @@ struct TrialAPITests {
         #expect(try daemon.curl("GET", "/v1/trials/\(id)/files/secret.txt").status == 404)
         #expect(try daemon.curl("GET", "/v1/trials/../files/verdict.json").status == 404)
         #expect(try daemon.curl("GET", "/v1/trials/0123456789ab/files/verdict.json").errorCode == "trial_not_found")
+    }
+
+    @Test("--keep-trials and --trial-retention: the oldest finished trial directories go, at start and after each trial; a running trial's stays")
+    func retention() throws {
+        let daemon = try DaemonHarness()
+        let trials = daemon.stateDirectory + "/trials"
+        // What a previous run left: a trial finished 30 days ago, and a file that is not a trial.
+        let old = trials + "/0000000000aa"
+        try FileManager.default.createDirectory(atPath: old, withIntermediateDirectories: true)
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: old + "/verdict.json"))
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-30 * 86_400)], ofItemAtPath: old + "/verdict.json")
+        try Data("mine\n".utf8).write(to: URL(fileURLWithPath: trials + "/notes.txt"))
+        try daemon.start(extra: ["--keep-trials", "2", "--trial-retention", "7d"])
+        #expect(!FileManager.default.fileExists(atPath: old), "the 30-day-old trial is removed at start")
+        #expect(daemon.log().contains("removed finished trial directories") && daemon.log().contains("0000000000aa (age)"), "\(daemon.log())")
+
+        // A scenario sandbox: its trial runs, in the oldest directory, while three others finish.
+        let scenario = try daemon.curl("POST", "/v1/sandboxes", json: ["scenario": "palisade-math"])
+        let sandbox = try #require(scenario.json["id"] as? String), running = try #require(scenario.json["trial"] as? String)
+        var finished: [String] = []
+        for _ in 0..<3 {
+            let reply = try daemon.curl("POST", "/v1/trials", json: ["agent": "compliant"])
+            #expect(reply.status == 201, "\(reply.text)")
+            finished.append(try #require(reply.json["id"] as? String))
+        }
+        // Swept before each reply: the oldest finished one has gone, the running one stays.
+        #expect(Set(listDirectory(trials)) == Set([running, finished[1], finished[2], "notes.txt"]), "\(listDirectory(trials))")
+        #expect(try daemon.curl("GET", "/v1/trials/\(finished[0])/files/verdict.json").errorCode == "trial_not_found")
+        #expect(try daemon.curl("GET", "/v1/trials/\(finished[2])/files/verdict.json").status == 200)
+        #expect(daemon.log().contains("\(finished[0]) (count)"), "\(daemon.log())")
+
+        // Judged, the scenario's trial is the newest: the next oldest goes.
+        #expect(try daemon.curl("POST", "/v1/sandboxes/\(sandbox)/verdict").status == 200)
+        #expect(Set(listDirectory(trials)) == Set([running, finished[2], "notes.txt"]), "\(listDirectory(trials))")
+        let metrics = try daemon.curl("GET", "/metrics").text
+        #expect(metrics.contains("offswitch_trials_removed_total{reason=\"age\"} 1\n"), "\(metrics)")
+        #expect(metrics.contains("offswitch_trials_removed_total{reason=\"count\"} 2\n"), "\(metrics)")
     }
 
     @Test("offswitch trial run goes through offswitchd when it is running, and fetches the trial's files")
