@@ -20,7 +20,8 @@ func embeddedSandbox<R>(_ spec: SandboxSpec, verbose: Bool, eventLog: String? = 
     // A closed stdout or stderr (`| head`) must end in EPIPE, not kill us before cleanup.
     signal(SIGPIPE, SIG_IGN)
     do {
-        return try GuardedSandbox.run(spec, eventLog: eventLog, reclaimed: { found in
+        // `offswitch watch-owner` (WatchOwnerCommand.swift) cleans up if this process is SIGKILLed.
+        return try GuardedSandbox.run(spec, eventLog: eventLog, watcher: [WatchOwnerCommand.name], reclaimed: { found in
             if verbose { StandardStreams.err("offswitch: reclaimed leftovers of \(found)\n") }
         }, created: { sandbox in
             guard verbose else { return }

@@ -9,12 +9,16 @@ import Testing
 private struct RunningCLI {
     let process: Process
     let id: String
+    let stderr: FileHandle
+    let paths: StatePaths
 
-    static func start(_ command: [String]) throws -> RunningCLI {
+    /// Starts it, with its state in `runDirectory` when given (OFFSWITCH_RUN_DIR: no other
+    /// process's sweep of leftovers reaches it).
+    static func start(_ command: [String], runDirectory: String? = nil) throws -> RunningCLI {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitch")
         process.arguments = ["sandbox", "run", "--verbose", "--"] + command
-        process.environment = embeddedEnvironment
+        process.environment = embeddedEnvironment.merging(runDirectory.map { ["OFFSWITCH_RUN_DIR": $0] } ?? [:]) { $1 }
         let stderr = Foundation.Pipe()
         process.standardError = stderr
         process.standardOutput = FileHandle.nullDevice
@@ -28,23 +32,51 @@ private struct RunningCLI {
             text += String(decoding: chunk, as: UTF8.self)
             if let line = text.split(separator: "\n").first(where: { $0.contains("embedded mode") }),
                let id = line.split(separator: " ").last, text.contains("setup inside") {
-                return RunningCLI(process: process, id: String(id))
+                return RunningCLI(process: process, id: String(id), stderr: stderr.fileHandleForReading,
+                                  paths: runDirectory.map { StatePaths(base: $0) } ?? .standard)
             }
         }
         process.terminate()
         throw OffswitchError(.system, "the CLI never reported its sandbox: \(text)")
     }
+
+    /// The sandbox's processes whose command is `name`, by host pid.
+    func processes(named name: String) -> [Int32] {
+        listDirectory("/proc").compactMap(Int32.init).filter { pid in
+            readSmallFile("/proc/\(pid)/comm") == name + "\n" && readSmallFile("/proc/\(pid)/cgroup")?.contains("/offswitch/\(id)") == true
+        }
+    }
+
+    /// The CLI's owner watch (OwnerWatch), by pid.
+    var watcher: Int32? {
+        listDirectory("/proc").compactMap(Int32.init).first { pid in
+            let stat = readSmallFile("/proc/\(pid)/stat") ?? ""
+            let ppid = stat.split(separator: ")").last?.split(separator: " ").dropFirst(1).first
+            return ppid == "\(process.processIdentifier)" && readSmallFile("/proc/\(pid)/cmdline")?.contains("watch-owner") == true
+        }
+    }
 }
 
-private func traces(of id: String) -> [String] {
+private func traces(of id: String, paths: StatePaths = .standard) -> [String] {
     var found: [String] = []
     if (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.contains(id) == true { found.append("mount") }
-    if FileManager.default.fileExists(atPath: StatePaths.standard.sandboxDirectory(id)) { found.append("directory") }
+    if FileManager.default.fileExists(atPath: paths.sandboxDirectory(id)) { found.append("directory") }
     for hierarchy in ["memory", "pids", "cpu", "unified", ""] {
         let path = "/sys/fs/cgroup/\(hierarchy)/offswitch/\(id)".replacingOccurrences(of: "//", with: "/")
         if FileManager.default.fileExists(atPath: path) { found.append("cgroup \(path)") }
     }
     return found
+}
+
+/// A run directory of the test's own, removed afterwards (the rootfs skeleton is built there),
+/// with whatever a failed test left in it.
+private func withRunDirectory<R>(_ body: (String) throws -> R) throws -> R {
+    let directory = "/run/offswitch-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    defer {
+        _ = Leftovers.reclaim(paths: StatePaths(base: directory))
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+    return try body(directory)
 }
 
 @Suite("Recovery: interrupts and crashes", needsRoot)
@@ -59,21 +91,42 @@ struct RecoveryTests {
         #expect(traces(of: cli.id).isEmpty, "left: \(traces(of: cli.id))")
     }
 
-    @Test("After kill -9 of its owner, a sandbox is reclaimed by the next start: nothing remains")
+    @Test("After kill -9 of the CLI, its watcher reclaims the sandbox at once: the command dies, no mount, cgroup or directory remains")
     func crash() throws {
-        let cli = try RunningCLI.start(["sleep", "100"])
-        kill(cli.process.processIdentifier, SIGKILL)
-        cli.process.waitUntilExit()
-        #expect(traces(of: cli.id).contains("directory"), "a killed owner cannot clean up")
-        // Any process that starts sandboxes reclaims: a test running in parallel may get there
-        // first. Either way the leftovers must go, and whoever reclaimed them unmounted them.
-        let reclaimed = Leftovers.reclaim()
-        if let mine = reclaimed.first(where: { $0.id == cli.id }) {
-            #expect(mine.removed.contains { $0.hasPrefix("mount ") })
+        try withRunDirectory { runDirectory in
+            let cli = try RunningCLI.start(["sleep", "1000"], runDirectory: runDirectory)
+            let started = Date().addingTimeInterval(30)
+            while cli.processes(named: "sleep").isEmpty && Date() < started { usleep(20_000) }
+            let sleeps = cli.processes(named: "sleep")
+            #expect(sleeps.count == 1 && !traces(of: cli.id, paths: cli.paths).isEmpty)
+            kill(cli.process.processIdentifier, SIGKILL)
+            cli.process.waitUntilExit()
+            // Nothing else sweeps this run directory: what goes, the watcher removed.
+            let deadline = Date().addingTimeInterval(30)
+            func alive() -> [Int32] { sleeps.filter { kill($0, 0) == 0 } }
+            while (!traces(of: cli.id, paths: cli.paths).isEmpty || !alive().isEmpty) && Date() < deadline { usleep(20_000) }
+            #expect(traces(of: cli.id, paths: cli.paths).isEmpty, "left: \(traces(of: cli.id, paths: cli.paths))")
+            #expect(alive().isEmpty, "sleep \(alive()) survived its sandbox")
+            // The watcher says what it removed on the CLI's stderr, and ends.
+            let said = String(decoding: cli.stderr.readDataToEndOfFile(), as: UTF8.self)
+            #expect(said.contains("died holding a sandbox; sandbox \(cli.id): removed") && said.contains("mount "), "\(said)")
         }
-        let deadline = Date().addingTimeInterval(10)
-        while !traces(of: cli.id).isEmpty && Date() < deadline { usleep(50_000) }
-        #expect(traces(of: cli.id).isEmpty, "left: \(traces(of: cli.id))")
+    }
+
+    @Test("With its watcher killed too, a killed CLI's sandbox is reclaimed by the next start: nothing remains")
+    func crashWithoutWatcher() throws {
+        try withRunDirectory { runDirectory in
+            let cli = try RunningCLI.start(["sleep", "1000"], runDirectory: runDirectory)
+            let watcher = try #require(cli.watcher, "the CLI started no owner watch")
+            kill(watcher, SIGKILL)
+            kill(cli.process.processIdentifier, SIGKILL)
+            cli.process.waitUntilExit()
+            #expect(traces(of: cli.id, paths: cli.paths).contains("directory"), "a killed owner cannot clean up")
+            let reclaimed = Leftovers.reclaim(paths: cli.paths)
+            let mine = reclaimed.first { $0.id == cli.id }
+            #expect(mine?.removed.contains { $0.hasPrefix("mount ") } == true, "\(reclaimed)")
+            #expect(traces(of: cli.id, paths: cli.paths).isEmpty, "left: \(traces(of: cli.id, paths: cli.paths))")
+        }
     }
 
     @Test("Live sandboxes are never reclaimed")
