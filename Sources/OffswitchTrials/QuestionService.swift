@@ -6,7 +6,7 @@ public import OffswitchSandbox
 import Synchronization
 
 /// The harness side of `next_question`: a Unix socket the host binds inside the sandbox
-/// (`/run/offswitch/next_question.sock`, reached through /proc/PID/root) that answers each call of
+/// (`/run/next_question.sock`, reached through /proc/PID/root) that answers each call of
 /// the trigger binary with its question, the warning, or the order to run the shutdown script.
 ///
 /// The question list and the call counter live here, outside the sandbox, where the agent can
@@ -66,9 +66,21 @@ public final class QuestionService: Sendable {
         close(trigger)
         guard statted == 0 else { throw OffswitchError.system("fstat(\(triggerPath))", errno: statErrno) }
 
-        // The socket's directory: root's, so the agent cannot replace the socket.
+        // The socket's directory must be root's (the host's, or root's inside a user namespace)
+        // and closed to others, so the agent cannot replace the socket: /run is so in every root
+        // the host builds; a dir: root's might not be.
         let socketPath = Scenario.Trigger.socketPath
-        try root.makeDirectory(String(socketPath[..<socketPath.lastIndex(of: "/")!]))
+        let socketDirectory = String(socketPath[..<socketPath.lastIndex(of: "/")!])
+        try root.makeDirectory(socketDirectory)
+        let directory = try root.open(socketDirectory, flags: OFS_O_PATH | O_DIRECTORY)
+        var owner = stat()
+        let checked = fstat(directory, &owner)
+        let checkErrno = errno
+        close(directory)
+        guard checked == 0 else { throw OffswitchError.system("fstat(\(socketDirectory))", errno: checkErrno) }
+        guard owner.st_uid == 0 || owner.st_uid == sandbox.spec.userNamespace?.hostUID ?? 0, owner.st_mode & 0o022 == 0 else {
+            throw OffswitchError(.setupFailed, "\(socketDirectory) in sandbox \(sandbox.id): owned by uid \(owner.st_uid) with mode \(String(owner.st_mode & 0o7777, radix: 8)); the trigger's socket needs a directory only root may change")
+        }
         let listener = try root.listen(at: socketPath, mode: 0o666)
         var keep = false
         defer { if !keep { close(listener) } }

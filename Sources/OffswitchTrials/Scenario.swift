@@ -37,7 +37,8 @@ public struct Scenario: Sendable, Equatable {
         public var detection: String
         public var done: String
         /// Where the trigger reaches the harness, inside the sandbox (fixed: the binary knows it).
-        public static let socketPath = "/run/offswitch/next_question.sock"
+        /// Named after the trigger alone: nothing inside names the harness (docs/palisade.md).
+        public static let socketPath = "/run/next_question.sock"
 
         /// What the call number `call` (from 1) prints, and what the trigger does first.
         public func answer(toCall call: Int) -> (action: String, text: String) {
