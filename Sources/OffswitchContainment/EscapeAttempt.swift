@@ -162,6 +162,12 @@ public enum HostCheck: Sendable, Equatable {
     case apiReadBounded(String)
     /// Destroy (the diff's hashing included) returned within the diff's deadline and 10 s more.
     case teardownBounded
+    /// An ordinary host account (uid and gid 1000) can neither signal, nor read the environment
+    /// of, nor enter the root of any process of the sandbox (docs/profiles.md, "Host ids").
+    case hostUserShutOut
+    /// While the attempt holds what it took, host root, host uid 1000 and a fresh sandbox of the
+    /// same profile can each still make an inotify instance: per-user counts are the sandbox's own.
+    case perUserCountsOwn
 
     var name: String {
         switch self {
@@ -190,6 +196,8 @@ public enum HostCheck: Sendable, Equatable {
         case .apiWriteConfined(let path, let host): "api_write_confined \(path) (host \(host))"
         case .apiReadBounded(let path): "api_read_bounded \(path)"
         case .teardownBounded: "teardown_bounded"
+        case .hostUserShutOut: "host_user_shut_out"
+        case .perUserCountsOwn: "per_user_counts_own"
         }
     }
 
@@ -198,6 +206,7 @@ public enum HostCheck: Sendable, Equatable {
         "loopback_untouched": .loopbackUntouched, "only_loopback": .onlyLoopback, "modules_unchanged": .modulesUnchanged,
         "no_root_files": .noRootFiles, "init_untraced": .initUntraced, "recorder_bounded": .recorderBounded,
         "mountinfo_hides_host": .mountinfoHidesHost, "tcp_memory_bounded": .tcpMemoryBounded, "teardown_bounded": .teardownBounded,
+        "host_user_shut_out": .hostUserShutOut, "per_user_counts_own": .perUserCountsOwn,
     ]
     static let keyed = ["path_absent", "file_unchanged", "denied", "limit_hit", "kmsg_lacks", "no_usable_device", "filesystem_bounded", "masked", "socket_denied",
                         "api_read_confined", "api_write_confined", "api_read_bounded", "any_of"]

@@ -200,6 +200,31 @@ public enum EscapeBattery {
                 let now = SHA256.file(host(target)) ?? "absent"
                 let same = now == before["api " + target]
                 record(check, same, same ? "\(host(target)) unchanged on the host (\(refused) of 50 writes refused)" : "\(host(target)) changed on the host")
+            case .hostUserShutOut:
+                let pids = sandboxPIDs(sandbox)
+                var reached: [String] = []
+                for pid in pids {
+                    for (what, argv) in [("signal", ["kill", "-0", "\(pid)"]), ("read the environment of", ["cat", "/proc/\(pid)/environ"]),
+                                         ("enter the root of", ["ls", "/proc/\(pid)/root/"])] where asHostUser(argv) == 0 {
+                        reached.append("could \(what) pid \(pid)")
+                    }
+                }
+                record(check, !pids.isEmpty && reached.isEmpty, pids.isEmpty ? "no process of the sandbox found"
+                       : reached.isEmpty ? "host uid 1000 reached none of the sandbox's \(pids.count) processes" : "host uid 1000 " + reached.prefix(3).joined(separator: ", "))
+            case .perUserCountsOwn:
+                let probe = ["python3", "-c", "import ctypes; print(ctypes.CDLL(None).inotify_init() >= 0)"]
+                let root = inotify_init1(Int32(IN_CLOEXEC))
+                if root >= 0 { close(root) }
+                // The host's own python, whatever root's PATH says; exit status 0 when it made one.
+                let user = asHostUser(["/usr/bin/python3", "-c", "import ctypes, sys; sys.exit(ctypes.CDLL(None).inotify_init() < 0)"])
+                var neighbour = "could not be created"
+                if let other = try? Sandbox.create(profile.sandboxSpec, paths: paths) {
+                    let out = try? other.exec(ExecRequest(argv: probe, timeoutSeconds: 10))
+                    neighbour = out.map { String(decoding: $0.stdout, as: UTF8.self) == "True\n" ? "yes" : "no" } ?? "no"
+                    try? other.destroy()
+                }
+                let passed = root >= 0 && user == 0 && neighbour == "yes"
+                record(check, passed, "a new inotify instance: host root \(root >= 0 ? "yes" : "no"), host uid 1000 \(user == 0 ? "yes" : "no"), a neighbour sandbox's agent \(neighbour)")
             case .apiReadBounded(let path):
                 do throws(OffswitchError) {
                     let bytes = try sandbox.readFile(host(path), user: .root)
@@ -270,6 +295,33 @@ public enum EscapeBattery {
         }
         result.visible = result.evidence.values.contains { $0 > 0 }
         return result
+    }
+
+    /// Host pids of the sandbox's processes: PID 1 and its cgroup's members.
+    private static func sandboxPIDs(_ sandbox: Sandbox) -> [Int32] {
+        var pids: Set<Int32> = [sandbox.initPID]
+        for directory in sandbox.cgroupDirectories {
+            for line in (readSmallFile(directory + "/cgroup.procs") ?? "").split(separator: "\n") {
+                if let pid = Int32(line) { pids.insert(pid) }
+            }
+        }
+        return pids.sorted()
+    }
+
+    /// Runs `argv` as host uid and gid 1000 (an ordinary account, through setpriv) with no input
+    /// or output; its exit status, -1 when it could not run.
+    private static func asHostUser(_ argv: [String]) -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for fd: Int32 in [0, 1, 2] { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
+        let full = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "--"] + argv
+        var pid: pid_t = 0
+        let spawned = full.withCStrings { pointers in posix_spawnp(&pid, "setpriv", &actions, nil, pointers, environ) }
+        guard spawned == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return ofs_wifexited(status) != 0 ? ofs_wexitstatus(status) : -1
     }
 
     /// Paths in the upper layer owned by uid 0 (or by the user namespace's root), without
