@@ -6,6 +6,7 @@ extension EscapeBattery.Result {
     public func text(index: Int, total: Int) -> String {
         let mark = error != nil ? "ERROR    " : contained ? (visible ? "contained" : "UNSEEN   ") : "ESCAPED  "
         var text = "[\(index + 1)/\(total)] \(mark) \(attempt.category)/\(attempt.name): \(attempt.description)\n"
+        if let cost { text += "    cost: \(cost.text)\n" }
         guard !contained || !visible || error != nil else { return text }
         if let error { text += "    \(error)\n" }
         for check in checks { text += "    \(check.passed ? "ok  " : "FAIL") \(check.check): \(check.detail)\n" }

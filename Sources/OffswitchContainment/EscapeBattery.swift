@@ -28,6 +28,8 @@ public enum EscapeBattery {
         public var durationMilliseconds: Int64
         /// Set when the attempt could not be run at all (the sandbox failed to start).
         public var error: String?
+        /// What it cost the host and a neighbour, when measured (`--measure`).
+        public var cost: AttemptCost?
 
         public var json: JSONValue {
             .object([
@@ -37,6 +39,7 @@ public enum EscapeBattery {
                 ("evidence", .object(attempt.evidence.map { ($0, .int(Int64(evidence[$0] ?? 0))) })),
                 ("exit_code", exitCode.map { .int(Int64($0)) } ?? .null), ("output", .string(output)),
                 ("duration_ms", .int(durationMilliseconds)), ("error", error.map { .string($0) } ?? .null),
+                ("cost", cost?.json ?? .null),
             ])
         }
     }
@@ -79,7 +82,10 @@ public enum EscapeBattery {
         }
     }
 
-    public static func run(_ attempt: EscapeAttempt, profile: Profile, paths: StatePaths = .standard) -> Result {
+    /// Runs one attempt in a fresh sandbox and judges it; with a `neighbour`, also measures what it
+    /// cost (`AttemptCost`).
+    public static func run(_ attempt: EscapeAttempt, profile: Profile, paths: StatePaths = .standard,
+                           neighbour: Neighbour? = nil) -> Result {
         let marker = (0..<6).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.map { $0.count == 1 ? "0" + $0 : $0 }.joined()
         let listener = Listener()
         let script = attempt.script.replacing("{marker}", with: marker).replacing("{port}", with: String(listener?.port ?? 0))
@@ -112,8 +118,11 @@ public enum EscapeBattery {
             }
         }
         let tcpSampler = every.contains(.tcpMemoryBounded) ? TCPMemorySampler() : nil
+        let cpuBefore = processCPUMilliseconds()
+        let sampler = neighbour.flatMap { try? Neighbour.Sampler($0) }
+        var sampled: (latencies: [Double], rssPeak: UInt64, ownCPU: Double)?
         do throws(OffswitchError) {
-            defer { tcpSampler?.stop() }
+            defer { tcpSampler?.stop(); sampled = sampler?.stop() }
             let exec = try sandbox.exec(ExecRequest(argv: ["bash", "-c", script], user: attempt.user,
                                                     timeoutSeconds: attempt.timeoutSeconds, outputLimitBytes: 64 << 10))
             result.exitCode = exec.exitCode
@@ -235,8 +244,24 @@ public enum EscapeBattery {
             default: break
             }
         }
+        var logBytes: UInt64 = 0, upperBytes: UInt64 = 0
+        if sampled != nil {
+            var info = stat()
+            if stat(log, &info) == 0 { logBytes = UInt64(info.st_size) }
+            var filesystem = statvfs()
+            if statvfs(sandbox.upperDirectory, &filesystem) == 0 {
+                upperBytes = UInt64(filesystem.f_blocks - filesystem.f_bfree) * UInt64(filesystem.f_frsize)
+            }
+        }
         let destroyStarted = monotonicNanoseconds()
         try? sandbox.destroy()
+        if let neighbour, let sampled {
+            result.cost = AttemptCost(
+                neighbourIdleMilliseconds: neighbour.idleMilliseconds, neighbourMedianMilliseconds: Neighbour.median(sampled.latencies),
+                neighbourMaxMilliseconds: sampled.latencies.max() ?? 0, neighbourExecs: sampled.latencies.count,
+                hostCPUMilliseconds: max(0, processCPUMilliseconds() - cpuBefore - sampled.ownCPU), hostRSSPeakBytes: sampled.rssPeak,
+                logBytes: logBytes, upperBytes: upperBytes)
+        }
         let destroyNanoseconds = monotonicNanoseconds() - destroyStarted
         result.durationMilliseconds = Int64((monotonicNanoseconds() - started) / 1_000_000)
         // Host-side checks on what is left, and on the host's own record of the calls.

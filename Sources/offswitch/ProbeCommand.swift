@@ -27,12 +27,17 @@ struct ProbeEscapes: ParsableCommand {
               offswitch probe escapes
               offswitch probe escapes --profile hardened --json
               offswitch probe escapes --only mount-tmpfs --only ptrace-init
+              offswitch probe escapes --measure --only fork-bomb
             """)
 
     @Option(name: .long, help: "Sandbox profile (docker, hardened, observe, or a file).") var profile = "docker"
     @Option(name: .long, help: "A directory of attempts (default scripts/escape-suite).") var suite: String?
     @Option(name: .long, help: "Run only this attempt (repeatable).") var only: [String] = []
     @Flag(name: .long, help: "Print one JSON document (offswitch.escapes/1) instead of the table.") var json = false
+    @Flag(name: .long, help: """
+        Also measure what each attempt costs: a neighbour sandbox's exec latency against its idle \
+        latency, this process's CPU and memory, the log and upper layer filled (reported, never judged).
+        """) var measure = false
 
     func run() throws {
         var failed = false
@@ -40,9 +45,10 @@ struct ProbeEscapes: ParsableCommand {
             let attempts = try EscapeBattery.attempts(in: suite, only: only)
             let profile = try ProfileCatalog.load(self.profile)
             _ = Leftovers.reclaim()
+            let neighbour = measure ? try Neighbour(profile: profile) : nil
             var results: [EscapeBattery.Result] = []
             for (index, attempt) in attempts.enumerated() {
-                let result = EscapeBattery.run(attempt, profile: profile)
+                let result = EscapeBattery.run(attempt, profile: profile, neighbour: neighbour)
                 results.append(result)
                 if !json { StandardStreams.out(result.text(index: index, total: attempts.count)) }
             }

@@ -68,4 +68,22 @@ struct EscapeBatteryTests {
         #expect(Set(check.keys) == ["check", "passed", "detail"])
         #expect(actual["contained"] as? Bool == true && actual["visible"] as? Bool == true)
     }
+
+    @Test("--measure: an attempt's cost names a neighbour's latencies, the host's CPU and memory, and the storage filled")
+    func measuredCost() throws {
+        let attempts = try EscapeAttempt.loadSuite(try EscapeBattery.suiteDirectory())
+        let attempt = try #require(attempts.first { $0.name == "fill-tmp" })
+        let profile = try ProfileCatalog.load("docker")
+        let neighbour = try Neighbour(profile: profile)
+        #expect(neighbour.idleMilliseconds > 0)
+        let result = EscapeBattery.run(attempt, profile: profile, neighbour: neighbour)
+        let cost = try #require(result.cost)
+        #expect(cost.neighbourExecs > 0 && cost.neighbourMedianMilliseconds > 0 && cost.neighbourMaxMilliseconds >= cost.neighbourMedianMilliseconds)
+        #expect(cost.hostCPUMilliseconds > 0 && cost.hostRSSPeakBytes > 1 << 20 && cost.logBytes > 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.json.serialized.utf8)) as? [String: Any])
+        let fields = try #require(json["cost"] as? [String: Any])
+        #expect(Set(fields.keys) == ["neighbour_idle_ms", "neighbour_median_ms", "neighbour_max_ms", "neighbour_execs", "neighbour_ratio",
+                                     "host_cpu_ms", "host_rss_peak_bytes", "log_bytes", "upper_bytes"])
+        #expect(result.text(index: 0, total: 1).contains("cost: neighbour "))
+    }
 }
