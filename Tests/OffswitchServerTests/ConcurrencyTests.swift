@@ -41,6 +41,52 @@ struct ConcurrencyTests {
         #expect(daemon.process?.isRunning == false)
     }
 
+    @Test("SIGTERM stops offswitchd within its grace period while every kind of attack runs, and nothing is left behind",
+          .timeLimit(.minutes(3)))
+    func stopUnderAttack() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let attacks = [
+            ":(){ :|:& };: ; sleep 600",                                                   // fork bomb, at the pids limit
+            "python3 -c 'import os\nwhile True:\n  f = open(\"x\", \"w\"); f.write(\"a\"); f.close(); os.unlink(\"x\")'",  // event flood
+            "head -c 480M /dev/zero > big; sleep 600",                                     // a full upper layer to hash at teardown
+            "while :; do :; done & while :; do :; done",                                   // every core
+            "yes offswitch",                                                               // output without end
+        ]
+        var clients: [Process] = []
+        for script in attacks {
+            let id = try #require(try daemon.curl("POST", "/v1/sandboxes", json: [:] as [String: Any]).json["id"] as? String)
+            let body = try JSONSerialization.data(withJSONObject: ["argv": ["bash", "-c", script], "timeout": 600])
+            let client = Process()
+            client.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            client.arguments = ["-s", "-o", "/dev/null", "--unix-socket", daemon.socket, "-X", "POST", "--data-binary", "@-",
+                                "http://offswitchd/v1/sandboxes/\(id)/exec"]
+            let input = Pipe()
+            client.standardInput = input
+            try client.run()
+            input.fileHandleForWriting.write(body)
+            try input.fileHandleForWriting.close()
+            clients.append(client)
+        }
+        // A terminal whose program never reads, sent more than a pty holds.
+        let stalled = try #require(try daemon.curl("POST", "/v1/sandboxes", json: [:] as [String: Any]).json["id"] as? String)
+        let terminal = try silentTerminal(daemon.socket, stalled, input: Array("exec sleep 600\n".utf8) + [UInt8](repeating: 0x61, count: 256 << 10))
+        defer { close(terminal) }
+        sleep(4)
+        let started = Date()
+        daemon.stop(signal: SIGTERM)
+        let took = Date().timeIntervalSince(started)
+        // Every sandbox destroyed at once, each within its diff's 10 s deadline, then 15 s for
+        // open requests (docs/daemon.md): 25 s, and slack for a loaded machine.
+        #expect(took < 45, "offswitchd took \(Int(took)) s to stop")
+        #expect(daemon.process?.isRunning == false)
+        for client in clients where client.isRunning { client.terminate() }
+        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        #expect(!mounts.contains(daemon.stateDirectory), "a mount of the daemon's state directory is left")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDirectory + "/sandboxes")) ?? []
+        #expect(left.isEmpty, "sandbox directories left: \(left)")
+    }
+
     @Test("32 sandboxes each run 20 execs at once, with no error; memory returns near idle")
     func thirtyTwoSandboxes() throws {
         let daemon = try DaemonHarness()
