@@ -136,6 +136,8 @@ private final class LineQueue: @unchecked Sendable {
     /// Bytes and events written so far, for the budget.
     private var writtenBytes: UInt64 = 0
     private var writtenEvents: UInt64 = 0
+    /// Events the writer has taken and not yet written.
+    private var inFlight = 0
     /// Tiers the budget has started to drop, and the count of each kind dropped.
     private var shedding: Set<EvidenceBudget.Tier> = []
     private var dropped: [String: UInt64] = [:]
@@ -191,7 +193,7 @@ private final class LineQueue: @unchecked Sendable {
             let bound = tier == .ordinary ? budget.ordinaryBytes : budget.criticalBytes
             // What the log will hold once the queue is written: queued events at the mean size so far.
             let mean = writtenEvents > 0 ? writtenBytes / writtenEvents : 256
-            let projected = writtenBytes + UInt64(pending.count) * mean
+            let projected = writtenBytes + UInt64(pending.count + inFlight) * mean
             if tier != .essential && projected >= bound {
                 dropped[name, default: 0] += 1
                 guard !shedding.contains(tier) else { return 0 }
@@ -255,6 +257,7 @@ private final class LineQueue: @unchecked Sendable {
                 return
             }
             swap(&batch, &pending)
+            inFlight = batch.count
             napping = true
             urgent = false
             pthread_mutex_unlock(mutex)
@@ -277,6 +280,7 @@ private final class LineQueue: @unchecked Sendable {
             writtenThrough = last
             writtenBytes += UInt64(bytes.count)
             writtenEvents += count
+            inFlight = 0
             pthread_cond_broadcast(written)
             if !urgent && !closing {
                 var until = timespec()
