@@ -56,6 +56,25 @@ struct ControlChannel: Sendable {
         try receiveReportWithDescriptors()?.0
     }
 
+    /// Every report PID 1 left, up to the end of the channel, once it has exited. A peer that
+    /// exits with requests it never read leaves ECONNRESET pending on our end, and the kernel
+    /// returns that error before the packets queued ahead of it (a SEQPACKET socket checks the
+    /// error first): so a reset is read past, not taken for the end, or the `shutdown` report
+    /// PID 1 sent just before it exited would be lost.
+    func drainReports() -> [InitReport] {
+        var reports: [InitReport] = []
+        var resets = 0
+        while true {
+            do throws(OffswitchError) {
+                guard let report = try receiveReport() else { return reports }
+                reports.append(report)
+            } catch {
+                guard error.errno == ECONNRESET, resets < 8 else { return reports }
+                resets += 1
+            }
+        }
+    }
+
     /// A report and the descriptors attached to it (the recorder's listener comes with `ready`).
     func receiveReportWithDescriptors() throws(OffswitchError) -> (InitReport, [Int32])? {
         guard let (bytes, fds) = try Self.receive(on: fd, capacity: 65536, maxDescriptors: 1, stage: "recvmsg(control)") else {

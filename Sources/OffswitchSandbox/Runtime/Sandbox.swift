@@ -233,8 +233,7 @@ public final class Sandbox: Sendable {
         state.withLock { state in
             if let ended = state.ended { return ended }
             var shutdown: ShutdownInfo?
-            while true {
-                guard let report = try? control.receiveReport() else { break }
+            for report in control.drainReports() {
                 if case .shutdown(let info) = report { shutdown = info }
             }
             var status: Int32 = 0
