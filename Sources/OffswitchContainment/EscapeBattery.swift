@@ -182,7 +182,9 @@ public enum EscapeBattery {
                 let grown = max(0, sample.peak - sample.baseline)
                 // The kernel lets every socket keep a minimum whatever its group's limit (4 KiB
                 // each way), and charges arriving packets before it can refuse them: some slack.
-                let limit = Int64(sandbox.spec.limits.memoryBytes), slack: Int64 = 32 << 20
+                // On a loaded host more packets are in flight when the pressure starts: 324 MiB
+                // was measured for a 256 MiB sandbox during `make test` (unbounded: 1166 MiB).
+                let limit = Int64(sandbox.spec.limits.memoryBytes), slack: Int64 = 96 << 20
                 record(check, grown <= limit + slack, "host TCP memory \(sample.baseline >> 20) MiB before, \(sample.peak >> 20) MiB at most during (\(sample.samples) samples); bound: the sandbox's memory limit \(limit >> 20) MiB + \(slack >> 20) MiB")
             case .initUntraced:
                 let status = (try? String(contentsOfFile: "/proc/\(sandbox.initPID)/status", encoding: .utf8)) ?? ""
