@@ -113,11 +113,10 @@ public final class TrialDirectories: Sendable {
             var finished: [TrialRetention.Finished] = []
             for id in names where !active.contains(id) {
                 let path = directory + "/" + id
-                var info = stat()
-                guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { continue }
-                var verdict = stat()
-                let stamp = lstat(path + "/verdict.json", &verdict) == 0 ? verdict.st_mtim : info.st_mtim
-                finished.append(.init(id: id, finishedNanoseconds: stamp.tv_sec * 1_000_000_000 + stamp.tv_nsec))
+                // Through Core's helpers: here `struct stat` would resolve to NIO's copy (release builds).
+                guard let mode = try? fileMode(path, followLinks: false), mode & UInt32(S_IFMT) == UInt32(S_IFDIR),
+                      let stamp = fileModified(path + "/verdict.json") ?? fileModified(path) else { continue }
+                finished.append(.init(id: id, finishedNanoseconds: stamp))
             }
             var removals: [Removal] = []
             for (trial, reason) in retention.select(finished, nowNanoseconds: now) {

@@ -25,6 +25,14 @@ public func fileStamp(_ path: String) throws(OffswitchError) -> Int {
     return Int(info.st_ctim.tv_sec) * 1_000_000_000 + Int(info.st_ctim.tv_nsec)
 }
 
+/// A path's modification time in nanoseconds since the epoch (lstat: a link's own), nil when it
+/// cannot be read.
+public func fileModified(_ path: String) -> Int? {
+    var info = stat()
+    guard lstat(path, &info) == 0 else { return nil }
+    return Int(info.st_mtim.tv_sec) * 1_000_000_000 + Int(info.st_mtim.tv_nsec)
+}
+
 /// The names in a directory, without `.` and `..`; empty when it cannot be opened.
 public func listDirectory(_ path: String) -> [String] {
     guard let dir = opendir(path) else { return [] }
