@@ -212,7 +212,7 @@ public enum EscapeBattery {
                 let same = now == before["api " + target]
                 record(check, same, same ? "\(host(target)) unchanged on the host (\(refused) of 50 writes refused)" : "\(host(target)) changed on the host")
             case .hostUserShutOut:
-                let pids = sandboxPIDs(sandbox)
+                let pids = sandbox.hostPIDs
                 var reached: [String] = []
                 for pid in pids {
                     for (what, argv) in [("signal", ["kill", "-0", "\(pid)"]), ("read the environment of", ["cat", "/proc/\(pid)/environ"]),
@@ -322,17 +322,6 @@ public enum EscapeBattery {
         }
         result.visible = result.evidence.values.contains { $0 > 0 }
         return result
-    }
-
-    /// Host pids of the sandbox's processes: PID 1 and its cgroup's members.
-    private static func sandboxPIDs(_ sandbox: Sandbox) -> [Int32] {
-        var pids: Set<Int32> = [sandbox.initPID]
-        for directory in sandbox.cgroupDirectories {
-            for line in (readSmallFile(directory + "/cgroup.procs") ?? "").split(separator: "\n") {
-                if let pid = Int32(line) { pids.insert(pid) }
-            }
-        }
-        return pids.sorted()
     }
 
     /// Runs `argv` as host uid and gid 1000 (an ordinary account, through setpriv) with no input

@@ -75,11 +75,17 @@ public final class SandboxCgroups: Sendable {
             return
         }
         for group in legacyGroups {
-            for line in (readSmallFile(group + "/cgroup.procs") ?? "").split(separator: "\n") {
-                if let pid = pid_t(line) { kill(pid, SIGKILL) }
-            }
+            for pid in Self.members(of: group) { kill(pid, SIGKILL) }
         }
     }
+
+    /// The host pids in `group`'s `cgroup.procs` (empty when it cannot be read).
+    static func members(of group: String) -> [pid_t] {
+        (readSmallFile(group + "/cgroup.procs") ?? "").split(separator: "\n").compactMap { pid_t($0) }
+    }
+
+    /// The host pids of every process in the sandbox's groups.
+    var members: Set<pid_t> { Set(directories.flatMap(Self.members(of:))) }
 
     /// Freezes (or thaws) every process of the sandbox and waits until the kernel says the group
     /// is frozen: the v2 group's `cgroup.freeze`, else a v1 freezer group. Frozen processes cannot

@@ -60,9 +60,7 @@ public enum Leftovers {
         for root in Set(mounts.legacy.values) { groups.append(root + "/" + SandboxCgroups.parentName + "/" + id) }
         var killed = 0
         for group in groups where access(group, F_OK) == 0 {
-            for line in (readSmallFile(group + "/cgroup.procs") ?? "").split(separator: "\n") {
-                if let pid = pid_t(line), kill(pid, SIGKILL) == 0 { killed += 1 }
-            }
+            for pid in SandboxCgroups.members(of: group) where kill(pid, SIGKILL) == 0 { killed += 1 }
         }
         if killed > 0 { removed.append("\(killed) processes") }
         for group in groups where access(group, F_OK) == 0 {

@@ -220,6 +220,8 @@ public final class Sandbox: Sendable {
 
     /// The sandbox's cgroup directories on the host (v2 group, v1 controller groups), until destroy.
     package var cgroupDirectories: [String] { cgroups.directories }
+    /// Host pids of the sandbox's processes: PID 1 and every member of its cgroups.
+    package var hostPIDs: [Int32] { (cgroups.members.union([initPID])).sorted() }
 
     /// Whether `destroy` has run (the event log is complete then).
     public var isDestroyed: Bool { state.withLock { $0.destroyed } }
