@@ -40,6 +40,10 @@ struct HostIDRangeTests {
         // bob's range ends inside ours; carol's starts right after it.
         #expect(found == ["\(passwd):2: odd:x:1073807360:100::/:/bin/sh", "\(subuid):2: bob:1073676288:131072"])
         #expect(HostIDRange(first: 1 << 20, slots: 1).conflicts(in: [(passwd, false), (subuid, true)]).isEmpty)
+        // A file there that cannot be read is not taken as free: a directory in its place.
+        let odd = directory + "/subgid"
+        try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: false)
+        #expect(HostIDRange(first: 1 << 20, slots: 1).conflicts(in: [(odd, true)]) == ["\(odd): cannot be read (or is over 16 MiB), so it was not checked"])
     }
 }
 

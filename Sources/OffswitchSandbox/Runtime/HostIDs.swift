@@ -53,12 +53,17 @@ public struct HostIDRange: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Host accounts and delegated ranges inside the range, one line each
-    /// (`/etc/subuid:3: alice:1073741824:65536`); empty when the range is free.
+    /// (`/etc/subuid:3: alice:1073741824:65536`), and files present but unreadable; empty when the
+    /// range is free.
     /// `files` maps a file to whether its lines are ranges (`name:first:count`) or accounts.
     public func conflicts(in files: [(path: String, ranges: Bool)] = HostIDRange.accountFiles) -> [String] {
         var found: [String] = []
         for file in files {
-            guard let text = readSmallFile(file.path, limit: 16 << 20) else { continue }
+            guard let text = readSmallFile(file.path, limit: 16 << 20) else {
+                // Absent is fine (no subordinate ranges); present and unreadable is not checked, so it is said.
+                if access(file.path, F_OK) == 0 { found.append("\(file.path): cannot be read (or is over 16 MiB), so it was not checked") }
+                continue
+            }
             for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 let fields = line.split(separator: ":", omittingEmptySubsequences: false)
                 let overlaps: Bool
