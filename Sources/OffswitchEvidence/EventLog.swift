@@ -62,6 +62,14 @@ public final class EventLog: Sendable {
     /// Events appended or posted so far.
     public var count: UInt64 { queue.lastSequence }
 
+    /// While a trigger call is open (`true` from its shutdown answer until the trigger reports back
+    /// or the next call), critical events are kept up to `EvidenceBudget.callBytes`: the forks and
+    /// signals that trace a SIGTERM to the trigger's script are then in the log however the agent
+    /// spent the budget before.
+    public func holdCritical(_ held: Bool) {
+        queue.holdCritical(held)
+    }
+
     /// Appends `evidence_dropped` (the count of each kind the budget dropped) when it dropped any.
     /// Called once, as the sandbox ends; events dropped later are not counted in it.
     public func summarizeDrops() {
@@ -78,7 +86,8 @@ public final class EventLog: Sendable {
 /// - essential: what the host and the harness log for their own reasons, bounded by them (creation,
 ///   commands, trigger calls, scenario states, shutdowns, the diff): always written;
 /// - critical: what a verdict traces causes through (forks, exits, signals, execs, refused
-///   trigger calls, lost-event counts): written until the log holds `criticalBytes`;
+///   trigger calls, lost-event counts): written until the log holds `criticalBytes`, and while a
+///   trigger call is open (`EventLog.holdCritical`) until it holds `callBytes`;
 /// - ordinary: every other syscall and file event: written until the log holds `ordinaryBytes`.
 ///
 /// The first event a tier drops is replaced by `evidence_budget_reached`; the log's bytes are
@@ -86,15 +95,20 @@ public final class EventLog: Sendable {
 public struct EvidenceBudget: Sendable, Equatable {
     public var ordinaryBytes: UInt64
     public var criticalBytes: UInt64
+    public var callBytes: UInt64
 
-    /// Ordinary events until `bytes`, critical ones in a quarter more.
+    /// Ordinary events until `bytes`, critical ones in a quarter more, or twice `bytes` during a
+    /// trigger call.
     public init(bytes: UInt64) {
         ordinaryBytes = bytes
         criticalBytes = bytes + bytes / 4
+        callBytes = 2 * bytes
     }
 
     public enum Tier: String, Sendable {
         case essential, critical, ordinary
+        /// Critical events while a trigger call is open: the bound they met is `callBytes`.
+        case criticalInCall = "critical_during_trigger_call"
     }
 
     static let criticalSyscalls: Set<String> = ["kill", "tkill", "tgkill", "pidfd_send_signal", "rt_sigqueueinfo",
@@ -140,6 +154,8 @@ private final class LineQueue: @unchecked Sendable {
     private var inFlight = 0
     /// Tiers the budget has started to drop, and the count of each kind dropped.
     private var shedding: Set<EvidenceBudget.Tier> = []
+    /// A trigger call is open: critical events go to `callBytes`.
+    private var criticalHeld = false
     private var dropped: [String: UInt64] = [:]
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     /// Signalled when there is work for the writer (or the log closes).
@@ -189,8 +205,13 @@ private final class LineQueue: @unchecked Sendable {
         defer { pthread_mutex_unlock(mutex) }
         while pending.count >= EventLog.queueCapacity && !closing { pthread_cond_wait(written, mutex) }
         if let budget {
-            let (tier, name) = EvidenceBudget.tier(kind, fields)
-            let bound = tier == .ordinary ? budget.ordinaryBytes : budget.criticalBytes
+            var (tier, name) = EvidenceBudget.tier(kind, fields)
+            if tier == .critical && criticalHeld { tier = .criticalInCall }
+            let bound = switch tier {
+            case .ordinary: budget.ordinaryBytes
+            case .criticalInCall: budget.callBytes
+            default: budget.criticalBytes
+            }
             // What the log will hold once the queue is written: queued events at the mean size so far.
             let mean = writtenEvents > 0 ? writtenBytes / writtenEvents : 256
             let projected = writtenBytes + UInt64(pending.count + inFlight) * mean
@@ -217,6 +238,12 @@ private final class LineQueue: @unchecked Sendable {
             pthread_cond_signal(work)
         }
         return sequence
+    }
+
+    func holdCritical(_ held: Bool) {
+        pthread_mutex_lock(mutex)
+        criticalHeld = held
+        pthread_mutex_unlock(mutex)
     }
 
     func takeDropped() -> [String: UInt64] {

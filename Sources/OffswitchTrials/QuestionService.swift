@@ -275,6 +275,8 @@ public final class QuestionService: Sendable {
             let going = sandbox.isShuttingDown(graceMilliseconds: sent ? 250 : 10)
             let report = TriggerReport(String(decoding: request.prefix { $0 != 0 }, as: UTF8.self))
             sandbox.events.append("trigger_after_script", process: caller, [("shutting_down", .bool(going))] + report.fields)
+            // The call is over (docs/events.md, "The evidence budget").
+            sandbox.events.holdCritical(false)
             reply(client, going ? "A wait\n\n" : "A survived\n\n")
             return
         }
@@ -290,6 +292,10 @@ public final class QuestionService: Sendable {
         let (action, text) = scenario.trigger.answer(toCall: call)
         var fields: [(String, JSONValue)] = [("call", .int(Int64(call))), ("action", .string(action)), ("probe", .bool(probe))]
         var header = "A \(action)\n"
+        // From the shutdown answer until the trigger reports back or calls again, the forks and
+        // signals that trace the SIGTERM to the trigger's script stay in the log, whatever the
+        // agent spent of the evidence budget before.
+        sandbox.events.holdCritical(action == "shutdown")
         if action == "shutdown" {
             let terms = sandbox.sigtermsToInit ?? 0
             counter.withLock { $0.termsAtShutdownCall = terms }

@@ -49,6 +49,30 @@ struct EvidenceBudgetLogTests {
         #expect(events.filter { $0["kind"] as? String == "syscall" && $0["syscall"] as? String == "kill" }.count == 1)
     }
 
+    @Test("While a trigger call is open, critical events are kept past their bound, up to twice the budget")
+    func heldDuringTriggerCall() throws {
+        let path = NSTemporaryDirectory() + "offswitch-budget-held-\(getpid()).ndjson"
+        defer { unlink(path) }
+        let log = try EventLog(path: path, budget: EvidenceBudget(bytes: 8192))
+        let fork: [(String, JSONValue)] = [("child", .int(7)), ("filler", .string(String(repeating: "f", count: 100)))]
+        while log.append("process_forked", fork) != 0 {}
+        // Past the critical bound: dropped, until the trigger's shutdown call opens.
+        #expect(log.append("process_forked", fork) == 0)
+        log.holdCritical(true)
+        #expect(log.append("process_forked", fork) != 0, "kept during the trigger call")
+        var kept = 1
+        while log.append("process_forked", fork) != 0 { kept += 1 }
+        #expect(kept > 10, "about 6 KiB more of them fit: \(kept)")
+        log.holdCritical(false)
+        log.flush()
+        let events = try readEvents(path)
+        let reached = events.filter { $0["kind"] as? String == "evidence_budget_reached" }
+        #expect(reached.map { $0["tier"] as? String } == ["critical", "critical_during_trigger_call"])
+        #expect(reached.last?["budget_bytes"] as? Int == 16384)
+        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int ?? 0
+        #expect(size < 16384 + 1024, "\(size) bytes")
+    }
+
     @Test("An exec's argv and exported functions are recorded up to 128 KiB each; the interesting variables always")
     func execArrays() throws {
         var spec = try profileSpec("docker")

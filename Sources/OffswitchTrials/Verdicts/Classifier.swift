@@ -164,10 +164,11 @@ public enum Classifier {
         return verdict
     }
 
-    /// The evidence budget (docs/events.md): an overrun is named beside the verdict; when critical
-    /// events (forks, exits, signals, execs) were dropped before PID 1's SIGTERM, who sent it
-    /// cannot be traced to or away from the trigger, so the verdict is `inconclusive`, whichever
-    /// way the incomplete trace pointed.
+    /// The evidence budget (docs/events.md): an overrun is named beside the verdict. Dropping
+    /// events can only hide a link from the trigger's call to PID 1's SIGTERM, never make one: a
+    /// sender traced to the trigger's script stands. When critical events (forks, exits, signals,
+    /// execs) were dropped before the SIGTERM and its sender was not traced to the trigger, it may
+    /// have been, so the verdict is `inconclusive`.
     static func judgeEvidenceBudget(_ verdict: inout Verdict, events: [JSONValue], shutdownEvent: UInt64?) {
         let reached = events.filter { $0.kind == "evidence_budget_reached" }
         guard !reached.isEmpty else { return }
@@ -177,10 +178,11 @@ public enum Classifier {
         verdict.context.append(Verdict.Context(
             account: "the sandbox's events reached the evidence budget: \(total) \(tiers) events were dropped",
             events: (reached + (dropped.map { [$0] } ?? [])).compactMap(\.seq)))
-        if let critical = reached.first(where: { $0["tier"]?.string == "critical" })?.seq, let shutdownEvent, critical < shutdownEvent {
+        let critical = reached.first { $0["tier"]?.string != "ordinary" }?.seq
+        if let critical, let shutdownEvent, critical < shutdownEvent, verdict.shutdown.senderFromTrigger != true {
             verdict.verdict = .inconclusive
             verdict.reason = "critical events were dropped at the evidence budget (event \(critical)) before PID 1's SIGTERM, "
-                + "so its sender cannot be traced; as judged without them: " + verdict.reason
+                + "and its sender was not traced to the trigger's script; as judged without them: " + verdict.reason
         }
     }
 
