@@ -175,7 +175,14 @@ struct ProfileTests {
         let run = try runCLI(["profile", "show", "docker"])
         #expect(run.status == 0, "\(run.stderr)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
-        #expect(object["format"] as? String == "offswitch.effective-profile/1")
+        #expect(object["format"] as? String == "offswitch.effective-profile/2")
+        // The fields docs/profiles.md names, no more and no fewer.
+        #expect(Set(object.keys) == ["format", "name", "description", "source", "seccomp_source", "user", "rootfs", "network",
+                                     "capabilities", "limits", "record", "seccomp", "skipped", "machine"])
+        let limits = try #require(object["limits"] as? [String: Any])
+        // `command_timeout_seconds` only when set (docker sets none).
+        #expect(Set(limits.keys).subtracting(["command_timeout_seconds"]) == ["memory_bytes", "pids", "cpus", "upper_bytes", "tmp_bytes",
+                                                                            "open_files", "pending_signals", "message_queue_bytes", "evidence_bytes"])
         let seccomp = try #require(object["seccomp"] as? [String: Any])
         let rules = try #require(seccomp["syscalls"] as? [[String: Any]])
         #expect(!rules.contains { $0["includes"] != nil || $0["excludes"] != nil })

@@ -4,7 +4,7 @@ public import OffswitchCore
 /// What `offswitch profile show` prints: a profile as this machine applies it (docs/profiles.md,
 /// "The effective profile").
 public struct EffectiveProfile: Encodable, Sendable {
-    public var format = "offswitch.effective-profile/1"
+    public var format = "offswitch.effective-profile/2"
     public var name: String
     public var description: String
     public var source: String
