@@ -212,6 +212,12 @@ public enum EscapeBattery {
                 let same = now == before["api " + target]
                 record(check, same, same ? "\(host(target)) unchanged on the host (\(refused) of 50 writes refused)" : "\(host(target)) changed on the host")
             case .hostUserShutOut:
+                // A control first: were host uid 1000 unable to run anything, every probe below
+                // would fail and the check would pass without having looked.
+                guard asHostUser(["true"]) == 0 else {
+                    record(check, false, "setpriv could not run a command as host uid 1000, so nothing was tried")
+                    continue
+                }
                 let pids = sandbox.hostPIDs
                 var reached: [String] = []
                 for pid in pids {

@@ -113,6 +113,8 @@ struct HostIDTests {
             if pids.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         }
         let pid = try #require(pids.first, "the agent's sleep runs as host uid \(base + 1000)")
+        // The control: host uid 1000 can run commands, so the refusals below are the sandbox's doing.
+        #expect(try Self.asHostUser(["true"]).0 == 0)
         for argv in [["cat", "/proc/\(pid)/environ"], ["ls", "/proc/\(pid)/root/"], ["kill", "-0", "\(pid)"],
                      ["cat", "/proc/\(pid)/root/etc/hostname"]] {
             let (status, output) = try Self.asHostUser(argv)
