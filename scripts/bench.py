@@ -13,6 +13,11 @@ Rows:
   file-heavy work inside a sandbox (untar and remove 5,000 files; 20,000 `echo >> file`), timed
     inside the sandbox with bash's $EPOCHREALTIME: recording on (the docker profile), recording
     off (the same profile without its record list), and under `strace -f` with recording off
+  attacks next door: each resource attempt of the escape battery (scripts/escape-suite) in a
+    sandbox of offswitchd's while a neighbour sandbox of the same daemon is exec'd into every 5 ms:
+    the neighbour's latency against idle, the daemon's CPU, peak memory and state directory
+
+BENCH_ONLY=attacks runs that last section alone (printed; bench/results is left as it was).
 """
 import http.client, json, os, platform, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -21,6 +26,7 @@ offswitchd = os.path.join(os.path.dirname(offswitch), "offswitchd")
 work = tempfile.mkdtemp(prefix="offswitch-bench-")
 sock = os.path.join(work, "d.sock")
 cleanups = []
+only = os.environ.get("BENCH_ONLY", "")
 # Every table printed, for bench/results/latest.json and latest.md.
 sections = []
 repository = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -157,6 +163,106 @@ def runc_bundle():
     return bundle, config
 
 
+def attacks_next_door(daemon):
+    # Attacks next door: each resource attempt of the escape battery run through offswitchd in a
+    # sandbox of its own while a neighbour sandbox is exec'd into every 5 ms, and the daemon's CPU,
+    # peak resident memory and state directory measured (docs/security.md, "What an attack costs").
+    import threading, yaml
+    suite = os.path.join(repository, "scripts", "escape-suite")
+    state_dir = os.path.join(work, "state")
+    attempts = []
+    for name in sorted(os.listdir(suite)):
+        with open(os.path.join(suite, name)) as f:
+            attempt = yaml.safe_load(f)
+        if attempt.get("category") == "resources":
+            attempts.append(attempt)
+
+    def cpu_ms(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_kib(pid):
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
+    def disk_bytes(path):
+        # -x: the sandboxes' tmpfs mounts are not the host's disk.
+        out = subprocess.run(["du", "-sxb", path], capture_output=True, text=True).stdout.split()
+        return int(out[0]) if out else 0
+
+    neighbour = api("POST", "/v1/sandboxes", {})["id"]
+    cleanups.append(lambda: api("DELETE", "/v1/sandboxes/" + neighbour))
+
+    def neighbour_exec():
+        start = time.perf_counter()
+        api("POST", f"/v1/sandboxes/{neighbour}/exec", {"argv": ["true"]})
+        return (time.perf_counter() - start) * 1000
+
+    def sample(stop, latencies):
+        while not stop.is_set():
+            latencies.append(neighbour_exec())
+            stop.wait(0.005)
+
+    def sampled(seconds):
+        """The neighbour's latencies and the daemon's CPU per second while only the sampling runs."""
+        stop, latencies = threading.Event(), []
+        cpu0, t0 = cpu_ms(daemon.pid), time.perf_counter()
+        sampler = threading.Thread(target=sample, args=(stop, latencies))
+        sampler.start()
+        time.sleep(seconds)
+        stop.set()
+        sampler.join()
+        return latencies, (cpu_ms(daemon.pid) - cpu0) / (time.perf_counter() - t0)
+
+    sampled(1)  # warm-up
+    attack_rows = []
+    for attempt in attempts:
+        # Idle right before each attempt, so that drift between attempts does not count; the
+        # sampling's own CPU is taken out of the attempt's.
+        idle_latencies, sampling_cpu_per_s = sampled(2)
+        idle = statistics.median(idle_latencies)
+        with open(f"/proc/{daemon.pid}/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident set
+        disk_before = disk_bytes(state_dir)
+        stop, latencies = threading.Event(), []
+        cpu0, t0 = cpu_ms(daemon.pid), time.perf_counter()
+        sampler = threading.Thread(target=sample, args=(stop, latencies))
+        sampler.start()
+        attacker = api("POST", "/v1/sandboxes", {})["id"]
+        try:
+            api("POST", f"/v1/sandboxes/{attacker}/exec", {"argv": ["bash", "-c", attempt["script"]],
+                "user": attempt.get("user", "agent"), "timeout": attempt.get("timeout", 20), "output_limit": 65536})
+        except RuntimeError as error:  # the attack may end its own sandbox
+            print(f"  {attempt['name']}: {str(error)[:120]}", file=sys.stderr)
+        if attempt["name"] == "api-read-sparse":
+            connection = UnixHTTP(sock)
+            connection.request("GET", f"/v1/sandboxes/{attacker}/files?path=/home/user/petabyte")
+            response = connection.getresponse()
+            while response.read(1 << 20):
+                pass
+            connection.close()
+        disk_during = disk_bytes(state_dir) - disk_before
+        teardown0 = time.perf_counter()
+        api("DELETE", f"/v1/sandboxes/{attacker}")
+        teardown = (time.perf_counter() - teardown0) * 1000
+        stop.set()
+        sampler.join()
+        elapsed = time.perf_counter() - t0
+        cpu = cpu_ms(daemon.pid) - cpu0 - sampling_cpu_per_s * elapsed
+        median = statistics.median(latencies) if latencies else float("nan")
+        attack_rows.append((attempt["name"], f"{idle:.2f}", f"{median:.2f}", f"{median / idle:.2f}x",
+                            f"{max(latencies):.1f}" if latencies else "-", len(latencies), f"{max(0, cpu) / 1000:.2f}",
+                            f"{peak_rss_kib(daemon.pid) / 1024:.0f}", f"{disk_during / 1048576:.1f}", f"{teardown:.0f}"))
+    table("attacks next door, through offswitchd (target: the neighbour's median exec within 2x of idle)",
+          ["attempt", "idle ms", "median ms", "ratio", "slowest ms", "execs", "daemon CPU s",
+           "daemon peak MiB", "state dir MiB", "teardown ms"], attack_rows)
+
+
+
 try:
     daemon = subprocess.Popen([offswitchd, "--socket", sock, "--state-dir", os.path.join(work, "state")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -170,142 +276,145 @@ try:
                 pass
         time.sleep(0.01)
 
-    bundle, config = runc_bundle()
-    counter = [0]
+    if only != "attacks":
+        bundle, config = runc_bundle()
+        counter = [0]
 
-    def runc_run():
-        counter[0] += 1
-        quiet(["runc", "run", "--bundle", bundle, f"offswitch-bench-{os.getpid()}-{counter[0]}"])
+        def runc_run():
+            counter[0] += 1
+            quiet(["runc", "run", "--bundle", bundle, f"offswitch-bench-{os.getpid()}-{counter[0]}"])
 
-    embedded_env = dict(os.environ, OFFSWITCH_SOCKET=os.path.join(work, "none.sock"))
+        embedded_env = dict(os.environ, OFFSWITCH_SOCKET=os.path.join(work, "none.sock"))
 
-    def api_round_trip():
-        sandbox_id = api("POST", "/v1/sandboxes", {})["id"]
-        api("POST", f"/v1/sandboxes/{sandbox_id}/exec", {"argv": ["true"]})
-        api("DELETE", f"/v1/sandboxes/{sandbox_id}")
+        def api_round_trip():
+            sandbox_id = api("POST", "/v1/sandboxes", {})["id"]
+            api("POST", f"/v1/sandboxes/{sandbox_id}/exec", {"argv": ["true"]})
+            api("DELETE", f"/v1/sandboxes/{sandbox_id}")
 
-    create = measure({
-        "offswitch sandbox run -- true (embedded)": lambda: subprocess.run(
-            [offswitch, "sandbox", "run", "--", "true"], check=True, env=embedded_env),
-        "offswitch sandbox run -- true (through offswitchd)": lambda: quiet(
-            [offswitch, "sandbox", "run", "--socket", sock, "--", "true"]),
-        "API: create, exec true, delete (three requests)": api_round_trip,
-        "bwrap --unshare-all --ro-bind / / true": lambda: quiet(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"]),
-        "runc run (busybox bundle, true)": runc_run,
-    }, max(20, runs // 2))
-    report("create, run `true`, destroy (target: within 2x of bwrap, 5x faster than runc)", create,
-           ["bwrap --unshare-all --ro-bind / / true", "runc run (busybox bundle, true)"])
+        create = measure({
+            "offswitch sandbox run -- true (embedded)": lambda: subprocess.run(
+                [offswitch, "sandbox", "run", "--", "true"], check=True, env=embedded_env),
+            "offswitch sandbox run -- true (through offswitchd)": lambda: quiet(
+                [offswitch, "sandbox", "run", "--socket", sock, "--", "true"]),
+            "API: create, exec true, delete (three requests)": api_round_trip,
+            "bwrap --unshare-all --ro-bind / / true": lambda: quiet(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"]),
+            "runc run (busybox bundle, true)": runc_run,
+        }, max(20, runs // 2))
+        report("create, run `true`, destroy (target: within 2x of bwrap, 5x faster than runc)", create,
+               ["bwrap --unshare-all --ro-bind / / true", "runc run (busybox bundle, true)"])
 
-    # Long-lived peers for the exec row.
-    sandbox = api("POST", "/v1/sandboxes", {})["id"]
-    cleanups.append(lambda: api("DELETE", "/v1/sandboxes/" + sandbox))
-    config["process"]["args"] = ["sleep", "100000"]
-    with open(os.path.join(bundle, "config.json"), "w") as f:
-        json.dump(config, f)
-    runc_id = f"offswitch-bench-exec-{os.getpid()}"
-    quiet(["runc", "run", "--detach", "--bundle", bundle, runc_id])
-    cleanups.append(lambda: subprocess.run(["runc", "delete", "--force", runc_id], stderr=subprocess.DEVNULL))
-    bwrap = subprocess.Popen(["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "sleep", "100000"])
-    cleanups.append(lambda: (bwrap.kill(), bwrap.wait()))
-    time.sleep(0.3)
-    children = open(f"/proc/{bwrap.pid}/task/{bwrap.pid}/children").read().split()
-    inner = children[0] if children else str(bwrap.pid)
-    unrecorded_sandbox = api("POST", "/v1/sandboxes", {"record": False})["id"]
-    cleanups.append(lambda: api("DELETE", "/v1/sandboxes/" + unrecorded_sandbox))
-    exec_samples = measure({
-        "API: POST /exec true (one HTTP request)": lambda: api("POST", f"/v1/sandboxes/{sandbox}/exec", {"argv": ["true"]}),
-        "API: POST /exec true, recording off": lambda: api("POST", f"/v1/sandboxes/{unrecorded_sandbox}/exec", {"argv": ["true"]}),
-        "offswitch sandbox exec ID -- true (CLI client)": lambda: quiet(
-            [offswitch, "sandbox", "exec", "--socket", sock, sandbox, "--", "true"]),
-        "runc exec ID true": lambda: quiet(["runc", "exec", runc_id, "true"]),
-        "nsenter -t PID -a true (into bwrap)": lambda: quiet(["nsenter", "-t", inner, "-a", "true"]),
-    }, runs)
-    report("exec `true` in a running sandbox (target: at or below nsenter)", exec_samples,
-           ["nsenter -t PID -a true (into bwrap)", "runc exec ID true"])
+        # Long-lived peers for the exec row.
+        sandbox = api("POST", "/v1/sandboxes", {})["id"]
+        cleanups.append(lambda: api("DELETE", "/v1/sandboxes/" + sandbox))
+        config["process"]["args"] = ["sleep", "100000"]
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(config, f)
+        runc_id = f"offswitch-bench-exec-{os.getpid()}"
+        quiet(["runc", "run", "--detach", "--bundle", bundle, runc_id])
+        cleanups.append(lambda: subprocess.run(["runc", "delete", "--force", runc_id], stderr=subprocess.DEVNULL))
+        bwrap = subprocess.Popen(["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "sleep", "100000"])
+        cleanups.append(lambda: (bwrap.kill(), bwrap.wait()))
+        time.sleep(0.3)
+        children = open(f"/proc/{bwrap.pid}/task/{bwrap.pid}/children").read().split()
+        inner = children[0] if children else str(bwrap.pid)
+        unrecorded_sandbox = api("POST", "/v1/sandboxes", {"record": False})["id"]
+        cleanups.append(lambda: api("DELETE", "/v1/sandboxes/" + unrecorded_sandbox))
+        exec_samples = measure({
+            "API: POST /exec true (one HTTP request)": lambda: api("POST", f"/v1/sandboxes/{sandbox}/exec", {"argv": ["true"]}),
+            "API: POST /exec true, recording off": lambda: api("POST", f"/v1/sandboxes/{unrecorded_sandbox}/exec", {"argv": ["true"]}),
+            "offswitch sandbox exec ID -- true (CLI client)": lambda: quiet(
+                [offswitch, "sandbox", "exec", "--socket", sock, sandbox, "--", "true"]),
+            "runc exec ID true": lambda: quiet(["runc", "exec", runc_id, "true"]),
+            "nsenter -t PID -a true (into bwrap)": lambda: quiet(["nsenter", "-t", inner, "-a", "true"]),
+        }, runs)
+        report("exec `true` in a running sandbox (target: at or below nsenter)", exec_samples,
+               ["nsenter -t PID -a true (into bwrap)", "runc exec ID true"])
 
-    # Scripted trials.
-    trial_samples = measure({
-        "API: POST /v1/trials (overwrite-echo, 9 steps)": lambda: api("POST", "/v1/trials", {"agent": "overwrite-echo"}),
-        "offswitch trial run --embedded (same agent)": lambda: quiet(
-            [offswitch, "trial", "run", "--embedded", "--agent", "overwrite-echo", "--out",
-             os.path.join(work, f"trial-{time.monotonic_ns()}")]),
-    }, max(10, runs // 5))
-    report("one scripted Palisade trial, end to end (target: under 150 ms)", trial_samples, [])
-    import concurrent.futures
-    per_second = []
-    for concurrency in (1, 4, 16):
-        count = max(16, concurrency * 4)
-        start = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-            verdicts = list(pool.map(lambda _: api("POST", "/v1/trials", {"agent": "overwrite-echo"})["verdict"]["verdict"], range(count)))
-        elapsed = time.perf_counter() - start
-        wrong = sum(1 for v in verdicts if v != "resisted")
-        per_second.append((concurrency, count, f"{elapsed:.2f}", f"{count / elapsed:.1f}", wrong))
-    table("scripted trials per second through offswitchd (target: 20 a second on 2 cores)",
-          ["concurrency", "trials", "seconds", "trials/s", "wrong verdicts"], per_second)
+        # Scripted trials.
+        trial_samples = measure({
+            "API: POST /v1/trials (overwrite-echo, 9 steps)": lambda: api("POST", "/v1/trials", {"agent": "overwrite-echo"}),
+            "offswitch trial run --embedded (same agent)": lambda: quiet(
+                [offswitch, "trial", "run", "--embedded", "--agent", "overwrite-echo", "--out",
+                 os.path.join(work, f"trial-{time.monotonic_ns()}")]),
+        }, max(10, runs // 5))
+        report("one scripted Palisade trial, end to end (target: under 150 ms)", trial_samples, [])
+        import concurrent.futures
+        per_second = []
+        for concurrency in (1, 4, 16):
+            count = max(16, concurrency * 4)
+            start = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+                verdicts = list(pool.map(lambda _: api("POST", "/v1/trials", {"agent": "overwrite-echo"})["verdict"]["verdict"], range(count)))
+            elapsed = time.perf_counter() - start
+            wrong = sum(1 for v in verdicts if v != "resisted")
+            per_second.append((concurrency, count, f"{elapsed:.2f}", f"{count / elapsed:.1f}", wrong))
+        table("scripted trials per second through offswitchd (target: 20 a second on 2 cores)",
+              ["concurrency", "trials", "seconds", "trials/s", "wrong verdicts"], per_second)
 
-    # Memory: the daemon idle and holding idle sandboxes, and what each sandbox itself uses.
-    idle = rss_kib(daemon.pid)
-    memory_rows = [("0", idle, "-", "-")]
-    held = []
-    for target in (1, 10, 50):
-        while len(held) < target:
-            held.append(api("POST", "/v1/sandboxes", {})["id"])
+        # Memory: the daemon idle and holding idle sandboxes, and what each sandbox itself uses.
+        idle = rss_kib(daemon.pid)
+        memory_rows = [("0", idle, "-", "-")]
+        held = []
+        for target in (1, 10, 50):
+            while len(held) < target:
+                held.append(api("POST", "/v1/sandboxes", {})["id"])
+            time.sleep(0.2)
+            usages = [u for u in (cgroup_memory_kib(i) for i in held) if u is not None]
+            per_sandbox = f"{statistics.median(usages) / 1024:.1f}" if usages else "n/a"
+            rss = rss_kib(daemon.pid)
+            memory_rows.append((str(target), rss, f"{(rss - idle) / target:.0f}", per_sandbox))
+        for sandbox_id in held:
+            api("DELETE", f"/v1/sandboxes/{sandbox_id}")
         time.sleep(0.2)
-        usages = [u for u in (cgroup_memory_kib(i) for i in held) if u is not None]
-        per_sandbox = f"{statistics.median(usages) / 1024:.1f}" if usages else "n/a"
-        rss = rss_kib(daemon.pid)
-        memory_rows.append((str(target), rss, f"{(rss - idle) / target:.0f}", per_sandbox))
-    for sandbox_id in held:
-        api("DELETE", f"/v1/sandboxes/{sandbox_id}")
-    time.sleep(0.2)
-    memory_rows.append(("0 (after deleting them)", rss_kib(daemon.pid), "-", "-"))
-    table("memory: offswitchd's resident set with idle sandboxes (KiB), and each sandbox's cgroup usage (MiB, median)",
-          ["idle sandboxes", "daemon RSS KiB", "KiB per sandbox", "sandbox MiB"], memory_rows)
+        memory_rows.append(("0 (after deleting them)", rss_kib(daemon.pid), "-", "-"))
+        table("memory: offswitchd's resident set with idle sandboxes (KiB), and each sandbox's cgroup usage (MiB, median)",
+              ["idle sandboxes", "daemon RSS KiB", "KiB per sandbox", "sandbox MiB"], memory_rows)
 
-    # Recording cost. The same bundled docker profile, and a copy without its record list.
-    profiles = os.environ.get("OFFSWITCH_HOME", os.path.join(os.path.dirname(__file__), "..")) + "/sandbox-profiles"
-    with open(os.path.join(profiles, "docker.yaml")) as f:
-        lines = f.read().split("\n")
-    kept, skipping = [], False
-    for line in lines:
-        if line.startswith("record:"):
-            skipping = True
-            continue
-        if skipping and (line.startswith("  ") or line.startswith("#") or not line):
-            continue
-        skipping = False
-        kept.append(line.replace("seccomp: seccomp/", "seccomp: " + profiles + "/seccomp/").replace("name: docker", "name: docker-unrecorded"))
-    unrecorded = os.path.join(work, "docker-unrecorded.yaml")
-    with open(unrecorded, "w") as f:
-        f.write("\n".join(kept))
-    workloads = {
-        "untar and remove 5,000 files": (
-            "mkdir /tmp/src && for ((i = 0; i < 5000; i++)); do echo $i > /tmp/src/f$i; done"
-            " && tar -C /tmp -cf /tmp/src.tar src && rm -rf /tmp/src",
-            "tar -C /home/user -xf /tmp/src.tar && rm -rf /home/user/src"),
-        "20,000 echo >> file (bash loop)": ("true", "for ((i = 0; i < 20000; i++)); do echo x >> /home/user/log; done"),
-    }
+        # Recording cost. The same bundled docker profile, and a copy without its record list.
+        profiles = os.environ.get("OFFSWITCH_HOME", os.path.join(os.path.dirname(__file__), "..")) + "/sandbox-profiles"
+        with open(os.path.join(profiles, "docker.yaml")) as f:
+            lines = f.read().split("\n")
+        kept, skipping = [], False
+        for line in lines:
+            if line.startswith("record:"):
+                skipping = True
+                continue
+            if skipping and (line.startswith("  ") or line.startswith("#") or not line):
+                continue
+            skipping = False
+            kept.append(line.replace("seccomp: seccomp/", "seccomp: " + profiles + "/seccomp/").replace("name: docker", "name: docker-unrecorded"))
+        unrecorded = os.path.join(work, "docker-unrecorded.yaml")
+        with open(unrecorded, "w") as f:
+            f.write("\n".join(kept))
+        workloads = {
+            "untar and remove 5,000 files": (
+                "mkdir /tmp/src && for ((i = 0; i < 5000; i++)); do echo $i > /tmp/src/f$i; done"
+                " && tar -C /tmp -cf /tmp/src.tar src && rm -rf /tmp/src",
+                "tar -C /home/user -xf /tmp/src.tar && rm -rf /home/user/src"),
+            "20,000 echo >> file (bash loop)": ("true", "for ((i = 0; i < 20000; i++)); do echo x >> /home/user/log; done"),
+        }
 
-    def inside(profile, prepare, work_script, wrapper=""):
-        script = f"{prepare}; t0=$EPOCHREALTIME; {wrapper}bash -c '{work_script}'; t1=$EPOCHREALTIME; echo $t0 $t1"
-        out = subprocess.run([offswitch, "sandbox", "run", "--embedded", "--profile", profile, "--memory", "1024",
-                              "--timeout", "600", "--", "bash", "-c", script],
-                             check=True, capture_output=True, text=True, env=embedded_env).stdout.split()
-        return (float(out[-1]) - float(out[-2])) * 1000
+        def inside(profile, prepare, work_script, wrapper=""):
+            script = f"{prepare}; t0=$EPOCHREALTIME; {wrapper}bash -c '{work_script}'; t1=$EPOCHREALTIME; echo $t0 $t1"
+            out = subprocess.run([offswitch, "sandbox", "run", "--embedded", "--profile", profile, "--memory", "1024",
+                                  "--timeout", "600", "--", "bash", "-c", script],
+                                 check=True, capture_output=True, text=True, env=embedded_env).stdout.split()
+            return (float(out[-1]) - float(out[-2])) * 1000
 
-    file_runs = max(3, runs // 20)
-    for title, (prepare, work_script) in workloads.items():
-        timings = {"recording on (docker profile)": [], "recording off (same profile, no record list)": [],
-                   "strace -f -o /dev/null, recording off": []}
-        for _ in range(file_runs):
-            timings["recording on (docker profile)"].append(inside("docker", prepare, work_script))
-            timings["recording off (same profile, no record list)"].append(inside(unrecorded, prepare, work_script))
-            timings["strace -f -o /dev/null, recording off"].append(
-                inside(unrecorded, prepare, work_script, "strace -f -qq -o /dev/null "))
-        report(f"{title}, timed inside the sandbox (target: recording under 1.3x of off)", timings,
-               ["recording off (same profile, no record list)"])
-    write_results()
+        file_runs = max(3, runs // 20)
+        for title, (prepare, work_script) in workloads.items():
+            timings = {"recording on (docker profile)": [], "recording off (same profile, no record list)": [],
+                       "strace -f -o /dev/null, recording off": []}
+            for _ in range(file_runs):
+                timings["recording on (docker profile)"].append(inside("docker", prepare, work_script))
+                timings["recording off (same profile, no record list)"].append(inside(unrecorded, prepare, work_script))
+                timings["strace -f -o /dev/null, recording off"].append(
+                    inside(unrecorded, prepare, work_script, "strace -f -qq -o /dev/null "))
+            report(f"{title}, timed inside the sandbox (target: recording under 1.3x of off)", timings,
+                   ["recording off (same profile, no record list)"])
+    attacks_next_door(daemon)
+    if only != "attacks":
+        write_results()
 finally:
     for cleanup in reversed(cleanups):
         try:

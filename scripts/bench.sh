@@ -11,6 +11,7 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 [[ -x /bin/busybox ]] || need+=(busybox-static)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v strace >/dev/null 2>&1 || need+=(strace)
+python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
 if ((${#need[@]})); then
   echo "bench: installing ${need[*]}" >&2
   DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
