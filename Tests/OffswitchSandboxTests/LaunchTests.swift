@@ -65,7 +65,7 @@ struct LaunchTests {
             // The stages keep the create path's profile as it was.
             #expect(sandbox.creationPhases.map(\.phase) == [
                 "host checks", "seccomp program", "sealed init image", "host ids, state directory and tmpfs", "cgroups",
-                "clone3 and exec of PID 1", "cgroup placement", "setup inside (mounts, pivot_root, seccomp)", "recorder",
+                "clone3 and exec of PID 1", "cgroup placement", "user and network namespaces", "setup inside (mounts, pivot_root, seccomp)", "recorder",
             ])
             let log = try String(contentsOfFile: sandbox.eventLogPath, encoding: .utf8)
             #expect(log.contains("\"sandbox_created\"") && log.contains("\"sandbox\":\"\(sandbox.id)\""), "\(log.prefix(600))")

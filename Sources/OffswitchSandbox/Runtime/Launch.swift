@@ -210,6 +210,7 @@ struct Launch {
         let userNamespace = try systemCall("create user namespace (0 -> host ids \(mapping.hostUID), \(mapping.size) ids) with its network namespace") {
             ofs_userns_create(mapping.hostUID, mapping.hostGID, mapping.size, &network)
         }
+        clock.mark("user and network namespaces")
         // PID 1 joins both during setup (or has died); the host needs no descriptor of them.
         let namespaces = [userNamespace, network]
         defer { for fd in namespaces { close(fd) } }
