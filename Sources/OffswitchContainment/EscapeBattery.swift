@@ -114,6 +114,7 @@ public enum EscapeBattery {
             case .initExeUnchanged: before["exe"] = SHA256.file("/proc/\(sandbox.initPID)/exe") ?? "unreadable"
             case .noRootFiles: before["root files"] = rootOwned(sandbox.upperDirectory, uids: rootUIDs).joined(separator: "\n")
             case .apiWriteConfined(_, let target): before["api " + target] = SHA256.file(host(target)) ?? "absent"
+            case .limitHit("cpu"): before["cpu"] = CPUQuotaUse.start(sandbox.cgroupDirectories)
             default: break
             }
         }
@@ -147,6 +148,9 @@ public enum EscapeBattery {
             case .initExeUnchanged:
                 let now = SHA256.file("/proc/\(sandbox.initPID)/exe") ?? "unreadable"
                 record(check, now == before["exe"], now == before["exe"] ? "PID 1's executable unchanged" : "PID 1's executable changed")
+            case .limitHit("cpu"):
+                let (held, detail) = CPUQuotaUse.held(since: before["cpu"], directories: sandbox.cgroupDirectories)
+                record(check, held, detail)
             case .limitHit(let limit):
                 let (hit, detail) = limitReached(limit, directories: sandbox.cgroupDirectories)
                 record(check, hit, detail)
@@ -459,6 +463,72 @@ public enum EscapeBattery {
             if found.contains(where: { ($0.1 ?? 0) > 0 }) { return (true, details.joined(separator: "; ")) }
         }
         return (false, details.isEmpty ? "no \(limit) counters found" : details.joined(separator: "; "))
+    }
+}
+
+/// Whether a sandbox's CPU quota held while an attempt ran. Throttling shows it was reached; but a
+/// quota as large as the machine (`observe`: 2 CPUs on 2 cores), or one the attempt never reached
+/// because other work on the host took the cores, is never throttled. So the check also passes
+/// when a quota is set and the group's CPU time over the attempt stayed within it: the bound held
+/// whether or not it had to act. No quota at all fails.
+enum CPUQuotaUse {
+    /// "USAGE_USEC MONOTONIC_NS" at the start, or nil when no group reports its usage.
+    static func start(_ directories: [String]) -> String? {
+        guard let usage = usage(directories) else { return nil }
+        return "\(usage) \(monotonicNanoseconds())"
+    }
+
+    static func held(since start: String?, directories: [String]) -> (Bool, String) {
+        let throttled = directories.compactMap { counter($0 + "/cpu.stat", "nr_throttled") }.max() ?? 0
+        guard let quota = quota(directories) else { return (false, "no CPU quota found in \(directories.joined(separator: ", "))") }
+        let limit = hundredths(quota)
+        if throttled > 0 { return (true, "throttled \(throttled) times at its quota of \(limit) CPUs") }
+        let parts = (start ?? "").split(separator: " ").compactMap { UInt64($0) }
+        guard parts.count == 2, let now = usage(directories), now >= parts[0] else {
+            return (false, "quota \(limit) CPUs, never throttled, and the group's CPU time cannot be read")
+        }
+        let used = Double(now - parts[0]) * 1000, elapsed = Double(monotonicNanoseconds() - parts[1])
+        // A period's worth of slack: the kernel enforces the quota per period (100 ms).
+        let held = used <= quota * elapsed + 100_000_000
+        return (held, "quota \(limit) CPUs, never throttled; the group used \(hundredths(used / elapsed)) CPUs over \(Int(elapsed / 1_000_000)) ms")
+    }
+
+    /// CPUs the quota allows: v2 `cpu.max` "QUOTA PERIOD", v1 `cpu.cfs_quota_us` over `cpu.cfs_period_us`.
+    private static func quota(_ directories: [String]) -> Double? {
+        for directory in directories {
+            if let text = try? String(contentsOfFile: directory + "/cpu.max", encoding: .utf8) {
+                let words = text.split(whereSeparator: \.isWhitespace)
+                if words.count == 2, let quota = Double(words[0]), let period = Double(words[1]), period > 0 { return quota / period }
+            }
+            if let quota = number(directory + "/cpu.cfs_quota_us"), quota > 0, let period = number(directory + "/cpu.cfs_period_us"), period > 0 {
+                return Double(quota) / Double(period)
+            }
+        }
+        return nil
+    }
+
+    /// The group's CPU time in microseconds: v2 `cpu.stat` `usage_usec` (on a hybrid host, the
+    /// unified hierarchy's group reports it without the cpu controller).
+    private static func usage(_ directories: [String]) -> UInt64? {
+        directories.lazy.compactMap { counter($0 + "/cpu.stat", "usage_usec").map(UInt64.init) }.first
+    }
+
+    private static func counter(_ path: String, _ key: String) -> Int? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, parts[0] == key { return Int(parts[1]) }
+        }
+        return nil
+    }
+
+    private static func hundredths(_ value: Double) -> String {
+        let scaled = Int((value * 100).rounded())
+        return "\(scaled / 100).\(scaled % 100 < 10 ? "0" : "")\(scaled % 100)"
+    }
+
+    private static func number(_ path: String) -> Int? {
+        (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int($0.filter { !$0.isWhitespace }) }
     }
 }
 
