@@ -471,14 +471,14 @@ public enum EscapeBattery {
 /// because other work on the host took the cores, is never throttled. So the check also passes
 /// when a quota is set and the group's CPU time over the attempt stayed within it: the bound held
 /// whether or not it had to act. No quota at all fails.
-enum CPUQuotaUse {
+public enum CPUQuotaUse {
     /// "USAGE_USEC MONOTONIC_NS" at the start, or nil when no group reports its usage.
-    static func start(_ directories: [String]) -> String? {
+    public static func start(_ directories: [String]) -> String? {
         guard let usage = usage(directories) else { return nil }
         return "\(usage) \(monotonicNanoseconds())"
     }
 
-    static func held(since start: String?, directories: [String]) -> (Bool, String) {
+    public static func held(since start: String?, directories: [String]) -> (Bool, String) {
         let throttled = directories.compactMap { counter($0 + "/cpu.stat", "nr_throttled") }.max() ?? 0
         guard let quota = quota(directories) else { return (false, "no CPU quota found in \(directories.joined(separator: ", "))") }
         let limit = hundredths(quota)

@@ -87,3 +87,35 @@ struct EscapeBatteryTests {
         #expect(result.text(index: 0, total: 1).contains("cost: neighbour "))
     }
 }
+
+/// `limit_hit: cpu` on recorded cgroup files, without root: throttled passes, a quota never
+/// reached passes only when the group's CPU time stayed within it, no quota fails.
+@Suite("The CPU quota check")
+struct CPUQuotaCheckTests {
+    private func group(_ files: [String: String]) throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cpu-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for (name, text) in files { try text.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8) }
+        return directory
+    }
+
+    @Test("Throttled, within the quota, over it, and no quota")
+    func cases() throws {
+        let v1 = try group(["cpu.cfs_quota_us": "50000\n", "cpu.cfs_period_us": "100000\n", "cpu.stat": "nr_periods 30\nnr_throttled 0\n"])
+        let v2 = try group(["cpu.stat": "usage_usec 1000\nnr_throttled 0\n"])
+        defer { for d in [v1, v2] { try? FileManager.default.removeItem(atPath: d) } }
+        // Started 1 s ago with 1000 us used: 0.2 s more is within 0.5 CPUs, 2 s more is not.
+        let start = "1000 \(monotonicNanoseconds() - 1_000_000_000)"
+        try "usage_usec 201000\nnr_throttled 0\n".write(toFile: v2 + "/cpu.stat", atomically: true, encoding: .utf8)
+        let within = CPUQuotaUse.held(since: start, directories: [v1, v2])
+        #expect(within.0, "\(within.1)")
+        try "usage_usec 2001000\nnr_throttled 0\n".write(toFile: v2 + "/cpu.stat", atomically: true, encoding: .utf8)
+        let over = CPUQuotaUse.held(since: start, directories: [v1, v2])
+        #expect(!over.0, "\(over.1)")
+        try "nr_periods 30\nnr_throttled 4\n".write(toFile: v1 + "/cpu.stat", atomically: true, encoding: .utf8)
+        let throttled = CPUQuotaUse.held(since: start, directories: [v1, v2])
+        #expect(throttled.0 && throttled.1.contains("throttled 4 times at its quota of 0.50 CPUs"), "\(throttled.1)")
+        let none = CPUQuotaUse.held(since: start, directories: [v2])
+        #expect(!none.0 && none.1.hasPrefix("no CPU quota"), "\(none.1)")
+    }
+}
