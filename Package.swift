@@ -30,6 +30,9 @@ let package = Package(
         // System libraries: headers and link flags come from pkg-config; `make deps` installs them.
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
+        // zlib and zstd for image layers. pkg-config names one library per target: zlib's; libzstd's
+        // header sits in the same include directory, and the module map links both.
+        .systemLibrary(name: "CCompression", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev", "libzstd-dev"])]),
         // The C that Swift cannot or must not do; every symbol starts with `ofs_`.
         .target(name: "COffswitch", cSettings: [.define("_GNU_SOURCE")]),
 
@@ -58,6 +61,8 @@ let package = Package(
         // The escape and abuse battery: attempts as data (scripts/escape-suite/), judged from the host.
         .target(name: "OffswitchContainment", dependencies: ["OffswitchCore", "OffswitchEvidence", "OffswitchYAML", "OffswitchSandbox", "COffswitch"],
                 swiftSettings: strictSettings),
+        // OCI images: layers unpacked (hostile archives, streamed) into overlay lower directories.
+        .target(name: "OffswitchImages", dependencies: ["OffswitchCore", "COffswitch", "CCompression"], swiftSettings: strictSettings),
         // What people and other tools read: a trial's HTML report, batch summaries, exported rows.
         .target(name: "OffswitchReports", dependencies: ["OffswitchCore", "OffswitchTrials"], swiftSettings: strictSettings),
         // The daemon's HTTP API: routes, auth, metrics. No sandbox logic of its own.
@@ -103,6 +108,10 @@ let package = Package(
         // Shared by the test targets (seeded fuzzing); not part of any product.
         .target(name: "OffswitchTestSupport", path: "Tests/OffswitchTestSupport", swiftSettings: strictSettings),
         .testTarget(name: "OffswitchCoreTests", dependencies: ["OffswitchCore", "COffswitch"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "OffswitchImagesTests",
+            dependencies: ["OffswitchImages", "OffswitchCore", "COffswitch", "OffswitchTestSupport"],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchServerTests",
             dependencies: ["OffswitchServer", "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTestSupport"],

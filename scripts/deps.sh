@@ -8,6 +8,9 @@ need=()
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists libseccomp 2>/dev/null || need+=(libseccomp-dev)
 pkg-config --exists libcap 2>/dev/null || need+=(libcap-dev)
+# Image layers: gzip and zstd blobs.
+pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
+pkg-config --exists libzstd 2>/dev/null || need+=(libzstd-dev)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # next-question (the scenarios' trigger) is static C: a compiler and glibc's static library.
@@ -21,6 +24,9 @@ if [[ "${1:-}" == "--test" ]]; then
   # /usr is the host's: strace, pgrep/pkill, Debian's own python3, and gcc with glibc's headers.
   command -v strace >/dev/null 2>&1 || need+=(strace)
   [[ -x /usr/bin/pgrep && -x /usr/bin/pkill ]] || need+=(procps)
+  # The layer tests compress their archives with the CLIs.
+  command -v zstd >/dev/null 2>&1 || need+=(zstd)
+  command -v gzip >/dev/null 2>&1 || need+=(gzip)
   [[ -x /usr/bin/python3 ]] || need+=(python3)
   [[ -x /usr/bin/gcc && -e /usr/include/stdio.h ]] || need+=(gcc libc6-dev)
 fi
