@@ -349,6 +349,19 @@ int ofs_open_in_root(int dirfd, const char *path, int flags, unsigned mode) {
     return open_in_root(dirfd, path, (uint64_t)flags | O_CLOEXEC, mode);
 }
 
+int ofs_open_beneath(int dirfd, const char *path, int flags, unsigned mode) {
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = (uint64_t)flags | O_CLOEXEC;
+    how.mode = mode;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    int fd;
+    do {
+        fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+    } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+    return fd;
+}
+
 int ofs_accept(int listener) { return accept4(listener, NULL, NULL, SOCK_CLOEXEC); }
 
 int ofs_peer_pid(int socket) {
@@ -677,6 +690,10 @@ int ofs_thread_join_within(pthread_t thread, int milliseconds) {
 
 ssize_t ofs_lgetxattr(const char *path, const char *name, void *value, size_t size) {
     return lgetxattr(path, name, value, size);
+}
+
+int ofs_fsetxattr(int fd, const char *name, const void *value, size_t size) {
+    return fsetxattr(fd, name, value, size, 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -254,6 +254,10 @@ int ofs_fanotify_discard(int fan, int64_t budget, ofs_discarded *_Nonnull counts
 /// sandbox's files through a descriptor of /proc/PID/root, where a plain path walk would follow
 /// the agent's absolute symlinks into the host. -1 with errno.
 int ofs_open_in_root(int dirfd, const char *_Nonnull path, int flags, unsigned mode);
+/// openat2(dirfd, path, flags, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS): for
+/// writing an image layer, where no symlink is followed at all, not even one pointing inside, and
+/// nothing resolves above `dirfd`. -1 with errno (ELOOP: a symlink on the way).
+int ofs_open_beneath(int dirfd, const char *_Nonnull path, int flags, unsigned mode);
 /// O_PATH, which Swift's Glibc module hides behind _GNU_SOURCE.
 #define OFS_O_PATH 010000000
 /// accept4(SOCK_CLOEXEC) and the peer's pid (SO_PEERCRED, in our pid namespace): -1 with errno.
@@ -295,6 +299,8 @@ int ofs_proc_connector_next(int socket, ofs_proc_event *_Nonnull event);
 
 /// lgetxattr(2): Glibc's module map leaves out <sys/xattr.h> (the diff reads overlay's opaque flag).
 ssize_t ofs_lgetxattr(const char *_Nonnull path, const char *_Nonnull name, void *_Nonnull value, size_t size);
+/// fsetxattr(2), for the same reason: a layer's file capabilities and overlay's opaque flag. -1 with errno.
+int ofs_fsetxattr(int fd, const char *_Nonnull name, const void *_Nonnull value, size_t size);
 /// Current effective capability mask, or -1 on failure.
 int64_t ofs_capabilities_effective(void);
 /// Highest capability number the kernel knows.
