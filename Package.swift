@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "OffswitchYAML", dependencies: ["OffswitchCore", .product(name: "Yams", package: "Yams")], swiftSettings: strictSettings),
         .target(
             name: "OffswitchSandbox",
-            dependencies: ["OffswitchCore", "OffswitchYAML", "OffswitchEvidence", "COffswitch", "CSeccomp", "CCap"],
+            dependencies: ["OffswitchCore", "OffswitchYAML", "OffswitchEvidence", "OffswitchImages", "COffswitch", "CSeccomp", "CCap"],
             swiftSettings: strictSettings),
         // PID 1 inside the sandbox: single-threaded, no Foundation, no Dispatch.
         .target(name: "OffswitchInit", dependencies: ["OffswitchCore", "COffswitch"], swiftSettings: strictSettings),
@@ -89,7 +89,7 @@ let package = Package(
         .executableTarget(
             name: "offswitch",
             dependencies: [
-                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTrials", "OffswitchReports", "OffswitchContainment",
+                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTrials", "OffswitchReports", "OffswitchContainment", "OffswitchImages",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings),
@@ -124,7 +124,7 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchSandboxTests",
-            dependencies: ["OffswitchContainment", "OffswitchSandbox", "OffswitchCore", "OffswitchYAML", "OffswitchEvidence", "COffswitch", "OffswitchTestSupport"],
+            dependencies: ["OffswitchContainment", "OffswitchSandbox", "OffswitchCore", "OffswitchYAML", "OffswitchEvidence", "OffswitchImages", "COffswitch", "OffswitchTestSupport"],
             swiftSettings: strictSettings),
     ]
 )

@@ -29,6 +29,11 @@ if [[ "${1:-}" == "--test" ]]; then
   command -v gzip >/dev/null 2>&1 || need+=(gzip)
   [[ -x /usr/bin/python3 ]] || need+=(python3)
   [[ -x /usr/bin/gcc && -e /usr/include/stdio.h ]] || need+=(gcc libc6-dev)
+  # The image tests build OCI images with standard tools: umoci for the layout, skopeo for the
+  # docker save and oci-archive forms, and a static busybox as the image's programs.
+  command -v umoci >/dev/null 2>&1 || need+=(umoci)
+  command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+  [[ -x /bin/busybox ]] || need+=(busybox-static)
 fi
 
 if ((${#need[@]})); then

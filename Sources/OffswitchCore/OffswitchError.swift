@@ -19,6 +19,8 @@ public struct OffswitchError: Error, Sendable, Equatable, CustomStringConvertibl
         case sandboxShutDown = "sandbox_shut_down"
         case sandboxDestroyed = "sandbox_destroyed"
         case notFound = "not_found"
+        /// An image a sandbox uses cannot be removed (docs/images.md).
+        case imageInUse = "image_in_use"
         /// The daemon holds no sandbox, or has no trial, of that id.
         case sandboxNotFound = "sandbox_not_found"
         case trialNotFound = "trial_not_found"

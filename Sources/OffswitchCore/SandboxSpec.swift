@@ -4,11 +4,15 @@ public enum RootfsSource: Sendable, Equatable, Codable, CustomStringConvertible 
     case host
     /// An unpacked root filesystem at this host path, used as the lower layer.
     case directory(String)
+    /// An image of the image store (a reference or an id), its layers the lower layers.
+    case image(String)
 
-    /// Parses `host` or `dir:PATH`.
+    /// Parses `host`, `dir:PATH` or `image:REF`.
     public init(parsing text: String) throws(OffswitchError) {
         if text == "host" {
             self = .host
+        } else if text.hasPrefix("image:"), text.count > 6 {
+            self = .image(String(text.dropFirst(6)))
         } else if text.hasPrefix("dir:"), text.count > 4 {
             let path = String(text.dropFirst(4))
             guard path.hasPrefix("/") else {
@@ -16,7 +20,7 @@ public enum RootfsSource: Sendable, Equatable, Codable, CustomStringConvertible 
             }
             self = .directory(path)
         } else {
-            throw OffswitchError(.invalidArgument, "rootfs \"\(text)\": expected host or dir:PATH")
+            throw OffswitchError(.invalidArgument, "rootfs \"\(text)\": expected host, dir:PATH or image:REF")
         }
     }
 
@@ -24,6 +28,7 @@ public enum RootfsSource: Sendable, Equatable, Codable, CustomStringConvertible 
         switch self {
         case .host: "host"
         case .directory(let path): "dir:\(path)"
+        case .image(let reference): "image:\(reference)"
         }
     }
 
@@ -122,6 +127,9 @@ public struct SandboxSpec: Sendable, Equatable, Codable {
     public var commandTimeoutSeconds: Int?
     /// Who commands run as unless a request says otherwise.
     public var defaultUser: SandboxUser
+    /// Set when the sandbox's creator chose `defaultUser` (`--user`): an image's `User` then
+    /// does not replace it.
+    public var defaultUserChosen: Bool
 
     public init(
         rootfs: RootfsSource = .host, hostname: String? = nil, limits: ResourceLimits = .defaults,
@@ -138,6 +146,7 @@ public struct SandboxSpec: Sendable, Equatable, Codable {
         self.userNamespace = nil
         self.commandTimeoutSeconds = nil
         self.defaultUser = .agent
+        self.defaultUserChosen = false
     }
 }
 

@@ -9,8 +9,11 @@ struct SandboxOptions: ParsableArguments {
     @Option(name: .long, help: "Sandbox profile: a bundled name (docker, hardened, observe) or a .yaml file; see `offswitch profile ls`.")
     var profile: String = ProfileCatalog.defaultName
 
-    @Option(name: .long, help: "Root filesystem: 'host' (the host's /usr, an allowlisted /etc) or 'dir:PATH' (default: the profile's).")
+    @Option(name: .long, help: "Root filesystem: 'host' (the host's /usr, an allowlisted /etc), 'dir:PATH' or 'image:REF' (default: the profile's).")
     var rootfs: String?
+
+    @Option(name: .long, help: "An image of the store as the root filesystem (see `offswitch image ls`); the same as --rootfs image:REF.")
+    var image: String?
 
     @Option(name: .long, help: "Run as 'user' (uid 1000, the agent) or 'root' (default: the profile's, normally user).")
     var user: SandboxUser?
@@ -24,6 +27,10 @@ struct SandboxOptions: ParsableArguments {
     @Option(name: .long, help: "CPU limit in cores, 0.5 = half a core (default: the profile's).")
     var cpus: Double?
 
+    func validate() throws {
+        if image != nil && rootfs != nil { throw ValidationError("--image and --rootfs both name the root filesystem; give one") }
+    }
+
     /// The request offswitchd gets; it takes bundled profile names only (it must not read host
     /// files a client names).
     func createBody(hostname: String? = nil) throws -> CreateSandboxBody {
@@ -36,13 +43,16 @@ struct SandboxOptions: ParsableArguments {
         try translated { () throws(OffswitchError) in
             try Sandbox.verifyHost()
             var spec = try body().spec(profile: ProfileCatalog.load(profile))
-            if let user { spec.defaultUser = user }
+            if let user {
+                spec.defaultUser = user
+                spec.defaultUserChosen = true
+            }
             return spec
         }
     }
 
     private func body(hostname: String? = nil) -> CreateSandboxBody {
-        CreateSandboxBody(profile: profile, rootfs: rootfs, hostname: hostname, limits: .init(memory_mib: memory, pids: pids, cpus: cpus))
+        CreateSandboxBody(profile: profile, rootfs: image.map { "image:" + $0 } ?? rootfs, hostname: hostname, limits: .init(memory_mib: memory, pids: pids, cpus: cpus))
     }
 }
 

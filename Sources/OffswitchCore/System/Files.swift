@@ -94,3 +94,15 @@ public func writeWholeFile(_ bytes: some Collection<UInt8>, to path: String) thr
         rest = rest.dropFirst(n)
     }
 }
+
+/// rm -rf without following symlinks; errors are ignored (best-effort cleanup).
+package func removeTree(_ path: String) {
+    var info = stat()
+    guard lstat(path, &info) == 0 else { return }
+    if info.st_mode & S_IFMT == S_IFDIR {
+        for name in listDirectory(path) { removeTree(path + "/" + name) }
+        rmdir(path)
+    } else {
+        unlink(path)
+    }
+}

@@ -174,15 +174,3 @@ func chownTree(_ path: String, uid: UInt32, gid: UInt32) throws(OffswitchError) 
     guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return }
     for name in listDirectory(path) { try chownTree(path + "/" + name, uid: uid, gid: gid) }
 }
-
-/// rm -rf without following symlinks; errors are ignored (best-effort cleanup).
-package func removeTree(_ path: String) {
-    var info = stat()
-    guard lstat(path, &info) == 0 else { return }
-    if info.st_mode & S_IFMT == S_IFDIR {
-        for name in listDirectory(path) { removeTree(path + "/" + name) }
-        rmdir(path)
-    } else {
-        unlink(path)
-    }
-}

@@ -1,6 +1,7 @@
 import COffswitch
 import Glibc
 import OffswitchCore
+import OffswitchImages
 
 /// The host side of one sandbox's filesystem: a size-limited tmpfs holding the overlay's upper
 /// and work directories plus a small per-sandbox layer (hostname, hosts, mount points). The
@@ -35,9 +36,18 @@ struct SandboxFilesystem {
         return lock
     }
 
+    /// What PID 1 must mount, and the image held for the sandbox's life when its root is one.
+    struct Made {
+        var root: OverlayLayout
+        var usr: OverlayLayout?
+        var image: ImageStore.Use?
+        /// The image had no uid 1000: `user` was added to its passwd and group (ImageAccount).
+        var accountAdded = false
+    }
+
     /// Creates the tmpfs and the layer in a claimed directory, and returns what PID 1 must mount.
     func create(hostname: String, source: RootfsSource, upperBytes: UInt64, userNamespace mapping: UserNamespaceMapping,
-                paths: StatePaths) throws(OffswitchError) -> (root: OverlayLayout, usr: OverlayLayout?)
+                paths: StatePaths) throws(OffswitchError) -> Made
     {
         try makeDirectory(tmpfs, mode: 0o700)
         try makeDirectory(rootMountPoint, mode: 0o755)
@@ -61,14 +71,22 @@ struct SandboxFilesystem {
         switch source {
         case .host:
             let skeleton = try HostSkeleton.ensure(in: paths)
-            return (OverlayLayout(lower: [layer, skeleton], upper: upper, work: tmpfs + "/work"),
-                    OverlayLayout(lower: ["/usr"], upper: usrUpper, work: tmpfs + "/usr-work"))
+            return Made(root: OverlayLayout(lower: [layer, skeleton], upper: upper, work: tmpfs + "/work"),
+                        usr: OverlayLayout(lower: ["/usr"], upper: usrUpper, work: tmpfs + "/usr-work"))
+        case .image(let reference):
+            let image = try paths.imageStore.use(reference)
+            // No network: name no resolver, whatever the image's resolv.conf says (Docker lays its
+            // own over the image's too).
+            try writeFile(layer + "/etc/resolv.conf", "# offswitch: this sandbox has no network\n", mode: 0o644)
+            let added = try ImageAccount.addAgentIfMissing(lowers: image.lowers, into: layer)
+            return Made(root: OverlayLayout(lower: [layer] + image.lowers, upper: upper, work: tmpfs + "/work"), image: image,
+                        accountAdded: added)
         case .directory(let path):
             var info = stat()
             guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
                 throw OffswitchError(.invalidArgument, "rootfs dir:\(path): not a directory", errno: errno)
             }
-            return (OverlayLayout(lower: [layer, path], upper: upper, work: tmpfs + "/work"), nil)
+            return Made(root: OverlayLayout(lower: [layer, path], upper: upper, work: tmpfs + "/work"))
         }
     }
 

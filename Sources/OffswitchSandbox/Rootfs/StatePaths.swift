@@ -1,10 +1,13 @@
 import Glibc
 public import OffswitchCore
+public import OffswitchImages
 
 /// Where Offswitch keeps host-side state: one directory per sandbox (mount points, the tmpfs with
 /// the upper layers) and the shared rootfs skeletons. Under /run, so a reboot clears it.
 public struct StatePaths: Sendable {
     public var base: String
+    /// Where images are kept (on disk, not under `base`); `image:` roots come from here.
+    public var imageStore: ImageStore = .standard
     /// What set `base`, for error messages (`--state-dir`, `OFFSWITCH_RUN_DIR`).
     public var source: String
 

@@ -2,6 +2,7 @@ import COffswitch
 import Glibc
 import OffswitchCore
 import OffswitchEvidence
+import OffswitchImages
 
 /// The stages of creating a sandbox, in the order they run. An OCI runtime's `create` is every
 /// stage up to `spawn` (PID 1 waits for its setup message); its `start` is `setup` and `recorder`.
@@ -94,7 +95,7 @@ struct Launch {
         let filesystem: SandboxFilesystem
         let ownerLock: Int32
         let events: EventLog
-        let layouts: (root: OverlayLayout, usr: OverlayLayout?)
+        let layouts: SandboxFilesystem.Made
     }
 
     /// `spawn`: PID 1, waiting for its setup message on `control`.
@@ -147,6 +148,10 @@ struct Launch {
                                   budget: EvidenceBudget(bytes: spec.limits.evidenceBytes))
         let layouts = try filesystem.create(hostname: plan.hostname, source: spec.rootfs, upperBytes: spec.limits.upperBytes,
                                             userNamespace: hostIDs.mapping, paths: paths)
+        if let image = layouts.image, !spec.defaultUserChosen,
+           let user = try ImageAccount.defaultUser(image.record.config?.User, image: image.record, lowers: image.lowers) {
+            spec.defaultUser = user
+        }
         clock.mark("host ids, state directory and tmpfs")
         try finish(.filesystem, plan)
         return StateDirectory(hostIDs: hostIDs, filesystem: filesystem, ownerLock: ownerLock, events: events, layouts: layouts)
@@ -236,7 +241,10 @@ struct Launch {
                 ("user_namespace", .bool(true)), ("host_uid", .int(Int64(mapping.hostUID))),
                 ("host_gid", .int(Int64(mapping.hostGID))), ("host_ids", .int(Int64(mapping.size))),
                 ("format", .int(Int64(EventLog.formatVersion))),
-            ])
+            ] + (made.layouts.image.map { image in
+                [("image", .string(image.record.references.first ?? image.record.id)), ("image_id", .string(image.record.id)),
+                 ("image_layers", .int(Int64(image.record.layers.count))), ("account_added", .bool(made.layouts.accountAdded))]
+            } ?? []))
             var listener: (fd: Int32, undo: CleanupStack.Step)?
             if hasListener, let fd = descriptors.first {
                 listener = (fd, cleanup.push { close(fd) })

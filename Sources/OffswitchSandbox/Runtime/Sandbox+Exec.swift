@@ -2,6 +2,7 @@ import COffswitch
 import Glibc
 public import OffswitchCore
 import OffswitchEvidence
+import OffswitchImages
 
 extension Sandbox {
     /// Runs a command to completion and returns its exit code, output and duration.
@@ -10,7 +11,7 @@ extension Sandbox {
     /// Where a command starts: the user's home, or `cwd`; a relative `cwd` starts at the home too
     /// (as relative paths of the file API do).
     func workingDirectory(_ request: ExecRequest) -> String {
-        guard let cwd = request.cwd else { return home(of: request.user) }
+        guard let cwd = request.cwd ?? image?.record.config?.WorkingDir.flatMap({ $0.isEmpty ? nil : $0 }) else { return home(of: request.user) }
         return cwd.hasPrefix("/") ? cwd : home(of: request.user) + "/" + cwd
     }
 
@@ -132,6 +133,11 @@ extension Sandbox {
             "HOME": home(of: request.user),
         ]
         if terminal { values["TERM"] = "xterm" }
+        // The image's Env under the command's own (Docker's order).
+        for entry in image?.record.config?.Env ?? [] {
+            guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else { continue }
+            values[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+        }
         for (key, value) in request.environment { values[key] = value }
         return values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
     }

@@ -2,6 +2,7 @@ import COffswitch
 import Glibc
 public import OffswitchCore
 public import OffswitchEvidence
+public import OffswitchImages
 import Synchronization
 
 /// One running sandbox: PID 1 (`offswitch-init`) in new mount, PID, network, UTS, IPC and cgroup
@@ -43,6 +44,8 @@ public final class Sandbox: Sendable {
     let hostIDs: HostIDSlot
     let cgroups: SandboxCgroups
     let filesystem: SandboxFilesystem
+    /// The image the root is made of, held (so it cannot be removed) until the sandbox goes.
+    public let image: ImageStore.Use?
 
     private struct State {
         var ended: SandboxEnd?
@@ -94,7 +97,7 @@ public final class Sandbox: Sendable {
                            initCapabilities: ready.capabilities, creationPhases: launch.clock.phases,
                            control: spawned.control, pidfd: spawned.pidfd, ownerLock: made.ownerLock, hostIDs: made.hostIDs, cgroups: cgroups,
                            filesystem: made.filesystem, events: made.events, recorder: recording.recorder,
-                           watcher: recording.watcher, diffLimits: diffLimits,
+                           watcher: recording.watcher, diffLimits: diffLimits, image: layouts.image,
                            diffLayers: [UpperDiff.Layer(upper: layouts.root.upper, mountPoint: "/", lowers: layouts.root.lower)]
                                + (layouts.usr.map { [UpperDiff.Layer(upper: $0.upper, mountPoint: "/usr", lowers: $0.lower)] } ?? []))
         } catch {
@@ -107,7 +110,8 @@ public final class Sandbox: Sendable {
                  creationPhases: [(phase: String, nanoseconds: UInt64)],
                  control: ControlChannel, pidfd: Int32, ownerLock: Int32, hostIDs: HostIDSlot, cgroups: SandboxCgroups, filesystem: SandboxFilesystem,
                  events: EventLog, recorder: NotifySupervisor?, watcher: FileWatcher?, diffLimits: DiffLimits,
-                 diffLayers: [UpperDiff.Layer]) {
+                 image: ImageStore.Use?, diffLayers: [UpperDiff.Layer]) {
+        self.image = image
         self.watcher = watcher
         self.diffLimits = diffLimits
         self.diffLayers = diffLayers
@@ -310,6 +314,8 @@ public final class Sandbox: Sendable {
         var failure: OffswitchError?
         do { try cgroups.remove() } catch { failure = error }
         do { try filesystem.remove() } catch { failure = failure ?? error }
+        // Unmounted with the namespace and the tmpfs: the image may go now.
+        image?.release()
         hostIDs.release()
         close(ownerLock)
         if let failure { throw failure }
