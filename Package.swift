@@ -70,7 +70,7 @@ let package = Package(
             name: "OffswitchServer",
             dependencies: [
                 "OffswitchTrials",
-                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI",
+                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchImages",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -2,6 +2,7 @@ import Glibc
 import Hummingbird
 public import Logging
 import OffswitchCore
+import OffswitchImages
 import OffswitchSandbox
 import ServiceLifecycle
 import UnixSignals
@@ -19,6 +20,8 @@ public struct DaemonOptions: Sendable {
     public var limits: DaemonLimits
     /// How many finished trial directories it keeps, and for how long.
     public var retention: TrialRetention
+    /// The image store `image:` roots come from (`--image-store`); nil is STATE/images.
+    public var imageStore: String?
 
     public init(socketPath: String, stateDirectory: String, listen: (host: String, port: Int)?, tokenFile: String?,
                 allowedRootfs: [String] = [], limits: DaemonLimits = .standard, retention: TrialRetention = .standard) {
@@ -39,8 +42,10 @@ public enum Daemon {
     public static func run(_ options: DaemonOptions, logger: Logger) async throws {
         try HostCheck.verify()
         try raiseOpenFileLimit(logger: logger, limits: options.limits)
-        let paths = StatePaths(base: options.stateDirectory, source: "--state-dir")
+        var paths = StatePaths(base: options.stateDirectory, source: "--state-dir")
         try paths.validate()
+        paths.imageStore = options.imageStore.map { ImageStore(root: $0, source: "--image-store") }
+            ?? ImageStore(root: options.stateDirectory + "/images", source: "--state-dir's images")
         for reclaimed in Leftovers.reclaim(paths: paths) {
             logger.notice("reclaimed leftovers of a previous run", metadata: ["sandbox": "\(reclaimed.id)", "removed": "\(reclaimed.removed.joined(separator: ", "))"])
         }

@@ -20,6 +20,9 @@ struct OffswitchDaemon: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "Where sandboxes keep their host-side state.")
     var stateDirectory = "/var/lib/offswitch"
 
+    @Option(name: .customLong("image-store"), help: ArgumentHelp("The image store clients' image:REF roots come from (default: STATE/images; offswitch image --store DIR fills it).", valueName: "DIR"))
+    var imageStore: String?
+
     @Option(help: "Also serve on loopback TCP, HOST:PORT (needs --token-file).")
     var listen: String?
 
@@ -69,10 +72,11 @@ struct OffswitchDaemon: AsyncParsableCommand {
         }
         let maxAge: Int?
         do { maxAge = try TrialRetention.parseAge(trialRetention) } catch { throw ValidationError("\(error)") }
-        try await Daemon.run(DaemonOptions(socketPath: socket, stateDirectory: stateDirectory, listen: address, tokenFile: tokenFile,
-                                             allowedRootfs: allowedRootfs,
-                                             limits: DaemonLimits(sandboxes: maxSandboxes, trials: maxTrials, streams: maxStreams),
-                                             retention: TrialRetention(keep: keepTrials, maxAgeSeconds: maxAge)),
-                             logger: logger)
+        var options = DaemonOptions(socketPath: socket, stateDirectory: stateDirectory, listen: address, tokenFile: tokenFile,
+                                    allowedRootfs: allowedRootfs,
+                                    limits: DaemonLimits(sandboxes: maxSandboxes, trials: maxTrials, streams: maxStreams),
+                                    retention: TrialRetention(keep: keepTrials, maxAgeSeconds: maxAge))
+        options.imageStore = imageStore
+        try await Daemon.run(options, logger: logger)
     }
 }

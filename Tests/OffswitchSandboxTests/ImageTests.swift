@@ -202,6 +202,39 @@ struct ImageTests {
         #expect(try paths.imageStore.importImages(from: image.layout, tags: ["good:1"]).count == 1)
     }
 
+    @Test("An archive naming files outside itself, or a blob that is a symlink to a host file, is refused and reads nothing")
+    func archiveEscapes() throws {
+        let image = try TestImage.build()
+        defer { image.remove() }
+        let paths = try paths()
+        defer { removeAll(paths) }
+        // docker save's manifest.json names its files: one that climbs out is refused.
+        let save = image.directory + "/save"
+        try TestImage.run(["bash", "-euo", "pipefail", "-c", """
+            mkdir -p \(save) && tar -C \(save) -xf \(image.dockerArchive)
+            python3 -c 'import json,sys; m=json.load(open("\(save)/manifest.json")); m[0]["Layers"][0]="../../../../etc/passwd"; json.dump(m, open("\(save)/manifest.json","w"))'
+            """])
+        do {
+            _ = try paths.imageStore.importImages(from: save)
+            Issue.record("a docker save naming ../../../../etc/passwd was imported")
+        } catch {
+            #expect(error.description.contains("leaves the archive"), "\(error)")
+        }
+        // A layout whose layer blob is a symlink to a host file: not followed.
+        let manifest = try manifestOf(image.layout)
+        let top = String(((manifest["layers"] as! [[String: Any]]).last!["digest"] as! String).dropFirst(7))
+        let blob = image.layout + "/blobs/sha256/" + top
+        try FileManager.default.removeItem(atPath: blob)
+        try FileManager.default.createSymbolicLink(atPath: blob, withDestinationPath: "/etc/shadow")
+        do {
+            _ = try paths.imageStore.importImages(from: image.layout, tags: ["link:1"])
+            Issue.record("a blob that is a symlink to /etc/shadow was read")
+        } catch {
+            #expect(error.description.contains(top), "\(error)")
+        }
+        #expect(paths.imageStore.list().isEmpty)
+    }
+
     private func manifestOf(_ layout: String) throws -> [String: Any] {
         let index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: layout + "/index.json"))) as! [String: Any]
         let digest = ((index["manifests"] as! [[String: Any]])[0]["digest"] as! String).dropFirst(7)
