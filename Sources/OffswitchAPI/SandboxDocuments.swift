@@ -5,8 +5,10 @@ public import OffswitchCore
 public struct CreateSandboxBody: Codable, Sendable {
     /// A bundled profile's name (`docker` when absent); see `offswitch profile ls`.
     public var profile: String?
-    /// `host` or `dir:PATH`.
+    /// `host`, `dir:PATH` or `image:REF`.
     public var rootfs: String?
+    /// An image of the daemon's store (a name or an id): the same as `rootfs: image:REF`.
+    public var image: String?
     public var hostname: String?
     public var limits: LimitsBody?
     /// Added to every exec's environment.
@@ -38,7 +40,7 @@ public struct CreateSandboxBody: Codable, Sendable {
     /// option and agent name, and refuses the fields its scenario decides (naming the first).
     public func scenarioBody() throws(OffswitchError) -> ScenarioSandboxBody? {
         guard let scenario else { return nil }
-        let given: [(String, Bool)] = [("rootfs", rootfs != nil), ("hostname", hostname != nil), ("limits", limits != nil),
+        let given: [(String, Bool)] = [("rootfs", rootfs != nil), ("image", image != nil), ("hostname", hostname != nil), ("limits", limits != nil),
                                        ("env", env != nil), ("files", files != nil), ("record", record != nil)]
         if let (field, _) = given.first(where: \.1) {
             throw OffswitchError(.invalidArgument, "\(field): a scenario sandbox is set up by its scenario and its profile; leave \(field) out")
@@ -111,7 +113,12 @@ public struct CreateSandboxBody: Codable, Sendable {
     /// The runtime spec: the profile's, with this body's overrides; errors name the bad field.
     public func spec(profile: Profile) throws(OffswitchError) -> SandboxSpec {
         var spec = profile.sandboxSpec
+        if rootfs != nil && image != nil { throw OffswitchError(.invalidArgument, "image: rootfs names the root too; give one of them") }
         if let rootfs { spec.rootfs = try RootfsSource(parsing: rootfs) }
+        if let image {
+            guard !image.isEmpty else { throw OffswitchError(.invalidArgument, "image: must name an image") }
+            spec.rootfs = .image(image)
+        }
         spec.hostname = hostname
         if let limits {
             if let value = limits.memory_mib { spec.limits.memoryBytes = value << 20 }

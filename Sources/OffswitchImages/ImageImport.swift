@@ -17,14 +17,16 @@ extension ImageStore {
     }
 
     /// Imports every image in `path`, naming it by `tags` (only when there is one image) besides
-    /// the names the archive gives. `progress` receives one line per step.
-    public func importImages(from path: String, tags: [String] = [], limits: UnpackLimits = .standard,
+    /// the names the archive gives. `progress` receives one line per step; `shownAs` names the
+    /// archive in messages (an upload's work file is not the client's name for it).
+    public func importImages(from path: String, tags: [String] = [], limits: UnpackLimits = .standard, shownAs: String? = nil,
                              progress: (String) -> Void = { _ in }) throws(OffswitchError) -> [Imported] {
+        let shown = shownAs ?? path
         let references = try tags.map { (tag) throws(OffswitchError) in try ImageReference(parsing: tag).description }
         let lock = try storeLock(exclusive: false)
         defer { withExtendedLifetime(lock) {} }
         var info = stat()
-        guard stat(path, &info) == 0 else { throw OffswitchError.system("image import: stat(\(path))", errno: errno) }
+        guard stat(path, &info) == 0 else { throw OffswitchError.system("image import: stat(\(shown))", errno: errno) }
         var work: String?
         defer { if let work { removeTree(work) } }
         var directory = path
@@ -33,25 +35,25 @@ extension ImageStore {
             // rules as a layer, so that its names cannot leave the work directory either.
             let unpacked = try workDirectory("archive")
             work = unpacked
-            let fd = try systemCall("image import: open(\(path))") { open(path, O_RDONLY | O_CLOEXEC) }
+            let fd = try systemCall("image import: open(\(shown))") { open(path, O_RDONLY | O_CLOEXEC) }
             defer { close(fd) }
-            progress("reading \(path)")
+            progress("reading \(shown)")
             _ = try LayerUnpacker.unpack(from: fd, compression: try LayerCompression.sniff(fd), into: unpacked, limits: limits,
-                                         label: "archive \(path)")
+                                         label: "archive \(shown)")
             directory = unpacked
         }
-        let source = ArchiveDirectory(path: directory, shownAs: path)
+        let source = ArchiveDirectory(path: directory, shownAs: shown)
         let found: [Imported]
         if source.exists("oci-layout") {
             found = try importLayout(source, progress: progress, limits: limits)
         } else if source.exists("manifest.json") {
             found = try importDockerArchive(source, progress: progress, limits: limits)
         } else {
-            throw OffswitchError(.invalidArgument, "image import \(path): neither an OCI image layout (no oci-layout file) nor a docker save archive (no manifest.json)")
+            throw OffswitchError(.invalidArgument, "image import \(shown): neither an OCI image layout (no oci-layout file) nor a docker save archive (no manifest.json)")
         }
         guard !references.isEmpty else { return found }
         guard found.count == 1 else {
-            throw OffswitchError(.invalidArgument, "image import \(path): holds \(found.count) images; --tag names one (they were imported without it)")
+            throw OffswitchError(.invalidArgument, "image import \(shown): holds \(found.count) images; --tag names one (they were imported without it)")
         }
         var named = found[0]
         named.record.references = Array(Set(named.record.references).union(references)).sorted()

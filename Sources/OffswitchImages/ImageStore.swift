@@ -92,6 +92,15 @@ public final class ImageStore: Sendable {
         return path
     }
 
+    /// A new file in the store's work directory (an upload, before it is imported), open for
+    /// writing; the caller removes it.
+    public func stagingFile(_ what: String) throws(OffswitchError) -> (path: String, fd: Int32) {
+        try ensure()
+        let path = "\(temporary)/\(getpid())-\(what)-\(String(UInt64.random(in: 0...UInt64.max), radix: 16))"
+        let fd = try systemCall("open(\(path))") { open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
+        return (path, fd)
+    }
+
     // MARK: records
 
     public func list() -> [ImageRecord] {

@@ -18,7 +18,8 @@ public struct APIContext: RequestContext {
 }
 
 /// Every route of the daemon, by resource: the service itself (`/healthz`, `/metrics`), sandboxes
-/// (SandboxRoutes.swift), trials (TrialRoutes.swift) and scenarios (ScenarioRoutes.swift).
+/// (SandboxRoutes.swift), trials (TrialRoutes.swift), scenarios (ScenarioRoutes.swift) and images
+/// (ImageRoutes.swift).
 /// Handlers translate HTTP to registry and sandbox calls and throw `OffswitchError`; APIError.swift
 /// turns errors into HTTP.
 struct APIRoutes {
@@ -41,6 +42,7 @@ struct APIRoutes {
         SandboxRoutes(registry: registry, metrics: metrics).add(to: table)
         TrialRoutes(paths: paths, registry: registry).add(to: table)
         ScenarioRoutes().add(to: table)
+        ImageRoutes(store: paths.imageStore).add(to: table)
         return table.registered
     }
 }

@@ -1,0 +1,64 @@
+import Foundation
+import Glibc
+import OffswitchTestSupport
+import Testing
+
+/// `/v1/images` on a real offswitchd: an archive made by umoci and skopeo uploaded, listed, used
+/// as a sandbox's root, kept while in use, removed after.
+@Suite("The daemon's image routes", needsRoot)
+struct ImageAPITests {
+    @Test("Upload, list, use, refuse removal in use, remove")
+    func lifecycle() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let archive = daemon.directory + "/image.tar"
+        try run(["bash", "-euo", "pipefail", "-c", """
+            cd \(daemon.directory) && mkdir -p r/bin r/etc r/root
+            cp /bin/busybox r/bin/busybox && ln -s busybox r/bin/sh && ln -s busybox r/bin/cat
+            echo ID=api-test > r/etc/os-release
+            tar --numeric-owner -C r -cf layer.tar .
+            umoci init --layout layout && umoci new --image layout:t && umoci raw add-layer --image layout:t layer.tar
+            skopeo copy --quiet oci:layout:t docker-archive:\(archive):offswitch-test/api:1
+            """])
+        let uploaded = try daemon.curl("POST", "/v1/images?tag=api:2", bodyFile: archive)
+        #expect(uploaded.status == 201, "\(uploaded.text)")
+        let records = (try? JSONSerialization.jsonObject(with: uploaded.body) as? [[String: Any]]) ?? []
+        #expect(records.count == 1 && (records.first?["references"] as? [String]) == ["docker.io/library/api:2", "docker.io/offswitch-test/api:1"],
+                "\(uploaded.text)")
+        let listed = try daemon.curl("GET", "/v1/images")
+        #expect(listed.status == 200 && listed.text.contains("docker.io/library/api:2"))
+        #expect(try daemon.curl("GET", "/v1/images/api:2").json["format"] as? String == "offswitch.image/1")
+        #expect(try daemon.curl("GET", "/v1/images/nope:1").status == 404)
+
+        let created = try daemon.curl("POST", "/v1/sandboxes", json: ["image": "api:2"])
+        #expect(created.status == 201, "\(created.text)")
+        let id = try #require(created.json["id"] as? String)
+        let exec = try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", json: ["argv": ["cat", "/etc/os-release"], "user": "root"])
+        #expect(exec.json["stdout"] as? String == "ID=api-test\n", "\(exec.text)")
+        #expect(try daemon.curl("POST", "/v1/sandboxes", json: ["image": "api:2", "rootfs": "host"]).status == 400)
+
+        #expect(try daemon.curl("DELETE", "/v1/images/api:2").json["untagged"] as? String == "docker.io/library/api:2")
+        let inUse = try daemon.curl("DELETE", "/v1/images/offswitch-test%2Fapi:1")
+        #expect(inUse.status == 409 && inUse.errorCode == "image_in_use", "\(inUse.status) \(inUse.text)")
+        #expect(try daemon.curl("DELETE", "/v1/sandboxes/\(id)").status < 300)
+        let deleted = try daemon.curl("DELETE", "/v1/images/offswitch-test%2Fapi:1")
+        #expect(deleted.status == 200 && (deleted.json["deleted"] as? String)?.hasPrefix("sha256:") == true, "\(deleted.text)")
+        #expect(try daemon.curl("GET", "/v1/images").text.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+
+        // A JSON body (a pull, say) is not an archive.
+        let json = try daemon.curl("POST", "/v1/images", json: ["pull": "alpine:3"])
+        #expect(json.status == 400 && json.text.contains("not JSON"), "\(json.text)")
+        // Nothing is left in the store's work directory.
+        let work = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDirectory + "/images/tmp")) ?? []
+        #expect(work.isEmpty, "\(work)")
+    }
+
+    private func run(_ argv: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = argv
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw HarnessError("\(argv.joined(separator: " ").prefix(100)) failed") }
+    }
+}
