@@ -19,9 +19,15 @@ extension ImageStore {
     /// Imports every image in `path`, naming it by `tags` (only when there is one image) besides
     /// the names the archive gives. `progress` receives one line per step; `shownAs` names the
     /// archive in messages (an upload's work file is not the client's name for it).
+    /// `quota`: the most the store may hold (its layers' and blobs' bytes) once this import is in;
+    /// nil for none (the CLI, as root, decides for itself).
     public func importImages(from path: String, tags: [String] = [], limits: UnpackLimits = .standard, shownAs: String? = nil,
-                             progress: (String) -> Void = { _ in }) throws(OffswitchError) -> [Imported] {
+                             quota: Int64? = nil, progress: (String) -> Void = { _ in }) throws(OffswitchError) -> [Imported] {
         let shown = shownAs ?? path
+        var budget = ImportBudget(left: quota.map { $0 - usedBytes() }, quota: quota)
+        if let left = budget.left, left <= 0 {
+            throw OffswitchError(.capacityReached, "image import \(shown): the image store holds \(usedBytes()) bytes, its quota is \(quota!) (remove images and prune)")
+        }
         let references = try tags.map { (tag) throws(OffswitchError) in try ImageReference(parsing: tag).description }
         let lock = try storeLock(exclusive: false)
         defer { withExtendedLifetime(lock) {} }
@@ -45,9 +51,9 @@ extension ImageStore {
         let source = ArchiveDirectory(path: directory, shownAs: shown)
         let found: [Imported]
         if source.exists("oci-layout") {
-            found = try importLayout(source, progress: progress, limits: limits)
+            found = try importLayout(source, progress: progress, limits: limits, budget: &budget)
         } else if source.exists("manifest.json") {
-            found = try importDockerArchive(source, progress: progress, limits: limits)
+            found = try importDockerArchive(source, progress: progress, limits: limits, budget: &budget)
         } else {
             throw OffswitchError(.invalidArgument, "image import \(shown): neither an OCI image layout (no oci-layout file) nor a docker save archive (no manifest.json)")
         }
@@ -63,7 +69,7 @@ extension ImageStore {
 
     // MARK: OCI image layout
 
-    private func importLayout(_ layout: ArchiveDirectory, progress: (String) -> Void, limits: UnpackLimits) throws(OffswitchError) -> [Imported] {
+    private func importLayout(_ layout: ArchiveDirectory, progress: (String) -> Void, limits: UnpackLimits, budget: inout ImportBudget) throws(OffswitchError) -> [Imported] {
         struct LayoutFile: Codable { var imageLayoutVersion: String }
         let version = try OCI.decode(LayoutFile.self, try layout.read("oci-layout"), what: "\(layout.shownAs)/oci-layout")
         guard version.imageLayoutVersion.hasPrefix("1.") else {
@@ -83,7 +89,7 @@ extension ImageStore {
             imported.append(try commit(manifest: manifest.manifest, manifestDigest: manifest.digest, references: references,
                                        source: "oci-layout \(layout.shownAs)", blob: { (digest) throws(OffswitchError) in
                                            try layout.openBlob(digest)
-                                       }, progress: progress, limits: limits))
+                                       }, progress: progress, limits: limits, budget: &budget))
         }
         guard !imported.isEmpty else { throw OffswitchError(.invalidArgument, "\(layout.shownAs)/index.json: names no manifest") }
         return imported
@@ -118,7 +124,7 @@ extension ImageStore {
 
     // MARK: docker save
 
-    private func importDockerArchive(_ archive: ArchiveDirectory, progress: (String) -> Void, limits: UnpackLimits) throws(OffswitchError) -> [Imported] {
+    private func importDockerArchive(_ archive: ArchiveDirectory, progress: (String) -> Void, limits: UnpackLimits, budget: inout ImportBudget) throws(OffswitchError) -> [Imported] {
         let entries = try OCI.decode([OCI.DockerArchiveEntry].self, try archive.read("manifest.json"), what: "\(archive.shownAs)/manifest.json")
         guard !entries.isEmpty else { throw OffswitchError(.invalidArgument, "\(archive.shownAs)/manifest.json: names no image") }
         var imported: [Imported] = []
@@ -139,7 +145,7 @@ extension ImageStore {
             imported.append(try commit(manifest: manifest, manifestDigest: nil, references: references,
                                        source: "docker-archive \(archive.shownAs)", configBytes: configBytes, blob: { (descriptor) throws(OffswitchError) in
                                            try archive.open(String(descriptor.dropFirst("docker-save:".count)))
-                                       }, progress: progress, limits: limits))
+                                       }, progress: progress, limits: limits, budget: &budget))
         }
         return imported
     }
@@ -151,7 +157,7 @@ extension ImageStore {
     /// the path carried in its media type).
     private func commit(manifest: OCI.Manifest, manifestDigest: String?, references: [String], source: String,
                         configBytes given: [UInt8]? = nil, blob: (String) throws(OffswitchError) -> Int32,
-                        progress: (String) -> Void, limits: UnpackLimits) throws(OffswitchError) -> Imported {
+                        progress: (String) -> Void, limits: UnpackLimits, budget: inout ImportBudget) throws(OffswitchError) -> Imported {
         let configBytes: [UInt8]
         if let given { configBytes = given } else { configBytes = try readBlobOf(manifest.config, blob: blob) }
         let config = try OCI.decode(OCI.ImageConfig.self, configBytes, what: "image configuration \(manifest.config.digest)")
@@ -170,10 +176,21 @@ extension ImageStore {
             if let type = descriptor.mediaType, !isDockerSave, type.contains("nondistributable") || type.contains("foreign") {
                 progress("layer \(index + 1)/\(manifest.layers.count) \(diffID.prefix(19)): \(type), read from the layout like any other")
             }
-            let (meta, made) = try commitLayer(diffID: diffID, digest: isDockerSave ? nil : descriptor.digest,
-                                               label: "\(label) layer \(isDockerSave ? diffID : descriptor.digest)", limits: limits) { () throws(OffswitchError) in
-                try blob(isDockerSave ? descriptor.mediaType! : descriptor.digest)
+            var layerLimits = limits
+            if let left = budget.left { layerLimits.bytes = min(limits.bytes, left) }
+            let meta: LayerMeta, made: Bool
+            do throws(OffswitchError) {
+                (meta, made) = try commitLayer(diffID: diffID, digest: isDockerSave ? nil : descriptor.digest,
+                                               label: "\(label) layer \(isDockerSave ? diffID : descriptor.digest)", limits: layerLimits) { () throws(OffswitchError) in
+                    try blob(isDockerSave ? descriptor.mediaType! : descriptor.digest)
+                }
+            } catch {
+                if let left = budget.left, let quota = budget.quota, left < limits.bytes, error.message.contains("decompression bomb") {
+                    throw OffswitchError(.capacityReached, "\(label): the image store's quota of \(quota) bytes has \(left) left, and this layer needs more (remove images and prune)")
+                }
+                throw error
             }
+            if made, let left = budget.left { budget.left = left - meta.bytes }
             progress("layer \(index + 1)/\(manifest.layers.count) \(diffID.prefix(19)): \(made ? "unpacked, \(meta.entries) entries, \(meta.bytes >> 20) MiB" : "already in the store")")
             layers.append(ImageRecord.Layer(diff_id: diffID, digest: isDockerSave ? nil : descriptor.digest, size: meta.bytes))
             unpacked.append(made)
@@ -259,6 +276,12 @@ extension ImageStore {
         try systemCall("rename(\(directory), \(target))") { rename(directory, target) }
         return (meta, true)
     }
+}
+
+/// What an import may still unpack under the store's quota.
+struct ImportBudget {
+    var left: Int64?
+    let quota: Int64?
 }
 
 /// A directory holding an image layout or an unpacked `docker save`, read with every path

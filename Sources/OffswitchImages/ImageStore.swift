@@ -101,6 +101,20 @@ public final class ImageStore: Sendable {
         return (path, fd)
     }
 
+    /// What the store holds: its layers' unpacked bytes (as their unpacking counted them) and its
+    /// blobs' sizes. What a quota is measured against.
+    public func usedBytes() -> Int64 {
+        var total: Int64 = 0
+        for name in listDirectory(layers) where name.hasSuffix(".json") {
+            if let meta = readSmallBytes("\(layers)/\(name)").flatMap({ try? OCI.decode(LayerMeta.self, $0, what: name) }) { total += meta.bytes }
+        }
+        for name in listDirectory(blobs) {
+            var info = stat()
+            if lstat("\(blobs)/\(name)", &info) == 0 { total += Int64(info.st_size) }
+        }
+        return total
+    }
+
     // MARK: records
 
     public func list() -> [ImageRecord] {

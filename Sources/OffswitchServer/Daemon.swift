@@ -22,6 +22,8 @@ public struct DaemonOptions: Sendable {
     public var retention: TrialRetention
     /// The image store `image:` roots come from (`--image-store`); nil is STATE/images.
     public var imageStore: String?
+    /// What clients' uploads may fill the store to (`--max-image-bytes`).
+    public var imageQuota: Int64 = 64 << 30
 
     public init(socketPath: String, stateDirectory: String, listen: (host: String, port: Int)?, tokenFile: String?,
                 allowedRootfs: [String] = [], limits: DaemonLimits = .standard, retention: TrialRetention = .standard) {
@@ -61,7 +63,8 @@ public enum Daemon {
         trials.sweep()
         let registry = SandboxRegistry(paths: paths, rootfs: rootfs, capacity: Capacity(options.limits), trialDirectories: trials)
         let metrics = ServerMetrics()
-        let routes = APIRoutes(registry: registry, metrics: metrics, paths: paths)
+        var routes = APIRoutes(registry: registry, metrics: metrics, paths: paths)
+        routes.imageQuota = options.imageQuota
 
         let socketRouter = Router(context: APIContext.self)
         socketRouter.add(middleware: ErrorMiddleware(metrics: metrics))

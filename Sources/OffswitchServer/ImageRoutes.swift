@@ -9,6 +9,8 @@ import OffswitchImages
 /// nothing a client sends names a host path.
 struct ImageRoutes {
     let store: ImageStore
+    /// What the store may hold once an upload is in (`offswitchd --max-image-bytes`).
+    let quota: Int64
     /// The largest archive a client may upload.
     static let uploadLimit: Int64 = 8 << 30
     /// What one uploaded image may unpack to: a quarter of the embedded CLI's bound.
@@ -38,7 +40,7 @@ struct ImageRoutes {
     }
 
     func add(to table: RouteTable) {
-        let store = self.store
+        let store = self.store, quota = self.quota
         table.on(.post, "/v1/images") { request, _ in
             let tags = request.uri.queryParameters.getAll("tag").map { String($0) }
             for tag in tags { _ = try ImageReference(parsing: tag) }
@@ -71,7 +73,7 @@ struct ImageRoutes {
             }
             let path = upload.path
             let imported = try await BlockingWork.run { () throws(OffswitchError) in
-                try store.importImages(from: path, tags: tags, limits: Self.unpackLimits, shownAs: "the uploaded archive")
+                try store.importImages(from: path, tags: tags, limits: Self.unpackLimits, shownAs: "the uploaded archive", quota: quota)
             }
             return try RouteTable.json(imported.map(\.record), status: .created)
         }

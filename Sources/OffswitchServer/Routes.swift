@@ -26,6 +26,8 @@ struct APIRoutes {
     let registry: SandboxRegistry
     let metrics: ServerMetrics
     let paths: StatePaths
+    /// What uploads may fill the image store to.
+    var imageQuota: Int64 = 64 << 30
 
     /// Registers every route and returns them as "METHOD /path/{param}" (what docs/openapi.yaml lists).
     @discardableResult
@@ -42,7 +44,7 @@ struct APIRoutes {
         SandboxRoutes(registry: registry, metrics: metrics).add(to: table)
         TrialRoutes(paths: paths, registry: registry).add(to: table)
         ScenarioRoutes().add(to: table)
-        ImageRoutes(store: paths.imageStore).add(to: table)
+        ImageRoutes(store: paths.imageStore, quota: imageQuota).add(to: table)
         return table.registered
     }
 }

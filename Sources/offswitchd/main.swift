@@ -23,6 +23,9 @@ struct OffswitchDaemon: AsyncParsableCommand {
     @Option(name: .customLong("image-store"), help: ArgumentHelp("The image store clients' image:REF roots come from (default: STATE/images; offswitch image --store DIR fills it).", valueName: "DIR"))
     var imageStore: String?
 
+    @Option(name: .customLong("max-image-bytes"), help: ArgumentHelp("What the image store may hold, in bytes, before uploads are refused (429 capacity_reached).", valueName: "BYTES"))
+    var maxImageBytes: Int64 = 64 << 30
+
     @Option(help: "Also serve on loopback TCP, HOST:PORT (needs --token-file).")
     var listen: String?
 
@@ -77,6 +80,8 @@ struct OffswitchDaemon: AsyncParsableCommand {
                                     limits: DaemonLimits(sandboxes: maxSandboxes, trials: maxTrials, streams: maxStreams),
                                     retention: TrialRetention(keep: keepTrials, maxAgeSeconds: maxAge))
         options.imageStore = imageStore
+        guard maxImageBytes > 0 else { throw ValidationError("--max-image-bytes \(maxImageBytes): needs 1 or more") }
+        options.imageQuota = maxImageBytes
         try await Daemon.run(options, logger: logger)
     }
 }

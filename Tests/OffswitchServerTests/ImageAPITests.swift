@@ -53,6 +53,25 @@ struct ImageAPITests {
         #expect(work.isEmpty, "\(work)")
     }
 
+    @Test("An upload past the store's quota is refused with capacity_reached and leaves nothing")
+    func quota() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start(extra: ["--max-image-bytes", "1000000"])
+        let archive = daemon.directory + "/image.tar"
+        try run(["bash", "-euo", "pipefail", "-c", """
+            cd \(daemon.directory) && mkdir -p r/bin && cp /bin/busybox r/bin/busybox
+            tar --numeric-owner -C r -cf layer.tar .
+            umoci init --layout layout && umoci new --image layout:t && umoci raw add-layer --image layout:t layer.tar
+            skopeo copy --quiet oci:layout:t docker-archive:\(archive):offswitch-test/big:1
+            """])
+        let refused = try daemon.curl("POST", "/v1/images", bodyFile: archive)
+        #expect(refused.status == 429 && refused.errorCode == "capacity_reached" && refused.text.contains("quota"), "\(refused.text)")
+        #expect(try daemon.curl("GET", "/v1/images").text.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+        let layers = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDirectory + "/images/layers/sha256")) ?? []
+        let work = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDirectory + "/images/tmp")) ?? []
+        #expect(layers.isEmpty && work.isEmpty, "\(layers) \(work)")
+    }
+
     private func run(_ argv: [String]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
