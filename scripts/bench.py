@@ -17,7 +17,11 @@ Rows:
     sandbox of offswitchd's while a neighbour sandbox of the same daemon is exec'd into every 5 ms:
     the neighbour's latency against idle, the daemon's CPU, peak memory and state directory
 
-BENCH_ONLY=attacks runs that last section alone (printed; bench/results is left as it was).
+  images: create, exec `true`, destroy with an image root beside the host root, and importing a
+    200 MB image beside GNU tar unpacking the same layer
+
+BENCH_ONLY=images or BENCH_ONLY=attacks runs that section alone (printed; bench/results is left
+as it was).
 """
 import http.client, json, os, platform, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -77,7 +81,8 @@ def report(title, samples, baseline_names):
     medians = {name: statistics.median(values) for name, values in samples.items()}
     rows = []
     for name, values in samples.items():
-        q = statistics.quantiles(values, n=10)
+        # With few runs the deciles would be extrapolated past the data: the extremes instead.
+        q = statistics.quantiles(values, n=10) if len(values) >= 10 else [min(values), max(values)]
         ratios = "  ".join(f"{medians[name] / medians[b]:6.2f}x" for b in baseline_names)
         print(f"  {name:52} {medians[name]:10.2f} {q[0]:8.2f} {q[-1]:8.2f}  {ratios}")
         rows.append({"case": name, "median_ms": round(medians[name], 3), "p10_ms": round(q[0], 3), "p90_ms": round(q[-1], 3),
@@ -161,6 +166,84 @@ def runc_bundle():
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(config, f)
     return bundle, config
+
+
+def images_next_to_host(daemon):
+    """Image roots beside the host root, and importing a 200 MB image beside GNU tar."""
+    build = os.path.join(work, "images")
+    os.makedirs(build)
+
+    def sh(script):
+        subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True, cwd=build,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    sh("mkdir -p small/bin small/etc small/root && cp /bin/busybox small/bin/ && ln -s busybox small/bin/sh"
+       " && ln -s busybox small/bin/true && tar --numeric-owner -C small -cf small.tar ."
+       " && umoci init --layout layout && umoci new --image layout:small && umoci raw add-layer --image layout:small small.tar"
+       " && skopeo copy --quiet oci:layout:small docker-archive:small-docker.tar:bench/small:1")
+    connection = UnixHTTP(sock)
+    with open(os.path.join(build, "small-docker.tar"), "rb") as f:
+        connection.request("POST", "/v1/images?tag=bench-small:1", body=f.read(), headers={"Content-Type": "application/x-tar"})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    if response.status != 201:
+        raise RuntimeError(f"image upload: {response.status}")
+
+    def round_trip(body):
+        def run():
+            sandbox_id = api("POST", "/v1/sandboxes", body)["id"]
+            api("POST", f"/v1/sandboxes/{sandbox_id}/exec", {"argv": ["true"], "user": "root"})
+            api("DELETE", f"/v1/sandboxes/{sandbox_id}")
+        return run
+
+    samples = measure({
+        "API: create, exec true, delete (host root)": round_trip({}),
+        "API: create, exec true, delete (image root, busybox)": round_trip({"image": "bench-small:1"}),
+    }, max(20, runs // 2))
+    report("an image root beside the host root (target: within 10% of each other)", samples,
+           ["API: create, exec true, delete (host root)"])
+
+    # A 200 MB image: regular files of the host's /usr/share, one layer.
+    sh("python3 - <<'PY'\n"
+       "import os, tarfile\n"
+       "total = 0\n"
+       "with tarfile.open('big.tar', 'w') as tar:\n"
+       "    for root, dirs, files in sorted(os.walk('/usr/share')):\n"
+       "        dirs.sort()\n"
+       "        for name in sorted(files):\n"
+       "            path = os.path.join(root, name)\n"
+       "            if total < 200 << 20 and os.path.isfile(path) and not os.path.islink(path):\n"
+       "                tar.add(path, arcname=path.lstrip('/'), recursive=False)\n"
+       "                total += os.path.getsize(path)\n"
+       "PY\n"
+       "umoci new --image layout:big && umoci raw add-layer --image layout:big big.tar")
+    size_mb = os.path.getsize(os.path.join(build, "big.tar")) / 1e6
+    timings = {f"offswitch image import (OCI layout, gzip layer, {size_mb:.0f} MB)": [],
+               "tar -xf of the same layer, uncompressed (the floor)": [], "tar -xzf of the same layer, gzip": []}
+    layer_gz = None
+    with open(os.path.join(build, "layout", "index.json")) as f:
+        index = json.load(f)
+    for descriptor in index["manifests"]:
+        if descriptor.get("annotations", {}).get("org.opencontainers.image.ref.name") == "big":
+            with open(os.path.join(build, "layout", "blobs", "sha256", descriptor["digest"][7:])) as m:
+                layer_gz = os.path.join(build, "layout", "blobs", "sha256", json.load(m)["layers"][-1]["digest"][7:])
+    for round_ in range(3):
+        store = os.path.join(build, f"store-{round_}")
+        start = time.perf_counter()
+        quiet([offswitch, "image", "import", os.path.join(build, "layout"), "--store", store])
+        timings[f"offswitch image import (OCI layout, gzip layer, {size_mb:.0f} MB)"].append((time.perf_counter() - start) * 1000)
+        shutil.rmtree(store)
+        for name, flags, source in [("tar -xf of the same layer, uncompressed (the floor)", "-xf", "big.tar"),
+                                    ("tar -xzf of the same layer, gzip", "-xzf", layer_gz)]:
+            target = os.path.join(build, f"untar-{round_}")
+            os.makedirs(target)
+            start = time.perf_counter()
+            quiet(["tar", flags, os.path.join(build, source), "-C", target])
+            timings[name].append((time.perf_counter() - start) * 1000)
+            shutil.rmtree(target)
+    report("importing a 200 MB image (the import of a whole layout: verifying, unpacking, recording)", timings,
+           ["tar -xzf of the same layer, gzip"])
 
 
 def attacks_next_door(daemon):
@@ -276,7 +359,7 @@ try:
                 pass
         time.sleep(0.01)
 
-    if only != "attacks":
+    if not only:
         bundle, config = runc_bundle()
         counter = [0]
 
@@ -412,8 +495,11 @@ try:
                     inside(unrecorded, prepare, work_script, "strace -f -qq -o /dev/null "))
             report(f"{title}, timed inside the sandbox (target: recording under 1.3x of off)", timings,
                    ["recording off (same profile, no record list)"])
-    attacks_next_door(daemon)
-    if only != "attacks":
+    if only in ("", "images"):
+        images_next_to_host(daemon)
+    if only in ("", "attacks"):
+        attacks_next_door(daemon)
+    if not only:
         write_results()
 finally:
     for cleanup in reversed(cleanups):
