@@ -692,6 +692,10 @@ ssize_t ofs_lgetxattr(const char *path, const char *name, void *value, size_t si
     return lgetxattr(path, name, value, size);
 }
 
+ssize_t ofs_fgetxattr(int fd, const char *name, void *value, size_t size) {
+    return fgetxattr(fd, name, value, size);
+}
+
 int ofs_fsetxattr(int fd, const char *name, const void *value, size_t size) {
     return fsetxattr(fd, name, value, size, 0);
 }

@@ -33,6 +33,9 @@ extension ImageStore {
         defer { withExtendedLifetime(lock) {} }
         var info = stat()
         guard stat(path, &info) == 0 else { throw OffswitchError.system("image import: stat(\(shown))", errno: errno) }
+        guard info.st_mode & S_IFMT == S_IFDIR || info.st_mode & S_IFMT == S_IFREG else {
+            throw OffswitchError(.invalidArgument, "image import \(shown): neither a directory nor a regular file (an archive); a FIFO or a device is not read")
+        }
         var work: String?
         defer { if let work { removeTree(work) } }
         var directory = path
@@ -255,6 +258,11 @@ extension ImageStore {
         let lock = try Lock("\(locks)/\(hex).lock", LOCK_EX)
         defer { withExtendedLifetime(lock) {} }
         if let meta = present() { return (meta, false) }
+        // A directory without its record is what an interrupted prune left: it goes first.
+        if access(target, F_OK) == 0 {
+            removeTree(target)
+            guard access(target, F_OK) != 0 else { throw OffswitchError(.system, "\(label): \(target) is left from before and cannot be removed") }
+        }
         let work = try workDirectory("layer")
         defer { removeTree(work) }
         let directory = work + "/layer"
@@ -299,7 +307,9 @@ struct ArchiveDirectory {
         }
         let directory = try systemCall("open(\(path))") { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         defer { close(directory) }
-        let fd = ofs_open_in_root(directory, relative, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0)
+        // O_NONBLOCK: a FIFO planted in the archive must not hang the import in open(); it is
+        // refused just below like anything else that is not a regular file.
+        let fd = ofs_open_in_root(directory, relative, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0)
         if fd < 0 { throw OffswitchError.system("\(shownAs): open(\(relative))", errno: errno) }
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {

@@ -47,18 +47,40 @@ public final class ImageStore: Sendable {
         guard root.hasPrefix("/"), !root.split(separator: "/").contains("..") else {
             throw OffswitchError(.invalidArgument, "\(source) \(root): needs an absolute path without '..'")
         }
+        // Every directory on the way must be root's, and none writable by another account unless
+        // sticky (/tmp): someone who could rename or pre-create the store's directories could swap
+        // in their own and reach the setuid files of its layers.
         var path = ""
         for component in root.split(separator: "/") {
             path += "/" + component
-            if mkdir(path, 0o755) != 0 && errno != EEXIST { throw OffswitchError.system("mkdir(\(path))", errno: errno) }
+            if mkdir(path, path == root ? 0o700 : 0o755) != 0 && errno != EEXIST { throw OffswitchError.system("mkdir(\(path))", errno: errno) }
+            try Self.checkOwned(path, store: path == root, source: source)
         }
-        try systemCall("chmod(\(root), 0700)") { chmod(root, 0o700) }
         for directory in [root + "/blobs", blobs, root + "/layers", layers, images, locks, temporary] {
             if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw OffswitchError.system("mkdir(\(directory))", errno: errno) }
+            try Self.checkOwned(directory, store: true, source: source)
         }
         for name in listDirectory(temporary) {
             guard let pid = name.split(separator: "-").first.flatMap({ Int32($0) }), kill(pid, 0) != 0, errno == ESRCH else { continue }
             removeTree(temporary + "/" + name)
+        }
+    }
+
+    /// A real directory (not a link) owned by root; the store's own are made 0700, an ancestor
+    /// may be shared only with the sticky bit.
+    static func checkOwned(_ path: String, store: Bool, source: String) throws(OffswitchError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { throw OffswitchError.system("\(source): lstat(\(path))", errno: errno) }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw OffswitchError(.permissionDenied, "\(source) \(path): not a directory (a symlink?); the image store's path must be real directories")
+        }
+        guard info.st_uid == 0 else {
+            throw OffswitchError(.permissionDenied, "\(source) \(path): owned by uid \(info.st_uid), not root; another account could swap the store's layers (their setuid files)")
+        }
+        if store {
+            if info.st_mode & 0o7777 != 0o700 { try systemCall("chmod(\(path), 0700)") { chmod(path, 0o700) } }
+        } else if info.st_mode & 0o022 != 0 && info.st_mode & S_ISVTX == 0 {
+            throw OffswitchError(.permissionDenied, "\(source) \(path): writable by other accounts without the sticky bit; put the image store elsewhere")
         }
     }
 
@@ -120,11 +142,22 @@ public final class ImageStore: Sendable {
     public func list() -> [ImageRecord] {
         listDirectory(images).filter { $0.hasSuffix(".json") }.compactMap { name in
             readSmallBytes(images + "/" + name, limit: 16 << 20).flatMap { try? OCI.decode(ImageRecord.self, $0, what: name) }
+                .flatMap(Self.valid).flatMap { $0.hex + ".json" == name ? $0 : nil }
         }.sorted { $0.imported > $1.imported }
     }
 
     func record(hex: String) -> ImageRecord? {
         readSmallBytes("\(images)/\(hex).json", limit: 16 << 20).flatMap { try? OCI.decode(ImageRecord.self, $0, what: hex) }
+            .flatMap(Self.valid)
+    }
+
+    /// A record whose id and layers are digests, and whose file is named by its id: the store
+    /// makes every path from these, so a record edited by hand cannot name another path.
+    static func valid(_ record: ImageRecord) -> ImageRecord? {
+        guard (try? OCI.hexOfDigest(record.id, what: "record")) != nil,
+              record.layers.allSatisfy({ (try? OCI.hexOfDigest($0.diff_id, what: "record")) != nil }),
+              record.manifest.map({ (try? OCI.hexOfDigest($0, what: "record")) != nil }) ?? true else { return nil }
+        return record
     }
 
     /// An image by reference (`alpine:3`, normalised as Docker does), by id (`sha256:HEX`) or by
@@ -203,6 +236,8 @@ public final class ImageStore: Sendable {
         public var layers: Int
         public var blobs: Int
         public var bytes: Int64
+        /// What could not be removed (kept, with its record of what it is, for the next prune).
+        public var failed: [String] = []
     }
 
     /// Removes layers and blobs no image references, and leftover work. Waits for imports in
@@ -217,11 +252,16 @@ public final class ImageStore: Sendable {
         for name in listDirectory(layers) where !name.hasSuffix(".json") && !keptLayers.contains(name) {
             if let meta = readSmallBytes("\(layers)/\(name).json").flatMap({ try? OCI.decode(LayerMeta.self, $0, what: name) }) { result.bytes += meta.bytes }
             removeTree("\(layers)/\(name)")
+            if access("\(layers)/\(name)", F_OK) == 0 {
+                result.failed.append("\(layers)/\(name)")
+                continue
+            }
             unlink("\(layers)/\(name).json")
             unlink("\(locks)/\(name).lock")
             result.layers += 1
         }
-        for name in listDirectory(layers) where name.hasSuffix(".json") && !keptLayers.contains(String(name.dropLast(5))) {
+        for name in listDirectory(layers) where name.hasSuffix(".json") && !keptLayers.contains(String(name.dropLast(5)))
+            && access("\(layers)/\(name.dropLast(5))", F_OK) != 0 {
             unlink("\(layers)/\(name)")
         }
         for name in listDirectory(blobs) where !keptBlobs.contains(name) {
@@ -233,7 +273,10 @@ public final class ImageStore: Sendable {
         for name in listDirectory(images) where name.hasSuffix(".lock") && !records.contains(where: { "\($0.hex).lock" == name }) {
             unlink("\(images)/\(name)")
         }
-        for name in listDirectory(temporary) { removeTree("\(temporary)/\(name)") }
+        for name in listDirectory(temporary) {
+            removeTree("\(temporary)/\(name)")
+            if access("\(temporary)/\(name)", F_OK) == 0 { result.failed.append("\(temporary)/\(name)") }
+        }
         return result
     }
 

@@ -17,6 +17,11 @@ final class LayerTree {
     private var cachedParent: (path: EntryPath, fd: Int32)?
     /// Directory times, set at the end: every entry written into a directory changes its mtime.
     private var directoryTimes: [EntryPath: timespec] = [:]
+    /// The bytes of the paths `directoryTimes` holds: past `retainedLimit` a directory's time is
+    /// set at once (a later entry in it may then move it), so memory does not grow with the
+    /// archive (2,000,000 directories of 4 KiB paths would be 8 GiB).
+    private var retainedPathBytes = 0
+    static let retainedLimit = 64 << 20
 
     private static let directoryFlags = Int32(OFS_O_PATH) | O_DIRECTORY | O_NOFOLLOW
 
@@ -199,6 +204,12 @@ final class LayerTree {
         try systemCall(stage(entry, "fchown(\(header.uid), \(header.gid))")) { fchown(fd, header.uid, header.gid) }
         try systemCall(stage(entry, "fchmod(0\(String(header.mode, radix: 8)))")) { fchmod(fd, mode_t(header.mode)) }
         try setXattrs(fd, xattrs, entry: entry)
+        if directoryTimes[path] == nil && retainedPathBytes + path.relative.count > Self.retainedLimit {
+            var times = [header.modified, header.modified]
+            try systemCall(stage(entry, "futimens")) { futimens(fd, &times) }
+            return
+        }
+        if directoryTimes[path] == nil { retainedPathBytes += path.relative.count }
         directoryTimes[path] = header.modified
     }
 

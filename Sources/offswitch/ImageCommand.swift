@@ -128,6 +128,8 @@ struct ImageCommand: ParsableCommand {
             try requireRoot()
             let result = try translated { () throws(OffswitchError) in try options.imageStore.prune() }
             StandardStreams.out("removed \(result.layers) layers and \(result.blobs) blobs (\(result.bytes >> 20) MiB)\n")
+            for path in result.failed { StandardStreams.err("offswitch: could not remove \(path)\n") }
+            if !result.failed.isEmpty { throw ExitCode(1) }
         }
     }
 }

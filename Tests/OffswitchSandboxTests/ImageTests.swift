@@ -264,3 +264,112 @@ struct ImageDocsTests {
         #expect(example["format"] as? String == ImageRecord.formatName)
     }
 }
+
+/// What an attack on the image store found (a store path another account owns, FIFOs where the
+/// import or the account check reads, names that are not UTF-8, a record naming a path), each
+/// held now.
+@Suite("The image store under attack", needsRoot, .serialized)
+struct ImageStoreAttackTests {
+    private func scratch() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("offswitch-image-attack-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// An OCI layout at DIR/layout with one layer made by Python's tarfile from `entries` (Python
+    /// expressions adding to `tar`).
+    private func layout(_ directory: String, _ entries: String) throws -> String {
+        try TestImage.run(["bash", "-euo", "pipefail", "-c", """
+            cd \(directory)
+            python3 - <<'PY'
+            import io, tarfile
+            with tarfile.open("layer.tar", "w", format=tarfile.GNU_FORMAT) as tar:
+                def add(name, data=b"", kind=tarfile.REGTYPE, mode=0o644):
+                    info = tarfile.TarInfo(name); info.type = kind; info.mode = mode; info.size = len(data) if kind == tarfile.REGTYPE else 0
+                    tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+                add("bin", kind=tarfile.DIRTYPE, mode=0o755)
+                \(entries)
+            PY
+            cp /bin/busybox bin-busybox
+            umoci init --layout layout && umoci new --image layout:t && umoci raw add-layer --image layout:t layer.tar
+            """])
+        return directory + "/layout"
+    }
+
+    @Test("A store whose directory another account owns, or that is a symlink, is refused")
+    func foreignStore() throws {
+        let directory = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let owned = directory + "/owned"
+        mkdir(owned, 0o755)
+        chown(owned, 1000, 1000)
+        for root in [owned, owned + "/store"] {
+            do {
+                _ = try ImageStore(root: root).prune()
+                Issue.record("a store under a directory uid 1000 owns was used: \(root)")
+            } catch {
+                #expect(error.code == .permissionDenied && error.message.contains("uid 1000"), "\(error)")
+            }
+        }
+        symlink(directory, directory + "/link")
+        #expect(throws: OffswitchError.self) { _ = try ImageStore(root: directory + "/link/store").prune() }
+    }
+
+    @Test("A FIFO as an archive's index.json, or as the image's /etc/passwd, hangs nothing")
+    func fifos() throws {
+        let directory = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = ImageStore(root: directory + "/store")
+        let layout = try layout(directory, "add(\"etc\", kind=tarfile.DIRTYPE, mode=0o755); add(\"etc/passwd\", kind=tarfile.FIFOTYPE)")
+        // The image's passwd is a FIFO: creation neither reads nor blocks on it.
+        _ = try store.importImages(from: layout, tags: ["fifo:1"])
+        var paths = StatePaths(base: directory + "/state")
+        paths.imageStore = store
+        var spec = try ProfileCatalog.load("docker").sandboxSpec
+        spec.rootfs = .image("fifo:1")
+        let sandbox = try Sandbox.create(spec, paths: paths)
+        #expect(sandbox.image != nil)
+        try sandbox.destroy()
+        // index.json is a FIFO: refused, not waited on.
+        let fifoLayout = directory + "/fifo-layout"
+        try FileManager.default.copyItem(atPath: layout, toPath: fifoLayout)
+        unlink(fifoLayout + "/index.json")
+        mkfifo(fifoLayout + "/index.json", 0o644)
+        do {
+            _ = try store.importImages(from: fifoLayout, tags: ["fifo:2"])
+            Issue.record("a FIFO index.json was imported")
+        } catch {
+            #expect(error.message.contains("not a regular file"), "\(error)")
+        }
+        mkfifo(directory + "/archive", 0o644)
+        #expect(throws: OffswitchError.self) { _ = try store.importImages(from: directory + "/archive") }
+    }
+
+    @Test("A layer whose names are not UTF-8 is pruned, and its image imported again")
+    func nonUTF8Names() throws {
+        let directory = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = ImageStore(root: directory + "/store")
+        let layout = try layout(directory, "add(\"d\", kind=tarfile.DIRTYPE, mode=0o755); add(\"d/\\udcff\", b\"x\")")
+        let first = try store.importImages(from: layout, tags: ["bytes:1"])
+        let layer = try store.layerDirectory(first[0].record.layers[0].diff_id)
+        _ = try store.remove("bytes:1")
+        let pruned = try store.prune()
+        #expect(pruned.failed.isEmpty && access(layer, F_OK) != 0, "\(pruned)")
+        #expect(try store.importImages(from: layout, tags: ["bytes:1"])[0].unpacked == [true])
+    }
+
+    @Test("A record edited to name a path outside the store is ignored")
+    func recordNamingAPath() throws {
+        let directory = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = ImageStore(root: directory + "/store")
+        _ = try store.prune()
+        try writeWholeFile(Array("precious".utf8), to: directory + "/victim.json")
+        let record = #"{"format":"offswitch.image/1","id":"sha256:../../victim","references":["docker.io/atk/evil:1"],"platform":"linux/amd64","layers":[],"source":"x","imported":"2026"}"#
+        try writeWholeFile(Array(record.utf8), to: store.root + "/images/x.json")
+        #expect(throws: OffswitchError.self) { _ = try store.remove("atk/evil:1") }
+        #expect(access(directory + "/victim.json", F_OK) == 0)
+        #expect(access(directory + "/victim.lock", F_OK) != 0)
+    }
+}

@@ -301,6 +301,8 @@ int ofs_proc_connector_next(int socket, ofs_proc_event *_Nonnull event);
 ssize_t ofs_lgetxattr(const char *_Nonnull path, const char *_Nonnull name, void *_Nonnull value, size_t size);
 /// fsetxattr(2), for the same reason: a layer's file capabilities and overlay's opaque flag. -1 with errno.
 int ofs_fsetxattr(int fd, const char *_Nonnull name, const void *_Nonnull value, size_t size);
+/// fgetxattr(2), for the same reason: reading an image layer's overlay markers through a descriptor.
+ssize_t ofs_fgetxattr(int fd, const char *_Nonnull name, void *_Nonnull value, size_t size);
 /// Current effective capability mask, or -1 on failure.
 int64_t ofs_capabilities_effective(void);
 /// Highest capability number the kernel knows.

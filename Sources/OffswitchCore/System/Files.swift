@@ -95,14 +95,41 @@ public func writeWholeFile(_ bytes: some Collection<UInt8>, to path: String) thr
     }
 }
 
-/// rm -rf without following symlinks; errors are ignored (best-effort cleanup).
+/// rm -rf without following symlinks; errors are ignored (best-effort cleanup: callers that must
+/// know check that the path is gone). Works on descriptors and raw names, so a name that is not
+/// UTF-8, or a tree deeper than PATH_MAX, goes too (image layers hold whatever their tar named).
 package func removeTree(_ path: String) {
-    var info = stat()
-    guard lstat(path, &info) == 0 else { return }
-    if info.st_mode & S_IFMT == S_IFDIR {
-        for name in listDirectory(path) { removeTree(path + "/" + name) }
-        rmdir(path)
-    } else {
-        unlink(path)
+    let slash = path.lastIndex(of: "/") ?? path.startIndex
+    let parent = slash == path.startIndex ? (path.hasPrefix("/") ? "/" : ".") : String(path[..<slash])
+    let name = path.hasPrefix("/") || path.contains("/") ? String(path[path.index(after: slash)...]) : path
+    let directory = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard directory >= 0 else { return }
+    defer { close(directory) }
+    name.withCString { removeEntry(directory, $0) }
+}
+
+/// Removes `name` in the directory `parent`: unlinked, or emptied and removed if a directory.
+private func removeEntry(_ parent: Int32, _ name: UnsafePointer<CChar>) {
+    if unlinkat(parent, name, 0) == 0 || errno == ENOENT { return }
+    let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    guard let stream = fdopendir(fd) else { close(fd); return }
+    // Removing while reading may skip entries: read again until a pass finds none (three at
+    // most, so that entries that cannot be removed do not keep it going).
+    for _ in 0..<3 {
+        rewinddir(stream)
+        var seen = 0
+        while let entry = readdir(stream) {
+            withUnsafePointer(to: &entry.pointee.d_name) { tuple in
+                tuple.withMemoryRebound(to: CChar.self, capacity: 256) { entryName in
+                    guard strcmp(entryName, ".") != 0 && strcmp(entryName, "..") != 0 else { return }
+                    seen += 1
+                    removeEntry(dirfd(stream), entryName)
+                }
+            }
+        }
+        if seen == 0 { break }
     }
+    closedir(stream)
+    unlinkat(parent, name, AT_REMOVEDIR)
 }

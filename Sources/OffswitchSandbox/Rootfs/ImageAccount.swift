@@ -8,25 +8,69 @@ import OffswitchImages
 /// sandbox's own generated layer (over the image, under what the agent writes): its `passwd` and
 /// `group` with one line more each, and the home directory. The image itself is not changed.
 enum ImageAccount {
-    /// The file at `relative` in the topmost layer that has it, read without following a link
-    /// out of the layer; nil when no layer has it or a layer above deletes it (a whiteout).
+    /// The file at `relative` (no `..`) in the topmost layer that has it, as the overlay shows it:
+    /// nil when no layer has it, when a layer above deletes it (a whiteout) or hides its directory
+    /// (an opaque one), when a directory on the way is a link (the host never follows a link of
+    /// the image's), or when it is not a regular file (a FIFO is never opened for reading).
     static func read(_ relative: String, lowers: [String]) -> String? {
+        let components = relative.split(separator: "/").map(String.init)
         for lower in lowers {
+            var current = open(lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard current >= 0 else { continue }
+            var hidden = false, missing = false
+            for (index, component) in components.enumerated() {
+                var info = stat()
+                guard fstatat(current, component, &info, AT_SYMLINK_NOFOLLOW) == 0 else { missing = true; break }
+                let last = index == components.count - 1
+                // A whiteout (a 0:0 character device) hides every lower layer's entry.
+                if info.st_mode & S_IFMT == S_IFCHR && info.st_rdev == 0 { hidden = true; break }
+                if last {
+                    guard info.st_mode & S_IFMT == S_IFREG, info.st_size <= 1 << 20 else { hidden = true; break }
+                    let fd = openat(current, component, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+                    close(current)
+                    guard fd >= 0 else { return nil }
+                    defer { close(fd) }
+                    return contents(fd)
+                }
+                guard info.st_mode & S_IFMT == S_IFDIR else { hidden = true; break }
+                let next = openat(current, component, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+                close(current)
+                current = next
+                guard current >= 0 else { return nil }
+                // An opaque directory hides what lower layers have under it.
+                var flag: UInt8 = 0
+                if ofs_fgetxattr(current, "trusted.overlay.opaque", &flag, 1) == 1 && flag == UInt8(ascii: "y") && !last {
+                    let rest = components[(index + 1)...].joined(separator: "/")
+                    let found = fstatat(current, rest, &info, AT_SYMLINK_NOFOLLOW) == 0
+                    if !found { close(current); return nil }
+                }
+            }
+            close(current)
+            if hidden { return nil }
+            if missing { continue }
+        }
+        return nil
+    }
+
+    private static func contents(_ fd: Int32) -> String? {
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size <= 1 << 20 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        return n < 0 ? nil : String(decoding: bytes[0..<n], as: UTF8.self)
+    }
+
+    /// Whether the image has a directory at `relative` (its links not followed).
+    static func hasDirectory(_ relative: String, lowers: [String]) -> Bool {
+        for lower in lowers {
+            var info = stat()
             let directory = open(lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             guard directory >= 0 else { continue }
             defer { close(directory) }
-            let fd = ofs_open_in_root(directory, relative, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0)
-            if fd < 0 { continue }
-            defer { close(fd) }
-            var info = stat()
-            guard fstat(fd, &info) == 0 else { return nil }
-            // A whiteout (a 0:0 character device) hides the lower layers' file.
-            guard info.st_mode & S_IFMT == S_IFREG, info.st_size <= 1 << 20 else { return nil }
-            var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-            return n < 0 ? nil : String(decoding: bytes[0..<n], as: UTF8.self)
+            guard fstatat(directory, relative, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            return info.st_mode & S_IFMT == S_IFDIR
         }
-        return nil
+        return false
     }
 
     /// The numeric ids of the accounts in an /etc/passwd or /etc/group text.
@@ -43,7 +87,8 @@ enum ImageAccount {
     static func addAgentIfMissing(lowers: [String], into layer: String) throws(OffswitchError) -> Bool {
         let passwd = read("etc/passwd", lowers: lowers) ?? ""
         guard !ids(passwd).values.contains(SandboxUser.agentUID) else { return false }
-        let shell = read("bin/bash", lowers: lowers) != nil || access(lowers.first.map { $0 + "/bin/bash" } ?? "", F_OK) == 0 ? "/bin/bash" : "/bin/sh"
+        // Read, not merely looked up: a lookup would follow the image's links on the host.
+        let shell = read("bin/bash", lowers: lowers) != nil || read("usr/bin/bash", lowers: lowers) != nil ? "/bin/bash" : "/bin/sh"
         let group = read("etc/group", lowers: lowers) ?? ""
         func appended(_ text: String, _ line: String) -> String { (text.isEmpty || text.hasSuffix("\n") ? text : text + "\n") + line + "\n" }
         try writeFile(layer + "/etc/passwd", appended(passwd, "user:x:1000:1000::/home/user:\(shell)"), mode: 0o644)

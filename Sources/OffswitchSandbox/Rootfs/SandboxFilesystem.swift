@@ -79,6 +79,8 @@ struct SandboxFilesystem {
             // own over the image's too).
             try writeFile(layer + "/etc/resolv.conf", "# offswitch: this sandbox has no network\n", mode: 0o644)
             let added = try ImageAccount.addAgentIfMissing(lowers: image.lowers, into: layer)
+            // Commands as root start in /root: an image without it gets one (root's, 0700).
+            if !ImageAccount.hasDirectory("root", lowers: image.lowers) { try makeDirectory(layer + "/root", mode: 0o700) }
             return Made(root: OverlayLayout(lower: [layer] + image.lowers, upper: upper, work: tmpfs + "/work"), image: image,
                         accountAdded: added)
         case .directory(let path):
