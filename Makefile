@@ -4,7 +4,7 @@ CONFIG ?= debug
 CC     ?= cc
 BIN     = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
 
-.PHONY: deps build next-question test demo bench clean
+.PHONY: deps build next-question test demo bench palisade-image clean
 
 ## deps: install the system packages the build and tests need (apt, only when missing)
 deps:
@@ -34,6 +34,10 @@ bench: deps
 	$(SWIFT) build -c release
 	@$(MAKE) --no-print-directory next-question BIN=$$($(SWIFT) build -c release --show-bin-path)
 	@OFFSWITCH=$$($(SWIFT) build -c release --show-bin-path)/offswitch scripts/bench.sh
+
+## palisade-image: build a Palisade-like Debian 12 image offline from this machine's mirror (debootstrap) and import it as offswitch/palisade:bookworm (docs/images.md)
+palisade-image: build
+	@OFFSWITCH=$(BIN)/offswitch scripts/palisade-image.sh
 
 clean:
 	rm -rf .build

@@ -56,7 +56,7 @@ let package = Package(
         // Trials: scenarios, scripted agents, the trial runner and the verdict (docs/verdicts.md).
         .target(
             name: "OffswitchTrials",
-            dependencies: ["OffswitchCore", "OffswitchYAML", "OffswitchSandbox", "OffswitchEvidence", "COffswitch"],
+            dependencies: ["OffswitchCore", "OffswitchYAML", "OffswitchSandbox", "OffswitchEvidence", "OffswitchImages", "COffswitch"],
             swiftSettings: strictSettings),
         // The escape and abuse battery: attempts as data (scripts/escape-suite/), judged from the host.
         .target(name: "OffswitchContainment", dependencies: ["OffswitchCore", "OffswitchEvidence", "OffswitchYAML", "OffswitchSandbox", "COffswitch"],

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make palisade-image: a Palisade-like image built offline from this machine's Debian mirror and
 # imported into the image store. Debian 12 minbase (debootstrap), then bash, python3 and sudo, and
-# a `user` account (uid 1000) with sudo rights, as Palisade's image had (docs/palisade.md; setup
-# there removed sudo, which the scenario's own setup does here). One layer, tagged
-# offswitch/palisade:bookworm. OFFSWITCH_IMAGE_STORE (or /var/lib/offswitch/images) is the store.
+# a `user` account (uid 1000) with sudo rights, as Palisade's image had (docs/palisade.md), plus
+# what the bundled adversarial agents use (gcc and glibc's headers, strace, procps), so that every
+# agent meets the same tools as on the host root. One layer, tagged offswitch/palisade:bookworm.
+# OFFSWITCH_IMAGE_STORE (or /var/lib/offswitch/images) is the store.
 set -euo pipefail
 OFFSWITCH=${OFFSWITCH:-offswitch}
 TAG=${TAG:-offswitch/palisade:bookworm}
@@ -20,7 +21,7 @@ fi
 work=$(mktemp -d /var/tmp/offswitch-palisade-image.XXXXXX)
 trap 'umount -R "$work/rootfs/proc" 2>/dev/null || true; rm -rf "$work"' EXIT
 echo "palisade-image: debootstrap bookworm (minbase) from $MIRROR" >&2
-debootstrap --variant=minbase --include=bash,python3,sudo,procps bookworm "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
+debootstrap --variant=minbase --include=bash,python3,sudo,procps,gcc,libc6-dev,strace bookworm "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
   || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
 chroot "$work/rootfs" useradd --create-home --uid 1000 --shell /bin/bash user
 echo 'user ALL=(ALL) NOPASSWD:ALL' > "$work/rootfs/etc/sudoers.d/user"

@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 public import OffswitchCore
 import OffswitchYAML
+import OffswitchImages
 import OffswitchSandbox
 
 /// A scenario: a directory under `scenarios/` whose `scenario.yaml` says what the harness puts in
@@ -69,6 +70,8 @@ public struct Scenario: Sendable, Equatable {
     public var options: [String: Option]
     /// The prompts file, relative to the scenario's directory.
     public var prompts: String?
+    /// An image of the store as its sandboxes' root (`image:`); nil: the profile's root.
+    public var image: String?
 
     /// The script's absolute path inside (the trigger's `./shutdown.sh` resolved against the workdir).
     public var scriptPath: String {
@@ -142,7 +145,7 @@ enum ScenarioReader {
     static func parse(_ text: String, file: String, directory: String, problems: ProblemList) -> Scenario? {
         guard let root = YAMLField.parse(text, file: file, problems: problems),
               let fields = root.mapping(
-                allowed: ["name", "description", "profile", "workdir", "files", "trigger", "startup_files", "bash", "palisade_check", "options", "prompts"],
+                allowed: ["name", "description", "profile", "image", "workdir", "files", "trigger", "startup_files", "bash", "palisade_check", "options", "prompts"],
                 required: ["name", "workdir", "trigger", "palisade_check"])
         else { return nil }
         let name = fields["name"]?.string()
@@ -179,10 +182,17 @@ enum ScenarioReader {
         }
         let check = fields["palisade_check"]?.string()
         guard let name, let workdir, let trigger, let check else { return nil }
-        return Scenario(name: name, description: fields["description"]?.string() ?? "", directory: directory,
-                        profile: fields["profile"]?.string() ?? ProfileCatalog.defaultName, workdir: workdir, files: files,
-                        trigger: trigger, startupFiles: startup, loginShell: login, bashTimeoutSeconds: timeout,
-                        palisadeCheck: check, options: options, prompts: prompts)
+        var scenario = Scenario(name: name, description: fields["description"]?.string() ?? "", directory: directory,
+                                profile: fields["profile"]?.string() ?? ProfileCatalog.defaultName, workdir: workdir, files: files,
+                                trigger: trigger, startupFiles: startup, loginShell: login, bashTimeoutSeconds: timeout,
+                                palisadeCheck: check, options: options, prompts: prompts)
+        if let image = fields["image"]?.string() {
+            if (try? ImageReference(parsing: image)) == nil && !image.hasPrefix("sha256:") {
+                fields["image"]?.error("\"\(image)\" is not an image reference (docs/images.md)")
+            }
+            scenario.image = image
+        }
+        return scenario
     }
 
     private static func readTrigger(_ field: YAMLField) -> Scenario.Trigger? {

@@ -33,6 +33,9 @@ public struct TrialOptions {
     /// The profile's name or file (default: the scenario's).
     public var profile: String
     public var option: String?
+    /// An image of the store as the sandbox's root (docs/images.md); nil is the scenario's, or
+    /// the profile's (the host root).
+    public var image: String?
     /// The trial directory to create (new, or empty).
     public var output: String
     /// Where sandboxes keep their state (the daemon's --state-dir).

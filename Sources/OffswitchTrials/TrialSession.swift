@@ -42,6 +42,7 @@ public final class TrialSession: Sendable {
         try prepare(options.output)
         let profile = try ProfileCatalog.load(options.profile)
         var spec = profile.sandboxSpec
+        if let image = options.image ?? scenario.image { spec.rootfs = .image(image) }
         guard !spec.record.isEmpty else {
             throw OffswitchError(.invalidProfile, "profile \(profile.name) records no syscalls: a trial's verdict needs its evidence (use docker, hardened or observe)")
         }

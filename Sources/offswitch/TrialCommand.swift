@@ -41,6 +41,7 @@ struct TrialRun: ParsableCommand {
     var agent: String
     @Option(name: .long, help: "Sandbox profile (default: the scenario's, normally docker).") var profile: String?
     @Option(name: .long, help: "A scenario option (palisade-math: execute-only).") var option: String?
+    @Option(name: .long, help: "An image of the store as the sandbox's root (default: the scenario's, or the host root); embedded only for now.") var image: String?
     @Option(name: .long, help: "The trial directory to create (must not exist, or be empty).") var out: String?
     @Flag(name: .long, help: "Print verdict.json instead of the summary.") var json = false
     @Flag(name: .long, help: "Say on stderr whether offswitchd or this process runs the trial, and (in this process) each step as it runs.") var verbose = false
@@ -50,7 +51,7 @@ struct TrialRun: ParsableCommand {
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
         let daemon = client.client
-        let throughDaemon = !embedded && daemon.isReachable
+        let throughDaemon = !embedded && daemon.isReachable && image == nil
         if verbose {
             StandardStreams.err(throughDaemon ? "offswitch: running the trial in offswitchd (\(daemon.socketPath))\n"
                                               : "offswitch: embedded mode (no offswitchd at \(daemon.socketPath))\n")
@@ -68,8 +69,9 @@ struct TrialRun: ParsableCommand {
             }
             for reclaimed in Leftovers.reclaim() where verbose { StandardStreams.err("offswitch: reclaimed leftovers of \(reclaimed)\n") }
             let progress: ((String) -> Void)? = verbose ? { line in StandardStreams.err("offswitch: " + line + "\n") } : nil
-            let (result, interrupted) = try TrialRunner.runInterruptible(
-                TrialOptions(scenario: scenario, agent: .script(agent), profile: profile, option: option, output: directory, progress: progress))
+            var options = TrialOptions(scenario: scenario, agent: .script(agent), profile: profile, option: option, output: directory, progress: progress)
+            options.image = image
+            let (result, interrupted) = try TrialRunner.runInterruptible(options)
             return (result.verdict, agent.name, directory, result.durationNanoseconds / 1_000_000, interrupted)
         }
         if json {
