@@ -79,7 +79,8 @@ struct ValueTypeTests {
     func rootfs() throws {
         #expect(try RootfsSource(parsing: "host") == .host)
         #expect(try RootfsSource(parsing: "dir:/srv/root") == .directory("/srv/root"))
-        for bad in ["", "dir:", "dir:relative", "image:debian"] {
+        #expect(try RootfsSource(parsing: "image:debian:12") == .image("debian:12"))
+        for bad in ["", "dir:", "dir:relative", "image:", "oci:debian"] {
             #expect { try RootfsSource(parsing: bad) } throws: { "\($0)".contains("rootfs") }
         }
     }

@@ -182,9 +182,13 @@ struct RootfsTests {
         let run = try runCLI(["sandbox", "run", "--rootfs", "dir:/nonexistent/root", "--", "true"])
         #expect(run.status != 0)
         #expect(run.stderr.contains("/nonexistent/root"))
-        let bad = try runCLI(["sandbox", "run", "--rootfs", "image:debian", "--", "true"])
+        let bad = try runCLI(["sandbox", "run", "--rootfs", "oci:debian", "--", "true"])
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("rootfs"))
+        // An image the store lacks: refused, naming the image and how to get it in.
+        let missing = try runCLI(["sandbox", "run", "--image", "offswitch-test/absent:1", "--", "true"])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("offswitch-test/absent:1") && missing.stderr.contains("image import"), "\(missing.stderr)")
     }
 }
 
