@@ -87,7 +87,7 @@ public final class ImageStore: Sendable {
     // MARK: locks
 
     /// An flock on `path`, released by closing the descriptor.
-    final class Lock {
+    final class Lock: Sendable {
         let fd: Int32
         init(_ path: String, _ operation: Int32) throws(OffswitchError) {
             let fd = try systemCall("open(\(path))") { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
@@ -287,54 +287,37 @@ public final class ImageStore: Sendable {
     public final class Use: Sendable {
         public let record: ImageRecord
         public let lowers: [String]
-        /// The image's lock, held shared; -1 once released.
-        private let lock: Mutex<Int32>
+        /// The image's lock, held shared; nil once released.
+        private let lock: Mutex<Lock?>
 
-        init(record: ImageRecord, lowers: [String], lock: Int32) {
+        init(record: ImageRecord, lowers: [String], lock: Lock) {
             self.record = record
             self.lowers = lowers
             self.lock = Mutex(lock)
         }
 
         /// Lets the image be removed: the sandbox's mounts are gone. Idempotent.
-        public func release() {
-            lock.withLock { fd in
-                if fd >= 0 { close(fd) }
-                fd = -1
-            }
-        }
-
-        deinit { release() }
+        public func release() { lock.withLock { $0 = nil } }
     }
 
     public func use(_ text: String) throws(OffswitchError) -> Use {
         try ensure()
         let found = try resolve(text)
-        let lockPath = "\(images)/\(found.hex).lock"
-        let fd = try systemCall("open(\(lockPath))") { open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
-        while flock(fd, LOCK_SH) != 0 {
-            if errno == EINTR { continue }
-            let error = errno
-            close(fd)
-            throw OffswitchError.system("flock(\(lockPath))", errno: error)
-        }
+        let lock = try Lock("\(images)/\(found.hex).lock", LOCK_SH)
         // Removed between resolving and locking: the record is gone.
         guard let record = record(hex: found.hex) else {
-            close(fd)
             throw OffswitchError(.notFound, "image \(text): removed while being opened")
         }
         var lowers: [String] = []
         for layer in record.layers.reversed() {
-            let directory: String
-            do throws(OffswitchError) { directory = try layerDirectory(layer.diff_id) } catch { close(fd); throw error }
+            let directory = try layerDirectory(layer.diff_id)
             var info = stat()
             guard lstat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
-                close(fd)
                 throw OffswitchError(.notFound, "image \(text): layer \(layer.diff_id) is missing from \(layers); import the image again")
             }
             lowers.append(directory)
         }
-        return Use(record: record, lowers: lowers, lock: fd)
+        return Use(record: record, lowers: lowers, lock: lock)
     }
 }
 
