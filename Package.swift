@@ -33,6 +33,8 @@ let package = Package(
         // zlib and zstd for image layers. pkg-config names one library per target: zlib's; libzstd's
         // header sits in the same include directory, and the module map links both.
         .systemLibrary(name: "CCompression", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev", "libzstd-dev"])]),
+        // libcurl for `image pull`: HTTPS with the system's certificates and proxies.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // The C that Swift cannot or must not do; every symbol starts with `ofs_`.
         .target(name: "COffswitch", cSettings: [.define("_GNU_SOURCE")]),
 
@@ -62,7 +64,7 @@ let package = Package(
         .target(name: "OffswitchContainment", dependencies: ["OffswitchCore", "OffswitchEvidence", "OffswitchYAML", "OffswitchSandbox", "COffswitch"],
                 swiftSettings: strictSettings),
         // OCI images: layers unpacked (hostile archives, streamed) into overlay lower directories.
-        .target(name: "OffswitchImages", dependencies: ["OffswitchCore", "COffswitch", "CCompression"], swiftSettings: strictSettings),
+        .target(name: "OffswitchImages", dependencies: ["OffswitchCore", "COffswitch", "CCompression", "CCurl"], swiftSettings: strictSettings),
         // What people and other tools read: a trial's HTML report, batch summaries, exported rows.
         .target(name: "OffswitchReports", dependencies: ["OffswitchCore", "OffswitchTrials"], swiftSettings: strictSettings),
         // The daemon's HTTP API: routes, auth, metrics. No sandbox logic of its own.

@@ -11,6 +11,8 @@ pkg-config --exists libcap 2>/dev/null || need+=(libcap-dev)
 # Image layers: gzip and zstd blobs.
 pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
 pkg-config --exists libzstd 2>/dev/null || need+=(libzstd-dev)
+# image pull: HTTPS to registries.
+pkg-config --exists libcurl 2>/dev/null || need+=(libcurl4-openssl-dev)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # next-question (the scenarios' trigger) is static C: a compiler and glibc's static library.
@@ -34,6 +36,10 @@ if [[ "${1:-}" == "--test" ]]; then
   command -v umoci >/dev/null 2>&1 || need+=(umoci)
   command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
   [[ -x /bin/busybox ]] || need+=(busybox-static)
+  # image pull is tested against a real registry on 127.0.0.1 (the CNCF distribution registry),
+  # its token service signing with a key openssl makes.
+  [[ -x /usr/bin/docker-registry ]] || need+=(docker-registry)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
 fi
 
 if ((${#need[@]})); then

@@ -36,6 +36,10 @@ public struct OffswitchError: Error, Sendable, Equatable, CustomStringConvertibl
         /// The daemon runs as many sandboxes, trials or streams as its operator allows.
         case capacityReached = "capacity_reached"
         case protocolError = "protocol_error"
+        /// A registry refused the account, or the pull without one (`image pull`).
+        case registryUnauthorized = "registry_unauthorized"
+        /// A registry could not be reached or answered what the distribution API does not allow.
+        case registryFailed = "registry_failed"
         case system = "system_error"
     }
 

@@ -105,12 +105,7 @@ extension ImageStore {
         let type = descriptor.mediaType ?? mediaType(of: bytes)
         if OCI.indexTypes.contains(type) {
             let index = try OCI.decode(OCI.Index.self, bytes, what: "image index \(descriptor.digest)")
-            let host = OCI.Platform.host
-            let candidates = index.manifests.filter { $0.platform.map { $0.os == host.os && $0.architecture == host.architecture } ?? false }
-            guard let chosen = candidates.first(where: { $0.platform?.variant == host.variant }) ?? candidates.first else {
-                let offered = index.manifests.compactMap { $0.platform?.description }.joined(separator: ", ")
-                throw OffswitchError(.invalidArgument, "image index \(descriptor.digest): no manifest for \(host.description) (it has \(offered.isEmpty ? "none with a platform" : offered))")
-            }
+            let chosen = try index.forHost(what: "image index \(descriptor.digest)")
             return try manifest(chosen, in: layout, depth: depth + 1)
         }
         guard OCI.manifestTypes.contains(type) else {
@@ -119,7 +114,7 @@ extension ImageStore {
         return (try OCI.decode(OCI.Manifest.self, bytes, what: "image manifest \(descriptor.digest)"), descriptor.digest)
     }
 
-    private func mediaType(of bytes: [UInt8]) -> String {
+    func mediaType(of bytes: [UInt8]) -> String {
         struct Typed: Codable { var mediaType: String?; var manifests: [OCI.Descriptor]? }
         let typed = try? OCI.decode(Typed.self, bytes, what: "document")
         return typed?.mediaType ?? (typed?.manifests != nil ? "application/vnd.oci.image.index.v1+json" : "application/vnd.oci.image.manifest.v1+json")
@@ -158,7 +153,7 @@ extension ImageStore {
     /// Stores the configuration (and manifest), unpacks each layer the store lacks, and writes
     /// the record. `blob` opens a layer blob by the manifest's digest (or, for `docker save`, by
     /// the path carried in its media type).
-    private func commit(manifest: OCI.Manifest, manifestDigest: String?, references: [String], source: String,
+    func commit(manifest: OCI.Manifest, manifestDigest: String?, references: [String], source: String,
                         configBytes given: [UInt8]? = nil, blob: (String) throws(OffswitchError) -> Int32,
                         progress: (String) -> Void, limits: UnpackLimits, budget: inout ImportBudget) throws(OffswitchError) -> Imported {
         let configBytes: [UInt8]

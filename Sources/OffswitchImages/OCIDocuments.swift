@@ -51,6 +51,18 @@ public enum OCI {
         public var schemaVersion: Int
         public var mediaType: String?
         public var manifests: [Descriptor]
+
+        /// The manifest for this host's platform: its os and architecture, the same variant if
+        /// one has it. `what` names the index in the error when none fits.
+        func forHost(what: String) throws(OffswitchError) -> Descriptor {
+            let host = Platform.host
+            let candidates = manifests.filter { $0.platform.map { $0.os == host.os && $0.architecture == host.architecture } ?? false }
+            guard let chosen = candidates.first(where: { $0.platform?.variant == host.variant }) ?? candidates.first else {
+                let offered = manifests.compactMap { $0.platform?.description }.joined(separator: ", ")
+                throw OffswitchError(.invalidArgument, "\(what): no manifest for \(host.description) (it has \(offered.isEmpty ? "none with a platform" : offered))")
+            }
+            return chosen
+        }
     }
 
     public struct Manifest: Codable, Sendable {

@@ -28,6 +28,8 @@ public struct APIError: HTTPResponseError, Sendable {
         case .sandboxShutDown, .imageInUse: status = .conflict
         case .fileTooLarge: status = .contentTooLarge
         case .capacityReached: status = .tooManyRequests
+        case .registryUnauthorized: status = .forbidden
+        case .registryFailed: status = .badGateway
         case .sandboxDestroyed: status = .notFound  // destroyed while the request ran: it no longer exists
         case .notRoot, .missingFeature, .setupFailed, .protocolError, .system: status = .internalServerError
         }

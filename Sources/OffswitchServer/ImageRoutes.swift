@@ -44,6 +44,9 @@ struct ImageRoutes {
         table.on(.post, "/v1/images") { request, _ in
             let tags = request.uri.queryParameters.getAll("tag").map { String($0) }
             for tag in tags { _ = try ImageReference(parsing: tag) }
+            if let type = request.headers[.contentType], type.lowercased().hasPrefix("application/json") {
+                return try await Self.pull(request, tags: tags, store: store, quota: quota)
+            }
             if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > Self.uploadLimit {
                 throw OffswitchError(.fileTooLarge, "image upload: \(length) bytes is over the \(Self.uploadLimit >> 30) GiB limit")
             }
@@ -69,7 +72,7 @@ struct ImageRoutes {
             guard received > 0 else { throw OffswitchError(.invalidArgument, "image upload: the body is empty; send the archive") }
             var first: UInt8 = 0
             if pread(upload.fd, &first, 1, 0) == 1, first == UInt8(ascii: "{") {
-                throw OffswitchError(.invalidArgument, "POST /v1/images takes an archive (an OCI layout's tar or a docker save archive) as the body, not JSON; pulling from a registry is not supported yet")
+                throw OffswitchError(.invalidArgument, "POST /v1/images: the body looks like JSON; a pull request is sent with Content-Type: application/json, an archive (an OCI layout's tar or a docker save archive) with any other type")
             }
             let path = upload.path
             let imported = try await BlockingWork.run { () throws(OffswitchError) in
@@ -92,5 +95,32 @@ struct ImageRoutes {
             case .deleted(let record): return try RouteTable.json(["deleted": record.id])
             }
         }
+    }
+
+    /// `{"pull": REF, "plain_http": false, "auth": {"username", "password"}}`: the image pulled by
+    /// the daemon into its store, under the same limits and quota as an upload. The account is
+    /// used for this pull only: neither kept nor logged.
+    struct PullRequest: Codable {
+        struct Auth: Codable { var username: String; var password: String }
+        var pull: String
+        var plain_http: Bool?
+        var auth: Auth?
+    }
+
+    static func pull(_ request: Request, tags: [String], store: ImageStore, quota: Int64) async throws -> Response {
+        var bytes: [UInt8] = []
+        for try await buffer in request.body {
+            bytes += buffer.readableBytesView
+            if bytes.count > 64 << 10 { throw OffswitchError(.fileTooLarge, "image pull: the request body is over 64 KiB") }
+        }
+        let body = try OCI.decode(PullRequest.self, bytes, what: "POST /v1/images (a pull request)")
+        let options = ImageStore.PullOptions(
+            plainHTTP: body.plain_http ?? false,
+            credentials: body.auth.map { RegistryCredentials(username: $0.username, password: $0.password, source: "the request's auth") },
+            limits: unpackLimits, quota: quota)
+        let pulled = try await BlockingWork.run { () throws(OffswitchError) in
+            try store.pull(body.pull, tags: tags, options: options)
+        }
+        return try RouteTable.json([pulled.record], status: .created)
     }
 }

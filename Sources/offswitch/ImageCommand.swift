@@ -7,13 +7,13 @@ import OffswitchImages
 struct ImageCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "image",
-        abstract: "Import, list, inspect and remove OCI images: sandbox roots (--image REF).",
+        abstract: "Pull, import, list, inspect and remove OCI images: sandbox roots (--image REF).",
         discussion: """
             Images live in a root-only store on disk: OFFSWITCH_IMAGE_STORE or --store, else \
             /var/lib/offswitch/images. Each layer is unpacked once and shared, read-only, by every \
             sandbox of every image that has it. Needs root. Format and rules: docs/images.md.
             """,
-        subcommands: [Import.self, Ls.self, Inspect.self, Rm.self, Prune.self])
+        subcommands: [Pull.self, Import.self, Ls.self, Inspect.self, Rm.self, Prune.self])
 
     struct StoreOptions: ParsableArguments {
         @Option(name: .long, help: "The image store's directory (default: OFFSWITCH_IMAGE_STORE or /var/lib/offswitch/images).")
@@ -63,6 +63,57 @@ struct ImageCommand: ParsableCommand {
                 let name = image.record.references.first.map { "\($0) " } ?? ""
                 StandardStreams.out("imported \(name)\(image.record.id) (\(image.record.layers.count) layers, \(made) unpacked, \(image.unpacked.count - made) already in the store)\(image.record.references.isEmpty ? "; no name: give one with --tag" : "")\n")
             }
+        }
+    }
+
+    struct Pull: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Pull an image from a registry (OCI distribution API), with no Docker daemon.",
+            discussion: """
+                An image index (a multi-platform image) is resolved to this host's platform. Every \
+                digest is checked and every layer unpacked under the same rules as an import; a \
+                layer the store has is not downloaded again. Credentials are Docker's: \
+                $DOCKER_CONFIG/config.json, else ~/.docker/config.json (auths, credHelpers, \
+                credsStore), as `docker login` writes them; with none, the pull is anonymous.
+
+                Examples:
+                  offswitch image pull debian:12
+                  offswitch image pull ghcr.io/org/app:v1 --auth-file ./ci-auth.json
+                  offswitch image pull --plain-http localhost:5000/app:test
+                """)
+
+        @Argument(help: "An image reference: alpine:3.20, docker.io/library/debian:12, localhost:5000/app@sha256:HEX.")
+        var reference: String
+
+        @Option(name: .long, help: "Also name the image so (repeatable).")
+        var tag: [String] = []
+
+        @Flag(name: .long, help: "Speak plain HTTP, not HTTPS: only for a registry on loopback (localhost, 127.0.0.0/8, [::1]).")
+        var plainHTTP = false
+
+        @Option(name: .long, help: "Read credentials from this Docker config.json instead of $DOCKER_CONFIG/config.json or ~/.docker/config.json.")
+        var authFile: String?
+
+        @Flag(name: .long, help: "Print the image's record as JSON (offswitch.image/1) instead of a line.")
+        var json = false
+
+        @OptionGroup var options: StoreOptions
+
+        func run() throws {
+            try requireRoot()
+            let pulled = try translated { () throws(OffswitchError) in
+                let reference = try ImageReference(parsing: self.reference)
+                let credentials = try DockerConfig.load(path: authFile).credentials(for: reference.registry)
+                return try options.imageStore.pull(self.reference, tags: tag, options: .init(plainHTTP: plainHTTP, credentials: credentials),
+                                                   progress: { line in StandardStreams.err("offswitch: \(line)\n") })
+            }
+            if json {
+                StandardStreams.out(String(decoding: pulled.record.json, as: UTF8.self) + "\n")
+                return
+            }
+            let made = pulled.unpacked.filter { $0 }.count
+            let name = pulled.record.references.first.map { (try? ImageReference(parsing: $0).familiar) ?? $0 } ?? pulled.record.id
+            StandardStreams.out("pulled \(name) \(pulled.record.id) (\(pulled.record.layers.count) layers, \(made) downloaded and unpacked, \(pulled.unpacked.count - made) already in the store)\n")
         }
     }
 

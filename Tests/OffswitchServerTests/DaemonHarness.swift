@@ -80,7 +80,7 @@ final class DaemonHarness: @unchecked Sendable {
             bodyPath = file
         }
         defer { if json != nil, let bodyPath { unlink(bodyPath) } }
-        if let bodyPath { arguments += ["--data-binary", "@" + bodyPath, "-H", "Content-Type: application/json"] }
+        if let bodyPath { arguments += ["--data-binary", "@" + bodyPath, "-H", "Content-Type: " + (json != nil ? "application/json" : "application/octet-stream")] }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
         process.arguments = arguments

@@ -45,9 +45,11 @@ struct ImageAPITests {
         #expect(deleted.status == 200 && (deleted.json["deleted"] as? String)?.hasPrefix("sha256:") == true, "\(deleted.text)")
         #expect(try daemon.curl("GET", "/v1/images").text.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
 
-        // A JSON body (a pull, say) is not an archive.
-        let json = try daemon.curl("POST", "/v1/images", json: ["pull": "alpine:3"])
-        #expect(json.status == 400 && json.text.contains("not JSON"), "\(json.text)")
+        // JSON sent as an archive is neither.
+        let jsonFile = daemon.directory + "/pull.json"
+        try Data(#"{"pull": "alpine:3"}"#.utf8).write(to: URL(fileURLWithPath: jsonFile))
+        let json = try daemon.curl("POST", "/v1/images", bodyFile: jsonFile)
+        #expect(json.status == 400 && json.text.contains("Content-Type: application/json"), "\(json.text)")
         // Nothing is left in the store's work directory.
         let work = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDirectory + "/images/tmp")) ?? []
         #expect(work.isEmpty, "\(work)")
@@ -70,6 +72,49 @@ struct ImageAPITests {
         let layers = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDirectory + "/images/layers/sha256")) ?? []
         let work = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDirectory + "/images/tmp")) ?? []
         #expect(layers.isEmpty && work.isEmpty, "\(layers) \(work)")
+    }
+
+    @Test("A pull through the API from a registry with basic auth on 127.0.0.1: refused without the account and with a wrong password (403 registry_unauthorized), then pulled, used and counted against the quota")
+    func pull() throws {
+        let registry = try TestRegistry(auth: .basic)
+        defer { registry.stop() }
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        try run(["bash", "-euo", "pipefail", "-c", """
+            cd \(daemon.directory) && mkdir -p r/bin r/etc
+            cp /bin/busybox r/bin/busybox && ln -s busybox r/bin/sh && ln -s busybox r/bin/cat
+            echo ID=pulled-through-the-api > r/etc/os-release
+            tar --numeric-owner -C r -cf layer.tar .
+            umoci init --layout layout && umoci new --image layout:t && umoci raw add-layer --image layout:t layer.tar
+            """])
+        try registry.push(daemon.directory + "/layout:t", as: "offswitch/api:1", credentials: true)
+        let name = "\(registry.host)/offswitch/api:1"
+        let anonymous = try daemon.curl("POST", "/v1/images", json: ["pull": name, "plain_http": true])
+        #expect(anonymous.status == 403 && anonymous.errorCode == "registry_unauthorized", "\(anonymous.text)")
+        let wrong = try daemon.curl("POST", "/v1/images", json: ["pull": name, "plain_http": true, "auth": ["username": "alice", "password": "wrong"]])
+        #expect(wrong.status == 403 && wrong.text.contains("alice") && !wrong.text.contains("wrong\""), "\(wrong.text)")
+        let https = try daemon.curl("POST", "/v1/images", json: ["pull": name, "auth": ["username": "alice", "password": "s3cret"]])
+        #expect(https.status == 502 && https.errorCode == "registry_failed", "\(https.text)")
+        let pulled = try daemon.curl("POST", "/v1/images?tag=api:pulled", json: ["pull": name, "plain_http": true, "auth": ["username": "alice", "password": "s3cret"]])
+        #expect(pulled.status == 201, "\(pulled.text)")
+        let records = (try? JSONSerialization.jsonObject(with: pulled.body) as? [[String: Any]]) ?? []
+        #expect((records.first?["references"] as? [String]) == [name, "docker.io/library/api:pulled"], "\(pulled.text)")
+        let created = try daemon.curl("POST", "/v1/sandboxes", json: ["image": "api:pulled"])
+        #expect(created.status == 201, "\(created.text)")
+        let id = try #require(created.json["id"] as? String)
+        let exec = try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", json: ["argv": ["cat", "/etc/os-release"], "user": "root"])
+        #expect(exec.json["stdout"] as? String == "ID=pulled-through-the-api\n", "\(exec.text)")
+        #expect(try daemon.curl("DELETE", "/v1/sandboxes/\(id)").status < 300)
+        #expect(try daemon.curl("POST", "/v1/images", json: ["pull": "not a reference"]).status == 400)
+        let work = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDirectory + "/images/tmp")) ?? []
+        #expect(work.isEmpty, "\(work)")
+
+        // The quota holds for pulls as for uploads.
+        let small = try DaemonHarness()
+        try small.start(extra: ["--max-image-bytes", "1000"])
+        let refused = try small.curl("POST", "/v1/images", json: ["pull": name, "plain_http": true, "auth": ["username": "alice", "password": "s3cret"]])
+        #expect(refused.status == 429 && refused.errorCode == "capacity_reached", "\(refused.text)")
+        #expect(try small.curl("GET", "/v1/images").text.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
     }
 
     private func run(_ argv: [String]) throws {

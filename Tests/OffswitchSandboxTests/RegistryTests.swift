@@ -1,0 +1,206 @@
+import Foundation
+import Glibc
+import OffswitchCore
+import OffswitchImages
+import OffswitchSandbox
+import OffswitchTestSupport
+import Testing
+
+@Suite("Pulling images from a registry on loopback", needsRoot, .serialized)
+struct RegistryTests {
+    private func store() -> ImageStore {
+        ImageStore(root: FileManager.default.temporaryDirectory.appendingPathComponent("offswitch-pull-\(UUID().uuidString.prefix(8))").path)
+    }
+
+    @Test("An anonymous pull over plain HTTP: the sandbox sees the image; a second pull downloads nothing; by digest works; nothing is left in tmp")
+    func anonymousPull() throws {
+        let registry = try TestRegistry(auth: .none)
+        defer { registry.stop() }
+        let image = try TestImage.build()
+        defer { image.remove() }
+        try registry.push(image.layout + ":test", as: "offswitch/test:1")
+        let store = store()
+        defer { try? FileManager.default.removeItem(atPath: store.root) }
+        var lines: [String] = []
+        let first = try store.pull("\(registry.host)/offswitch/test:1", options: .init(plainHTTP: true), progress: { lines.append($0) })
+        #expect(first.unpacked == [true, true])
+        #expect(first.record.references == ["\(registry.host)/offswitch/test:1"])
+        #expect(first.record.source == "registry \(registry.host)")
+        #expect(lines.contains { $0.contains("downloading") }, "\(lines)")
+
+        var paths = StatePaths(base: store.root + "-state")
+        paths.imageStore = store
+        defer { try? FileManager.default.removeItem(atPath: paths.base) }
+        var spec = try ProfileCatalog.load("docker").sandboxSpec
+        spec.rootfs = .image("\(registry.host)/offswitch/test:1")
+        let sandbox = try Sandbox.create(spec, paths: paths)
+        defer { try? sandbox.destroy() }
+        let seen = try sandbox.exec(ExecRequest(argv: ["/bin/sh", "-c", "cat /etc/os-release; test -e /data/gone || echo gone; ls /opaque; pwd; echo $GREETING"], user: .root))
+        #expect(seen.out == "ID=offswitch-test\nPRETTY_NAME=\"Offswitch test image\"\ngone\nupper-file\n/data\nhello\n", "\(seen.out)\(seen.err)")
+        try sandbox.destroy()
+
+        let again = try store.pull("\(registry.host)/offswitch/test:1", options: .init(plainHTTP: true))
+        #expect(again.unpacked == [false, false])
+        let manifest = try #require(first.record.manifest)
+        let byDigest = try store.pull("\(registry.host)/offswitch/test@\(manifest)", options: .init(plainHTTP: true))
+        #expect(byDigest.record.id == first.record.id && byDigest.unpacked == [false, false])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: store.root + "/tmp").isEmpty)
+
+        // A registry on loopback is reached over HTTPS unless plain HTTP is asked for; plain HTTP
+        // is never allowed elsewhere.
+        do {
+            _ = try store.pull("\(registry.host)/offswitch/test:1")
+            Issue.record("HTTPS to a plain HTTP registry succeeded")
+        } catch {
+            #expect(error.code == .registryFailed && error.message.contains("--plain-http"), "\(error)")
+        }
+        do {
+            _ = try store.pull("registry.example/offswitch/test:1", options: .init(plainHTTP: true))
+            Issue.record("plain HTTP to a registry off loopback was allowed")
+        } catch {
+            #expect(error.message.contains("only for a registry on loopback"), "\(error)")
+        }
+        do {
+            _ = try store.pull("\(registry.host)/offswitch/absent:1", options: .init(plainHTTP: true))
+            Issue.record("a missing image was pulled")
+        } catch {
+            #expect(error.code == .notFound && error.message.contains("MANIFEST_UNKNOWN") || error.message.contains("NAME_UNKNOWN"), "\(error)")
+        }
+    }
+
+    @Test("A multi-platform image index is resolved to this host's platform (linux/amd64 beside linux/arm64)")
+    func multiPlatformIndex() throws {
+        let registry = try TestRegistry(auth: .none)
+        defer { registry.stop() }
+        let image = try TestImage.build()
+        defer { image.remove() }
+        // An index of two manifests: the test image for this host, and one claiming arm64 whose
+        // configuration says so (sharing the layers).
+        try TestRegistry.shell("""
+            cd \(image.layout)
+            /usr/bin/python3 - <<'PY'
+            import hashlib, json, os
+            def blob(data):
+                digest = hashlib.sha256(data).hexdigest()
+                open(f"blobs/sha256/{digest}", "wb").write(data)
+                return "sha256:" + digest
+            index = json.load(open("index.json"))
+            native = index["manifests"][0]
+            manifest = json.load(open("blobs/sha256/" + native["digest"][7:]))
+            config = json.load(open("blobs/sha256/" + manifest["config"]["digest"][7:]))
+            config["architecture"] = "arm64"; config["variant"] = "v8"
+            other_config = json.dumps(config).encode()
+            manifest["config"] = {"mediaType": manifest["config"]["mediaType"], "digest": blob(other_config), "size": len(other_config)}
+            other = json.dumps(manifest).encode()
+            entries = [
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": blob(other), "size": len(other),
+                 "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+                {"mediaType": native["mediaType"], "digest": native["digest"], "size": native["size"],
+                 "platform": {"os": "linux", "architecture": "amd64"}},
+            ]
+            nested = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries}).encode()
+            index["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": blob(nested), "size": len(nested),
+                                       "annotations": {"org.opencontainers.image.ref.name": "multi"}})
+            json.dump(index, open("index.json", "w"))
+            open("../native-digest", "w").write(native["digest"])
+            PY
+            """)
+        try registry.push(image.layout + ":multi", as: "offswitch/multi:1", all: true)
+        let store = store()
+        defer { try? FileManager.default.removeItem(atPath: store.root) }
+        var lines: [String] = []
+        let pulled = try store.pull("\(registry.host)/offswitch/multi:1", options: .init(plainHTTP: true), progress: { lines.append($0) })
+        #expect(pulled.record.platform == OCI.Platform.host.description)
+        let native = try String(contentsOfFile: image.directory + "/native-digest", encoding: .utf8)
+        #expect(pulled.record.manifest == native, "\(lines)")
+        #expect(lines.contains { $0.contains("image index") && $0.contains("2 manifests") }, "\(lines)")
+    }
+
+    @Test("Basic auth: no credentials and a wrong password are clear errors naming the account and its file; Docker's config.json with the right one pulls")
+    func basicAuth() throws {
+        let registry = try TestRegistry(auth: .basic)
+        defer { registry.stop() }
+        let image = try TestImage.build()
+        defer { image.remove() }
+        try registry.push(image.layout + ":test", as: "offswitch/private:1", credentials: true)
+        let store = store()
+        defer { try? FileManager.default.removeItem(atPath: store.root) }
+        let name = "\(registry.host)/offswitch/private:1"
+        do {
+            _ = try store.pull(name, options: .init(plainHTTP: true))
+            Issue.record("an anonymous pull from a registry with basic auth succeeded")
+        } catch {
+            #expect(error.code == .registryUnauthorized && error.message.contains("asks for a user name and password"), "\(error)")
+        }
+        let wrong = try DockerConfig.load(environment: ["DOCKER_CONFIG": try registry.dockerConfig(password: "wrong")]).credentials(for: registry.host)
+        #expect(wrong?.username == TestRegistry.user)
+        do {
+            _ = try store.pull(name, options: .init(plainHTTP: true, credentials: wrong))
+            Issue.record("a wrong password pulled")
+        } catch {
+            #expect(error.code == .registryUnauthorized, "\(error)")
+            #expect(error.message.contains("user alice's credentials from") && error.message.contains("docker-wrong/config.json") && error.message.contains("refused"), "\(error)")
+        }
+        #expect(store.list().isEmpty)
+        let right = try DockerConfig.load(environment: ["DOCKER_CONFIG": try registry.dockerConfig(password: TestRegistry.password)]).credentials(for: registry.host)
+        let pulled = try store.pull(name, options: .init(plainHTTP: true, credentials: right))
+        #expect(pulled.unpacked == [true, true])
+    }
+
+    @Test("Token auth (a Bearer challenge): the token is asked for with the account's password; a wrong one is refused by the token service, by name")
+    func tokenAuth() throws {
+        let registry = try TestRegistry(auth: .token)
+        defer { registry.stop() }
+        let image = try TestImage.build()
+        defer { image.remove() }
+        try registry.push(image.layout + ":test", as: "offswitch/private:1", credentials: true)
+        let store = store()
+        defer { try? FileManager.default.removeItem(atPath: store.root) }
+        let name = "\(registry.host)/offswitch/private:1"
+        do {
+            _ = try store.pull(name, options: .init(plainHTTP: true))
+            Issue.record("an anonymous token pulled a private image")
+        } catch {
+            #expect(error.code == .registryUnauthorized && error.message.contains("no credentials"), "\(error)")
+        }
+        do {
+            _ = try store.pull(name, options: .init(plainHTTP: true, credentials: RegistryCredentials(username: "alice", password: "wrong", source: "the test")))
+            Issue.record("a wrong password got a token")
+        } catch {
+            #expect(error.code == .registryUnauthorized && error.message.contains("token service") && error.message.contains("alice"), "\(error)")
+            #expect(error.message.contains("incorrect username or password"), "\(error)")
+        }
+        let pulled = try store.pull(name, options: .init(plainHTTP: true, credentials: RegistryCredentials(username: "alice", password: "s3cret", source: "the test")))
+        #expect(pulled.unpacked == [true, true], "\(registry.log)")
+    }
+
+    @Test("A registry serving a blob whose content is not its digest: refused naming the layer, and the store holds no image, no layer, no work file")
+    func corruptBlob() throws {
+        let registry = try TestRegistry(auth: .none)
+        defer { registry.stop() }
+        let image = try TestImage.build()
+        defer { image.remove() }
+        try registry.push(image.layout + ":test", as: "offswitch/test:1")
+        // The registry's own storage: the top layer's data replaced by the bottom one's.
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: image.layout + "/index.json"))) as! [String: Any]
+        let digest = ((manifest["manifests"] as! [[String: Any]])[0]["digest"] as! String).dropFirst(7)
+        let layers = (try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: image.layout + "/blobs/sha256/" + digest))) as! [String: Any])["layers"] as! [[String: Any]]
+        let top = String((layers[1]["digest"] as! String).dropFirst(7))
+        let blobs = registry.directory + "/data/docker/registry/v2/blobs/sha256"
+        try FileManager.default.removeItem(atPath: "\(blobs)/\(top.prefix(2))/\(top)/data")
+        try FileManager.default.copyItem(atPath: image.layout + "/blobs/sha256/" + String((layers[0]["digest"] as! String).dropFirst(7)), toPath: "\(blobs)/\(top.prefix(2))/\(top)/data")
+        let store = store()
+        defer { try? FileManager.default.removeItem(atPath: store.root) }
+        do {
+            _ = try store.pull("\(registry.host)/offswitch/test:1", options: .init(plainHTTP: true))
+            Issue.record("a layer of the wrong content was pulled")
+        } catch {
+            #expect(error.message.contains("sha256:" + top) || error.message.contains("over its limit"), "\(error)")
+        }
+        #expect(store.list().isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: store.root + "/tmp").isEmpty)
+        // The bottom layer, sound, may stay for the next pull; no other layer is there.
+        let kept = try FileManager.default.contentsOfDirectory(atPath: store.root + "/layers/sha256").filter { !$0.hasSuffix(".json") }
+        #expect(kept.count <= 1, "\(kept)")
+    }
+}
