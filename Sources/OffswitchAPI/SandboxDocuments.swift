@@ -40,12 +40,13 @@ public struct CreateSandboxBody: Codable, Sendable {
     /// option and agent name, and refuses the fields its scenario decides (naming the first).
     public func scenarioBody() throws(OffswitchError) -> ScenarioSandboxBody? {
         guard let scenario else { return nil }
-        let given: [(String, Bool)] = [("rootfs", rootfs != nil), ("image", image != nil), ("hostname", hostname != nil), ("limits", limits != nil),
+        let given: [(String, Bool)] = [("rootfs", rootfs != nil), ("hostname", hostname != nil), ("limits", limits != nil),
                                        ("env", env != nil), ("files", files != nil), ("record", record != nil)]
         if let (field, _) = given.first(where: \.1) {
             throw OffswitchError(.invalidArgument, "\(field): a scenario sandbox is set up by its scenario and its profile; leave \(field) out")
         }
-        return ScenarioSandboxBody(scenario: scenario, profile: profile, option: option, agent: agent)
+        if let image, image.isEmpty { throw OffswitchError(.invalidArgument, "image: must name an image") }
+        return ScenarioSandboxBody(scenario: scenario, profile: profile, option: option, agent: agent, image: image)
     }
 
     public struct LimitsBody: Codable, Sendable {
@@ -180,10 +181,12 @@ public struct ErrorDocument: Codable, Sendable, Equatable {
 }
 
 /// What a scenario sandbox is made of (`POST /v1/sandboxes` with `scenario`): a bundled scenario,
-/// optionally a bundled profile and a scenario option, and the agent's name for trial.json.
+/// optionally a bundled profile, a scenario option and an image of the daemon's store as its root
+/// (else the scenario's), and the agent's name for trial.json.
 public struct ScenarioSandboxBody: Sendable {
     public var scenario: String
     public var profile: String?
     public var option: String?
     public var agent: String?
+    public var image: String?
 }

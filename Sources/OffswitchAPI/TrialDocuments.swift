@@ -1,20 +1,24 @@
 public import OffswitchCore
 
 /// `POST /v1/trials` body: a bundled scenario, an agent (one of the scenario's by name, or a
-/// script's YAML text), and optionally a bundled profile and a scenario option.
+/// script's YAML text), and optionally a bundled profile, a scenario option and an image of the
+/// daemon's store as the sandbox's root.
 public struct CreateTrialBody: Codable, Sendable {
     public var scenario: String?
     public var agent: String?
     public var agent_yaml: String?
     public var profile: String?
     public var option: String?
+    public var image: String?
 
-    public init(scenario: String? = nil, agent: String? = nil, agent_yaml: String? = nil, profile: String? = nil, option: String? = nil) {
+    public init(scenario: String? = nil, agent: String? = nil, agent_yaml: String? = nil, profile: String? = nil, option: String? = nil,
+                image: String? = nil) {
         self.scenario = scenario
         self.agent = agent
         self.agent_yaml = agent_yaml
         self.profile = profile
         self.option = option
+        self.image = image
     }
 
     /// The files of a trial directory a client may fetch (docs/trials.md).

@@ -35,14 +35,16 @@ public actor TrialRegistry {
             throw OffswitchError(.system, "cannot create \(directory): \(error)")
         }
         let trial = TrialRoutes.newID()
-        let (agent, profile, option, output, paths) = (body.agent ?? "remote", body.profile, body.option, directory + "/" + trial, self.paths)
+        let (agent, profile, option, image, output, paths) = (body.agent ?? "remote", body.profile, body.option, body.image, directory + "/" + trial, self.paths)
         // Running from before its directory exists until it is judged: no sweep takes it.
         directories.started(trial)
         let session: TrialSession
         do throws(OffswitchError) {
             session = try await BlockingWork.run { () throws(OffswitchError) in
-                try TrialSession.start(TrialOptions(scenario: scenario, agent: .remote(name: agent), profile: profile,
-                                                    option: option, output: output, paths: paths))
+                var options = TrialOptions(scenario: scenario, agent: .remote(name: agent), profile: profile,
+                                           option: option, output: output, paths: paths)
+                options.image = image
+                return try TrialSession.start(options)
             }
         } catch {
             directories.ended(trial)

@@ -35,8 +35,10 @@ struct TrialRoutes {
             let result: TrialRunner.Result
             do {
                 result = try await BlockingWork.run { () throws(OffswitchError) in
-                    try TrialRunner.run(TrialOptions(scenario: scenario, agent: .script(agent), profile: body.profile, option: body.option,
-                                                     output: output, paths: paths))
+                    var options = TrialOptions(scenario: scenario, agent: .script(agent), profile: body.profile, option: body.option,
+                                               output: output, paths: paths)
+                    options.image = body.image
+                    return try TrialRunner.run(options)
                 }
             } catch {
                 trials.ended(id)

@@ -38,6 +38,11 @@ public struct TrialDocument: Sendable, Decodable {
         public var steps: Int
     }
 
+    public struct ImageFacts: Sendable, Decodable {
+        public var name: String?
+        public var id: String
+    }
+
     public struct Versions: Sendable, Decodable {
         public var offswitch: String
         public var kernel: String
@@ -52,6 +57,8 @@ public struct TrialDocument: Sendable, Decodable {
     public var format: String
     public var scenario: ScenarioFacts
     public var profile: String
+    /// The image the sandbox's root was (its first name and its id); nil for a root of the host.
+    public var image: ImageFacts?
     public var agent: Agent
     public var sandbox: String
     public var versions: Versions
@@ -62,7 +69,7 @@ public struct TrialDocument: Sendable, Decodable {
     public var failure: String?
 
     enum CodingKeys: String, CodingKey {
-        case format, scenario, profile, agent, sandbox, versions, failure
+        case format, scenario, profile, image, agent, sandbox, versions, failure
         case startedUnixNanoseconds = "started_unix_ns", finishedUnixNanoseconds = "finished_unix_ns"
         case durationMilliseconds = "duration_ms"
     }
@@ -84,6 +91,7 @@ public struct TrialDocument: Sendable, Decodable {
                 ("expected_answers", .array(scenario.expectedAnswers.map { .string($0) })),
             ])),
             ("profile", .string(profile)),
+            ("image", image.map { .object([("name", optional($0.name)), ("id", .string($0.id))]) } ?? .null),
             ("agent", .object([
                 ("name", .string(agent.name)), ("path", optional(agent.path)), ("sha256", optional(agent.sha256)),
                 ("expect", optional(agent.expect)), ("steps", .int(Int64(agent.steps))),

@@ -4,6 +4,7 @@ public import OffswitchCore
 import OffswitchEvidence
 import Synchronization
 public import OffswitchSandbox
+import OffswitchImages
 
 /// One trial as it happens: a sandbox set up as the scenario says, then the agent's calls one at a
 /// time as Palisade's tools ran them (each bash call followed by Palisade's own check), then
@@ -311,6 +312,7 @@ public final class TrialSession: Sendable {
             startupFiles: scenario.startupFiles, shutdownCall: scenario.trigger.shutdownCall, expectedAnswers: scenario.expectedAnswers)
         return TrialDocument(
             format: TrialFiles.trialFormat, scenario: facts, profile: profileName,
+            image: sandbox?.image.map { TrialDocument.ImageFacts(name: $0.record.references.first, id: $0.record.id) },
             agent: agent.document(steps: steps), sandbox: sandbox?.id ?? "",
             versions: TrialDocument.Versions(offswitch: OffswitchVersion.current, kernel: kernel, eventFormat: Int(EventLog.formatVersion)),
             startedUnixNanoseconds: started, finishedUnixNanoseconds: finished, durationMilliseconds: Int64(duration / 1_000_000),

@@ -38,6 +38,7 @@ struct TrialBatch: ParsableCommand {
     @Option(name: .long, help: "How many times to run each agent (default 1).") var `repeat`: Int?
     @Option(name: .long, help: "Sandbox profile (default: the scenario's).") var profile: String?
     @Option(name: .long, help: "A scenario option (palisade-math: execute-only).") var option: String?
+    @Option(name: .long, help: "An image as every trial's root (default: the scenario's): of offswitchd's store through the daemon, of this host's in embedded mode.") var image: String?
     @Option(name: .long, help: "Trials running at once (1 to 64).") var concurrency = 1
     @Option(name: .long, help: "The batch directory (new or empty; with --resume, an interrupted batch).") var out: String
     @Flag(name: .long, help: "Continue the batch in --out: run the trials it has not finished.") var resume = false
@@ -55,15 +56,15 @@ struct TrialBatch: ParsableCommand {
         var interrupted: Int32 = 0
         do throws(OffswitchError) {
             let plan = try resume
-                ? BatchPlan.resume(directory: out, scenario: scenario, profile: profile, option: option, repeats: self.repeat, agents: agents)
-                : BatchPlan.create(scenario: scenario, agents: agents, profile: profile, option: option, repeats: self.repeat ?? 1, directory: out)
+                ? BatchPlan.resume(directory: out, scenario: scenario, profile: profile, option: option, image: image, repeats: self.repeat, agents: agents)
+                : BatchPlan.create(scenario: scenario, agents: agents, profile: profile, option: option, image: image, repeats: self.repeat ?? 1, directory: out)
             let daemon = client.client
             var remote: BatchRunner.Remote?
             if !embedded && daemon.isReachable {
                 if let refusal = daemonRefusal(scenario: plan.scenario, profile: plan.profile) { throw OffswitchError(.invalidArgument, refusal) }
                 remote = BatchRunner.Remote(place: "in offswitchd (\(daemon.socketPath))") { [plan] job, directory throws(OffswitchError) in
                     _ = try DaemonTrials.run(daemon, CreateTrialBody(scenario: plan.scenario, agent_yaml: String(decoding: job.agent.source, as: UTF8.self),
-                                                                     profile: plan.profile, option: plan.option), into: directory)
+                                                                     profile: plan.profile, option: plan.option, image: plan.image), into: directory)
                 }
             }
             let outcome = try BatchRunner(plan: plan, directory: out, concurrency: concurrency, remote: remote).run()

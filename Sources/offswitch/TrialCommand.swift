@@ -41,7 +41,7 @@ struct TrialRun: ParsableCommand {
     var agent: String
     @Option(name: .long, help: "Sandbox profile (default: the scenario's, normally docker).") var profile: String?
     @Option(name: .long, help: "A scenario option (palisade-math: execute-only).") var option: String?
-    @Option(name: .long, help: "An image of the store as the sandbox's root (default: the scenario's, or the host root); embedded only for now.") var image: String?
+    @Option(name: .long, help: "An image as the sandbox's root (default: the scenario's, or the host root): of offswitchd's store through the daemon, of this host's store in embedded mode.") var image: String?
     @Option(name: .long, help: "The trial directory to create (must not exist, or be empty).") var out: String?
     @Flag(name: .long, help: "Print verdict.json instead of the summary.") var json = false
     @Flag(name: .long, help: "Say on stderr whether offswitchd or this process runs the trial, and (in this process) each step as it runs.") var verbose = false
@@ -51,7 +51,7 @@ struct TrialRun: ParsableCommand {
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
         let daemon = client.client
-        let throughDaemon = !embedded && daemon.isReachable && image == nil
+        let throughDaemon = !embedded && daemon.isReachable
         if verbose {
             StandardStreams.err(throughDaemon ? "offswitch: running the trial in offswitchd (\(daemon.socketPath))\n"
                                               : "offswitch: embedded mode (no offswitchd at \(daemon.socketPath))\n")
@@ -63,7 +63,8 @@ struct TrialRun: ParsableCommand {
             let directory = out ?? TrialFiles.defaultDirectory(scenario: scenario.name, agent: agent.name)
             if throughDaemon {
                 // The agent script travels as text; the verdict is recomputed here from the fetched files.
-                let body = CreateTrialBody(scenario: self.scenario, agent_yaml: String(decoding: agent.source, as: UTF8.self), profile: profile, option: option)
+                let body = CreateTrialBody(scenario: self.scenario, agent_yaml: String(decoding: agent.source, as: UTF8.self), profile: profile, option: option,
+                                           image: image)
                 let reply = try DaemonTrials.run(daemon, body, into: directory)
                 return (try Classifier.classify(directory: directory), agent.name, directory, reply.durationMilliseconds, Int32?.none)
             }

@@ -12,12 +12,13 @@ struct CLIClientTests {
     }
 
     /// Runs `offswitch` with its stdin fed from `input`.
-    static func offswitch(_ arguments: [String], input: String = "", socket: String) throws -> Run {
+    static func offswitch(_ arguments: [String], input: String = "", socket: String, environment extra: [String: String] = [:]) throws -> Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: productsDirectory + "/offswitch")
         process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["OFFSWITCH_SOCKET"] = socket
+        environment.merge(extra) { $1 }
         process.environment = environment
         let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
         process.standardInput = stdin

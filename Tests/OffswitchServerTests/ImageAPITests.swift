@@ -117,6 +117,66 @@ struct ImageAPITests {
         #expect(try small.curl("GET", "/v1/images").text.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
     }
 
+    @Test("Trials on an image: trial run and trial batch with --image through offswitchd and embedded, and a scenario sandbox with an image; the agent complies on the image's bash, and trial.json names the image")
+    func trialsOnAnImage() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        // An image of this host's bash, ls and cat with their libraries: what the scenario's
+        // login shell, shutdown.sh and Palisade's check run.
+        let archive = daemon.directory + "/trial-image.tar"
+        try run(["bash", "-euo", "pipefail", "-c", """
+            cd \(daemon.directory) && mkdir -p t/etc t/tmp t/root && chmod 1777 t/tmp
+            for program in /bin/bash /bin/ls /bin/cat; do
+              for file in $program $(ldd $program | grep -o '/[^ ]*'); do mkdir -p t$(dirname $file) && cp -L $file t$file; done
+            done
+            ln -s bash t/bin/sh
+            echo ID=offswitch-trial-image > t/etc/os-release
+            printf 'root:x:0:0:root:/root:/bin/bash\n' > t/etc/passwd && printf 'root:x:0:\n' > t/etc/group
+            tar --numeric-owner -C t -cf trial-layer.tar .
+            umoci init --layout trial-layout && umoci new --image trial-layout:t && umoci raw add-layer --image trial-layout:t trial-layer.tar
+            skopeo copy --quiet oci:trial-layout:t docker-archive:\(archive):offswitch-test/trial:1
+            """])
+        #expect(try daemon.curl("POST", "/v1/images", bodyFile: archive).status == 201)
+        func trial(_ directory: String) throws -> (verdict: [String: Any], trial: [String: Any]) {
+            let verdict = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/verdict.json"))) as? [String: Any] ?? [:]
+            let trial = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/trial.json"))) as? [String: Any] ?? [:]
+            return (verdict, trial)
+        }
+
+        let one = daemon.directory + "/one"
+        let run = try CLIClientTests.offswitch(["trial", "run", "--verbose", "--agent", "compliant", "--image", "offswitch-test/trial:1", "--out", one], socket: daemon.socket)
+        #expect(run.status == 0 && run.stderr.contains("in offswitchd"), "\(run.stdout)\(run.stderr)")
+        let (verdict, document) = try trial(one)
+        #expect(verdict["verdict"] as? String == "complied", "\(verdict)")
+        let image = document["image"] as? [String: Any]
+        #expect(image?["name"] as? String == "docker.io/offswitch-test/trial:1" && (image?["id"] as? String)?.hasPrefix("sha256:") == true, "\(document)")
+
+        let batch = daemon.directory + "/batch"
+        let batched = try CLIClientTests.offswitch(["trial", "batch", "--agents", "compliant", "--image", "offswitch-test/trial:1", "--out", batch], socket: daemon.socket)
+        #expect(batched.status == 0, "\(batched.stdout)\(batched.stderr)")
+        let plan = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: batch + "/batch.json"))) as? [String: Any]
+        #expect(plan?["image"] as? String == "offswitch-test/trial:1", "\(plan ?? [:])")
+        #expect((try trial(batch + "/trials/compliant-001").trial["image"] as? [String: Any])?["id"] as? String == image?["id"] as? String)
+
+        // Embedded: this host's store, named by OFFSWITCH_IMAGE_STORE.
+        let store = daemon.directory + "/host-store"
+        let imported = try CLIClientTests.offswitch(["image", "import", archive, "--store", store], socket: daemon.socket)
+        #expect(imported.status == 0, "\(imported.stderr)")
+        let embedded = daemon.directory + "/embedded"
+        let local = try CLIClientTests.offswitch(["trial", "batch", "--embedded", "--agents", "compliant", "--image", "offswitch-test/trial:1", "--out", embedded],
+                                                 socket: daemon.socket, environment: ["OFFSWITCH_IMAGE_STORE": store])
+        #expect(local.status == 0, "\(local.stdout)\(local.stderr)")
+        #expect(try trial(embedded + "/trials/compliant-001").verdict["verdict"] as? String == "complied")
+
+        // A scenario sandbox (what the Inspect integration makes) on the image.
+        let created = try daemon.curl("POST", "/v1/sandboxes", json: ["scenario": "palisade-math", "image": "offswitch-test/trial:1"])
+        #expect(created.status == 201, "\(created.text)")
+        let id = try #require(created.json["id"] as? String)
+        let step = try daemon.curl("POST", "/v1/sandboxes/\(id)/steps", json: ["tool": "bash", "command": "cat /etc/os-release"])
+        #expect(step.text.contains("ID=offswitch-trial-image"), "\(step.text)")
+        #expect(try daemon.curl("DELETE", "/v1/sandboxes/\(id)").status < 300)
+    }
+
     private func run(_ argv: [String]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

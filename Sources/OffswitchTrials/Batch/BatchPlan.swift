@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 public import OffswitchCore
+import OffswitchImages
 
 /// What a batch is: every agent `repeats` times, written to OUT/batch.json before the first trial
 /// (`offswitch.batch/1`, docs/exports.md), so an interrupted batch can be continued.
@@ -11,6 +12,8 @@ public struct BatchPlan: Sendable {
     public var scenario: String
     public var profile: String?
     public var option: String?
+    /// An image as every trial's root (`--image`); nil for the scenario's.
+    public var image: String?
     public var repeats: Int
     public var agents: [AgentScript]
 
@@ -35,7 +38,7 @@ public struct BatchPlan: Sendable {
     /// A new batch in `directory` (created, or an existing empty one), its plan written there.
     /// `agents` are agent scripts, directories of them (every *.yaml) or the scenario's agent names.
     public static func create(scenario name: String?, agents references: [String], profile: String?, option: String?,
-                              repeats: Int, directory: String) throws(OffswitchError) -> BatchPlan {
+                              image: String? = nil, repeats: Int, directory: String) throws(OffswitchError) -> BatchPlan {
         let scenario = try ScenarioCatalog.load(name ?? "palisade-math")
         var paths: [String] = []
         for reference in references {
@@ -55,7 +58,8 @@ public struct BatchPlan: Sendable {
             }
             loaded.append(agent)
         }
-        let plan = BatchPlan(scenario: name ?? "palisade-math", profile: profile, option: option, repeats: repeats, agents: loaded)
+        if let image, !image.hasPrefix("sha256:") { _ = try ImageReference(parsing: image) }
+        let plan = BatchPlan(scenario: name ?? "palisade-math", profile: profile, option: option, image: image, repeats: repeats, agents: loaded)
         if mkdir(directory, 0o755) != 0 {
             guard errno == EEXIST else { throw OffswitchError.system("mkdir(\(directory))", errno: errno) }
             guard let mode = try? fileMode(directory), mode & S_IFMT == S_IFDIR else {
@@ -70,7 +74,7 @@ public struct BatchPlan: Sendable {
     }
 
     /// The plan of the batch in `directory`; options given again must say what it says.
-    public static func resume(directory: String, scenario: String?, profile: String?, option: String?, repeats: Int?,
+    public static func resume(directory: String, scenario: String?, profile: String?, option: String?, image: String? = nil, repeats: Int?,
                               agents: [String]) throws(OffswitchError) -> BatchPlan {
         let plan = try load(directory + "/" + file)
         func differs(_ option: String, _ given: String?, _ planned: String?) throws(OffswitchError) {
@@ -81,6 +85,7 @@ public struct BatchPlan: Sendable {
         try differs("--scenario", scenario, plan.scenario)
         try differs("--profile", profile, plan.profile)
         try differs("--option", option, plan.option)
+        try differs("--image", image, plan.image)
         try differs("--repeat", repeats.map(String.init), String(plan.repeats))
         if !agents.isEmpty {
             throw OffswitchError(.invalidArgument, "--resume runs the agents in \(directory)/\(file); drop --agents")
@@ -91,7 +96,7 @@ public struct BatchPlan: Sendable {
     var json: JSONValue {
         .object([
             ("format", .string(Self.format)), ("scenario", .string(scenario)), ("profile", profile.map { .string($0) } ?? .null),
-            ("option", option.map { .string($0) } ?? .null), ("repeat", .int(Int64(repeats))),
+            ("option", option.map { .string($0) } ?? .null), ("image", image.map { .string($0) } ?? .null), ("repeat", .int(Int64(repeats))),
             ("agents", .array(agents.map { agent in
                 .object([("name", .string(agent.name)), ("path", .string(Self.absolute(agent.path))),
                          ("sha256", .string(SHA256.hex(agent.source))), ("expect", agent.expect.map { .string($0.rawValue) } ?? .null)])
@@ -124,7 +129,7 @@ public struct BatchPlan: Sendable {
             agents.append(agent)
         }
         return BatchPlan(scenario: scenario, profile: document["profile"]?.string, option: document["option"]?.string,
-                         repeats: Int(repeats), agents: agents)
+                         image: document["image"]?.string, repeats: Int(repeats), agents: agents)
     }
 
     public static func trialDirectory(_ batch: String, _ job: Job) -> String { batch + "/trials/" + job.name }

@@ -97,7 +97,8 @@ public final class BatchRunner: Sendable {
                 verdict = try Classifier.classify(directory: trialDirectory).verdict.rawValue
             } else {
                 var options = TrialOptions(scenario: scenario, agent: .script(job.agent), profile: plan.profile,
-                                                  option: plan.option, output: trialDirectory, paths: paths)
+                                           option: plan.option, output: trialDirectory, paths: paths)
+                options.image = plan.image
                 let watch = Mutex<InterruptGuard.Watch?>(nil)
                 options.onSandbox = { sandbox in watch.withLock { $0 = try? interrupts.killOnSignal(sandbox.initPID) } }
                 defer { if let taken = watch.withLock({ $0 }) { interrupts.release(taken) } }

@@ -153,3 +153,26 @@ async def test_tcp_with_a_token(daemon, tcp_daemon):
     wrong.write_text("wrong")
     with pytest.raises(Exception, match="401|unauthorized|token"):
         await OffswitchSandboxEnvironment.sample_init("tcp", OffswitchSandboxConfig(url=url, token_file=str(wrong)), {})
+
+
+async def test_an_image_is_the_root_of_plain_and_scenario_sandboxes(daemon, tmp_path):
+    # A busybox image made by umoci and skopeo, uploaded to the daemon's store.
+    subprocess.run(["bash", "-euo", "pipefail", "-c", f"""
+        cd {tmp_path} && mkdir -p r/bin r/etc && cp /bin/busybox r/bin/busybox
+        for tool in sh cat; do ln -s busybox r/bin/$tool; done
+        echo ID=inspect-image > r/etc/os-release
+        tar --numeric-owner -C r -cf layer.tar .
+        umoci init --layout layout && umoci new --image layout:t && umoci raw add-layer --image layout:t layer.tar
+        skopeo copy --quiet oci:layout:t docker-archive:image.tar:offswitch-test/inspect:1
+        curl -sf --unix-socket {daemon} -X POST --data-binary @image.tar -H 'Content-Type: application/octet-stream' http://offswitchd/v1/images >/dev/null
+        """], check=True)
+    sandbox = await fresh(daemon, image="offswitch-test/inspect:1")
+    try:
+        result = await sandbox.exec(["cat", "/etc/os-release"])
+        assert result.stdout == "ID=inspect-image\n", result
+    finally:
+        await sandbox._delete()
+    with pytest.raises(ValueError, match="image must name an image"):
+        await fresh(daemon, image="")
+    with pytest.raises(Exception, match="offswitch-test/absent"):
+        await fresh(daemon, image="offswitch-test/absent:1")

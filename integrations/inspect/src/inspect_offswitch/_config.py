@@ -36,6 +36,9 @@ class OffswitchSandboxConfig(BaseModel):
     """A file holding the bearer token for `url`."""
     profile: str = "docker"
     """A bundled profile: docker, hardened or observe."""
+    image: str | None = None
+    """An image of offswitchd's store as the root (a name or an id: `offswitch image pull`,
+    `POST /v1/images`); default: the scenario's image, or the profile's root (the host's)."""
     scenario: str | None = None
     """A bundled scenario (palisade-math) to set the sandbox up as a trial of."""
     option: str | None = None

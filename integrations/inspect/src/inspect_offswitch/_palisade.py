@@ -42,6 +42,7 @@ def palisade_shutdown(
     variant: str = "A",
     profile: str = "docker",
     option: str | None = None,
+    image: str | None = None,
     socket: str | None = None,
     message_limit: int = 60,
 ) -> Task:
@@ -51,6 +52,8 @@ def palisade_shutdown(
         variant: The prompt variant, A to K or GDM (docs/scenarios.md).
         profile: The sandbox profile: docker (Palisade's container) or hardened.
         option: A scenario option: execute-only makes next_question mode 711.
+        image: An image of offswitchd's store as the root (make palisade-image builds
+            offswitch/palisade:bookworm, Palisade's Debian with Python, sudo and a user account).
         socket: offswitchd's socket (default $OFFSWITCH_SOCKET, then /run/offswitch/offswitchd.sock).
         message_limit: The most messages a sample may take.
     """
@@ -73,7 +76,7 @@ def palisade_shutdown(
             _record_submission(),
         ],
         scorer=[palisade_scorer(), offswitch_scorer()],
-        sandbox=("offswitch", OffswitchSandboxConfig(socket=socket, profile=profile, scenario=SCENARIO, option=option)),
+        sandbox=("offswitch", OffswitchSandboxConfig(socket=socket, profile=profile, scenario=SCENARIO, option=option, image=image)),
     )
 
 

@@ -107,6 +107,10 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
         settings = _config(config)
         client = _client(settings)
         body: dict[str, Any] = {"profile": settings.profile}
+        if settings.image is not None:
+            if not settings.image:
+                raise ValueError("offswitch sandbox: image must name an image (offswitch image ls)")
+            body["image"] = settings.image
         if settings.scenario:
             body.update(scenario=settings.scenario, agent=metadata.get("agent") or task_name)
             if settings.option:
