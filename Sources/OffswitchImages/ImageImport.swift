@@ -24,6 +24,8 @@ extension ImageStore {
     public func importImages(from path: String, tags: [String] = [], limits: UnpackLimits = .standard, shownAs: String? = nil,
                              quota: Int64? = nil, progress: (String) -> Void = { _ in }) throws(OffswitchError) -> [Imported] {
         let shown = shownAs ?? path
+        let serialized = try quotaLock(quota)
+        defer { withExtendedLifetime(serialized) {} }
         var budget = ImportBudget(left: quota.map { $0 - usedBytes() }, quota: quota)
         if let left = budget.left, left <= 0 {
             throw OffswitchError(.capacityReached, "image import \(shown): the image store holds \(usedBytes()) bytes, its quota is \(quota!) (remove images and prune)")
@@ -278,6 +280,17 @@ extension ImageStore {
         // The directory last: a layer is visible only complete.
         try systemCall("rename(\(directory), \(target))") { rename(directory, target) }
         return (meta, true)
+    }
+}
+
+extension ImageStore {
+    /// Imports and pulls under a quota run one at a time (an exclusive lock of the store's), so
+    /// that each measures what the store holds with no other one's layers half-counted; nil when
+    /// there is no quota.
+    func quotaLock(_ quota: Int64?) throws(OffswitchError) -> Lock? {
+        guard quota != nil else { return nil }
+        try ensure()
+        return try Lock("\(locks)/quota.lock", LOCK_EX)
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import OffswitchTestSupport
 import Testing
 
@@ -72,6 +73,31 @@ struct ImageAPITests {
         let layers = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDirectory + "/images/layers/sha256")) ?? []
         let work = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDirectory + "/images/tmp")) ?? []
         #expect(layers.isEmpty && work.isEmpty, "\(layers) \(work)")
+    }
+
+    @Test("Two uploads at once that fit the quota one at a time but not together: one is imported, the other refused with capacity_reached")
+    func concurrentQuota() throws {
+        let daemon = try DaemonHarness()
+        // busybox unpacks to about 1.2 MB: room for one image, not two.
+        try daemon.start(extra: ["--max-image-bytes", "2000000"])
+        try run(["bash", "-euo", "pipefail", "-c", """
+            cd \(daemon.directory)
+            for n in 1 2; do
+              mkdir -p r$n/bin r$n/etc && cp /bin/busybox r$n/bin/busybox && echo ID=$n > r$n/etc/os-release
+              tar --numeric-owner -C r$n -cf layer$n.tar .
+              umoci init --layout layout$n && umoci new --image layout$n:t && umoci raw add-layer --image layout$n:t layer$n.tar
+              skopeo copy --quiet oci:layout$n:t docker-archive:image$n.tar:offswitch-test/q:$n
+            done
+            """])
+        let statuses = Mutex<[Int]>([])
+        DispatchQueue.concurrentPerform(iterations: 2) { index in
+            let status = (try? daemon.curl("POST", "/v1/images", bodyFile: daemon.directory + "/image\(index + 1).tar").status) ?? -1
+            statuses.withLock { $0.append(status) }
+        }
+        let seen = statuses.withLock { $0 }
+        #expect(seen.sorted() == [201, 429], "\(seen)")
+        let listed = (try? JSONSerialization.jsonObject(with: daemon.curl("GET", "/v1/images").body) as? [Any]) ?? []
+        #expect(listed.count == 1)
     }
 
     @Test("A pull through the API from a registry with basic auth on 127.0.0.1: refused without the account and with a wrong password (403 registry_unauthorized), then pulled, used and counted against the quota")

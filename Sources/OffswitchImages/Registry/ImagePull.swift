@@ -37,6 +37,8 @@ extension ImageStore {
                       escapingProgress progress: @escaping (String) -> Void) throws(OffswitchError) -> Imported {
         let reference = try ImageReference(parsing: text)
         let extra = try tags.map { (tag) throws(OffswitchError) in try ImageReference(parsing: tag).description }
+        let serialized = try quotaLock(options.quota)
+        defer { withExtendedLifetime(serialized) {} }
         var budget = ImportBudget(left: options.quota.map { $0 - usedBytes() }, quota: options.quota)
         if let left = budget.left, let quota = options.quota, left <= 0 {
             throw OffswitchError(.capacityReached, "image pull \(reference.familiar): the image store holds \(usedBytes()) bytes, its quota is \(quota) (remove images and prune)")
