@@ -48,11 +48,15 @@ public struct UpperDiff {
     public func snapshot(limits: DiffLimits = .standard) -> [String: Baseline] {
         var result: [String: Baseline] = [:]
         let hasher = DiffHasher(limits: limits)
-        for layer in layers { record(layer, relative: "", into: &result, hasher: hasher) }
+        for layer in layers {
+            // Directories to read, as a list rather than a recursion: a tree's depth costs no stack.
+            var pending = [""]
+            while let next = pending.popLast(), !hasher.isPastDeadline { record(layer, relative: next, into: &result, pending: &pending, hasher: hasher) }
+        }
         return result
     }
 
-    private func record(_ layer: Layer, relative: String, into result: inout [String: Baseline], hasher: DiffHasher) {
+    private func record(_ layer: Layer, relative: String, into result: inout [String: Baseline], pending: inout [String], hasher: DiffHasher) {
         for name in listDirectory(layer.upper + relative) {
             if hasher.isPastDeadline { return }
             let path = relative + "/" + name
@@ -62,7 +66,7 @@ public struct UpperDiff {
             let hash = isFile ? hasher.hash(layer.upper + path) : nil
             result[inside(layer, path)] = Baseline(facts: facts, sha256: hash?.sha256, unhashed: hash?.skipped?.rawValue, allocated: hash?.allocated,
                                                    text: isFile ? Self.text(layer.upper + path, size: facts.size) : nil)
-            if facts.type == "directory" { record(layer, relative: path, into: &result, hasher: hasher) }
+            if facts.type == "directory" { pending.append(path) }
         }
     }
 
@@ -74,7 +78,8 @@ public struct UpperDiff {
         public var hashedBytes: Int64
         /// Files left without a hash (each change names why: `unhashed_before`, `unhashed_after`).
         public var unhashed: Int
-        /// false when the deadline stopped the walk: paths not reached are missing.
+        /// false when the deadline stopped the walk, or a path was longer than the kernel resolves
+        /// (PATH_MAX, in a tree deeper than about 2,000 levels): paths not reached are missing.
         public var isComplete: Bool
 
         /// `diff_complete`'s fields (docs/events.md).
@@ -88,8 +93,14 @@ public struct UpperDiff {
     public func changes(limits: DiffLimits = .standard) -> Changes {
         let hasher = DiffHasher(limits: limits)
         var entries: [(String, [(String, JSONValue)])] = []
+        var unreachable = 0
         for layer in layers {
-            walk(layer, relative: "", into: &entries, hasher: hasher)
+            // Directories to walk, as a list rather than a recursion: an agent's tree of any depth
+            // costs no stack.
+            var pending = [""]
+            while let next = pending.popLast(), !hasher.isPastDeadline {
+                walk(layer, relative: next, into: &entries, pending: &pending, unreachable: &unreachable, hasher: hasher)
+            }
         }
         // Baseline files the agent removed that no lower layer has (so no whiteout marks them).
         for (path, before) in baseline where !hasher.isPastDeadline && !exists(path) {
@@ -102,7 +113,7 @@ public struct UpperDiff {
             if !entries.contains(where: { $0.0 == path }) { entries.append((path, fields)) }
         }
         return Changes(entries: entries.sorted { $0.0 < $1.0 }.map(\.1), hashedBytes: hasher.hashedBytes, unhashed: hasher.unhashed,
-                       isComplete: !hasher.stoppedByDeadline)
+                       isComplete: !hasher.stoppedByDeadline && unreachable == 0)
     }
 
     /// `unhashed_SIDE` (why a file has no hash) and `allocated_SIDE` (the bytes a file with holes holds).
@@ -197,7 +208,11 @@ public struct UpperDiff {
 
     private func shifted(_ id: UInt32) -> Int64 { Int64(id) - (id >= uidBase ? Int64(uidBase) : 0) }
 
-    private func walk(_ layer: Layer, relative: String, into entries: inout [(String, [(String, JSONValue)])], hasher: DiffHasher) {
+    /// Paths the kernel resolves (PATH_MAX with its NUL); a longer one is counted, not walked.
+    static let pathLimit = Int(PATH_MAX) - 1
+
+    private func walk(_ layer: Layer, relative: String, into entries: inout [(String, [(String, JSONValue)])], pending: inout [String],
+                      unreachable: inout Int, hasher: DiffHasher) {
         let directory = layer.upper + relative
         let names = listDirectory(directory)
         // An opaque directory hides everything below it in the lowers: those children are deleted.
@@ -213,6 +228,7 @@ public struct UpperDiff {
         for name in names {
             if hasher.isPastDeadline { return }
             let path = relative + "/" + name
+            guard (layer.upper + path).utf8.count <= Self.pathLimit else { unreachable += 1; continue }
             guard let after = facts(layer.upper + path) else { continue }
             let visible = inside(layer, path)
             let lowerPath = lower(layer, path)
@@ -241,7 +257,7 @@ public struct UpperDiff {
                     }
                     entries.append((visible, fields))
                 }
-                if after.type == "directory" { walk(layer, relative: path, into: &entries, hasher: hasher) }
+                if after.type == "directory" { pending.append(path) }
                 continue
             }
             let before = lowerPath.flatMap(facts)
@@ -264,7 +280,7 @@ public struct UpperDiff {
                 if shifted(after.uid) != Int64(before.uid) || shifted(after.gid) != Int64(before.gid) { what.append("owner") }
                 if what.isEmpty {
                     // Copied up (a directory someone wrote into, or a file opened for writing) but not changed.
-                    if after.type == "directory" { walk(layer, relative: path, into: &entries, hasher: hasher) }
+                    if after.type == "directory" { pending.append(path) }
                     continue
                 }
                 fields.insert(("change", .string(what.contains("content") || what.contains("type") ? "modified" : "attributes")), at: 1)
@@ -279,7 +295,7 @@ public struct UpperDiff {
                 }
                 if after.type == "symlink" { fields.append(("target_after", .string(link(layer.upper + path) ?? ""))) }
                 entries.append((visible, fields))
-                if after.type == "directory" { walk(layer, relative: path, into: &entries, hasher: hasher) }
+                if after.type == "directory" { pending.append(path) }
             } else {
                 fields.insert(("change", .string("created")), at: 1)
                 fields += [("mode_after", .string(octal(after.mode))), ("uid_after", .int(shifted(after.uid)))]
@@ -289,7 +305,7 @@ public struct UpperDiff {
                 }
                 if after.type == "symlink" { fields.append(("target_after", .string(link(layer.upper + path) ?? ""))) }
                 entries.append((visible, fields))
-                if after.type == "directory" { walk(layer, relative: path, into: &entries, hasher: hasher) }
+                if after.type == "directory" { pending.append(path) }
             }
         }
     }

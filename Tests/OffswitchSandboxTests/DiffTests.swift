@@ -108,6 +108,15 @@ struct DiffTests {
         return (changes, summary, seconds, run.out)
     }
 
+    @Test("A tree 3,000 directories deep: walked without recursion as far as the kernel resolves paths, and diff_complete says complete false")
+    func deepTree() throws {
+        let (changes, summary, _, output) = try Self.bounded("cd /home/user && python3 -c 'import os\nfor _ in range(3000): os.mkdir(\"d\"); os.chdir(\"d\")\nprint(\"made\")'")
+        #expect(output == "made\n")
+        #expect(summary["complete"] as? Bool == false, "\(summary)")
+        // Every level within PATH_MAX is there ("/home/user" plus "/d" per level).
+        #expect(changes.keys.filter { $0.hasPrefix("/home/user/d") }.count > 1500, "\(changes.count)")
+    }
+
     @Test("A sparse file is hashed from its data only: its SHA-256 is its content's, allocated_after what it holds")
     func sparseHashed() throws {
         // 8 MiB with 4 KiB of data at 1 MiB; sha256sum reads it whole, the diff reads 4 KiB.

@@ -47,6 +47,17 @@ struct ResourceTests {
         }
     }
 
+    @Test("A directory tree 3,000 deep that the agent made in its upper layer is gone after destroy (its diff does not recurse: DiffTests)")
+    func deepTreeTornDown() throws {
+        var upper = ""
+        try withSandbox(SandboxSpec()) { (sandbox: Sandbox) throws in
+            upper = sandbox.upperDirectory
+            let made = try sandbox.bash("cd /home/user && python3 -c 'import os\nfor _ in range(3000): os.mkdir(\"d\"); os.chdir(\"d\")\nprint(\"made\")'")
+            #expect(made.out == "made\n", "\(made.err)")
+        }
+        #expect(!upper.isEmpty && access(upper, F_OK) != 0, "\(upper) is still there")
+    }
+
     @Test("PID 1 reaps orphans: no zombies remain")
     func reaping() throws {
         try withSandbox { (sandbox: Sandbox) throws in

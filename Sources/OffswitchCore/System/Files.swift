@@ -97,7 +97,9 @@ public func writeWholeFile(_ bytes: some Collection<UInt8>, to path: String) thr
 
 /// rm -rf without following symlinks; errors are ignored (best-effort cleanup: callers that must
 /// know check that the path is gone). Works on descriptors and raw names, so a name that is not
-/// UTF-8, or a tree deeper than PATH_MAX, goes too (image layers hold whatever their tar named).
+/// UTF-8, or a tree deeper than PATH_MAX, goes too (image layers hold whatever their tar named,
+/// an agent's upper layer whatever it made). It holds one directory open at a time, whatever the
+/// depth: a 100,000-deep tree needs no more descriptors, and no more stack, than a flat one.
 package func removeTree(_ path: String) {
     let slash = path.lastIndex(of: "/") ?? path.startIndex
     let parent = slash == path.startIndex ? (path.hasPrefix("/") ? "/" : ".") : String(path[..<slash])
@@ -105,31 +107,99 @@ package func removeTree(_ path: String) {
     let directory = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard directory >= 0 else { return }
     defer { close(directory) }
-    name.withCString { removeEntry(directory, $0) }
+    removeEntry(directory, Array(name.utf8CString))
+}
+
+/// One directory on the way down: its name in its parent, its identity (to check that `..` leads
+/// back to the parent it came from), and the subdirectories still to remove.
+private struct Level {
+    var name: [CChar]
+    var identity: FileIdentity
+    /// nil until the directory is read (again); then its subdirectories, taken one at a time.
+    var pending: [[CChar]]?
+    var passes = 0
+    /// What the last reading found: when it found nothing, the directory is empty.
+    var found = 0
+}
+
+private struct FileIdentity: Equatable {
+    var device: UInt64
+    var inode: UInt64
+
+    init?(_ fd: Int32) {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+    }
 }
 
 /// Removes `name` in the directory `parent`: unlinked, or emptied and removed if a directory.
-private func removeEntry(_ parent: Int32, _ name: UnsafePointer<CChar>) {
+/// Depth first, iteratively: going down closes the parent's descriptor, coming back opens `..`
+/// and checks it is the directory it left (a tree moved meanwhile is left alone, not chased).
+private func removeEntry(_ parent: Int32, _ name: [CChar]) {
     if unlinkat(parent, name, 0) == 0 || errno == ENOENT { return }
-    let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    guard let stream = fdopendir(fd) else { close(fd); return }
-    // Removing while reading may skip entries: read again until a pass finds none (three at
-    // most, so that entries that cannot be removed do not keep it going).
-    for _ in 0..<3 {
-        rewinddir(stream)
-        var seen = 0
-        while let entry = readdir(stream) {
-            withUnsafePointer(to: &entry.pointee.d_name) { tuple in
-                tuple.withMemoryRebound(to: CChar.self, capacity: 256) { entryName in
-                    guard strcmp(entryName, ".") != 0 && strcmp(entryName, "..") != 0 else { return }
-                    seen += 1
-                    removeEntry(dirfd(stream), entryName)
+    var current = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    guard current >= 0 else { return }
+    guard let top = FileIdentity(current) else { close(current); return }
+    var levels = [Level(name: name, identity: top)]
+    while let index = levels.indices.last {
+        if levels[index].pending == nil {
+            levels[index].passes += 1
+            (levels[index].pending, levels[index].found) = scan(current)
+        }
+        if let child = levels[index].pending?.popLast() {
+            if unlinkat(current, child, AT_REMOVEDIR) == 0 { continue }
+            let fd = openat(current, child, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            guard let identity = FileIdentity(fd) else { close(fd); continue }
+            close(current)
+            current = fd
+            levels.append(Level(name: child, identity: identity))
+            continue
+        }
+        // Read again for what removing while reading skipped, until a reading finds nothing
+        // (three at most, so that entries that cannot be removed do not keep it going).
+        if levels[index].found > 0 && levels[index].passes < 3 {
+            levels[index].pending = nil
+            continue
+        }
+        let finished = levels.removeLast()
+        guard let above = levels.last else {
+            close(current)
+            unlinkat(parent, name, AT_REMOVEDIR)
+            return
+        }
+        let up = openat(current, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        close(current)
+        guard up >= 0 else { return }
+        guard FileIdentity(up) == above.identity else { close(up); return }
+        current = up
+        unlinkat(current, finished.name, AT_REMOVEDIR)
+    }
+}
+
+/// Unlinks every non-directory in `directory`; returns its subdirectories' names and how many
+/// entries it found.
+private func scan(_ directory: Int32) -> ([[CChar]], Int) {
+    let fd = dup(directory)
+    guard fd >= 0 else { return ([], 0) }
+    guard let stream = fdopendir(fd) else { close(fd); return ([], 0) }
+    defer { closedir(stream) }
+    var subdirectories: [[CChar]] = []
+    var found = 0
+    while let entry = readdir(stream) {
+        let isDirectory = entry.pointee.d_type == UInt8(DT_DIR)
+        withUnsafePointer(to: &entry.pointee.d_name) { tuple in
+            tuple.withMemoryRebound(to: CChar.self, capacity: 256) { entryName in
+                guard strcmp(entryName, ".") != 0 && strcmp(entryName, "..") != 0 else { return }
+                found += 1
+                if !isDirectory, unlinkat(directory, entryName, 0) == 0 || errno == ENOENT { return }
+                if isDirectory || errno == EISDIR {
+                    subdirectories.append(Array(UnsafeBufferPointer(start: entryName, count: strlen(entryName) + 1)))
                 }
             }
         }
-        if seen == 0 { break }
     }
-    closedir(stream)
-    unlinkat(parent, name, AT_REMOVEDIR)
+    return (subdirectories, found)
 }
