@@ -197,9 +197,53 @@ public struct UpperDiff {
                      device: UInt64(info.st_rdev))
     }
 
+    /// What the lowers show at `relative`, as overlayfs merges them (the top lower first): the
+    /// first lower that has it, unless that is a whiteout (a character device 0:0, as an image's
+    /// layers keep them), or a directory above it in a higher lower is opaque or not a directory.
     private func lower(_ layer: Layer, _ relative: String) -> String? {
-        for lower in layer.lowers where facts(lower + relative) != nil { return lower + relative }
+        for lower in layer.lowers {
+            if let found = facts(lower + relative) {
+                return found.type == "char_device" && found.device == 0 ? nil : lower + relative
+            }
+            if hidesBelow(lower, relative) { return nil }
+        }
         return nil
+    }
+
+    /// Whether `lower` hides what lowers below it have at `relative`: an ancestor of it there is
+    /// opaque, or is not a directory (a whiteout, a file).
+    private func hidesBelow(_ lower: String, _ relative: String) -> Bool {
+        var ancestor = ""
+        for component in relative.split(separator: "/").dropLast() {
+            ancestor += "/" + component
+            guard let found = facts(lower + ancestor) else { return false }
+            if found.type != "directory" || isOpaque(lower + ancestor) { return true }
+        }
+        return false
+    }
+
+    /// The entries the lowers show in the directory `relative` (name and the lower path holding
+    /// it), merged as overlayfs merges them: down from the top lower, a whiteout hiding the name
+    /// below, an opaque directory ending the merge.
+    private func lowerEntries(_ layer: Layer, _ relative: String) -> [(name: String, path: String)] {
+        var entries: [(name: String, path: String)] = []
+        var hidden: Set<String> = []
+        for lower in layer.lowers {
+            let directory = lower + relative
+            guard let found = facts(directory) else {
+                if hidesBelow(lower, relative + "/x") { break }
+                continue
+            }
+            guard found.type == "directory" else { break }
+            for name in listDirectory(directory) where !hidden.contains(name) {
+                hidden.insert(name)
+                if let entry = facts(directory + "/" + name), !(entry.type == "char_device" && entry.device == 0) {
+                    entries.append((name, directory + "/" + name))
+                }
+            }
+            if isOpaque(directory) { break }
+        }
+        return entries
     }
 
     private func inside(_ layer: Layer, _ relative: String) -> String {
@@ -216,12 +260,12 @@ public struct UpperDiff {
         let directory = layer.upper + relative
         let names = listDirectory(directory)
         // An opaque directory hides everything below it in the lowers: those children are deleted.
-        if !relative.isEmpty, isOpaque(directory), let lowerDirectory = lower(layer, relative) {
-            for name in listDirectory(lowerDirectory) where !names.contains(name) {
+        if !relative.isEmpty, isOpaque(directory), lower(layer, relative) != nil {
+            for (name, lowerPath) in lowerEntries(layer, relative) where !names.contains(name) {
                 let path = relative + "/" + name
                 if hasher.isPastDeadline { return }
-                if let before = facts(lowerDirectory + "/" + name) {
-                    entries.append((inside(layer, path), deleted(inside(layer, path), before, lowerDirectory + "/" + name, hasher: hasher)))
+                if let before = facts(lowerPath) {
+                    entries.append((inside(layer, path), deleted(inside(layer, path), before, lowerPath, hasher: hasher)))
                 }
             }
         }

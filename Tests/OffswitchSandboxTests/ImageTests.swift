@@ -131,6 +131,38 @@ struct ImageTests {
         try sandbox.destroy()
     }
 
+    @Test("The teardown diff sees the image as overlayfs merges it: a file an upper image layer whited out and the agent made again is created; an opaque directory the agent replaced deletes only what the image showed")
+    func diffOverImageWhiteouts() throws {
+        let image = try TestImage.build()
+        defer { image.remove() }
+        let paths = try paths()
+        defer { removeAll(paths) }
+        _ = try paths.imageStore.importImages(from: image.layout, tags: ["diff:1"])
+        var spec = try ProfileCatalog.load("docker").sandboxSpec
+        spec.rootfs = .image("diff:1")
+        let log = paths.base + "-events.ndjson"
+        let sandbox = try Sandbox.create(spec, paths: paths, eventLog: log)
+        defer { try? sandbox.destroy() }
+        // /data/gone: in layer 1, whited out by layer 2. /opaque: opaque in layer 2 (upper-file),
+        // hiding layer 1's lower-only.
+        // /links: layer 1 only. Each directory removed and made again is opaque in the upper layer.
+        let run = try sandbox.exec(ExecRequest(argv: ["/bin/sh", "-c", "echo back > /data/gone && rm -r /opaque /links && mkdir /opaque /links && echo new > /fresh"], user: .root))
+        #expect(run.exitCode == 0, "\(run.err)")
+        try sandbox.destroy()
+        var changes: [String: [String: Any]] = [:]
+        for line in try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n") {
+            let event = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+            if event["kind"] as? String == "file_changed", let path = event["path"] as? String { changes[path] = event }
+        }
+        #expect(changes["/data/gone"]?["change"] as? String == "created", "\(changes["/data/gone"] ?? [:])")
+        #expect(changes["/fresh"]?["change"] as? String == "created")
+        #expect(changes["/opaque/upper-file"]?["change"] as? String == "deleted", "\(changes.keys.sorted())")
+        #expect(changes["/opaque/lower-only"] == nil, "\(changes["/opaque/lower-only"] ?? [:])")
+        #expect(changes["/links/a"]?["change"] as? String == "deleted" && changes["/links/b"]?["change"] as? String == "deleted", "\(changes.keys.sorted())")
+        // Nothing is said of what the image itself had whited out.
+        #expect(!changes.values.contains { $0["type"] as? String == "char_device" }, "\(changes.keys.sorted())")
+    }
+
     @Test("Two sandboxes share one unpack; a second import reuses every layer; an image in use is not removed; prune keeps what is referenced")
     func sharingAndRemoval() throws {
         let image = try TestImage.build()
