@@ -89,6 +89,18 @@ struct RegistryAuthTests {
         #expect(try none.credentials(for: "docker.io") == nil)
         // A file given by name must exist.
         #expect(throws: OffswitchError.self) { try DockerConfig.load(path: "/nonexistent/config.json") }
+        // A FIFO (which would hang the read) or a device is refused, by name.
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("offswitch-config-fifo-\(UUID().uuidString.prefix(8))").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        for path in [fifo, "/dev/zero"] {
+            do {
+                _ = try DockerConfig.load(path: path)
+                Issue.record("\(path) was read as a config.json")
+            } catch {
+                #expect(error.message.contains("\(path) is not a regular file"), "\(error)")
+            }
+        }
     }
 
     @Test("Plain HTTP only to loopback; credentials only to the registry's own origin")
@@ -96,7 +108,9 @@ struct RegistryAuthTests {
         for host in ["localhost", "localhost:5000", "127.0.0.1:5000", "127.9.8.7", "[::1]:5000"] {
             #expect(RegistryClient.isLoopback(host: host), "\(host)")
         }
-        for host in ["127.0.0.1.example", "localhost.example:5000", "10.0.0.1", "[::2]", "128.0.0.1", "1270.0.0.1"] {
+        // User-info: curl connects to what follows the '@'.
+        for host in ["127.0.0.1.example", "localhost.example:5000", "10.0.0.1", "[::2]", "128.0.0.1", "1270.0.0.1",
+                     "127.0.0.1:1@203.0.113.1", "localhost:x@evil.example", "[::1]@evil.example", "[::1]:1@evil.example", "[::1]evil.example"] {
             #expect(!RegistryClient.isLoopback(host: host), "\(host)")
         }
         #expect(throws: OffswitchError.self) {

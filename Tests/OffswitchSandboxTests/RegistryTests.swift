@@ -203,4 +203,67 @@ struct RegistryTests {
         let kept = try FileManager.default.contentsOfDirectory(atPath: store.root + "/layers/sha256").filter { !$0.hasSuffix(".json") }
         #expect(kept.count <= 1, "\(kept)")
     }
+
+    // MARK: a hostile registry's answers (FakeRegistry)
+
+    private static let zeros = "sha256:" + String(repeating: "0", count: 64)
+    private static let manifest = Array(#"{"schemaVersion":2,"config":{"digest":"\#(zeros)","size":2},"layers":[]}"#.utf8)
+
+    @Test("A manifest whose Content-Type is empty or a bare ';' is typed by its content, not a crash")
+    func emptyContentType() throws {
+        for type in ["", ";", " ; charset=x"] {
+            let registry = try FakeRegistry(["/v2/x/y/manifests/1": .init(headers: [("Content-Type", type)], body: Self.manifest)])
+            defer { registry.stop() }
+            let store = store()
+            defer { try? FileManager.default.removeItem(atPath: store.root) }
+            do {
+                _ = try store.pull("\(registry.host)/x/y:1", options: .init(plainHTTP: true))
+                Issue.record("a pull of a configuration the registry lacks succeeded")
+            } catch {
+                // Past the manifest: its configuration is asked for, and is not there.
+                #expect(error.code == .notFound && error.message.contains("blob \(Self.zeros)"), "\(type): \(error)")
+            }
+        }
+    }
+
+    @Test("A redirect or a token realm to http://127.0.0.1:1@elsewhere is not plain HTTP to loopback: refused before any connection")
+    func userInfoIsNotLoopback() throws {
+        let elsewhere = "http://127.0.0.1:PORT@203.0.113.1:9"
+        for answer in [FakeRegistry.Answer(status: 302, headers: [("Location", elsewhere + "/v2/x/y/manifests/2")]),
+                       FakeRegistry.Answer(status: 401, headers: [("WWW-Authenticate", #"Bearer realm="\#(elsewhere)/token",service="x""#)])] {
+            let registry = try FakeRegistry(["/v2/x/y/manifests/1": answer])
+            defer { registry.stop() }
+            let store = store()
+            defer { try? FileManager.default.removeItem(atPath: store.root) }
+            let credentials = RegistryCredentials(username: "alice", password: "s3cret", source: "the test")
+            do {
+                _ = try store.pull("\(registry.host)/x/y:1", options: .init(plainHTTP: true, credentials: credentials))
+                Issue.record("a pull went to \(elsewhere)")
+            } catch {
+                #expect(error.message.contains("not HTTPS") && error.message.contains("203.0.113.1"), "\(error)")
+                #expect(!error.message.contains("s3cret"), "\(error)")
+            }
+        }
+    }
+
+    @Test("An index naming its manifest by a digest that is not sha256 is refused: that manifest could not be checked")
+    func indexChildNotSha256() throws {
+        let host = OCI.Platform.host
+        let child = "sha512:" + String(repeating: "0", count: 128)
+        let index = Array(#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(child)","size":\#(Self.manifest.count),"platform":{"os":"\#(host.os)","architecture":"\#(host.architecture)"}}]}"#.utf8)
+        let registry = try FakeRegistry([
+            "/v2/x/y/manifests/1": .init(headers: [("Content-Type", "application/vnd.oci.image.index.v1+json")], body: index),
+            "/v2/x/y/manifests/\(child)": .init(headers: [("Content-Type", "application/vnd.oci.image.manifest.v1+json")], body: Self.manifest),
+        ])
+        defer { registry.stop() }
+        let store = store()
+        defer { try? FileManager.default.removeItem(atPath: store.root) }
+        do {
+            _ = try store.pull("\(registry.host)/x/y:1", options: .init(plainHTTP: true))
+            Issue.record("a manifest named by a sha512 digest was pulled unchecked")
+        } catch {
+            #expect(error.message.contains("only sha256"), "\(error)")
+        }
+        #expect(registry.requests == ["/v2/x/y/manifests/1"])
+    }
 }

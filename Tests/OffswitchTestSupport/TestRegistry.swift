@@ -97,7 +97,7 @@ public final class TestRegistry {
         guard process.terminationStatus == 0 else { throw TestRegistryError("\(script.prefix(100)): \(text)") }
     }
 
-    private static func freePort() throws -> Int {
+    static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
@@ -111,7 +111,7 @@ public final class TestRegistry {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    private static func waitForPort(_ port: Int) throws {
+    static func waitForPort(_ port: Int) throws {
         for _ in 0..<100 {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = sockaddr_in()
@@ -128,7 +128,7 @@ public final class TestRegistry {
         throw TestRegistryError("nothing listens on 127.0.0.1:\(port) after 10 s")
     }
 
-    private static func spawn(_ argv: [String], log: String) throws -> pid_t {
+    static func spawn(_ argv: [String], log: String) throws -> pid_t {
         let out = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         defer { close(out) }
         var actions = posix_spawn_file_actions_t()

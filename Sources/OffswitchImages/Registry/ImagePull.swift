@@ -53,6 +53,8 @@ extension ImageStore {
         if OCI.indexTypes.contains(type) {
             let index = try OCI.decode(OCI.Index.self, fetched.bytes, what: "image index \(fetched.digest)")
             let chosen = try index.forHost(what: "image pull \(reference.familiar): image index \(fetched.digest)")
+            // Fetched by a sha256 digest, the manifest is checked against it; any other would not be.
+            _ = try OCI.hexOfDigest(chosen.digest, what: "image pull \(reference.familiar): image index \(fetched.digest)")
             progress("image index \(fetched.digest.prefix(19)): \(index.manifests.count) manifests, taking \(chosen.platform?.description ?? "?") \(chosen.digest.prefix(19))")
             fetched = try client.manifest(chosen.digest)
             guard Int64(fetched.bytes.count) == chosen.size else {
@@ -64,8 +66,10 @@ extension ImageStore {
             throw OffswitchError(.invalidArgument, "image pull \(reference.familiar): manifest \(fetched.digest) has media type \(type), neither an image manifest nor an index (a Docker schema 1 image is not supported)")
         }
         let manifest = try OCI.decode(OCI.Manifest.self, fetched.bytes, what: "image manifest \(fetched.digest)")
+        _ = try OCI.hexOfDigest(manifest.config.digest, what: "image pull \(reference.familiar): manifest \(fetched.digest), its configuration")
         var sizes: [String: (index: Int, size: Int64)] = [manifest.config.digest: (0, manifest.config.size)]
         for (index, layer) in manifest.layers.enumerated() {
+            _ = try OCI.hexOfDigest(layer.digest, what: "image pull \(reference.familiar): manifest \(fetched.digest), layer \(index + 1)")
             if let type = layer.mediaType, type.contains("nondistributable") || type.contains("foreign") {
                 progress("layer \(index + 1)/\(manifest.layers.count) \(layer.digest.prefix(19)): \(type), fetched from the registry like any other")
             }

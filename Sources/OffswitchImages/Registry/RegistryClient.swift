@@ -28,14 +28,21 @@ final class RegistryClient {
         endpoint = (plainHTTP ? "http://" : "https://") + host
     }
 
-    /// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+    /// `localhost`, `127.x.y.z` or `[::1]`, with or without a port, and nothing else: a URL's
+    /// user-info (`127.0.0.1:1@other.example`, where curl connects to other.example) is not loopback.
     static func isLoopback(host: String) -> Bool {
         var name = Substring(host.lowercased())
+        func isPort(_ text: Substring) -> Bool { text.utf8.allSatisfy { (0x30...0x39).contains($0) } }
         if name.hasPrefix("[") {
             guard let close = name.firstIndex(of: "]") else { return false }
+            let after = name[name.index(after: close)...]
+            guard after.isEmpty || (after.hasPrefix(":") && isPort(after.dropFirst())) else { return false }
             return name[name.index(after: name.startIndex)..<close] == "::1"
         }
-        if let colon = name.firstIndex(of: ":") { name = name[..<colon] }
+        if let colon = name.firstIndex(of: ":") {
+            guard isPort(name[name.index(after: colon)...]) else { return false }
+            name = name[..<colon]
+        }
         if name == "localhost" { return true }
         let octets = name.split(separator: ".", omittingEmptySubsequences: false)
         return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
@@ -55,7 +62,9 @@ final class RegistryClient {
         if let said = response.header("Docker-Content-Digest"), said.hasPrefix("sha256:"), said != digest {
             throw OffswitchError(.invalidArgument, "image pull \(reference.familiar): manifest \(tagOrDigest) has content of digest \(digest), the registry's Docker-Content-Digest says \(said)")
         }
-        let type = response.header("Content-Type").map { String($0.split(separator: ";")[0]).lowercased() }
+        // `Content-Type: ;` or an empty one has no type (and must not trap).
+        let type = response.header("Content-Type").map { String($0.prefix { $0 != ";" }.filter { $0 != " " && $0 != "\t" }).lowercased() }
+            .flatMap { $0.isEmpty ? nil : $0 }
         return (response.body, type, digest)
     }
 

@@ -60,6 +60,15 @@ public struct DockerConfig: Sendable {
             if given != nil { throw OffswitchError(.notFound, "registry credentials: \(path) does not exist") }
             return DockerConfig(path: nil, file: File())
         }
+        // A FIFO or a device (a symlink to /dev/zero) would hang or fill the read: a regular file only.
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw OffswitchError.system("registry credentials: stat(\(path))", errno: errno) }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw OffswitchError(.invalidArgument, "registry credentials: \(path) is not a regular file")
+        }
+        guard info.st_size <= 4 << 20 else {
+            throw OffswitchError(.fileTooLarge, "registry credentials: \(path) is \(info.st_size) bytes, over 4 MiB")
+        }
         guard let bytes = readSmallBytes(path, limit: 4 << 20) else {
             throw OffswitchError.system("registry credentials: read(\(path))", errno: errno)
         }
