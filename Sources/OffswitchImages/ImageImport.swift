@@ -165,6 +165,9 @@ extension ImageStore {
         if let os = config.os, let architecture = config.architecture, os != host.os || architecture != host.architecture {
             throw OffswitchError(.invalidArgument, "image \(manifest.config.digest): built for \(os)/\(architecture), this host is \(host.description)")
         }
+        guard manifest.layers.count <= Self.layerLimit else {
+            throw OffswitchError(.invalidArgument, "image \(manifest.config.digest): \(manifest.layers.count) layers; a sandbox's root stacks at most \(Self.layerLimit) (Docker's bound as well)")
+        }
         guard config.rootfs.diff_ids.count == manifest.layers.count else {
             throw OffswitchError(.invalidArgument, "image \(manifest.config.digest): the manifest has \(manifest.layers.count) layers, the configuration \(config.rootfs.diff_ids.count) diff ids")
         }

@@ -16,6 +16,10 @@ import Synchronization
 ///       locks/HEX.lock       held while a layer is unpacked, so concurrent imports unpack it once
 ///       tmp/PID-RANDOM       work in progress; nothing there is visible as a layer or an image
 public final class ImageStore: Sendable {
+    /// The most layers an image may have: overlayfs stacks a few hundred at most, and Docker
+    /// refuses images of more than about 125.
+    public static let layerLimit = 127
+
     public let root: String
     /// What chose `root`, for errors (`OFFSWITCH_IMAGE_STORE`, `--image-store`).
     public let source: String

@@ -123,5 +123,7 @@ struct RegistryAuthTests {
         #expect(RegistryClient.escaped("repository:a/b:pull") == "repository%3Aa%2Fb%3Apull")
         #expect(RegistryClient.registryMessage(Array(#"{"errors":[{"code":"DENIED","message":"no"}]}"#.utf8)) == "DENIED: no")
         #expect(RegistryClient.registryMessage(Array("<html>".utf8)) == nil)
+        #expect(RegistryClient.shown("a\u{1B}[2Jb\r\u{9B}c") == "a\\u{1B}[2Jb\\u{D}\\u{9B}c")
+        #expect(RegistryClient.shown(String(repeating: "x", count: 500)).count == 200)
     }
 }

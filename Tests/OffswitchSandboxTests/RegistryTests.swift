@@ -266,4 +266,42 @@ struct RegistryTests {
         }
         #expect(registry.requests == ["/v2/x/y/manifests/1"])
     }
+
+    @Test("A hostile registry's text is shown, not obeyed: escape sequences and CRs in its error messages are written out; 300 headers cannot push out the digest check; 500 layers are refused before any blob is asked for")
+    func hostileText() throws {
+        let escape = Array(#"{"errors":[{"code":"DENIED","message":"\u001b[2J\u001b]0;owned\u0007pulled OK\r"}]}"#.utf8)
+        var junk = (0..<300).map { ("X-Junk-\($0)", "x") }
+        junk.append(("Docker-Content-Digest", "sha256:" + String(repeating: "1", count: 64)))
+        let layers = (0..<500).map { _ in #"{"digest":"sha256:\#(String(repeating: "2", count: 64))","size":1}"# }.joined(separator: ",")
+        let many = Array(#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"\#(Self.zeros)","size":2},"layers":[\#(layers)]}"#.utf8)
+        let registry = try FakeRegistry([
+            "/v2/x/denied/manifests/1": .init(status: 403, headers: [("Content-Type", "application/json")], body: escape),
+            "/v2/x/junk/manifests/1": .init(headers: junk, body: Self.manifest),
+            "/v2/x/many/manifests/1": .init(headers: [("Content-Type", "application/vnd.oci.image.manifest.v1+json")], body: many),
+        ])
+        defer { registry.stop() }
+        let store = store()
+        defer { try? FileManager.default.removeItem(atPath: store.root) }
+        do {
+            _ = try store.pull("\(registry.host)/x/denied:1", options: .init(plainHTTP: true))
+            Issue.record("a refused pull succeeded")
+        } catch {
+            #expect(error.code == .registryUnauthorized, "\(error)")
+            #expect(!error.message.unicodeScalars.contains { $0.value < 0x20 }, "\(error.message.debugDescription)")
+            #expect(error.message.contains("\\u{1B}[2J") && error.message.contains("\\u{D}"), "\(error.message)")
+        }
+        do {
+            _ = try store.pull("\(registry.host)/x/junk:1", options: .init(plainHTTP: true))
+            Issue.record("a manifest whose Docker-Content-Digest differs, after 300 headers, was used")
+        } catch {
+            #expect(error.message.contains("Docker-Content-Digest"), "\(error)")
+        }
+        do {
+            _ = try store.pull("\(registry.host)/x/many:1", options: .init(plainHTTP: true))
+            Issue.record("an image of 500 layers was pulled")
+        } catch {
+            #expect(error.message.contains("500 layers"), "\(error)")
+        }
+        #expect(!registry.requests.contains { $0.contains("/blobs/") }, "\(registry.requests)")
+    }
 }

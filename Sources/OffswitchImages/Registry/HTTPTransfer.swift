@@ -79,7 +79,14 @@ struct HTTPTransfer {
                 }),
                 ccurl_set_pointer(handle, CURLOPT_HEADERDATA, user),
             ]
-            if case .memory = sink { setup.append(ccurl_set_long(handle, CURLOPT_TIMEOUT, 120)) }
+            switch sink {
+            case .memory:
+                setup.append(ccurl_set_long(handle, CURLOPT_TIMEOUT, 120))
+            case .file(_, let limit):
+                // A blob has 10 minutes, and one more second per 100 KiB it may hold: a registry
+                // trickling just above the stall limit does not hold a pull for days.
+                setup.append(ccurl_set_long(handle, CURLOPT_TIMEOUT, Int(600 + limit / 102_400)))
+            }
             if let failed = setup.first(where: { $0 != CURLE_OK }) { return failed }
             return curl_easy_perform(handle)
         }
@@ -130,11 +137,15 @@ private final class TransferState {
         return count
     }
 
+    /// The headers a registry client reads; others are not kept, so that no number of them
+    /// pushes these out.
+    static let kept: Set<String> = ["location", "www-authenticate", "docker-content-digest", "content-type"]
+
     /// One header line; a status line starts a new response (after an interim one).
     func header(_ data: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
         let line = String(decoding: UnsafeRawBufferPointer(start: data, count: count), as: UTF8.self)
         if line.hasPrefix("HTTP/") { headers.removeAll(); return count }
-        guard headers.count < 200, let colon = line.firstIndex(of: ":") else { return count }
+        guard headers.count < 32, let colon = line.firstIndex(of: ":"), Self.kept.contains(line[..<colon].lowercased()) else { return count }
         let name = String(line[..<colon])
         let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t\r\n")
         headers.append((name, value))

@@ -55,7 +55,7 @@ extension ImageStore {
             let chosen = try index.forHost(what: "image pull \(reference.familiar): image index \(fetched.digest)")
             // Fetched by a sha256 digest, the manifest is checked against it; any other would not be.
             _ = try OCI.hexOfDigest(chosen.digest, what: "image pull \(reference.familiar): image index \(fetched.digest)")
-            progress("image index \(fetched.digest.prefix(19)): \(index.manifests.count) manifests, taking \(chosen.platform?.description ?? "?") \(chosen.digest.prefix(19))")
+            progress("image index \(fetched.digest.prefix(19)): \(index.manifests.count) manifests, taking \(RegistryClient.shown(chosen.platform?.description ?? "?", limit: 80)) \(chosen.digest.prefix(19))")
             fetched = try client.manifest(chosen.digest)
             guard Int64(fetched.bytes.count) == chosen.size else {
                 throw OffswitchError(.invalidArgument, "image pull \(reference.familiar): manifest \(chosen.digest) is \(fetched.bytes.count) bytes, the index says \(chosen.size)")
@@ -67,11 +67,14 @@ extension ImageStore {
         }
         let manifest = try OCI.decode(OCI.Manifest.self, fetched.bytes, what: "image manifest \(fetched.digest)")
         _ = try OCI.hexOfDigest(manifest.config.digest, what: "image pull \(reference.familiar): manifest \(fetched.digest), its configuration")
+        guard manifest.layers.count <= Self.layerLimit else {
+            throw OffswitchError(.invalidArgument, "image pull \(reference.familiar): manifest \(fetched.digest) has \(manifest.layers.count) layers; a sandbox's root stacks at most \(Self.layerLimit)")
+        }
         var sizes: [String: (index: Int, size: Int64)] = [manifest.config.digest: (0, manifest.config.size)]
         for (index, layer) in manifest.layers.enumerated() {
             _ = try OCI.hexOfDigest(layer.digest, what: "image pull \(reference.familiar): manifest \(fetched.digest), layer \(index + 1)")
             if let type = layer.mediaType, type.contains("nondistributable") || type.contains("foreign") {
-                progress("layer \(index + 1)/\(manifest.layers.count) \(layer.digest.prefix(19)): \(type), fetched from the registry like any other")
+                progress("layer \(index + 1)/\(manifest.layers.count) \(layer.digest.prefix(19)): \(RegistryClient.shown(type, limit: 120)), fetched from the registry like any other")
             }
             if layer.size > options.limits.bytes {
                 throw OffswitchError(.fileTooLarge, "image pull \(reference.familiar): layer \(layer.digest) is \(layer.size) bytes compressed, over the \(options.limits.bytes)-byte layer limit")

@@ -130,13 +130,13 @@ final class RegistryClient {
         } else if location.hasPrefix("/") {
             next = Self.origin(of: url) + location
         } else {
-            throw OffswitchError(.registryFailed, "image pull \(reference.familiar): \(what): a redirect to \"\(location.prefix(200))\", which is not an absolute URL or path")
+            throw OffswitchError(.registryFailed, "image pull \(reference.familiar): \(what): a redirect to \"\(Self.shown(location))\", which is not an absolute URL or path")
         }
         let lowered = next.lowercased()
         if lowered.hasPrefix("https://") { return next }
         let host = String(Self.origin(of: next).dropFirst("http://".count))
         guard plainHTTP, lowered.hasPrefix("http://"), Self.isLoopback(host: host) else {
-            throw OffswitchError(.registryFailed, "image pull \(reference.familiar): \(what): the registry redirects to \(next.prefix(200)), which is not HTTPS (plain HTTP only to loopback, when asked for)")
+            throw OffswitchError(.registryFailed, "image pull \(reference.familiar): \(what): the registry redirects to \(Self.shown(next)), which is not HTTPS (plain HTTP only to loopback, when asked for)")
         }
         return next
     }
@@ -153,7 +153,7 @@ final class RegistryClient {
             }
             return credentials.basicHeader
         }
-        throw OffswitchError(.registryUnauthorized, "image pull \(reference.familiar): \(what): the registry answered 401 with no challenge Offswitch can meet (\(challenges.joined(separator: "; ").prefix(200)))")
+        throw OffswitchError(.registryUnauthorized, "image pull \(reference.familiar): \(what): the registry answered 401 with no challenge Offswitch can meet (\(Self.shown(challenges.joined(separator: "; "))))")
     }
 
     /// A token from a `Bearer` challenge's realm, for pulling this repository.
@@ -164,7 +164,7 @@ final class RegistryClient {
         let lowered = realm.lowercased()
         let realmHost = String(Self.origin(of: realm).drop { $0 != "/" }.dropFirst(2))
         guard lowered.hasPrefix("https://") || (plainHTTP && lowered.hasPrefix("http://") && Self.isLoopback(host: realmHost)) else {
-            throw OffswitchError(.registryFailed, "image pull \(reference.familiar): the token realm \(realm.prefix(200)) is not HTTPS; no password is sent to it")
+            throw OffswitchError(.registryFailed, "image pull \(reference.familiar): the token realm \(Self.shown(realm)) is not HTTPS; no password is sent to it")
         }
         var query: [String] = []
         if let service = challenge.parameters["service"] { query.append("service=" + Self.escaped(service)) }
@@ -201,7 +201,22 @@ final class RegistryClient {
     static func registryMessage(_ body: [UInt8]) -> String? {
         struct Errors: Codable { struct Item: Codable { var code: String?; var message: String? }; var errors: [Item]? }
         guard let errors = try? OCI.decode(Errors.self, body, what: "error"), let items = errors.errors, !items.isEmpty else { return nil }
-        return items.prefix(3).map { [$0.code, $0.message].compactMap { $0 }.joined(separator: ": ") }.joined(separator: "; ").prefixString(300)
+        return shown(items.prefix(3).map { [$0.code, $0.message].compactMap { $0 }.joined(separator: ": ") }.joined(separator: "; "), limit: 300)
+    }
+
+    /// Text a registry chose (its error messages, a Location, a media type), made safe to print:
+    /// at most `limit` characters, control characters (an escape sequence, a CR that would
+    /// overwrite the line) written as `\u{1B}`.
+    static func shown(_ text: String, limit: Int = 200) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars.prefix(limit) {
+            if scalar.value < 0x20 || (0x7f...0x9f).contains(scalar.value) {
+                out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 
     private func failure(_ response: HTTPTransfer.Response, what: String, detail: String?) -> OffswitchError {
@@ -220,10 +235,6 @@ final class RegistryClient {
         }
         return OffswitchError(code, message)
     }
-}
-
-extension String {
-    fileprivate func prefixString(_ count: Int) -> String { String(prefix(count)) }
 }
 
 /// One challenge of a `WWW-Authenticate` header (RFC 7235): `Bearer realm="...",service="..."`.

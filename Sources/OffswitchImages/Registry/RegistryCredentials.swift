@@ -132,7 +132,8 @@ public struct DockerConfig: Sendable {
         if output.status != 0 {
             let said = String(decoding: output.stdout.prefix(300), as: UTF8.self).lowercased()
             if said.contains("not found") { return nil }
-            throw OffswitchError(.invalidArgument, "registry credentials: \(program) get \(serverAddress) exited with status \(output.status): \(String(decoding: output.stdout.prefix(300), as: UTF8.self))")
+            // Its output is not shown: a helper that failed half-way may have printed the secret.
+            throw OffswitchError(.invalidArgument, "registry credentials: \(program) get \(serverAddress) exited with status \(output.status)")
         }
         struct Answer: Codable { var Username: String; var Secret: String }
         let answer = try OCI.decode(Answer.self, output.stdout, what: "the answer of \(program) get")
