@@ -17,7 +17,7 @@ Rows:
     sandbox of offswitchd's while a neighbour sandbox of the same daemon is exec'd into every 5 ms:
     the neighbour's latency against idle, the daemon's CPU, peak memory and state directory
 
-  images: create, exec `true`, destroy with an image root beside the host root, and importing a
+  images: create, exec `true`, destroy with an image root beside the host root, importing and pulling a
     200 MB image beside GNU tar unpacking the same layer
 
 BENCH_ONLY=images or BENCH_ONLY=attacks runs that section alone (printed; bench/results is left
@@ -244,6 +244,44 @@ def images_next_to_host(daemon):
             shutil.rmtree(target)
     report("importing a 200 MB image (the import of a whole layout: verifying, unpacking, recording)", timings,
            ["tar -xzf of the same layer, gzip"])
+
+    # The same image pulled from a registry on 127.0.0.1 (Debian's docker-registry), beside
+    # skopeo copying it to a layout (downloading and verifying only, no unpacking).
+    import socket as sockets
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with open(os.path.join(build, "registry.yml"), "w") as f:
+        f.write(f"version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {build}/registry}}\n"
+                f"http: {{addr: \"127.0.0.1:{port}\"}}\n")
+    registry = subprocess.Popen(["/usr/bin/docker-registry", "serve", os.path.join(build, "registry.yml")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                sockets.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        quiet(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{build}/layout:big", f"docker://127.0.0.1:{port}/bench/big:1"])
+        pulls = {f"offswitch image pull --plain-http (registry on 127.0.0.1, {size_mb:.0f} MB)": [],
+                 "skopeo copy docker:// to an OCI layout (download and verify, no unpacking)": []}
+        for round_ in range(3):
+            store = os.path.join(build, f"pull-store-{round_}")
+            start = time.perf_counter()
+            quiet([offswitch, "image", "pull", "--plain-http", "--store", store, f"127.0.0.1:{port}/bench/big:1"])
+            pulls[f"offswitch image pull --plain-http (registry on 127.0.0.1, {size_mb:.0f} MB)"].append((time.perf_counter() - start) * 1000)
+            shutil.rmtree(store)
+            target = os.path.join(build, f"skopeo-{round_}")
+            start = time.perf_counter()
+            quiet(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://127.0.0.1:{port}/bench/big:1", f"oci:{target}:big"])
+            pulls["skopeo copy docker:// to an OCI layout (download and verify, no unpacking)"].append((time.perf_counter() - start) * 1000)
+            shutil.rmtree(target)
+        report("pulling the 200 MB image from a registry on loopback (download, verify, unpack, record)", pulls,
+               ["skopeo copy docker:// to an OCI layout (download and verify, no unpacking)"])
+    finally:
+        registry.kill()
+        registry.wait()
 
 
 def attacks_next_door(daemon):

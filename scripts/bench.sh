@@ -14,6 +14,7 @@ command -v strace >/dev/null 2>&1 || need+=(strace)
 python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+[[ -x /usr/bin/docker-registry ]] || need+=(docker-registry)
 if ((${#need[@]})); then
   echo "bench: installing ${need[*]}" >&2
   DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
