@@ -4,6 +4,7 @@ import OffswitchCore
 import OffswitchImages
 import OffswitchSandbox
 import OffswitchTestSupport
+import Synchronization
 import Testing
 
 @Suite("Pulling images from a registry on loopback", needsRoot, .serialized)
@@ -66,6 +67,39 @@ struct RegistryTests {
         } catch {
             #expect(error.code == .notFound && error.message.contains("MANIFEST_UNKNOWN") || error.message.contains("NAME_UNKNOWN"), "\(error)")
         }
+    }
+
+    @Test("Two pulls of one image at once: both succeed, and each layer is downloaded and unpacked once (the registry's own log counts the blob requests)")
+    func concurrentPulls() throws {
+        let registry = try TestRegistry(auth: .none)
+        defer { registry.stop() }
+        let image = try TestImage.build()
+        defer { image.remove() }
+        try registry.push(image.layout + ":test", as: "offswitch/test:1")
+        let store = store()
+        defer { try? FileManager.default.removeItem(atPath: store.root) }
+        let before = registry.log.components(separatedBy: "\n").count
+        let results = Mutex<[[Bool]]>([])
+        let failures = Mutex<[String]>([])
+        let name = "\(registry.host)/offswitch/test:1"
+        DispatchQueue.concurrentPerform(iterations: 2) { _ in
+            do {
+                let pulled = try store.pull(name, options: .init(plainHTTP: true))
+                results.withLock { $0.append(pulled.unpacked) }
+            } catch {
+                failures.withLock { $0.append("\(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        let unpacked = results.withLock { $0 }
+        #expect(unpacked.count == 2)
+        if unpacked.count == 2 {
+            // Per layer, exactly one of the two pulls did the work.
+            #expect(zip(unpacked[0], unpacked[1]).allSatisfy { $0 != $1 }, "\(unpacked)")
+        }
+        let requests = registry.log.components(separatedBy: "\n").dropFirst(before - 1).filter { $0.contains("\"GET /v2/offswitch/test/blobs/") }
+        // The configuration by each pull (it is small and read before any lock), each layer once.
+        #expect(requests.count == 4, "\(requests.joined(separator: "\n"))")
     }
 
     @Test("A multi-platform image index is resolved to this host's platform (linux/amd64 beside linux/arm64)")
