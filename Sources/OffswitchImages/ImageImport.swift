@@ -238,7 +238,9 @@ extension ImageStore {
         guard SHA256.hex(bytes) == hex else { throw OffswitchError(.invalidArgument, "blob \(digest): its content has digest sha256:\(SHA256.hex(bytes))") }
         let target = "\(blobs)/\(hex)"
         if access(target, F_OK) == 0 { return }
-        let staged = "\(temporary)/\(getpid())-blob-\(hex)"
+        // Named for this call alone: two imports of one image in one process (the daemon's) write
+        // the same blob at once, and each renames its own complete copy into place.
+        let staged = "\(temporary)/\(getpid())-blob-\(hex)-\(String(UInt64.random(in: 0...UInt64.max), radix: 16))"
         try writeWholeFile(bytes, to: staged)
         try systemCall("rename(\(staged), \(target))") { rename(staged, target) }
     }
