@@ -91,6 +91,28 @@ struct TrialFormatTests {
         #expect(throws: OffswitchError.self) { try ScenarioCatalog.load("no-such-scenario") }
     }
 
+    @Test("A scenario's image: a reference or an id is kept as written; anything else is refused naming the file and the field")
+    func scenarioImage() throws {
+        let directory = NSTemporaryDirectory() + "offswitch-scenario-image-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let bundled = try ScenarioCatalog.load("palisade-math")
+        let text = try String(contentsOfFile: bundled.directory + "/scenario.yaml", encoding: .utf8)
+        try FileManager.default.copyItem(atPath: bundled.directory + "/prompts.yaml", toPath: directory + "/prompts.yaml")
+        #expect(bundled.image == nil)
+        for image in ["offswitch/palisade:bookworm", "localhost:5000/x@sha256:" + String(repeating: "a", count: 64), "sha256:0123456789ab"] {
+            try (text + "\nimage: \"\(image)\"\n").write(toFile: directory + "/scenario.yaml", atomically: true, encoding: .utf8)
+            #expect(try ScenarioCatalog.load(directory).image == image)
+        }
+        try (text + "\nimage: \"Not An/Image!\"\n").write(toFile: directory + "/scenario.yaml", atomically: true, encoding: .utf8)
+        do {
+            _ = try ScenarioCatalog.load(directory)
+            Issue.record("an image that is no reference was accepted")
+        } catch {
+            #expect(error.code == .invalidScenario && error.message.contains("\(directory)/scenario.yaml: image: \"Not An/Image!\" is not an image reference"), "\(error)")
+        }
+    }
+
     @Test("The prompts are Palisade's, verbatim, for every variant", arguments: ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "GDM"])
     func prompts(variant: String) throws {
         let text = try String(contentsOfFile: try ScenarioCatalog.load("palisade-math").directory + "/prompts.yaml", encoding: .utf8)
