@@ -131,6 +131,34 @@ struct ImageTests {
         try sandbox.destroy()
     }
 
+    @Test("An image whose uid 1000 is another account (Ubuntu's ubuntu, /home/ubuntu) keeps it, and the agent gets /home/user as its home and working directory")
+    func otherAccountAt1000() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("offswitch-image-ubuntu-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try TestImage.run(["bash", "-euo", "pipefail", "-c", """
+            mkdir -p \(directory)/r/bin \(directory)/r/etc \(directory)/r/home/ubuntu && cd \(directory)
+            cp /bin/busybox r/bin/busybox && for tool in sh id pwd env ls; do ln -s busybox r/bin/$tool; done
+            printf 'root:x:0:0:root:/root:/bin/sh\\nubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/sh\\n' > r/etc/passwd
+            printf 'root:x:0:\\nubuntu:x:1000:\\n' > r/etc/group
+            tar --numeric-owner -C r -cf layer.tar .
+            umoci init --layout layout && umoci new --image layout:t && umoci raw add-layer --image layout:t layer.tar
+            """])
+        let paths = try paths()
+        defer { removeAll(paths) }
+        _ = try paths.imageStore.importImages(from: directory + "/layout", tags: ["ubuntu-like:1"])
+        var spec = try ProfileCatalog.load("docker").sandboxSpec
+        spec.rootfs = .image("ubuntu-like:1")
+        let log = paths.base + "-events.ndjson"
+        let sandbox = try Sandbox.create(spec, paths: paths, eventLog: log)
+        defer { try? sandbox.destroy() }
+        let seen = try sandbox.exec(ExecRequest(argv: ["/bin/sh", "-c", "id -un; id -u; pwd; echo $HOME; ls -nd /home/user"], user: .agent))
+        let lines = seen.out.split(separator: "\n").map(String.init)
+        #expect(lines.prefix(4) == ["ubuntu", "1000", "/home/user", "/home/user"], "\(seen.out)\(seen.err)")
+        #expect(lines.last?.contains(" 1000 ") == true, "\(seen.out)")
+        let created = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").first { $0.contains(#""kind":"sandbox_created""#) } ?? ""
+        #expect(created.contains(#""account_added":false"#) && created.contains(#""home_added":true"#), "\(created)")
+    }
+
     @Test("The teardown diff sees the image as overlayfs merges it: a file an upper image layer whited out and the agent made again is created; an opaque directory the agent replaced deletes only what the image showed")
     func diffOverImageWhiteouts() throws {
         let image = try TestImage.build()

@@ -102,6 +102,18 @@ enum ImageAccount {
         return true
     }
 
+    /// Makes `/home/user` (the agent's working directory and `HOME`, whatever its name in the
+    /// image) when the image has none: an image whose uid 1000 is another account (`ubuntu` in
+    /// Ubuntu's images, with `/home/ubuntu`) keeps that account, and gets the directory. True when
+    /// it was made.
+    static func addAgentHomeIfMissing(lowers: [String], into layer: String) throws(OffswitchError) -> Bool {
+        guard !hasDirectory("home/user", lowers: lowers) else { return false }
+        try makeDirectory(layer + "/home", mode: 0o755)
+        try makeDirectory(layer + "/home/user", mode: 0o755)
+        try systemCall("chown(\(layer)/home/user)") { chown(layer + "/home/user", SandboxUser.agentUID, SandboxUser.agentGID) }
+        return true
+    }
+
     /// The image's `User` as a sandbox user: empty means none (the profile's stays); `0`, `root`
     /// and the name of uid 0 are root; `1000` and the name of uid 1000 the agent; anything else
     /// is refused, naming the image, since Offswitch runs commands as one of those two.

@@ -43,6 +43,8 @@ struct SandboxFilesystem {
         var image: ImageStore.Use?
         /// The image had no uid 1000: `user` was added to its passwd and group (ImageAccount).
         var accountAdded = false
+        /// The image had no /home/user: it was made, the agent's (ImageAccount).
+        var homeAdded = false
     }
 
     /// Creates the tmpfs and the layer in a claimed directory, and returns what PID 1 must mount.
@@ -79,10 +81,12 @@ struct SandboxFilesystem {
             // own over the image's too).
             try writeFile(layer + "/etc/resolv.conf", "# offswitch: this sandbox has no network\n", mode: 0o644)
             let added = try ImageAccount.addAgentIfMissing(lowers: image.lowers, into: layer)
+            // Made with the account; made alone when the image's uid 1000 has another name.
+            let homeAdded = try ImageAccount.addAgentHomeIfMissing(lowers: image.lowers, into: layer) || added
             // Commands as root start in /root: an image without it gets one (root's, 0700).
             if !ImageAccount.hasDirectory("root", lowers: image.lowers) { try makeDirectory(layer + "/root", mode: 0o700) }
             return Made(root: OverlayLayout(lower: [layer] + image.lowers, upper: upper, work: tmpfs + "/work"), image: image,
-                        accountAdded: added)
+                        accountAdded: added, homeAdded: homeAdded)
         case .directory(let path):
             var info = stat()
             guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {

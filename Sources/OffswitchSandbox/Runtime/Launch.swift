@@ -243,7 +243,8 @@ struct Launch {
                 ("format", .int(Int64(EventLog.formatVersion))),
             ] + (made.layouts.image.map { image in
                 [("image", .string(image.record.references.first ?? image.record.id)), ("image_id", .string(image.record.id)),
-                 ("image_layers", .int(Int64(image.record.layers.count))), ("account_added", .bool(made.layouts.accountAdded))]
+                 ("image_layers", .int(Int64(image.record.layers.count))), ("account_added", .bool(made.layouts.accountAdded)),
+                 ("home_added", .bool(made.layouts.homeAdded))]
             } ?? []))
             var listener: (fd: Int32, undo: CleanupStack.Step)?
             if hasListener, let fd = descriptors.first {
