@@ -177,7 +177,7 @@ extension ImageStore {
         for (index, (descriptor, diffID)) in zip(manifest.layers, config.rootfs.diff_ids).enumerated() {
             let isDockerSave = descriptor.mediaType?.hasPrefix("docker-save:") ?? false
             if let type = descriptor.mediaType, !isDockerSave, type.contains("nondistributable") || type.contains("foreign") {
-                progress("layer \(index + 1)/\(manifest.layers.count) \(diffID.prefix(19)): \(type), read from the layout like any other")
+                progress("layer \(index + 1)/\(manifest.layers.count) \(diffID.prefix(19)): \(String(type.unicodeScalars.prefix(120).filter { $0.value >= 0x20 && $0.value != 0x7f })), taken like any other layer")
             }
             var layerLimits = limits
             if let left = budget.left { layerLimits.bytes = min(limits.bytes, left) }

@@ -28,8 +28,13 @@ extension ImageStore {
     public func pull(_ text: String, tags: [String] = [], options: PullOptions = PullOptions(),
                      progress: (String) -> Void = { _ in }) throws(OffswitchError) -> Imported {
         // The download's progress is kept by curl's transfer for its duration only.
-        try withoutActuallyEscaping(progress) { (progress) throws(OffswitchError) in
-            try pull(text, tags: tags, options: options, escapingProgress: progress)
+        do throws(OffswitchError) {
+            return try withoutActuallyEscaping(progress) { (progress) throws(OffswitchError) in
+                try pull(text, tags: tags, options: options, escapingProgress: progress)
+            }
+        } catch where !error.message.hasPrefix("image pull") {
+            // What the shared import path says (a layer refused, a document invalid) names the pull.
+            throw OffswitchError(error.code, "image pull \(text.prefix(200)): \(error.message)", errno: error.errno)
         }
     }
 
@@ -73,9 +78,6 @@ extension ImageStore {
         var sizes: [String: (index: Int, size: Int64)] = [manifest.config.digest: (0, manifest.config.size)]
         for (index, layer) in manifest.layers.enumerated() {
             _ = try OCI.hexOfDigest(layer.digest, what: "image pull \(reference.familiar): manifest \(fetched.digest), layer \(index + 1)")
-            if let type = layer.mediaType, type.contains("nondistributable") || type.contains("foreign") {
-                progress("layer \(index + 1)/\(manifest.layers.count) \(layer.digest.prefix(19)): \(RegistryClient.shown(type, limit: 120)), fetched from the registry like any other")
-            }
             if layer.size > options.limits.bytes {
                 throw OffswitchError(.fileTooLarge, "image pull \(reference.familiar): layer \(layer.digest) is \(layer.size) bytes compressed, over the \(options.limits.bytes)-byte layer limit")
             }
