@@ -150,62 +150,54 @@ struct RegistryTests {
         #expect(lines.contains { $0.contains("image index") && $0.contains("2 manifests") }, "\(lines)")
     }
 
-    @Test("Basic auth: no credentials and a wrong password are clear errors naming the account and its file; Docker's config.json with the right one pulls")
-    func basicAuth() throws {
-        let registry = try TestRegistry(auth: .basic)
+    /// A registry with `auth` holding the test image as offswitch/private:1, pushed with the
+    /// account, and a fresh store; `body` gets the store and the image's name.
+    private func withPrivateImage(_ auth: TestRegistry.Auth, _ body: (TestRegistry, ImageStore, String) throws -> Void) throws {
+        let registry = try TestRegistry(auth: auth)
         defer { registry.stop() }
         let image = try TestImage.build()
         defer { image.remove() }
         try registry.push(image.layout + ":test", as: "offswitch/private:1", credentials: true)
         let store = store()
         defer { try? FileManager.default.removeItem(atPath: store.root) }
-        let name = "\(registry.host)/offswitch/private:1"
+        try body(registry, store, "\(registry.host)/offswitch/private:1")
+    }
+
+    /// The pull is refused with registry_unauthorized, and `says` holds of its message.
+    private func expectRefused(_ store: ImageStore, _ name: String, _ credentials: RegistryCredentials?, _ says: (String) -> Bool) {
         do {
-            _ = try store.pull(name, options: .init(plainHTTP: true))
-            Issue.record("an anonymous pull from a registry with basic auth succeeded")
+            _ = try store.pull(name, options: .init(plainHTTP: true, credentials: credentials))
+            Issue.record("a pull as \(credentials?.username ?? "nobody") with \(credentials?.password ?? "no password") succeeded")
         } catch {
-            #expect(error.code == .registryUnauthorized && error.message.contains("asks for a user name and password"), "\(error)")
+            #expect(error.code == .registryUnauthorized && says(error.message), "\(error)")
+            // The password is nowhere in the message (its file's name aside: tests name it so).
+            #expect(credentials.map { !error.message.replacingOccurrences(of: $0.source, with: "").contains($0.password) } ?? true, "the password is in \(error)")
         }
-        let wrong = try DockerConfig.load(environment: ["DOCKER_CONFIG": try registry.dockerConfig(password: "wrong")]).credentials(for: registry.host)
-        #expect(wrong?.username == TestRegistry.user)
-        do {
-            _ = try store.pull(name, options: .init(plainHTTP: true, credentials: wrong))
-            Issue.record("a wrong password pulled")
-        } catch {
-            #expect(error.code == .registryUnauthorized, "\(error)")
-            #expect(error.message.contains("user alice's credentials from") && error.message.contains("docker-wrong/config.json") && error.message.contains("refused"), "\(error)")
+    }
+
+    @Test("Basic auth: no credentials and a wrong password are clear errors naming the account and its file; Docker's config.json with the right one pulls")
+    func basicAuth() throws {
+        try withPrivateImage(.basic) { registry, store, name in
+            expectRefused(store, name, nil) { $0.contains("asks for a user name and password") }
+            let wrong = try DockerConfig.load(environment: ["DOCKER_CONFIG": try registry.dockerConfig(password: "wrong")]).credentials(for: registry.host)
+            #expect(wrong?.username == TestRegistry.user)
+            expectRefused(store, name, wrong) { $0.contains("user alice's credentials from") && $0.contains("docker-wrong/config.json") && $0.contains("refused") }
+            #expect(store.list().isEmpty)
+            let right = try DockerConfig.load(environment: ["DOCKER_CONFIG": try registry.dockerConfig(password: TestRegistry.password)]).credentials(for: registry.host)
+            #expect(try store.pull(name, options: .init(plainHTTP: true, credentials: right)).unpacked == [true, true])
         }
-        #expect(store.list().isEmpty)
-        let right = try DockerConfig.load(environment: ["DOCKER_CONFIG": try registry.dockerConfig(password: TestRegistry.password)]).credentials(for: registry.host)
-        let pulled = try store.pull(name, options: .init(plainHTTP: true, credentials: right))
-        #expect(pulled.unpacked == [true, true])
     }
 
     @Test("Token auth (a Bearer challenge): the token is asked for with the account's password; a wrong one is refused by the token service, by name")
     func tokenAuth() throws {
-        let registry = try TestRegistry(auth: .token)
-        defer { registry.stop() }
-        let image = try TestImage.build()
-        defer { image.remove() }
-        try registry.push(image.layout + ":test", as: "offswitch/private:1", credentials: true)
-        let store = store()
-        defer { try? FileManager.default.removeItem(atPath: store.root) }
-        let name = "\(registry.host)/offswitch/private:1"
-        do {
-            _ = try store.pull(name, options: .init(plainHTTP: true))
-            Issue.record("an anonymous token pulled a private image")
-        } catch {
-            #expect(error.code == .registryUnauthorized && error.message.contains("no credentials"), "\(error)")
+        try withPrivateImage(.token) { registry, store, name in
+            expectRefused(store, name, nil) { $0.contains("no credentials") }
+            expectRefused(store, name, RegistryCredentials(username: "alice", password: "wrong", source: "the test")) {
+                $0.contains("token service") && $0.contains("alice") && $0.contains("incorrect username or password")
+            }
+            let pulled = try store.pull(name, options: .init(plainHTTP: true, credentials: RegistryCredentials(username: "alice", password: "s3cret", source: "the test")))
+            #expect(pulled.unpacked == [true, true], "\(registry.log)")
         }
-        do {
-            _ = try store.pull(name, options: .init(plainHTTP: true, credentials: RegistryCredentials(username: "alice", password: "wrong", source: "the test")))
-            Issue.record("a wrong password got a token")
-        } catch {
-            #expect(error.code == .registryUnauthorized && error.message.contains("token service") && error.message.contains("alice"), "\(error)")
-            #expect(error.message.contains("incorrect username or password"), "\(error)")
-        }
-        let pulled = try store.pull(name, options: .init(plainHTTP: true, credentials: RegistryCredentials(username: "alice", password: "s3cret", source: "the test")))
-        #expect(pulled.unpacked == [true, true], "\(registry.log)")
     }
 
     @Test("A registry serving a blob whose content is not its digest: refused naming the layer, and the store holds no image, no layer, no work file")
