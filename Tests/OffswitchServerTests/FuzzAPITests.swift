@@ -60,7 +60,8 @@ struct FuzzAPITests {
         let keeper = try #require(try daemon.curl("POST", "/v1/sandboxes", json: [:] as [String: Any]).json["id"] as? String)
         let routes = ["/v1/sandboxes", "/v1/sandboxes/\(keeper)", "/v1/sandboxes/\(keeper)/exec", "/v1/sandboxes/\(keeper)/files",
                       "/v1/sandboxes/\(keeper)/steps", "/v1/trials", "/v1/trials/0123456789ab/files/verdict.json",
-                      "/v1/sandboxes/\(keeper)/events", "/v1/scenarios/palisade-math/prompts", "/v1/nope", "/v1/sandboxes/../../etc"]
+                      "/v1/sandboxes/\(keeper)/events", "/v1/scenarios/palisade-math/prompts", "/v1/nope", "/v1/sandboxes/../../etc",
+                      "/v1/images", "/v1/images/nope%2Fx:1", "/v1/images/sha256:..%2F..%2Fetc"]
         let validBodies = [#"{"argv":["true"]}"#, #"{"profile":"docker","limits":{"memory_mib":64}}"#, #"{"agent":"compliant"}"#,
                            #"{"tool":"bash","command":"true"}"#, #"{"argv":["sh","-c","echo hi"],"stdin":"x","env":{"A":"1"},"cwd":"/tmp","timeout":5}"#]
         let hostile: [[UInt8]] = [
