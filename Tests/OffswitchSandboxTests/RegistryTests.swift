@@ -9,6 +9,17 @@ import Testing
 
 @Suite("Pulling images from a registry on loopback", needsRoot, .serialized)
 struct RegistryTests {
+    /// The error a pull that must fail failed with; nil (and an issue recorded) if it succeeded.
+    private func refusal(of name: String, in store: ImageStore, options: ImageStore.PullOptions, _ unexpected: String) -> OffswitchError? {
+        do {
+            _ = try store.pull(name, options: options)
+            Issue.record(Comment(rawValue: unexpected))
+            return nil
+        } catch {
+            return error
+        }
+    }
+
     private func store() -> ImageStore {
         ImageStore(root: FileManager.default.temporaryDirectory.appendingPathComponent("offswitch-pull-\(UUID().uuidString.prefix(8))").path)
     }
@@ -49,22 +60,13 @@ struct RegistryTests {
 
         // A registry on loopback is reached over HTTPS unless plain HTTP is asked for; plain HTTP
         // is never allowed elsewhere.
-        do {
-            _ = try store.pull("\(registry.host)/offswitch/test:1")
-            Issue.record("HTTPS to a plain HTTP registry succeeded")
-        } catch {
+        if let error = refusal(of: "\(registry.host)/offswitch/test:1", in: store, options: .init(), "HTTPS to a plain HTTP registry succeeded") {
             #expect(error.code == .registryFailed && error.message.contains("--plain-http"), "\(error)")
         }
-        do {
-            _ = try store.pull("registry.example/offswitch/test:1", options: .init(plainHTTP: true))
-            Issue.record("plain HTTP to a registry off loopback was allowed")
-        } catch {
+        if let error = refusal(of: "registry.example/offswitch/test:1", in: store, options: .init(plainHTTP: true), "plain HTTP to a registry off loopback was allowed") {
             #expect(error.message.contains("only for a registry on loopback"), "\(error)")
         }
-        do {
-            _ = try store.pull("\(registry.host)/offswitch/absent:1", options: .init(plainHTTP: true))
-            Issue.record("a missing image was pulled")
-        } catch {
+        if let error = refusal(of: "\(registry.host)/offswitch/absent:1", in: store, options: .init(plainHTTP: true), "a missing image was pulled") {
             #expect(error.code == .notFound && error.message.contains("MANIFEST_UNKNOWN") || error.message.contains("NAME_UNKNOWN"), "\(error)")
         }
     }
@@ -165,10 +167,7 @@ struct RegistryTests {
 
     /// The pull is refused with registry_unauthorized, and `says` holds of its message.
     private func expectRefused(_ store: ImageStore, _ name: String, _ credentials: RegistryCredentials?, _ says: (String) -> Bool) {
-        do {
-            _ = try store.pull(name, options: .init(plainHTTP: true, credentials: credentials))
-            Issue.record("a pull as \(credentials?.username ?? "nobody") with \(credentials?.password ?? "no password") succeeded")
-        } catch {
+        if let error = refusal(of: name, in: store, options: .init(plainHTTP: true, credentials: credentials), "a pull as \(credentials?.username ?? "nobody") with \(credentials?.password ?? "no password") succeeded") {
             #expect(error.code == .registryUnauthorized && says(error.message), "\(error)")
             // The password is nowhere in the message (its file's name aside: tests name it so).
             #expect(credentials.map { !error.message.replacingOccurrences(of: $0.source, with: "").contains($0.password) } ?? true, "the password is in \(error)")
@@ -217,10 +216,7 @@ struct RegistryTests {
         try FileManager.default.copyItem(atPath: image.layout + "/blobs/sha256/" + String((layers[0]["digest"] as! String).dropFirst(7)), toPath: "\(blobs)/\(top.prefix(2))/\(top)/data")
         let store = store()
         defer { try? FileManager.default.removeItem(atPath: store.root) }
-        do {
-            _ = try store.pull("\(registry.host)/offswitch/test:1", options: .init(plainHTTP: true))
-            Issue.record("a layer of the wrong content was pulled")
-        } catch {
+        if let error = refusal(of: "\(registry.host)/offswitch/test:1", in: store, options: .init(plainHTTP: true), "a layer of the wrong content was pulled") {
             #expect(error.message.contains("sha256:" + top) || error.message.contains("over its limit"), "\(error)")
         }
         #expect(store.list().isEmpty)
@@ -242,10 +238,7 @@ struct RegistryTests {
             defer { registry.stop() }
             let store = store()
             defer { try? FileManager.default.removeItem(atPath: store.root) }
-            do {
-                _ = try store.pull("\(registry.host)/x/y:1", options: .init(plainHTTP: true))
-                Issue.record("a pull of a configuration the registry lacks succeeded")
-            } catch {
+            if let error = refusal(of: "\(registry.host)/x/y:1", in: store, options: .init(plainHTTP: true), "a pull of a configuration the registry lacks succeeded") {
                 // Past the manifest: its configuration is asked for, and is not there.
                 #expect(error.code == .notFound && error.message.contains("blob \(Self.zeros)"), "\(type): \(error)")
             }
@@ -262,10 +255,7 @@ struct RegistryTests {
             let store = store()
             defer { try? FileManager.default.removeItem(atPath: store.root) }
             let credentials = RegistryCredentials(username: "alice", password: "s3cret", source: "the test")
-            do {
-                _ = try store.pull("\(registry.host)/x/y:1", options: .init(plainHTTP: true, credentials: credentials))
-                Issue.record("a pull went to \(elsewhere)")
-            } catch {
+            if let error = refusal(of: "\(registry.host)/x/y:1", in: store, options: .init(plainHTTP: true, credentials: credentials), "a pull went to \(elsewhere)") {
                 #expect(error.message.contains("not HTTPS") && error.message.contains("203.0.113.1"), "\(error)")
                 #expect(!error.message.contains("s3cret"), "\(error)")
             }
@@ -284,10 +274,7 @@ struct RegistryTests {
         defer { registry.stop() }
         let store = store()
         defer { try? FileManager.default.removeItem(atPath: store.root) }
-        do {
-            _ = try store.pull("\(registry.host)/x/y:1", options: .init(plainHTTP: true))
-            Issue.record("a manifest named by a sha512 digest was pulled unchecked")
-        } catch {
+        if let error = refusal(of: "\(registry.host)/x/y:1", in: store, options: .init(plainHTTP: true), "a manifest named by a sha512 digest was pulled unchecked") {
             #expect(error.message.contains("only sha256"), "\(error)")
         }
         #expect(registry.requests == ["/v2/x/y/manifests/1"])
@@ -308,24 +295,15 @@ struct RegistryTests {
         defer { registry.stop() }
         let store = store()
         defer { try? FileManager.default.removeItem(atPath: store.root) }
-        do {
-            _ = try store.pull("\(registry.host)/x/denied:1", options: .init(plainHTTP: true))
-            Issue.record("a refused pull succeeded")
-        } catch {
+        if let error = refusal(of: "\(registry.host)/x/denied:1", in: store, options: .init(plainHTTP: true), "a refused pull succeeded") {
             #expect(error.code == .registryUnauthorized, "\(error)")
             #expect(!error.message.unicodeScalars.contains { $0.value < 0x20 }, "\(error.message.debugDescription)")
             #expect(error.message.contains("\\u{1B}[2J") && error.message.contains("\\u{D}"), "\(error.message)")
         }
-        do {
-            _ = try store.pull("\(registry.host)/x/junk:1", options: .init(plainHTTP: true))
-            Issue.record("a manifest whose Docker-Content-Digest differs, after 300 headers, was used")
-        } catch {
+        if let error = refusal(of: "\(registry.host)/x/junk:1", in: store, options: .init(plainHTTP: true), "a manifest whose Docker-Content-Digest differs, after 300 headers, was used") {
             #expect(error.message.contains("Docker-Content-Digest"), "\(error)")
         }
-        do {
-            _ = try store.pull("\(registry.host)/x/many:1", options: .init(plainHTTP: true))
-            Issue.record("an image of 500 layers was pulled")
-        } catch {
+        if let error = refusal(of: "\(registry.host)/x/many:1", in: store, options: .init(plainHTTP: true), "an image of 500 layers was pulled") {
             #expect(error.message.contains("500 layers"), "\(error)")
         }
         #expect(!registry.requests.contains { $0.contains("/blobs/") }, "\(registry.requests)")
