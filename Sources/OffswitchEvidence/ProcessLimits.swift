@@ -35,17 +35,9 @@ public enum ProcessStatusFields {
         var fields: [String: String] = [:]
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            fields[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: " \t")
+            fields[String(line[..<colon])] = line[line.index(after: colon)...].trimming(" \t")
         }
         return fields
     }
 }
 
-extension Substring {
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        var text = self
-        while let first = text.first, set.contains(first) { text = text.dropFirst() }
-        while let last = text.last, set.contains(last) { text = text.dropLast() }
-        return String(text)
-    }
-}

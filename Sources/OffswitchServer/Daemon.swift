@@ -181,18 +181,11 @@ public enum Daemon {
         defer { close(fd) }
         var buffer = [UInt8](repeating: 0, count: 4096)
         let n = read(fd, &buffer, buffer.count)
-        let token = String(decoding: buffer.prefix(max(0, n)), as: UTF8.self).trimmingCharacters(in: " \n\r\t")
+        let token = String(decoding: buffer.prefix(max(0, n)), as: UTF8.self).trimming(" \n\r\t")
         guard token.utf8.count >= 16 else {
             throw OffswitchError(.invalidArgument, "--token-file \(path): the token must be at least 16 characters")
         }
         return token
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        let characters = Set(set)
-        return String(drop { characters.contains($0) }.reversed().drop { characters.contains($0) }.reversed())
     }
 }
 

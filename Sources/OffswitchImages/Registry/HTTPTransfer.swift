@@ -147,19 +147,8 @@ private final class TransferState {
         if line.hasPrefix("HTTP/") { headers.removeAll(); return count }
         guard headers.count < 32, let colon = line.firstIndex(of: ":"), Self.kept.contains(line[..<colon].lowercased()) else { return count }
         let name = String(line[..<colon])
-        let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t\r\n")
+        let value = line[line.index(after: colon)...].trimming(" \t\r\n")
         headers.append((name, value))
         return count
-    }
-}
-
-extension StringProtocol {
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        let skip = Set(set.unicodeScalars)
-        let scalars = Array(unicodeScalars)
-        var start = 0, end = scalars.count
-        while start < end && skip.contains(scalars[start]) { start += 1 }
-        while end > start && skip.contains(scalars[end - 1]) { end -= 1 }
-        return String(String.UnicodeScalarView(scalars[start..<end]))
     }
 }
