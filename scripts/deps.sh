@@ -36,6 +36,11 @@ if [[ "${1:-}" == "--test" ]]; then
   command -v umoci >/dev/null 2>&1 || need+=(umoci)
   command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
   [[ -x /bin/busybox ]] || need+=(busybox-static)
+  # The Inspect integration builds compose services' Dockerfiles with buildah (runc runs their
+  # RUN steps), from a Debian base made by debootstrap from this machine's mirror.
+  command -v buildah >/dev/null 2>&1 || need+=(buildah)
+  command -v runc >/dev/null 2>&1 || need+=(runc)
+  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
   # image pull is tested against a real registry on 127.0.0.1 (the CNCF distribution registry),
   # its token service signing with a key openssl makes.
   [[ -x /usr/bin/docker-registry ]] || need+=(docker-registry)

@@ -52,6 +52,24 @@ extension SandboxCommand {
         }
     }
 
+    struct Attach: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Open an interactive bash on a terminal inside a sandbox held by offswitchd.",
+            discussion: """
+                The sandbox stays when the shell exits (offswitch sandbox rm ends it). What the shell \
+                does is recorded as the agent's doing, like any exec. Inspect's `connection()` for an \
+                offswitch sample prints this command.
+                """)
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "The sandbox id.") var id: String
+        @Option(name: .long, help: "Run as 'user' or 'root' (default: the sandbox profile's, normally user).") var user: SandboxUser?
+
+        func run() throws {
+            let code = try translated { () throws(OffswitchError) in try client.client.terminal(sandbox: id, user: user) }
+            throw ExitCode(code)
+        }
+    }
+
     struct Put: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Copy a local file (or - for stdin) into a sandbox.")
         @OptionGroup var client: ClientOptions

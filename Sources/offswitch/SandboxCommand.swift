@@ -7,7 +7,7 @@ struct SandboxCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sandbox",
         abstract: "Create sandboxes and run commands in them.",
-        subcommands: [Run.self, Create.self, Exec.self, Put.self, Get.self, Rm.self, Ls.self])
+        subcommands: [Run.self, Create.self, Exec.self, Attach.self, Put.self, Get.self, Rm.self, Ls.self])
 
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(

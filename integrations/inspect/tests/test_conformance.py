@@ -1,5 +1,5 @@
 """Inspect's own sandbox conformance checks (inspect_ai/util/_sandbox/self_check.py, from the
-pinned inspect-ai) against a real Offswitch sandbox."""
+pinned inspect-ai) against a real Offswitch sandbox, on the host's root and on an image's."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ XFAIL = {
 }
 
 
-@pytest.fixture(scope="module")
-async def shared_sandbox(daemon: str):
-    environments = await OffswitchSandboxEnvironment.sample_init("conformance", OffswitchSandboxConfig(socket=daemon), {})
+@pytest.fixture(scope="module", params=["host-root", "image-root"])
+async def shared_sandbox(daemon: str, request):
+    # The same checks on the host's root and on an image's (Debian 12, conftest.debian_image).
+    image = request.getfixturevalue("debian_image") if request.param == "image-root" else None
+    environments = await OffswitchSandboxEnvironment.sample_init("conformance", OffswitchSandboxConfig(socket=daemon, image=image), {})
     yield environments["default"]
     await OffswitchSandboxEnvironment.sample_cleanup("conformance", None, environments, False)
 

@@ -4,6 +4,7 @@ CRLF, users, TCP with a token, configuration errors, and the cleanups."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -176,3 +177,28 @@ async def test_an_image_is_the_root_of_plain_and_scenario_sandboxes(daemon, tmp_
         await fresh(daemon, image="")
     with pytest.raises(Exception, match="offswitch-test/absent"):
         await fresh(daemon, image="offswitch-test/absent:1")
+
+
+async def test_connection_attaches_a_shell(daemon):
+    sandbox = await fresh(daemon)
+    try:
+        connection = await sandbox.connection(user="root")
+        assert connection.type == "offswitch" and connection.container == sandbox.sandbox_id
+        argv = shlex.split(connection.command)
+        assert argv[:4] == ["offswitch", "sandbox", "attach", sandbox.sandbox_id] and "--socket" in argv, argv
+        # The printed command, run with this build's CLI: a shell in that very sandbox.
+        await sandbox.exec(["sh", "-c", "echo marked > /tmp/mark"])
+        shell = subprocess.run([str(_binaries() / "offswitch"), *argv[1:]], input=b"cat /tmp/mark; id -u; exit\n",
+                               capture_output=True, timeout=60)
+        assert shell.returncode == 0 and b"marked" in shell.stdout and b"\n0\r\n" in shell.stdout, shell
+    finally:
+        await sandbox._delete()
+
+
+def test_declared_docker_compatible():
+    from inspect_ai.util._sandbox.compose import is_docker_compatible_sandbox_type
+
+    # So that `--sandbox offswitch` takes over tasks declaring sandbox="docker" with a compose file.
+    assert is_docker_compatible_sandbox_type("offswitch")
+    assert "compose.yaml" in OffswitchSandboxEnvironment.config_files() and "Dockerfile" in OffswitchSandboxEnvironment.config_files()
+    assert OffswitchSandboxEnvironment.default_concurrency() >= 2

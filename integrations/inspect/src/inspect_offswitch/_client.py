@@ -71,12 +71,16 @@ class OffswitchClient:
         method: str,
         path: str,
         *,
-        body: bytes | None = None,
+        body: Any = None,
         json_body: Any = None,
         query: dict[str, str] | None = None,
+        length: int | None = None,
     ) -> tuple[int, bytes]:
-        """One request; returns (status, body). Error replies raise OffswitchAPIError."""
+        """One request; returns (status, body). Error replies raise OffswitchAPIError. `body` is
+        bytes, or a file object sent as it is read (then `length` gives Content-Length)."""
         headers = {}
+        if length is not None:
+            headers["Content-Length"] = str(length)
         if json_body is not None:
             body = json.dumps(json_body).encode()
             headers["Content-Type"] = "application/json"
@@ -107,6 +111,13 @@ class OffswitchClient:
                 pass
             raise OffswitchAPIError(response.status, code, message)
         return response.status, data
+
+    def upload(self, path: str, file: "os.PathLike[str] | str", query: dict[str, str] | None = None) -> Any:
+        """POSTs a file's bytes, streamed (an image archive to `/v1/images`); returns the JSON reply."""
+        size = os.stat(file).st_size
+        with open(file, "rb") as handle:
+            _, data = self.request("POST", path, body=handle, query=query, length=size)
+        return json.loads(data) if data else None
 
     def json(self, method: str, path: str, json_body: Any = None) -> Any:
         _, data = self.request(method, path, json_body=json_body)

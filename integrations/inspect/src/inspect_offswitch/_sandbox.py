@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import errno
 import os
+import shlex
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Union, overload
@@ -17,6 +18,7 @@ from inspect_ai.util import (
     OutputLimitExceededError,
     SandboxEnvironment,
     SandboxEnvironmentConfigType,
+    SandboxConnection,
     SandboxEnvironmentLimits,
     SandboxUserUnsupportedError,
     sandboxenv,
@@ -24,6 +26,7 @@ from inspect_ai.util import (
 from inspect_ai.util._sandbox.environment import SandboxUnavailableError
 from pydantic import BaseModel
 
+from . import _compose, _services
 from ._client import OffswitchAPIError, OffswitchClient
 from ._config import OffswitchSandboxConfig
 
@@ -61,6 +64,42 @@ def _config(config: SandboxEnvironmentConfigType | None) -> OffswitchSandboxConf
     raise ValueError(f"offswitch sandbox: config must be an OffswitchSandboxConfig or a dict, not {type(config).__name__}")
 
 
+def _is_compose(config: SandboxEnvironmentConfigType | None) -> bool:
+    """A compose file or Dockerfile path, or Inspect's ComposeConfig (or a dict with services)."""
+    if isinstance(config, str):
+        return True
+    if isinstance(config, dict):
+        return "services" in config
+    return isinstance(config, BaseModel) and "services" in type(config).model_fields
+
+
+# Projects parsed and prepared (images built or pulled), by configuration: once per task.
+_prepared: dict[str, _services.Prepared] = {}
+_prepare_lock = anyio.Lock()
+
+
+def _key(config: SandboxEnvironmentConfigType) -> str:
+    if isinstance(config, str):
+        return "file:" + str(Path(config).resolve())
+    if isinstance(config, BaseModel):
+        return "model:" + config.model_dump_json()
+    import json
+
+    return "dict:" + json.dumps(config, sort_keys=True, default=str)
+
+
+async def _prepare(config: SandboxEnvironmentConfigType) -> tuple[_services.Prepared, OffswitchClient]:
+    async with _prepare_lock:
+        key = _key(config)
+        prepared = _prepared.get(key)
+        if prepared is None:
+            project = _compose.load(config)
+            client = OffswitchClient(socket_path=project.socket)
+            prepared = await _call(_services.prepare, client, project)
+            _prepared[key] = prepared
+        return prepared, OffswitchClient(socket_path=prepared.project.socket)
+
+
 def _client(config: OffswitchSandboxConfig) -> OffswitchClient:
     token = None
     if config.url:
@@ -79,13 +118,18 @@ async def _call(function: Any, *args: Any, **kwargs: Any) -> Any:
 @sandboxenv(name="offswitch")
 class OffswitchSandboxEnvironment(SandboxEnvironment):
     """One Offswitch sandbox. Commands run as `user` (uid 1000, home /home/user, the per-sample
-    working directory) unless `user="root"`; other users are not supported."""
+    working directory) unless `user="root"`; other users are not supported. A compose service's
+    sandbox runs them as the service's user in its working directory, as Docker would."""
 
-    def __init__(self, sandbox_id: str, client: OffswitchClient, trial: str | None) -> None:
+    def __init__(self, sandbox_id: str, client: OffswitchClient, trial: str | None, *, user: str | None = None,
+                 workdir: str | None = None, service: str | None = None) -> None:
         super().__init__()
         self.sandbox_id = sandbox_id
         self.client = client
         self.trial = trial
+        self.default_user = user
+        self.workdir = workdir
+        self.service = service
         self._verdict: dict[str, Any] | None = None
         self._finish_lock = anyio.Lock()
 
@@ -96,14 +140,42 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
         return OffswitchSandboxConfig(**config)
 
     @classmethod
+    def config_files(cls) -> list[str]:
+        # What Inspect looks for beside a task; with compose.yaml here, the provider is
+        # docker-compatible: `--sandbox offswitch` takes over tasks written for `docker`.
+        return list(_compose.COMPOSE_NAMES) + ["Dockerfile"]
+
+    @classmethod
+    def default_concurrency(cls) -> int | None:
+        # offswitchd creates a sandbox in tens of milliseconds; the host's cores bound the agents.
+        return 2 * (len(os.sched_getaffinity(0)) or 1)
+
+    @classmethod
     async def task_init(cls, task_name: str, config: SandboxEnvironmentConfigType | None) -> None:
-        # Fail at the start of the task, with the reason, rather than at every sample.
+        # Fail at the start of the task, with the reason, rather than at every sample; a compose
+        # project's images are built or pulled here, once.
+        if _is_compose(config):
+            assert config is not None
+            await _prepare(config)
+            return
         await _call(_client(_config(config)).request, "GET", "/healthz")
 
     @classmethod
     async def sample_init(
         cls, task_name: str, config: SandboxEnvironmentConfigType | None, metadata: dict[str, str]
     ) -> dict[str, SandboxEnvironment]:
+        if _is_compose(config):
+            assert config is not None
+            prepared, client = await _prepare(config)
+            started = await _call(_services.create, client, prepared, prepared.project.profile)
+            environments: dict[str, SandboxEnvironment] = {}
+            for one in started:
+                _remember(one.sandbox_id, client)
+            # The default service first, as Inspect expects; the others in the file's order.
+            for service in prepared.project.services:
+                one = next(s for s in started if s.service.name == service.name)
+                environments[service.name] = cls(one.sandbox_id, client, None, user=one.user, workdir=one.workdir, service=service.name)
+            return environments
         settings = _config(config)
         client = _client(settings)
         body: dict[str, Any] = {"profile": settings.profile}
@@ -192,6 +264,8 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
             raise SandboxUserUnsupportedError(f"offswitch sandboxes run commands as 'user' or 'root', not {user!r}")
         if not cmd:
             raise ValueError("exec: cmd is empty")
+        user = user or self.default_user
+        cwd = self._path(cwd) if cwd is not None else self.workdir
         limit = SandboxEnvironmentLimits.MAX_EXEC_OUTPUT_SIZE
         body: dict[str, Any] = {"argv": list(cmd), "output_limit": limit + 1}
         if isinstance(input, bytes):
@@ -229,8 +303,9 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
 
     async def write_file(self, file: str, contents: str | bytes) -> None:
         data = contents.encode("utf-8") if isinstance(contents, str) else contents
+        file = self._path(file)
         try:
-            await _call(self.client.request, "PUT", f"/v1/sandboxes/{self.sandbox_id}/files", body=data, query={"path": file})
+            await _call(self.client.request, "PUT", f"/v1/sandboxes/{self.sandbox_id}/files", body=data, query=self._file_query(file))
         except OffswitchAPIError as error:
             raise self._translate(error, file) from error
 
@@ -241,14 +316,39 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
     async def read_file(self, file: str, text: Literal[False]) -> bytes: ...
 
     async def read_file(self, file: str, text: bool = True) -> Union[str, bytes]:
+        file = self._path(file)
         try:
-            _, data = await _call(self.client.request, "GET", f"/v1/sandboxes/{self.sandbox_id}/files", query={"path": file})
+            _, data = await _call(self.client.request, "GET", f"/v1/sandboxes/{self.sandbox_id}/files", query=self._file_query(file))
         except OffswitchAPIError as error:
             raise self._translate(error, file) from error
         if len(data) > SandboxEnvironmentLimits.MAX_READ_FILE_SIZE:
             raise OutputLimitExceededError(limit_str=SandboxEnvironmentLimits.MAX_READ_FILE_SIZE_STR, truncated_output=None)
         # Bytes decoded as they are: CRLF stays CRLF (newline="" semantics).
         return data.decode("utf-8") if text else data
+
+    def _file_query(self, path: str) -> dict[str, str]:
+        # As Docker's sandbox: files are written and read as the service's default user.
+        query = {"path": path}
+        if self.default_user is not None:
+            query["user"] = self.default_user
+        return query
+
+    def _path(self, path: str) -> str:
+        """A relative path as Docker resolves it: from the service's working directory."""
+        if self.workdir is None or path.startswith("/"):
+            return path
+        return str(Path(self.workdir) / path)
+
+    async def connection(self, *, user: str | None = None) -> SandboxConnection:
+        """The command that attaches a shell to this sandbox (`offswitch sandbox attach`)."""
+        command = ["offswitch", "sandbox", "attach", self.sandbox_id]
+        if self.client.url:
+            raise ConnectionError("offswitch sandbox attach speaks to offswitchd's Unix socket; this sandbox is reached over TCP")
+        command += ["--socket", self.client.where]
+        who = user or self.default_user
+        if who is not None:
+            command += ["--user", who]
+        return SandboxConnection(type="offswitch", command=shlex.join(command), container=self.sandbox_id)
 
     # -- trials ------------------------------------------------------------------------------
 
