@@ -25,6 +25,16 @@ public struct CreateSandboxBody: Codable, Sendable {
     public var option: String?
     /// The agent's name in trial.json (a model's name, say).
     public var agent: String?
+    /// `none` (the default: a network namespace of its own, loopback only) or `sandbox:ID`: the
+    /// network namespace of the running sandbox ID, whose loopback the two then share.
+    public var network: String?
+    /// Extra /etc/hosts lines: name to IPv4 or IPv6 address.
+    public var hosts: [String: String]?
+    /// true: the root, /usr and /tmp are read-only inside once `files` are written (Docker's
+    /// `read_only`); /dev/shm and the `tmpfs` mounts stay writable.
+    public var read_only: Bool?
+    /// tmpfs mounts (Docker's `--tmpfs`), made before the root is read-only.
+    public var tmpfs: [TmpfsBody]?
 
     public init(profile: String? = nil, rootfs: String? = nil, hostname: String? = nil, limits: LimitsBody? = nil,
                 env: [String: String]? = nil, files: [FileBody]? = nil) {
@@ -41,7 +51,9 @@ public struct CreateSandboxBody: Codable, Sendable {
     public func scenarioBody() throws(OffswitchError) -> ScenarioSandboxBody? {
         guard let scenario else { return nil }
         let given: [(String, Bool)] = [("rootfs", rootfs != nil), ("hostname", hostname != nil), ("limits", limits != nil),
-                                       ("env", env != nil), ("files", files != nil), ("record", record != nil)]
+                                       ("env", env != nil), ("files", files != nil), ("record", record != nil),
+                                       ("network", network != nil), ("hosts", hosts != nil), ("read_only", read_only != nil),
+                                       ("tmpfs", tmpfs != nil)]
         if let (field, _) = given.first(where: \.1) {
             throw OffswitchError(.invalidArgument, "\(field): a scenario sandbox is set up by its scenario and its profile; leave \(field) out")
         }
@@ -111,6 +123,36 @@ public struct CreateSandboxBody: Codable, Sendable {
         }
     }
 
+    public struct TmpfsBody: Codable, Sendable {
+        /// Absolute and normalised, not `/`, nor in /proc, /sys or /dev (but /dev/shm itself).
+        public var path: String
+        /// Default: the sandbox's memory limit, which bounds what the sandbox writes there anyway.
+        public var size_mib: UInt64?
+        /// Octal text of the mount's root directory mode; default "1777".
+        public var mode: String?
+
+        public init(path: String, size_mib: UInt64? = nil, mode: String? = nil) {
+            self.path = path
+            self.size_mib = size_mib
+            self.mode = mode
+        }
+
+        /// The mount, `size_mib` defaulting to `memoryBytes`; errors name `field` (`tmpfs[2]`).
+        public func mount(field: String, memoryBytes: UInt64) throws(OffswitchError) -> TmpfsMount {
+            var size = memoryBytes
+            if let size_mib {
+                // Checked: a shift would drop the high bits, and size=0 is a tmpfs without a bound.
+                let (bytes, overflow) = size_mib.multipliedReportingOverflow(by: 1 << 20)
+                guard !overflow, size_mib > 0 else {
+                    throw OffswitchError(.invalidArgument, "\(field).size_mib: \(size_mib) is not between 1 and the sandbox's memory limit (\(memoryBytes >> 20) MiB)")
+                }
+                size = bytes
+            }
+            let mode = try mode.map { text throws(OffswitchError) in try FileBody.parseMode(text, field: field + ".mode") } ?? TmpfsMount.defaultMode
+            return TmpfsMount(path: path, sizeBytes: size, mode: mode)
+        }
+    }
+
     /// The runtime spec: the profile's, with this body's overrides; errors name the bad field.
     public func spec(profile: Profile) throws(OffswitchError) -> SandboxSpec {
         var spec = profile.sandboxSpec
@@ -131,6 +173,20 @@ public struct CreateSandboxBody: Codable, Sendable {
         }
         try spec.limits.validate()
         if record == false { spec.record = [] }
+        if let network { spec.network = try SandboxNetwork(parsing: network) }
+        if let hosts { spec.hosts = try HostEntry.parse(hosts) }
+        spec.readOnlyRoot = read_only ?? false
+        if let tmpfs {
+            guard tmpfs.count <= TmpfsMount.maxMounts else {
+                throw OffswitchError(.invalidArgument, "tmpfs: \(tmpfs.count) mounts, at most \(TmpfsMount.maxMounts)")
+            }
+            var mounts: [TmpfsMount] = []
+            for (index, body) in tmpfs.enumerated() {
+                mounts.append(try body.mount(field: "tmpfs[\(index)]", memoryBytes: spec.limits.memoryBytes))
+            }
+            try TmpfsMount.checkList(mounts, memoryBytes: spec.limits.memoryBytes)
+            spec.tmpfs = mounts
+        }
         return spec
     }
 }

@@ -130,6 +130,15 @@ public struct SandboxSpec: Sendable, Equatable, Codable {
     /// Set when the sandbox's creator chose `defaultUser` (`--user`): an image's `User` then
     /// does not replace it.
     public var defaultUserChosen: Bool
+    /// Whose network namespace the sandbox lives in (its own unless it joins a running one).
+    public var network: SandboxNetwork
+    /// Extra lines of /etc/hosts, after the sandbox's own.
+    public var hosts: [HostEntry]
+    /// Docker's `read_only`: `/`, `/usr` and `/tmp` are read-only inside once the harness's
+    /// files are written (`Sandbox.create`'s `prepare`); `/dev/shm` and `tmpfs` stay writable.
+    public var readOnlyRoot: Bool
+    /// tmpfs mounts made while the root is built; one at `/tmp` takes the place of the sandbox's own.
+    public var tmpfs: [TmpfsMount]
 
     public init(
         rootfs: RootfsSource = .host, hostname: String? = nil, limits: ResourceLimits = .defaults,
@@ -147,6 +156,10 @@ public struct SandboxSpec: Sendable, Equatable, Codable {
         self.commandTimeoutSeconds = nil
         self.defaultUser = .agent
         self.defaultUserChosen = false
+        self.network = .own
+        self.hosts = []
+        self.readOnlyRoot = false
+        self.tmpfs = []
     }
 }
 
