@@ -464,6 +464,10 @@ __attribute__((noreturn)) static void file_helper(int reply, const char *path, o
 
     ofs_file_reply ok = {.stage = OFS_STAGE_NONE, .err = 0};
     if (ofs_send_with_fds(reply, &ok, sizeof(ok), &fd, 1) < 0) _exit(2);
+    // Our copy goes before the reply socket does: a host that reads the socket to its end knows
+    // no writer of ours is left on the mount (a read-only root can only be sealed then).
+    close(fd);
+    close(reply);
     _exit(0);
 }
 
@@ -518,7 +522,7 @@ int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count, int *net_fd) {
         if (syscall(SYS_setresgid, -1, gid, -1) != 0) syscall(SYS_exit_group, errno);
         if (syscall(SYS_setresuid, -1, uid, -1) != 0) syscall(SYS_exit_group, errno);
         if (syscall(SYS_unshare, CLONE_NEWUSER) != 0) syscall(SYS_exit_group, errno);
-        if (syscall(SYS_unshare, CLONE_NEWNET) != 0) syscall(SYS_exit_group, errno);
+        if (net_fd != NULL && syscall(SYS_unshare, CLONE_NEWNET) != 0) syscall(SYS_exit_group, errno);
         char byte = 1;
         if (syscall(SYS_write, ready[1], &byte, 1) != 1) syscall(SYS_exit_group, errno);
         for (;;) syscall(SYS_pause);
@@ -556,9 +560,11 @@ int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count, int *net_fd) {
     snprintf(map, sizeof map, "0 %u %u\n", gid, count);
     snprintf(path, sizeof path, "/proc/%d/gid_map", child);
     if (write_text(path, map) != 0) goto done;
-    snprintf(path, sizeof path, "/proc/%d/ns/net", child);
-    net = open(path, O_RDONLY | O_CLOEXEC);
-    if (net < 0) goto done;
+    if (net_fd != NULL) {
+        snprintf(path, sizeof path, "/proc/%d/ns/net", child);
+        net = open(path, O_RDONLY | O_CLOEXEC);
+        if (net < 0) goto done;
+    }
     snprintf(path, sizeof path, "/proc/%d/ns/user", child);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -574,9 +580,101 @@ done:
         kill(child, SIGKILL);
         while (waitpid(child, NULL, __WALL) < 0 && errno == EINTR) {}
     }
-    *net_fd = net;
+    if (net_fd != NULL) *net_fd = net;
     errno = saved;
     return fd;
+}
+
+#ifndef PIDFD_GET_NET_NAMESPACE
+#define PIDFD_GET_NET_NAMESPACE _IO(0xFF, 4)
+#endif
+
+int ofs_pidfd_network_namespace(int pidfd, pid_t pid) {
+    // The pidfd names the process itself, so its namespace is never a recycled pid's (Linux 6.11).
+    int fd = ioctl(pidfd, PIDFD_GET_NET_NAMESPACE, 0);
+    if (fd >= 0) {
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+            int saved = errno;
+            close(fd);
+            errno = saved;
+            return -1;
+        }
+        return fd;
+    }
+    if (errno != ENOTTY && errno != EINVAL) return -1;
+    // Older kernels: open by pid, then check that the pidfd's process is still alive. A pid is
+    // only reused once its process has exited and been reaped, so a live process at that point
+    // means the namespace opened was its own.
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/net", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct pollfd entry = {.fd = pidfd, .events = POLLIN};
+    int rc;
+    do { rc = poll(&entry, 1, 0); } while (rc < 0 && errno == EINTR);
+    if (rc != 0) {
+        close(fd);
+        errno = ESRCH;
+        return -1;
+    }
+    return fd;
+}
+
+int ofs_mounts_make_readonly(int pidfd, char *const paths[], int count, int *failed_index) {
+    // A raw clone, as in ofs_userns_create: only raw syscalls follow in the child. It joins the
+    // mount namespace of the process `pidfd` names (its root and working directory become that
+    // namespace's root), where mount_setattr may change the mounts, and sets each one read-only.
+    // Not recursive: the mounts below each path (tmpfs mounts, /proc, /dev) keep their flags.
+    // The child reports the failed path and errno in one write to a pipe, then exits. The pipe is
+    // read without blocking once the child is reaped: a sibling cloned by another thread meanwhile
+    // may hold the write end open, so its EOF cannot be waited for.
+    *failed_index = -1;
+    int report[2];
+    if (pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (child < 0) {
+        int saved = errno;
+        close(report[0]);
+        close(report[1]);
+        errno = saved;
+        return -1;
+    }
+    if (child == 0) {
+        int32_t failure[2] = {-1, 0};
+        if (syscall(SYS_setns, pidfd, CLONE_NEWNS) != 0) {
+            failure[1] = errno;
+        } else {
+            struct mount_attr attr;
+            memset(&attr, 0, sizeof attr);
+            attr.attr_set = MOUNT_ATTR_RDONLY;
+            for (int index = 0; index < count; index++) {
+                if (syscall(SYS_mount_setattr, AT_FDCWD, paths[index], AT_SYMLINK_NOFOLLOW, &attr, sizeof attr) != 0) {
+                    failure[0] = index;
+                    failure[1] = errno;
+                    break;
+                }
+            }
+        }
+        if (failure[1] != 0) syscall(SYS_write, report[1], failure, sizeof failure);
+        syscall(SYS_exit_group, failure[1] == 0 ? 0 : 1);
+    }
+    close(report[1]);
+    int status = 0;
+    while (waitpid(child, &status, __WALL) < 0 && errno == EINTR) {}
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        close(report[0]);
+        return 0;
+    }
+    int32_t failure[2] = {-1, 0};
+    ssize_t n = read(report[0], failure, sizeof failure);
+    close(report[0]);
+    if (n == (ssize_t)sizeof failure && failure[1] != 0) {
+        *failed_index = failure[0];
+        errno = failure[1];
+    } else {
+        errno = ECHILD;
+    }
+    return -1;
 }
 
 int ofs_idmapped_bind(const char *source, const char *target, int userns_fd) {

@@ -5,7 +5,7 @@
 /// I/O and exit never pass through PID 1's socket.
 public enum ControlProtocol {
     /// Bumped whenever a message changes shape; PID 1 refuses a host with another version.
-    public static let version: UInt32 = 3
+    public static let version: UInt32 = 4
     /// Largest packet either side sends (argv and environment included).
     public static let maxMessageBytes = 4 << 20
 }
@@ -99,14 +99,21 @@ public struct SetupOrder: Sendable, Equatable {
     public var userNamespace: UserNamespaceMapping
     /// Install the filter with a notification listener and send it to the host with `ready`.
     public var recorderListener: Bool
+    /// The attached network namespace is the sandbox's own (false: another sandbox's, joined).
+    /// Only the owner sets the namespace's sysctls.
+    public var ownsNetwork: Bool
+    /// Mounted after the root, `/usr`, `/dev` and `/tmp`, parents first; errors name their index.
+    public var tmpfs: [TmpfsMount]
 
     public init(
         hostname: String, rootMountPoint: String, rootOverlay: OverlayLayout, usrOverlay: OverlayLayout?,
         tmpSizeBytes: UInt64, agentUID: UInt32, agentGID: UInt32, capabilityBound: UInt64,
         seccompProgram: [UInt8], seccompFlags: UInt32 = 0, limits: [ResourceLimit], userNamespace: UserNamespaceMapping,
-        recorderListener: Bool = false
+        recorderListener: Bool = false, ownsNetwork: Bool = true, tmpfs: [TmpfsMount] = []
     ) {
         self.recorderListener = recorderListener
+        self.ownsNetwork = ownsNetwork
+        self.tmpfs = tmpfs
         self.seccompFlags = seccompFlags
         self.userNamespace = userNamespace
         self.hostname = hostname
@@ -204,6 +211,13 @@ public enum InitRequest: Sendable, Equatable {
             w.u32(o.userNamespace.hostGID)
             w.u32(o.userNamespace.size)
             w.bool(o.recorderListener)
+            w.bool(o.ownsNetwork)
+            w.u32(UInt32(o.tmpfs.count))
+            for mount in o.tmpfs {
+                w.string(mount.path)
+                w.u64(mount.sizeBytes)
+                w.u32(mount.mode)
+            }
         case .exec(let o):
             w.u8(2)
             w.strings(o.argv)
@@ -245,12 +259,19 @@ public enum InitRequest: Sendable, Equatable {
             for _ in 0..<count {
                 limits.append(ResourceLimit(resource: try r.i32(), soft: try r.u64(), hard: try r.u64()))
             }
+            let mapping = UserNamespaceMapping(hostUID: try r.u32(), hostGID: try r.u32(), size: try r.u32())
+            let listener = try r.bool(), ownsNetwork = try r.bool()
+            let mountCount = Int(try r.u32())
+            guard mountCount <= TmpfsMount.maxMounts else { throw OffswitchError(.protocolError, "setup lists \(mountCount) tmpfs mounts") }
+            var mounts: [TmpfsMount] = []
+            for _ in 0..<mountCount {
+                mounts.append(TmpfsMount(path: try r.string(), sizeBytes: try r.u64(), mode: try r.u32()))
+            }
             request = .setup(SetupOrder(
                 hostname: hostname, rootMountPoint: mountPoint, rootOverlay: root, usrOverlay: usr,
                 tmpSizeBytes: tmpSize, agentUID: uid, agentGID: gid, capabilityBound: bound,
-                seccompProgram: program, seccompFlags: flags, limits: limits,
-                userNamespace: UserNamespaceMapping(hostUID: try r.u32(), hostGID: try r.u32(), size: try r.u32()),
-                recorderListener: try r.bool()))
+                seccompProgram: program, seccompFlags: flags, limits: limits, userNamespace: mapping,
+                recorderListener: listener, ownsNetwork: ownsNetwork, tmpfs: mounts))
         case 2:
             request = .exec(ExecOrder(
                 argv: try r.strings(), environment: try r.strings(), cwd: try r.string(),
@@ -305,6 +326,9 @@ public enum InitReport: Sendable, Equatable {
     /// Setup failed: the stage names the step and its object.
     case setupFailed(stage: String, errno: Int32)
     case shutdown(ShutdownInfo)
+    /// Setup refused what the sandbox's creator asked for (not a failure of the host): the
+    /// message names the field as the API does and why, `tmpfs[1].path: /data is a symbolic link`.
+    case refused(String)
 
     public func encoded() -> [UInt8] {
         var w = WireWriter()
@@ -323,6 +347,9 @@ public enum InitReport: Sendable, Equatable {
             w.i32(info.senderPID)
             w.u32(info.senderUID)
             w.u64(info.unixNanoseconds)
+        case .refused(let message):
+            w.u8(4)
+            w.string(message)
         }
         return w.bytes
     }
@@ -335,6 +362,7 @@ public enum InitReport: Sendable, Equatable {
         case 3:
             return .shutdown(ShutdownInfo(signal: try r.i32(), senderPID: try r.i32(), senderUID: try r.u32(),
                                           unixNanoseconds: try r.u64()))
+        case 4: return .refused(try r.string())
         case let tag: throw OffswitchError(.protocolError, "unknown report tag \(tag)")
         }
     }

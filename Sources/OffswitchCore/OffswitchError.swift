@@ -31,6 +31,8 @@ public struct OffswitchError: Error, Sendable, Equatable, CustomStringConvertibl
         /// A `dir:` root the daemon's operator did not allow (`offswitchd --allow-rootfs DIR`).
         case rootfsNotAllowed = "rootfs_not_allowed"
         case notRegularFile = "not_regular_file"
+        /// A write where the sandbox's root is read-only (`read_only`, EROFS).
+        case readOnly = "read_only"
         /// A file the file API would read or write is over its limit (`Sandbox.fileLimit`).
         case fileTooLarge = "file_too_large"
         /// The daemon runs as many sandboxes, trials or streams as its operator allows.
@@ -70,6 +72,7 @@ public struct OffswitchError: Error, Sendable, Equatable, CustomStringConvertibl
         case ENOENT: return .notFound
         case EISDIR: return .isDirectory
         case EACCES, EPERM: return .permissionDenied
+        case EROFS: return .readOnly
         default: return .system
         }
     }

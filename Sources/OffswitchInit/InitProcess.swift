@@ -40,12 +40,15 @@ public enum InitProcess {
             var loop = ServeLoop(control: control, signals: signals, order: order)
             loop.run()
         } catch {
-            report(.setupFailed(stage: error.message, errno: error.errno ?? 0))
+            // invalid_argument: what the creator asked for cannot be built (a tmpfs path through a
+            // symlink); anything else is a failure of setup.
+            report(error.code == .invalidArgument ? .refused(error.message) : .setupFailed(stage: error.message, errno: error.errno ?? 0))
             _exit(1)
         }
     }
 
-    /// The sandbox's user namespace and the network namespace it owns, as the host sent them.
+    /// The sandbox's user namespace and its network namespace (its own, or the one it joins), as
+    /// the host sent them.
     struct Namespaces {
         let user: Int32
         let network: Int32
@@ -63,15 +66,24 @@ public enum InitProcess {
     private static func setUp(_ order: SetupOrder, _ namespaces: Namespaces) throws(OffswitchError) -> (Int32, Int32) {
         // The network namespace the sandbox's user namespace owns, so that root inside has its
         // network capabilities there (raw sockets under `docker`); the one clone made is dropped.
+        // Or another sandbox's, joined (`ownsNetwork` false): joined with the host's powers, it
+        // stays owned by that sandbox's user namespace, so root here has none of those there.
         try systemCall("setns(network namespace)") { ofs_setns(namespaces.network, Int32(OFS_CLONE_NEWNET)) }
         close(namespaces.network)
         // The host moved us into our cgroups before sending setup; root the cgroup namespace here.
         try systemCall("unshare(cgroup)") { ofs_unshare(OFS_CLONE_NEWCGROUP) }
         try systemCall("sethostname(\(order.hostname))") { sethostname(order.hostname, order.hostname.utf8.count) }
+        // Already up in a joined namespace; setting it again changes nothing.
         try systemCall("ioctl(lo, SIOCSIFFLAGS up)") { ofs_loopback_up() }
-        try writeSysctl(try openSysctl(unprivilegedPorts.0), unprivilegedPorts)
-        // Opened now: /proc/sys is read-only once the root is built.
-        let pingRange = try openSysctl(pingGroups.0)
+        // The sysctls are the namespace's, so only its owner sets them. A joiner must not: its
+        // ping_group_range, read in its own user namespace, would name other host gids and take
+        // the ping sockets away from the first sandbox's users.
+        var pingRange: Int32 = -1
+        if order.ownsNetwork {
+            try writeSysctl(try openSysctl(unprivilegedPorts.0), unprivilegedPorts)
+            // Opened now: /proc/sys is read-only once the root is built.
+            pingRange = try openSysctl(pingGroups.0)
+        }
         try RootBuilder(order: order, userNamespace: namespaces.user).build()
         // Mounts are done with the host's powers, so they belong to the host's user namespace
         // and nobody inside can undo them. From here on, PID 1 and everything it starts live
@@ -80,7 +92,7 @@ public enum InitProcess {
         close(namespaces.user)
         try systemCall("setresgid(0) in the user namespace") { ofs_setresgid(0, 0, 0) }
         try systemCall("setgroups() in the user namespace") { setgroups(0, nil) }
-        try writeSysctl(pingRange, pingGroups)
+        if pingRange >= 0 { try writeSysctl(pingRange, pingGroups) }
 
         for limit in order.limits {
             var value = rlimit(rlim_cur: rlim_t(limit.soft), rlim_max: rlim_t(limit.hard))

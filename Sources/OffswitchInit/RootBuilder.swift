@@ -30,9 +30,13 @@ struct RootBuilder {
         }
         try mountKernelFilesystems()
         try buildDev()
-        let noSuidDev = UInt(MS_NOSUID | MS_NODEV)
-        try mount("tmpfs", root + "/tmp", "tmpfs", noSuidDev, "mode=1777,size=\(order.tmpSizeBytes),\(owned)",
-                  stage: "mount(tmpfs, \(root)/tmp)")
+        // A tmpfs the creator asked for at /tmp takes the place of the sandbox's own.
+        if !order.tmpfs.contains(where: { $0.path == "/tmp" }) {
+            let noSuidDev = UInt(MS_NOSUID | MS_NODEV)
+            try mount("tmpfs", root + "/tmp", "tmpfs", noSuidDev, "mode=1777,size=\(order.tmpSizeBytes),\(owned)",
+                      stage: "mount(tmpfs, \(root)/tmp)")
+        }
+        try mountRequestedTmpfs()
         try maskKernelInterfaces()
         try pivot()
     }
@@ -112,6 +116,56 @@ struct RootBuilder {
         }
         // Read-only once populated: no new device node (say /dev/kmsg's 1:11) can be made in it.
         try mount(nil, dev, nil, UInt(MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC), "mode=755,size=1m,\(owned)", stage: "mount(remount ro, \(dev))")
+    }
+
+    /// The creator's tmpfs mounts (Docker's `--tmpfs`: nosuid, nodev, noexec), parents first so
+    /// that none hides another, each named by its index in errors. They are charged, page by page,
+    /// to the memory cgroup of whoever writes them, like /tmp.
+    private func mountRequestedTmpfs() throws(OffswitchError) {
+        let ordered = order.tmpfs.enumerated().sorted { $0.element.path.utf8.lexicographicallyPrecedes($1.element.path.utf8) }
+        for (index, mount) in ordered {
+            let target = try mountPoint(mount.path, field: "tmpfs[\(index)].path")
+            defer { close(target) }
+            try self.mount("tmpfs", "/proc/self/fd/\(target)", "tmpfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC),
+                           "mode=\(String(mount.mode, radix: 8)),size=\(mount.sizeBytes),\(owned)",
+                           stage: "mount(tmpfs, \(root)\(mount.path))")
+        }
+    }
+
+    /// An O_PATH descriptor of the directory at `path` below the root, its missing names made
+    /// (0755, root's inside) one by one. No symlink is followed, not even one pointing inside: PID
+    /// 1 still sees the host's filesystem, and an image layer may hold a link to anywhere in it.
+    /// A link or a non-directory on the way is the creator's error, named by `field`.
+    private func mountPoint(_ path: String, field: String) throws(OffswitchError) -> Int32 {
+        var directory = try systemCall("open(\(root))") { open(root, Int32(OFS_O_PATH) | O_DIRECTORY | O_CLOEXEC) }
+        var walked = ""
+        for name in path.split(separator: "/").map(String.init) {
+            walked += "/" + name
+            // No O_NOFOLLOW: with O_PATH it would open a final symlink itself (then ENOTDIR);
+            // RESOLVE_NO_SYMLINKS refuses it with ELOOP instead.
+            let flags = Int32(OFS_O_PATH) | O_DIRECTORY
+            var next = ofs_open_beneath(directory, name, flags, 0)
+            if next < 0 && errno == ENOENT {
+                let made = mkdirat(directory, name, 0o755) == 0
+                if (!made && errno != EEXIST) || (made && fchownat(directory, name, rootUID, rootGID, AT_SYMLINK_NOFOLLOW) != 0) {
+                    let error = errno
+                    close(directory)
+                    throw OffswitchError.system("\(made ? "chown" : "mkdir")(\(root)\(walked)) for \(field)", errno: error)
+                }
+                next = ofs_open_beneath(directory, name, flags, 0)
+            }
+            let error = errno
+            close(directory)
+            guard next >= 0 else {
+                switch error {
+                case ELOOP: throw OffswitchError(.invalidArgument, "\(field): \(walked) is a symbolic link; a tmpfs mount point is never reached through one")
+                case ENOTDIR, EEXIST: throw OffswitchError(.invalidArgument, "\(field): \(walked) is not a directory")
+                default: throw OffswitchError.system("open(\(root)\(walked)) for \(field)", errno: error)
+                }
+            }
+            directory = next
+        }
+        return directory
     }
 
     /// Files read as empty inside: Docker's masked files, then host-global facts no namespace

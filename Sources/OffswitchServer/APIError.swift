@@ -25,7 +25,7 @@ public struct APIError: HTTPResponseError, Sendable {
             status = .badRequest
         case .permissionDenied, .rootfsNotAllowed: status = .forbidden
         case .notFound, .sandboxNotFound, .trialNotFound: status = .notFound
-        case .sandboxShutDown, .imageInUse: status = .conflict
+        case .sandboxShutDown, .imageInUse, .readOnly: status = .conflict
         case .fileTooLarge: status = .contentTooLarge
         case .capacityReached: status = .tooManyRequests
         case .registryUnauthorized: status = .forbidden

@@ -13,7 +13,8 @@ struct WireTests {
             agentUID: 1000, agentGID: 1000, capabilityBound: 0xa80425fb, seccompProgram: [1, 2, 3, 4, 5, 6, 7, 8],
             seccompFlags: 6, limits: [ResourceLimit(resource: 7, soft: 1024, hard: 2048)],
             userNamespace: UserNamespaceMapping(hostUID: 1 << 30, hostGID: (1 << 30) + 65536, size: 65536),
-            recorderListener: true)),
+            recorderListener: true, ownsNetwork: false,
+            tmpfs: [TmpfsMount(path: "/run", sizeBytes: 1 << 20), TmpfsMount(path: "/var/cache/é", sizeBytes: 64 << 20, mode: 0o1770)])),
         .setup(SetupOrder(
             hostname: "é", rootMountPoint: "/r", rootOverlay: OverlayLayout(lower: [], upper: "", work: ""), usrOverlay: nil,
             tmpSizeBytes: 0, agentUID: 0, agentGID: 0, capabilityBound: 0, seccompProgram: [], limits: [],
@@ -54,6 +55,7 @@ struct WireTests {
         let reports: [InitReport] = [
             .ready(capabilities: 5, listener: true), .ready(capabilities: 0, listener: false), .setupFailed(stage: "mount(overlay, /x)", errno: 22),
             .shutdown(ShutdownInfo(signal: 15, senderPID: 7, senderUID: 1000, unixNanoseconds: 123)),
+            .refused("tmpfs[1].path: /data is a symbolic link"),
         ]
         for report in reports { #expect(try InitReport.decode(report.encoded()) == report) }
         let statuses: [ExecStatus] = [.started(pid: 9), .spawnFailed(stage: 9, errno: 2), .exited(status: 0x0900, timedOut: true)]

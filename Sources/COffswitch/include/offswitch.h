@@ -139,7 +139,16 @@ int ofs_capabilities_limit(uint64_t bound, uint64_t hold);
 /// of it (O_CLOEXEC) or -1 with errno, and in `net_fd` an fd of a new network namespace that it
 /// owns. Safe in a multi-threaded process: the short-lived child born in the namespace makes the
 /// network namespace and pauses until it is killed; the maps are written from here.
-int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count, int *_Nonnull net_fd);
+/// With `net_fd` NULL no network namespace is made (the sandbox joins another's).
+int ofs_userns_create(uint32_t uid, uint32_t gid, uint32_t count, int *_Nullable net_fd);
+/// An fd (O_CLOEXEC) of the network namespace of the process `pidfd` names (`pid` is its pid, for
+/// kernels without PIDFD_GET_NET_NAMESPACE): never a recycled pid's. -1 with errno (ESRCH: gone).
+int ofs_pidfd_network_namespace(int pidfd, pid_t pid);
+/// In the mount namespace of the process `pidfd` names, makes the mount at each of `paths`
+/// read-only (mount_setattr(MOUNT_ATTR_RDONLY), not recursive, the last component not followed),
+/// from a short-lived child, since a threaded process cannot join a mount namespace. 0, or -1
+/// with errno and `failed_index` the path that failed (-1: joining the namespace did).
+int ofs_mounts_make_readonly(int pidfd, char *_Nullable const paths[_Nonnull], int count, int *_Nonnull failed_index);
 /// Mounts a clone of (the top mount only) `source` at `target`, idmapped through the user namespace
 /// `userns_fd` (open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount). Returns 0 or -1/errno.
 int ofs_idmapped_bind(const char *_Nonnull source, const char *_Nonnull target, int userns_fd);

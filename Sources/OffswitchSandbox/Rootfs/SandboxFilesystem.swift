@@ -48,8 +48,8 @@ struct SandboxFilesystem {
     }
 
     /// Creates the tmpfs and the layer in a claimed directory, and returns what PID 1 must mount.
-    func create(hostname: String, source: RootfsSource, upperBytes: UInt64, userNamespace mapping: UserNamespaceMapping,
-                paths: StatePaths) throws(OffswitchError) -> Made
+    func create(hostname: String, hosts: [HostEntry] = [], source: RootfsSource, upperBytes: UInt64,
+                userNamespace mapping: UserNamespaceMapping, paths: StatePaths) throws(OffswitchError) -> Made
     {
         try makeDirectory(tmpfs, mode: 0o700)
         try makeDirectory(rootMountPoint, mode: 0o755)
@@ -64,7 +64,9 @@ struct SandboxFilesystem {
             try makeDirectory(layer + "/" + path, mode: mode)
         }
         try writeFile(layer + "/etc/hostname", hostname + "\n", mode: 0o644)
-        try writeFile(layer + "/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(hostname)\n", mode: 0o644)
+        // The caller's entries come after the sandbox's own, one checked line each (HostEntry).
+        let ownHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t\(hostname)\n"
+        try writeFile(layer + "/etc/hosts", ownHosts + hosts.map(\.line).joined(), mode: 0o644)
         // The upper directories are the roots of / and /usr inside: root inside must own them.
         for path in [upper, usrUpper] {
             try systemCall("chown(\(path), \(mapping.hostUID))") { chown(path, mapping.hostUID, mapping.hostGID) }

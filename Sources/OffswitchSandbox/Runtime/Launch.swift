@@ -120,9 +120,19 @@ struct Launch {
 
     // MARK: stages
 
-    mutating func checkHost() throws(OffswitchError) -> Plan {
+    mutating func checkHost(network: NetworkNamespace?) throws(OffswitchError) -> Plan {
         try HostEnvironment.shared.get()
         try spec.limits.validate()
+        try TmpfsMount.checkList(spec.tmpfs, memoryBytes: spec.limits.memoryBytes)
+        try HostEntry.check(spec.hosts)
+        switch spec.network {
+        case .own:
+            guard network == nil else { throw OffswitchError(.invalidArgument, "network: a namespace to join was given, but the spec's network is none") }
+        case .sandbox(let peer):
+            guard let network, network.sandboxID == peer else {
+                throw OffswitchError(.invalidArgument, "network: sandbox:\(peer) needs that sandbox's network namespace (Sandbox.networkNamespace())")
+            }
+        }
         clock.mark("host checks")
         let program = try SeccompCache.shared.program(for: spec, paths: paths)
         clock.mark("seccomp program")
@@ -146,7 +156,7 @@ struct Launch {
         cleanup.push { try? filesystem.remove(); close(ownerLock) }
         let events = try EventLog(path: eventLog ?? filesystem.directory + "/events.ndjson",
                                   budget: EvidenceBudget(bytes: spec.limits.evidenceBytes))
-        let layouts = try filesystem.create(hostname: plan.hostname, source: spec.rootfs, upperBytes: spec.limits.upperBytes,
+        let layouts = try filesystem.create(hostname: plan.hostname, hosts: spec.hosts, source: spec.rootfs, upperBytes: spec.limits.upperBytes,
                                             userNamespace: hostIDs.mapping, paths: paths)
         if let image = layouts.image, !spec.defaultUserChosen,
            let user = try ImageAccount.defaultUser(image.record.config?.User, image: image.record, lowers: image.lowers) {
@@ -209,16 +219,31 @@ struct Launch {
         return Spawned(control: control, pid: pid, pidfd: pidfd)
     }
 
-    mutating func setUp(_ plan: Plan, _ made: StateDirectory, _ spawned: Spawned) throws(OffswitchError) -> Ready {
+    mutating func setUp(_ plan: Plan, _ made: StateDirectory, _ spawned: Spawned,
+                        network joined: NetworkNamespace?) throws(OffswitchError) -> Ready {
         let mapping = made.hostIDs.mapping
+        // PID 1 joins both during setup (or has died): the host closes its descriptors once they
+        // are sent (the message holds its own references), and a joined namespace's stays with
+        // its holder.
         var network: Int32 = -1
-        let userNamespace = try systemCall("create user namespace (0 -> host ids \(mapping.hostUID), \(mapping.size) ids) with its network namespace") {
-            ofs_userns_create(mapping.hostUID, mapping.hostGID, mapping.size, &network)
+        let userNamespace = try systemCall("create user namespace (0 -> host ids \(mapping.hostUID), \(mapping.size) ids)"
+                                           + (joined == nil ? " with its network namespace" : "")) {
+            joined == nil ? ofs_userns_create(mapping.hostUID, mapping.hostGID, mapping.size, &network)
+                : ofs_userns_create(mapping.hostUID, mapping.hostGID, mapping.size, nil)
         }
+        defer {
+            close(userNamespace)
+            if network >= 0 { close(network) }
+        }
+        try send(plan, made, spawned, descriptors: [userNamespace, joined?.fd ?? network], ownsNetwork: joined == nil)
+        return try awaitReady(plan, made, spawned)
+    }
+
+    /// The setup order, with the user namespace and the network namespace PID 1 is to join.
+    private mutating func send(_ plan: Plan, _ made: StateDirectory, _ spawned: Spawned, descriptors: [Int32],
+                               ownsNetwork: Bool) throws(OffswitchError) {
         clock.mark("user and network namespaces")
-        // PID 1 joins both during setup (or has died); the host needs no descriptor of them.
-        let namespaces = [userNamespace, network]
-        defer { for fd in namespaces { close(fd) } }
+        let mapping = made.hostIDs.mapping
         let order = SetupOrder(
             hostname: plan.hostname, rootMountPoint: made.filesystem.rootMountPoint, rootOverlay: made.layouts.root,
             usrOverlay: made.layouts.usr, tmpSizeBytes: spec.limits.tmpBytes, agentUID: SandboxUser.agentUID,
@@ -228,8 +253,13 @@ struct Launch {
                      ResourceLimit(resource: Int32(__RLIMIT_SIGPENDING.rawValue), soft: spec.limits.pendingSignals, hard: spec.limits.pendingSignals),
                      ResourceLimit(resource: Int32(__RLIMIT_MSGQUEUE.rawValue), soft: spec.limits.messageQueueBytes, hard: spec.limits.messageQueueBytes),
                      ResourceLimit(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0)],
-            userNamespace: mapping, recorderListener: !spec.record.isEmpty)
-        try spawned.control.send(.setup(order), descriptors: namespaces)
+            userNamespace: mapping, recorderListener: !spec.record.isEmpty, ownsNetwork: ownsNetwork, tmpfs: spec.tmpfs)
+        try spawned.control.send(.setup(order), descriptors: descriptors)
+    }
+
+    /// PID 1's answer to the setup order.
+    private mutating func awaitReady(_ plan: Plan, _ made: StateDirectory, _ spawned: Spawned) throws(OffswitchError) -> Ready {
+        let mapping = made.hostIDs.mapping
         let report = try spawned.control.receiveReportWithDescriptors()
         let descriptors = report?.1 ?? []
         switch report?.0 {
@@ -241,7 +271,7 @@ struct Launch {
                 ("user_namespace", .bool(true)), ("host_uid", .int(Int64(mapping.hostUID))),
                 ("host_gid", .int(Int64(mapping.hostGID))), ("host_ids", .int(Int64(mapping.size))),
                 ("format", .int(Int64(EventLog.formatVersion))),
-            ] + (made.layouts.image.map { image in
+            ] + composeFields + (made.layouts.image.map { image in
                 [("image", .string(image.record.references.first ?? image.record.id)), ("image_id", .string(image.record.id)),
                  ("image_layers", .int(Int64(image.record.layers.count))), ("account_added", .bool(made.layouts.accountAdded)),
                  ("home_added", .bool(made.layouts.homeAdded))]
@@ -257,10 +287,23 @@ struct Launch {
         case .setupFailed(let stage, let errno):
             for fd in descriptors { close(fd) }
             throw OffswitchError(.setupFailed, "sandbox setup: \(stage)", errno: errno == 0 ? nil : errno)
+        case .refused(let message):
+            for fd in descriptors { close(fd) }
+            throw OffswitchError(.invalidArgument, message)
         case .shutdown, nil:
             for fd in descriptors { close(fd) }
             throw OffswitchError(.setupFailed, "sandbox setup: offswitch-init exited before it was ready")
         }
+    }
+
+    /// What `sandbox_created` says of the fields a compose file sets, when they are set.
+    private var composeFields: [(String, JSONValue)] {
+        var fields: [(String, JSONValue)] = []
+        if case .sandbox = spec.network { fields.append(("network", .string(spec.network.description))) }
+        if !spec.hosts.isEmpty { fields.append(("hosts", .array(spec.hosts.map { .string($0.name) }))) }
+        if spec.readOnlyRoot { fields.append(("read_only", .bool(true))) }
+        if !spec.tmpfs.isEmpty { fields.append(("tmpfs", .array(spec.tmpfs.map { .string($0.path) }))) }
+        return fields
     }
 
     mutating func startRecorder(_ plan: Plan, _ made: StateDirectory, _ spawned: Spawned, _ ready: Ready,

@@ -5,8 +5,12 @@ public import OffswitchCore
 /// runs on a thread of its own, so a 15-second exec never holds a cooperative-pool thread.
 /// Cancelling the calling task does not stop the call; destroy the sandbox for that.
 extension Sandbox {
-    public static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard) async throws(OffswitchError) -> Sandbox {
-        try await BlockingWork.run { () throws(OffswitchError) in try Sandbox.create(spec, paths: paths) }
+    /// `create` (see there for `network` and `prepare`; `prepare` runs on the creating thread).
+    public static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard, network: NetworkNamespace? = nil,
+                              prepare: (@Sendable (Sandbox) throws(OffswitchError) -> Void)? = nil) async throws(OffswitchError) -> Sandbox {
+        try await BlockingWork.run { () throws(OffswitchError) in
+            try Sandbox.create(spec, paths: paths, network: network, prepare: prepare)
+        }
     }
 
     public func exec(_ request: ExecRequest) async throws(OffswitchError) -> ExecResult {

@@ -122,7 +122,14 @@ extension Sandbox {
             throw error
         }
         close(theirs)
-        return try awaitReply(on: mine, expecting: 1, what: "\(operation)(\(path))")[0]
+        let fd = try awaitReply(on: mine, expecting: 1, what: "\(operation)(\(path))")[0]
+        // The helper closes its copy, then its end of the socket: once that end is closed, the
+        // descriptor is the host's alone, and closing it leaves no writer on the mount
+        // (`sealRoot` fails with EBUSY while one is left).
+        if mode == .write {
+            while (try? ControlChannel.receive(on: mine, capacity: 64, maxDescriptors: 0, stage: "recvmsg(end of \(operation))")) != nil {}
+        }
+        return fd
     }
 
     private func replySocket() throws(OffswitchError) -> (Int32, Int32) {
@@ -146,6 +153,11 @@ extension Sandbox {
         let reply = bytes.withUnsafeBytes { $0.loadUnaligned(as: ofs_file_reply.self) }
         if reply.stage == Int32(OFS_STAGE_NOT_REGULAR.rawValue) {
             throw OffswitchError(.notRegularFile, "\(what): not a regular file")
+        }
+        if reply.err == EROFS {
+            for fd in fds { close(fd) }
+            throw OffswitchError(.readOnly, "\(what): the sandbox's root is read-only (read_only); only its tmpfs mounts and /dev/shm take writes",
+                                 errno: EROFS)
         }
         guard reply.err == 0, fds.count == count else {
             for fd in fds { close(fd) }

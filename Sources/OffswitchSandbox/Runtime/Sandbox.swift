@@ -71,25 +71,46 @@ public final class Sandbox: Sendable {
     /// directory and goes with destroy. A path given here outlives the sandbox.
     /// `fileBacklogLimit`: the file watcher's queue limit in bytes (`FileWatcher`).
     /// `diffLimits`: the bounds of the diff's hashing at destroy (`DiffLimits`).
+    /// `network`: the namespace to join when `spec.network` names a sandbox (its `networkNamespace()`).
+    /// `prepare`: what the harness places before the sandbox is handed over, run before a
+    /// read-only root (`spec.readOnlyRoot`) is sealed, as Docker's build writes an image's files.
     public static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard,
                               eventLog: String? = nil,
                               fileBacklogLimit: Int64 = FileWatcher.defaultBacklogLimit,
-                              diffLimits: DiffLimits = .standard) throws(OffswitchError) -> Sandbox {
-        try create(spec, paths: paths, eventLog: eventLog, fileBacklogLimit: fileBacklogLimit, diffLimits: diffLimits, fault: nil)
+                              diffLimits: DiffLimits = .standard, network: NetworkNamespace? = nil,
+                              prepare: ((Sandbox) throws(OffswitchError) -> Void)? = nil) throws(OffswitchError) -> Sandbox {
+        try create(spec, paths: paths, eventLog: eventLog, fileBacklogLimit: fileBacklogLimit, diffLimits: diffLimits,
+                   network: network, prepare: prepare, fault: nil)
     }
 
     /// `create`, failing on purpose right after the stage `fault` names (tests of the unwinding).
     /// The stages share one cleanup stack: whichever fails, what the earlier ones made is undone.
     package static func create(_ spec: SandboxSpec = SandboxSpec(), paths: StatePaths = .standard,
                                eventLog: String? = nil, fileBacklogLimit: Int64 = FileWatcher.defaultBacklogLimit,
-                               diffLimits: DiffLimits = .standard, fault: LaunchFault?) throws(OffswitchError) -> Sandbox {
+                               diffLimits: DiffLimits = .standard, network: NetworkNamespace? = nil,
+                               prepare: ((Sandbox) throws(OffswitchError) -> Void)? = nil,
+                               fault: LaunchFault?) throws(OffswitchError) -> Sandbox {
+        let sandbox = try launch(spec, paths: paths, eventLog: eventLog, fileBacklogLimit: fileBacklogLimit, diffLimits: diffLimits,
+                                 network: network, fault: fault)
+        do throws(OffswitchError) {
+            try prepare?(sandbox)
+            if spec.readOnlyRoot { try sandbox.sealRoot() }
+        } catch {
+            try? sandbox.destroy()
+            throw error
+        }
+        return sandbox
+    }
+
+    private static func launch(_ spec: SandboxSpec, paths: StatePaths, eventLog: String?, fileBacklogLimit: Int64,
+                               diffLimits: DiffLimits, network: NetworkNamespace?, fault: LaunchFault?) throws(OffswitchError) -> Sandbox {
         var launch = Launch(spec: spec, paths: paths, fault: fault)
         do throws(OffswitchError) {
-            let plan = try launch.checkHost()
+            let plan = try launch.checkHost(network: network)
             let made = try launch.makeStateDirectory(plan, eventLog: eventLog)
             let cgroups = try launch.makeCgroups(plan)
             let spawned = try launch.spawnInit(plan, made, cgroups: cgroups)
-            let ready = try launch.setUp(plan, made, spawned)
+            let ready = try launch.setUp(plan, made, spawned, network: network)
             let recording = try launch.startRecorder(plan, made, spawned, ready, fileBacklogLimit: fileBacklogLimit)
             launch.cleanup.disarm()
             let layouts = made.layouts
