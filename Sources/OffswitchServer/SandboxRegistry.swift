@@ -60,22 +60,41 @@ public actor SandboxRegistry {
             files.append((file.path, try file.bytes(field: field), try file.fileMode(field: field),
                           try SandboxUser.parse(file.user, field: field + ".user")))
         }
+        let network = try networkToJoin(spec.network)
         let claim = try capacity.claim(.sandboxes)
-        let sandbox = try await Sandbox.create(spec, paths: paths)
-        do throws(OffswitchError) {
+        let placesFiles = !files.isEmpty || !spec.tmpfs.isEmpty
+        // Written before a read-only root is sealed, as an image's files are built into it.
+        let sandbox = try await Sandbox.create(spec, paths: paths, network: network) { [files] sandbox throws(OffswitchError) in
             for (path, bytes, mode, user) in files {
-                try await sandbox.writeFile(path, bytes, user: user, mode: mode)
+                try sandbox.writeFile(path, bytes, user: user, mode: mode)
             }
-            // The files the harness placed are the "before" of the final diff.
-            if !files.isEmpty { sandbox.markBaseline() }
-        } catch {
-            try? await sandbox.destroy()
-            throw error
+            // The files the harness placed, and the tmpfs mount points setup made, are the
+            // "before" of the final diff.
+            if placesFiles { sandbox.markBaseline() }
         }
         let entry = Entry(sandbox: sandbox, createdAt: unixNanoseconds(), profile: spec.profileName, environment: body.env ?? [:],
                           claims: [claim])
         entries[sandbox.id] = entry
         return Self.document(entry)
+    }
+
+    /// The network namespace of the sandbox `network` names, taken now (in the actor, so that
+    /// the sandbox cannot be removed meanwhile); nil for a namespace of its own. An unknown or
+    /// shut-down sandbox is `sandbox_not_found` naming the field.
+    private func networkToJoin(_ network: SandboxNetwork) throws(OffswitchError) -> NetworkNamespace? {
+        guard case .sandbox(let id) = network else { return nil }
+        guard let entry = entries[id] else { throw OffswitchError(.sandboxNotFound, "network: no sandbox \"\(id)\"") }
+        // A trial's sandbox is the scenario's alone: nothing else may reach the agent's loopback.
+        guard entry.trial == nil else {
+            throw OffswitchError(.invalidArgument, "network: sandbox \(id) is a scenario's trial; only a plain sandbox's network can be joined")
+        }
+        do throws(OffswitchError) {
+            return try entry.sandbox.networkNamespace()
+        } catch let error where error.code == .sandboxShutDown || error.code == .sandboxDestroyed {
+            throw OffswitchError(.sandboxNotFound, "network: sandbox \(id) has shut down; only a running sandbox's network can be joined")
+        } catch {
+            throw OffswitchError(error.code, "network: \(error.message)", errno: error.errno)
+        }
     }
 
     /// A scenario sandbox's trial.
