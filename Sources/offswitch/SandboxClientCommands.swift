@@ -11,10 +11,64 @@ extension SandboxCommand {
         @OptionGroup var client: ClientOptions
         @OptionGroup var options: SandboxOptions
         @Option(name: .long, help: "Hostname inside.") var hostname: String?
+        @Option(name: .long, help: ArgumentHelp(
+            "'none' (default: a network of its own, loopback only) or 'sandbox:ID': share the network namespace of the running sandbox ID, as compose services do (one loopback, no route anywhere else).",
+            valueName: "none|sandbox:ID"))
+        var network: String?
+        @Option(name: .customLong("add-host"), help: ArgumentHelp("Add a line to /etc/hosts (repeatable).", valueName: "NAME:ADDRESS"))
+        var addHost: [String] = []
+        @Flag(name: .customLong("read-only"), help: "Make /, /usr and /tmp read-only inside once the sandbox is created (Docker's --read-only); /dev/shm and --tmpfs mounts stay writable.")
+        var readOnly = false
+        @Option(name: .long, help: ArgumentHelp(
+            "Mount a tmpfs at PATH (repeatable), nosuid, nodev and noexec as Docker's --tmpfs; size_mib defaults to the memory limit, mode to 1777.",
+            valueName: "PATH[:size_mib=N,mode=OCTAL]"))
+        var tmpfs: [String] = []
         @Flag(name: .long, help: "Print the sandbox as JSON instead of its id.") var json = false
 
+        func validate() throws {
+            _ = try hosts()
+            _ = try tmpfsMounts()
+        }
+
+        /// `--add-host NAME:ADDRESS`, split at the first colon (a name has none; an IPv6 address does).
+        func hosts() throws -> [String: String]? {
+            guard !addHost.isEmpty else { return nil }
+            var hosts: [String: String] = [:]
+            for entry in addHost {
+                guard let colon = entry.firstIndex(of: ":") else { throw ValidationError("--add-host \(entry): expected NAME:ADDRESS") }
+                let name = String(entry[..<colon])
+                guard hosts[name] == nil else { throw ValidationError("--add-host \(name) is given twice") }
+                hosts[name] = String(entry[entry.index(after: colon)...])
+            }
+            return hosts
+        }
+
+        /// `--tmpfs PATH[:size_mib=N,mode=OCTAL]`.
+        func tmpfsMounts() throws -> [CreateSandboxBody.TmpfsBody]? {
+            guard !tmpfs.isEmpty else { return nil }
+            return try tmpfs.map { text in
+                let parts = text.split(separator: ":", maxSplits: 1)
+                var mount = CreateSandboxBody.TmpfsBody(path: parts.first.map(String.init) ?? "")
+                for option in parts.dropFirst().first?.split(separator: ",") ?? [] {
+                    let pair = option.split(separator: "=", maxSplits: 1).map(String.init)
+                    switch (pair.first, pair.count) {
+                    case ("size_mib", 2):
+                        guard let size = UInt64(pair[1]) else { throw ValidationError("--tmpfs \(text): size_mib=\(pair[1]) is not a number of MiB") }
+                        mount.size_mib = size
+                    case ("mode", 2): mount.mode = pair[1]
+                    default: throw ValidationError("--tmpfs \(text): unknown option \(option) (size_mib=N, mode=OCTAL)")
+                    }
+                }
+                return mount
+            }
+        }
+
         func run() throws {
-            let body = try options.createBody(hostname: hostname)
+            var body = try options.createBody(hostname: hostname)
+            body.network = network
+            body.hosts = try hosts()
+            body.read_only = readOnly ? true : nil
+            body.tmpfs = try tmpfsMounts()
             let (document, reply) = try translated { () throws(OffswitchError) in try client.client.createSandbox(body) }
             StandardStreams.out(json ? reply : Array((document.id + "\n").utf8))
         }

@@ -33,6 +33,38 @@ struct CLIClientTests {
         return Run(status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
     }
 
+    @Test("create --network, --add-host, --read-only, --tmpfs: a pod from the command line; bad values refused before the daemon")
+    func composeOptions() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let socket = daemon.socket
+        let first = try Self.offswitch(["sandbox", "create"], socket: socket).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let port = Int.random(in: 20000...40000)
+        #expect(try Self.offswitch(["sandbox", "exec", first, "--", "python3", "-c", podServerScript(port: port, body: "from-cli")], socket: socket).status == 0)
+        let created = try Self.offswitch(["sandbox", "create", "--network", "sandbox:\(first)", "--add-host", "web:127.0.0.1", "--add-host", "six:::1",
+                                          "--read-only", "--tmpfs", "/run/app:size_mib=4,mode=1777", "--tmpfs", "/tmp"], socket: socket)
+        #expect(created.status == 0, "\(created.stderr)")
+        let second = created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let check = try Self.offswitch(["sandbox", "exec", second, "--", "bash", "-c", """
+            curl -sS --max-time 10 http://web:\(port)/; echo; getent hosts six | cut -d' ' -f1
+            touch /home/user/x 2>&1 | grep -c 'Read-only'; touch /run/app/x /tmp/x && echo writable
+            grep ' /run/app ' /proc/mounts | grep -o 'size=4096k'
+            """], socket: socket)
+        #expect(check.stdout == "from-cli\n::1\n1\nwritable\nsize=4096k\n", "\(check.stdout)\(check.stderr)")
+        let unknown = try Self.offswitch(["sandbox", "create", "--network", "sandbox:000000000000"], socket: socket)
+        #expect(unknown.status != 0 && unknown.stderr.contains("network: no sandbox"), "\(unknown.stderr)")
+        for bad in [["--add-host", "web"], ["--add-host", "web:1.2.3.4", "--add-host", "web:5.6.7.8"], ["--tmpfs", "/run:size=4m"],
+                    ["--tmpfs", "/run:size_mib=x"]] {
+            let refused = try Self.offswitch(["sandbox", "create"] + bad, socket: socket)
+            #expect(refused.status != 0 && refused.stderr.contains(bad.last!.split(separator: ":")[0]), "\(bad): \(refused.stderr)")
+        }
+        let help = try Self.offswitch(["sandbox", "create", "--help"], socket: socket).stdout
+        for option in ["--network <none|sandbox:ID>", "--add-host <NAME:ADDRESS>", "--read-only", "--tmpfs <PATH[:size_mib=N,mode=OCTAL]>"] {
+            #expect(help.contains(option), "\(option) missing from: \(help)")
+        }
+        for id in [second, first] { #expect(try Self.offswitch(["sandbox", "rm", id], socket: socket).status == 0) }
+    }
+
     @Test("create, put, exec, get, ls, rm")
     func longLived() throws {
         let daemon = try DaemonHarness()
