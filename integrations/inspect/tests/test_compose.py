@@ -25,7 +25,7 @@ def test_palisade_style_fields_are_honoured(tmp_path):
     project = load(compose(tmp_path, """
         services:
           default:
-            build: {context: ., dockerfile: Dockerfile, args: {A: "1"}, target: final}
+            build: {context: ., dockerfile: Dockerfile, args: {A: "1"}, target: final, network: none}
             command: tail -f /dev/null
             init: true
             network_mode: none
@@ -40,6 +40,7 @@ def test_palisade_style_fields_are_honoured(tmp_path):
     (service,) = project.services
     assert service.name == "default" and service.image is None
     assert service.build.context == tmp_path.resolve() and service.build.args == (("A", "1"),) and service.build.target == "final"
+    assert service.build.network == "none"
     assert service.command == ("tail", "-f", "/dev/null") and service.entrypoint is None
     assert service.limits == {"cpus": 0.5, "memory_mib": 256}
     assert dict(service.environment) == {"LANG": "C.UTF-8", "EMPTY": ""}

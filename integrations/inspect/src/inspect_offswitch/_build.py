@@ -69,7 +69,7 @@ def cache_key(build: Build, builder: str) -> str:
             digest.update(len(data).to_bytes(8, "big"))
             digest.update(data)
 
-    put("inspect-offswitch build 1", builder, build.dockerfile.read_bytes(), build.target or "")
+    put("inspect-offswitch build 1", builder, build.dockerfile.read_bytes(), build.target or "", build.network or "")
     for key, value in build.args:
         put("arg", key, value)
     root = build.context
@@ -159,6 +159,8 @@ def _build_command(builder: str, build: Build, name: str) -> list[str]:
         command.append("--no-cache")
     if build.pull:
         command.append("--pull" if builder == "docker" else "--pull-always")
+    if build.network:
+        command += ["--network", build.network]
     return command + [str(build.context)]
 
 

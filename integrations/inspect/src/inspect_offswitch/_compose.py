@@ -44,6 +44,8 @@ class Build:
     target: str | None = None
     no_cache: bool = False
     pull: bool = False
+    # The network of the build's RUN steps: none, host, or None for the builder's default.
+    network: str | None = None
 
 
 @dataclass(frozen=True)
@@ -334,8 +336,11 @@ def _build(value: Any, where: str, directory: Path) -> Build:
     if not isinstance(value, dict):
         raise ComposeError(f"{where}: must be a path or a mapping")
     for key in value:
-        if key not in ("context", "dockerfile", "args", "target", "no_cache", "pull") and not str(key).startswith("x-"):
-            raise ComposeError(f"{where}.{key}: not supported (context, dockerfile, args, target, no_cache and pull are)")
+        if key not in ("context", "dockerfile", "args", "target", "no_cache", "pull", "network") and not str(key).startswith("x-"):
+            raise ComposeError(f"{where}.{key}: not supported (context, dockerfile, args, target, no_cache, pull and network are)")
+    network = value.get("network")
+    if network not in (None, "none", "host", "default"):
+        raise ComposeError(f"{where}.network: {network!r}: a build's RUN steps have none, host or the builder's default network")
     context_text = str(value.get("context", "."))
     if "://" in context_text or context_text.startswith("git@"):
         raise ComposeError(f"{where}.context: {context_text!r}: only a local directory can be built")
@@ -372,7 +377,8 @@ def _build(value: Any, where: str, directory: Path) -> Build:
         resolved.append((str(key), str(val)))
     target = value.get("target")
     return Build(context=context, dockerfile=dockerfile.resolve(), args=tuple(sorted(resolved)), target=str(target) if target else None,
-                 no_cache=bool(value.get("no_cache", False)), pull=bool(value.get("pull", False)))
+                 no_cache=bool(value.get("no_cache", False)), pull=bool(value.get("pull", False)),
+                 network=None if network in (None, "default") else network)
 
 
 def _argv(value: Any, where: str) -> tuple[str, ...]:
