@@ -232,6 +232,69 @@ int ofs_capabilities_limit(uint64_t bound, uint64_t hold) {
     return 0;
 }
 
+#ifndef SECCOMP_FILTER_FLAG_TSYNC
+#define SECCOMP_FILTER_FLAG_TSYNC (1U << 0)
+#endif
+#ifndef SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+#define SECCOMP_FILTER_FLAG_TSYNC_ESRCH (1U << 4)
+#endif
+
+struct privileged_install {
+    const void *instructions;
+    unsigned short count;
+    unsigned int flags;
+    pthread_mutex_t go;  // held by the caller until its own sets are lowered
+    int abandon;         // set when they could not be: install nothing
+    int result;
+    int err;
+};
+
+static void *install_for_both_threads(void *argument) {
+    struct privileged_install *install = argument;
+    pthread_mutex_lock(&install->go);
+    if (!install->abandon) {
+        // TSYNC_ESRCH: the kernel takes TSYNC with a listener only in this form.
+        install->result = ofs_seccomp_install(install->instructions, install->count,
+                                              install->flags | SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_TSYNC_ESRCH);
+        install->err = errno;
+    }
+    pthread_mutex_unlock(&install->go);
+    return NULL;
+}
+
+int ofs_seccomp_install_dropping(const void *instructions, unsigned short count, unsigned int flags, uint64_t keep, int *stage) {
+    struct privileged_install install = {.instructions = instructions, .count = count, .flags = flags, .result = -1};
+    pthread_mutex_init(&install.go, NULL);
+    pthread_mutex_lock(&install.go);
+    pthread_t thread;
+    int err = pthread_create(&thread, NULL, install_for_both_threads, &install);
+    if (err != 0) {
+        pthread_mutex_unlock(&install.go);
+        pthread_mutex_destroy(&install.go);
+        *stage = OFS_INSTALL_THREAD;
+        errno = err;
+        return -1;
+    }
+    // The thread keeps the credentials it was born with; capset replaces only this thread's.
+    int lowered = set_capability_sets(keep);
+    int lower_err = errno;
+    if (lowered != 0) install.abandon = 1;
+    pthread_mutex_unlock(&install.go);
+    pthread_join(thread, NULL);
+    pthread_mutex_destroy(&install.go);
+    if (lowered != 0) {
+        *stage = OFS_INSTALL_CAPSET;
+        errno = lower_err;
+        return -1;
+    }
+    if (install.result < 0) {
+        *stage = OFS_INSTALL_SECCOMP;
+        errno = install.err;
+        return -1;
+    }
+    return install.result;
+}
+
 int64_t ofs_capabilities_effective(void) {
     struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
     struct __user_cap_data_struct data[2];

@@ -88,6 +88,9 @@ public struct SetupOrder: Sendable, Equatable {
     public var agentGID: UInt32
     /// PID 1 keeps only these capabilities after setup (and bounds every command by them).
     public var capabilityBound: UInt64
+    /// Set `no_new_privs` before the filter. Without it PID 1 holds CAP_SYS_ADMIN (never in the
+    /// bounding set) until the filter is installed, as the kernel requires, and gives it up then.
+    public var noNewPrivileges: Bool
     /// Classic BPF, 8 bytes per instruction, installed after setup; empty means none.
     public var seccompProgram: [UInt8]
     /// `SECCOMP_FILTER_FLAG_*` bits for seccomp(2).
@@ -107,7 +110,7 @@ public struct SetupOrder: Sendable, Equatable {
 
     public init(
         hostname: String, rootMountPoint: String, rootOverlay: OverlayLayout, usrOverlay: OverlayLayout?,
-        tmpSizeBytes: UInt64, agentUID: UInt32, agentGID: UInt32, capabilityBound: UInt64,
+        tmpSizeBytes: UInt64, agentUID: UInt32, agentGID: UInt32, capabilityBound: UInt64, noNewPrivileges: Bool,
         seccompProgram: [UInt8], seccompFlags: UInt32 = 0, limits: [ResourceLimit], userNamespace: UserNamespaceMapping,
         recorderListener: Bool = false, ownsNetwork: Bool = true, tmpfs: [TmpfsMount] = []
     ) {
@@ -124,6 +127,7 @@ public struct SetupOrder: Sendable, Equatable {
         self.agentUID = agentUID
         self.agentGID = agentGID
         self.capabilityBound = capabilityBound
+        self.noNewPrivileges = noNewPrivileges
         self.seccompProgram = seccompProgram
         self.limits = limits
     }
@@ -199,6 +203,7 @@ public enum InitRequest: Sendable, Equatable {
             w.u32(o.agentUID)
             w.u32(o.agentGID)
             w.u64(o.capabilityBound)
+            w.bool(o.noNewPrivileges)
             w.data(o.seccompProgram)
             w.u32(o.seccompFlags)
             w.u32(UInt32(o.limits.count))
@@ -251,6 +256,7 @@ public enum InitRequest: Sendable, Equatable {
             let root = try decodeOverlay(&r)
             let usr = try r.bool() ? try decodeOverlay(&r) : nil
             let tmpSize = try r.u64(), uid = try r.u32(), gid = try r.u32(), bound = try r.u64()
+            let noNewPrivileges = try r.bool()
             let program = try r.data()
             let flags = try r.u32()
             let count = Int(try r.u32())
@@ -269,7 +275,7 @@ public enum InitRequest: Sendable, Equatable {
             }
             request = .setup(SetupOrder(
                 hostname: hostname, rootMountPoint: mountPoint, rootOverlay: root, usrOverlay: usr,
-                tmpSizeBytes: tmpSize, agentUID: uid, agentGID: gid, capabilityBound: bound,
+                tmpSizeBytes: tmpSize, agentUID: uid, agentGID: gid, capabilityBound: bound, noNewPrivileges: noNewPrivileges,
                 seccompProgram: program, seccompFlags: flags, limits: limits, userNamespace: mapping,
                 recorderListener: listener, ownsNetwork: ownsNetwork, tmpfs: mounts))
         case 2:

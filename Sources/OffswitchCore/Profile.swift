@@ -13,6 +13,9 @@ public struct Profile: Sendable, Equatable, Codable {
     public var record: [RecordedSyscall]
     /// Capabilities of commands run as root inside.
     public var capabilities: CapabilitySet
+    /// Whether every process gets `no_new_privs`: false is Docker's default, where setuid
+    /// programs and file capabilities take effect (within the capabilities above); true refuses both.
+    public var noNewPrivileges: Bool
     public var network: NetworkMode
     public var limits: ResourceLimits
     /// Default wall-clock limit of one command in seconds; nil means none.
@@ -23,7 +26,7 @@ public struct Profile: Sendable, Equatable, Codable {
 
     public init(name: String, description: String = "", source: String, seccomp: SeccompPolicy, seccompSource: String,
                 record: [RecordedSyscall] = [], capabilities: CapabilitySet = .dockerDefault,
-                network: NetworkMode = .none, limits: ResourceLimits = .defaults,
+                noNewPrivileges: Bool = false, network: NetworkMode = .none, limits: ResourceLimits = .defaults,
                 commandTimeoutSeconds: Int? = nil, rootfs: RootfsSource = .host, user: SandboxUser = .agent) {
         self.name = name
         self.description = description
@@ -32,6 +35,7 @@ public struct Profile: Sendable, Equatable, Codable {
         self.seccompSource = seccompSource
         self.record = record
         self.capabilities = capabilities
+        self.noNewPrivileges = noNewPrivileges
         self.network = network
         self.limits = limits
         self.commandTimeoutSeconds = commandTimeoutSeconds
@@ -46,6 +50,7 @@ public struct Profile: Sendable, Equatable, Codable {
         spec.seccomp = seccomp
         spec.seccompSource = seccompSource
         spec.record = record
+        spec.noNewPrivileges = noNewPrivileges
         spec.commandTimeoutSeconds = commandTimeoutSeconds
         spec.defaultUser = user
         return spec

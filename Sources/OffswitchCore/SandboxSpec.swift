@@ -118,6 +118,9 @@ public struct SandboxSpec: Sendable, Equatable, Codable {
     public var seccompSource: String?
     /// Capabilities of commands run as root (Docker's default set unless told otherwise).
     public var rootCapabilities: CapabilitySet
+    /// `no_new_privs` on every process of the sandbox (false, Docker's default: setuid programs
+    /// work, within `rootCapabilities`).
+    public var noNewPrivileges: Bool
     /// Syscalls the evidence recorder is to see.
     public var record: [RecordedSyscall]
     /// The sandbox's own host ids, assigned when it is created (nil in a spec not yet launched;
@@ -151,6 +154,7 @@ public struct SandboxSpec: Sendable, Equatable, Codable {
         self.seccomp = seccomp
         self.seccompSource = nil
         self.rootCapabilities = rootCapabilities
+        self.noNewPrivileges = false
         self.record = []
         self.userNamespace = nil
         self.commandTimeoutSeconds = nil

@@ -12,6 +12,9 @@ public enum InitProcess {
     static let control: Int32 = 3
     /// CAP_KILL, CAP_SETGID, CAP_SETUID: ending commands and running them as their user.
     static let ownCapabilities: UInt64 = 1 << 5 | 1 << 6 | 1 << 7
+    /// CAP_SYS_ADMIN: what the kernel asks of a caller that installs a seccomp filter without
+    /// no_new_privs. PID 1 holds it only until its filter is in place.
+    static let installerCapability: UInt64 = 1 << 21
 
     public static func main() -> Never {
         umask(0)
@@ -110,23 +113,49 @@ public enum InitProcess {
         // so that the agent can signal PID 1, while the effective uid 0 keeps those capabilities.
         // PID 1 also holds what it needs to run commands as others and to end them; the bounding
         // set keeps every command (root's included, at execve) within the profile's set.
+        // Without no_new_privs, installing the filter takes CAP_SYS_ADMIN here: held, never in
+        // the bounding set (no command can get it at execve), until the filter is installed.
         let hold = order.capabilityBound | Self.ownCapabilities
-        try systemCall("capset(bound \(CapabilitySet(mask: order.capabilityBound).hex), hold \(CapabilitySet(mask: hold).hex))") {
-            ofs_capabilities_limit(order.capabilityBound, hold)
+        let filters = !order.seccompProgram.isEmpty
+        let installer = filters && !order.noNewPrivileges ? Self.installerCapability & ~hold : 0
+        try systemCall("capset(bound \(CapabilitySet(mask: order.capabilityBound).hex), hold \(CapabilitySet(mask: hold | installer).hex))") {
+            ofs_capabilities_limit(order.capabilityBound, hold | installer)
         }
         try systemCall("setresuid(\(order.agentUID), 0, \(order.agentUID))") { ofs_setresuid(order.agentUID, 0, order.agentUID) }
         // Not dumpable: /proc/1/mem, /proc/1/exe and ptrace need CAP_SYS_PTRACE, which no one inside has.
         try systemCall("prctl(PR_SET_DUMPABLE, 0)") { ofs_prctl(OFS_PR_SET_DUMPABLE, 0) }
-        try systemCall("prctl(PR_SET_NO_NEW_PRIVS)") { ofs_prctl(OFS_PR_SET_NO_NEW_PRIVS, 1) }
+        // Docker's default is without it: setuid programs and file capabilities then work, within
+        // the bounding set, as root of this user namespace.
+        if order.noNewPrivileges {
+            try systemCall("prctl(PR_SET_NO_NEW_PRIVS)") { ofs_prctl(OFS_PR_SET_NO_NEW_PRIVS, 1) }
+        }
         var listener: Int32 = -1
-        if !order.seccompProgram.isEmpty {
+        if filters {
             let count = order.seccompProgram.count / 8
             guard count * 8 == order.seccompProgram.count, count <= 4096 else {
                 throw OffswitchError(.protocolError, "seccomp program of \(order.seccompProgram.count) bytes")
             }
             let flags = order.seccompFlags | (order.recorderListener ? OFS_SECCOMP_FILTER_FLAG_NEW_LISTENER : 0)
-            let rc = try systemCall("seccomp(SET_MODE_FILTER, \(count) instructions, flags \(flags))") {
-                order.seccompProgram.withUnsafeBytes { ofs_seccomp_install($0.baseAddress!, UInt16(count), flags) }
+            let rc: Int32
+            if installer != 0 {
+                var stage: Int32 = 0
+                let result = order.seccompProgram.withUnsafeBytes {
+                    ofs_seccomp_install_dropping($0.baseAddress!, UInt16(count), flags, hold, &stage)
+                }
+                let failed = errno
+                guard result >= 0 else {
+                    let what = switch stage {
+                    case Int32(OFS_INSTALL_THREAD.rawValue): "pthread_create(seccomp installer)"
+                    case Int32(OFS_INSTALL_CAPSET.rawValue): "capset(drop CAP_SYS_ADMIN, hold \(CapabilitySet(mask: hold).hex))"
+                    default: "seccomp(SET_MODE_FILTER|TSYNC, \(count) instructions, flags \(flags)) without no_new_privs"
+                    }
+                    throw OffswitchError.system(what, errno: failed)
+                }
+                rc = result
+            } else {
+                rc = try systemCall("seccomp(SET_MODE_FILTER, \(count) instructions, flags \(flags))") {
+                    order.seccompProgram.withUnsafeBytes { ofs_seccomp_install($0.baseAddress!, UInt16(count), flags) }
+                }
             }
             if order.recorderListener { listener = rc }
         }

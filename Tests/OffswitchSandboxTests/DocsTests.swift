@@ -42,5 +42,6 @@ struct DocsTests {
         #expect(example.commandTimeoutSeconds == 600)
         #expect(example.capabilities == docker.capabilities && example.limits == docker.limits && example.seccomp == docker.seccomp)
         #expect(example.description == docker.description && example.user == docker.user && example.rootfs == docker.rootfs)
+        #expect(example.noNewPrivileges == docker.noNewPrivileges)
     }
 }

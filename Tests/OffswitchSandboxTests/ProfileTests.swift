@@ -54,8 +54,12 @@ struct ProfileTests {
         let docker = try ProfileCatalog.load("docker")
         #expect(docker.limits.cpus == 0.5 && docker.limits.memoryBytes == 256 << 20)
         #expect(docker.capabilities == .dockerDefault && docker.user == .agent)
+        // Docker sets no_new_privs only when asked; hardened asks.
+        #expect(!docker.noNewPrivileges && docker.sandboxSpec.noNewPrivileges == false)
         let hardened = try ProfileCatalog.load("hardened")
         #expect(hardened.capabilities == .none)
+        #expect(hardened.noNewPrivileges && hardened.sandboxSpec.noNewPrivileges)
+        #expect(try !ProfileCatalog.load("observe").noNewPrivileges)
         let denied = hardened.seccomp.syscalls.filter { $0.action == "SCMP_ACT_ERRNO" && $0.comment == "the profile's seccomp_deny" }
         #expect(denied.first?.names.contains("ptrace") == true)
         #expect(!hardened.seccomp.syscalls.contains { $0.action == "SCMP_ACT_ALLOW" && $0.names.contains("ptrace") })
@@ -73,6 +77,10 @@ struct ProfileTests {
         #expect(profile.limits.pendingSignals == 256 && profile.limits.messageQueueBytes == 64 << 10)
         #expect(profile.commandTimeoutSeconds == 600)
         #expect(profile.seccompSource == "p.yaml: seccomp")
+        // Absent: Docker's default.
+        #expect(!profile.noNewPrivileges)
+        let asked = Self.base.replacingOccurrences(of: "network: none", with: "no_new_privileges: true\nnetwork: none")
+        #expect(try #require(ProfileReader.read(text: asked, file: "p.yaml").profile).noNewPrivileges)
     }
 
     @Test("Without pending_signals and message_queues a profile gets 4096 signals and the kernel's 819200 bytes")
@@ -109,6 +117,7 @@ struct ProfileTests {
         ("command_timeout: 10m", "command_timeout: 0", "limits.command_timeout: expected a positive duration"),
         ("capabilities: [CAP_CHOWN]", "capabilities: [CAP_CHOWN, CAP_FLY]", "capabilities[1]: unknown capability \"CAP_FLY\""),
         ("network: none", "network: host", "network: unknown network mode \"host\""),
+        ("network: none", "no_new_privileges: maybe\nnetwork: none", "no_new_privileges: expected true or false, found \"maybe\""),
         ("user: user", "user: admin", "user: expected user or root, found \"admin\""),
         ("rootfs: host", "rootfs: dir:relative", "rootfs: expected host or dir:/absolute/path"),
         ("network: none", "user_namespace: {host_uid: 100000}\nnetwork: none", "user_namespace: no longer a profile field"),
@@ -175,10 +184,11 @@ struct ProfileTests {
         let run = try runCLI(["profile", "show", "docker"])
         #expect(run.status == 0, "\(run.stderr)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
-        #expect(object["format"] as? String == "offswitch.effective-profile/2")
+        #expect(object["format"] as? String == "offswitch.effective-profile/3")
         // The fields docs/profiles.md names, no more and no fewer.
         #expect(Set(object.keys) == ["format", "name", "description", "source", "seccomp_source", "user", "rootfs", "network",
-                                     "capabilities", "limits", "record", "seccomp", "skipped", "machine"])
+                                     "capabilities", "no_new_privileges", "limits", "record", "seccomp", "skipped", "machine"])
+        #expect(object["no_new_privileges"] as? Bool == false)
         let limits = try #require(object["limits"] as? [String: Any])
         // `command_timeout_seconds` only when set (docker sets none).
         #expect(Set(limits.keys).subtracting(["command_timeout_seconds"]) == ["memory_bytes", "pids", "cpus", "upper_bytes", "tmp_bytes",

@@ -124,13 +124,40 @@ int ofs_mount(const char *_Nullable source, const char *_Nonnull target, const c
               unsigned long flags, const char *_Nullable data);
 /// Bring the loopback interface of the current network namespace up.
 int ofs_loopback_up(void);
-/// Install a BPF seccomp filter (no_new_privs must already be set). flags: SECCOMP_FILTER_FLAG_*.
+/// Install a BPF seccomp filter (no_new_privs must already be set, or see
+/// ofs_seccomp_install_dropping). flags: SECCOMP_FILTER_FLAG_*.
 /// Returns 0, a listener fd when NEW_LISTENER was asked for, or -1 with errno.
 int ofs_seccomp_install(const void *_Nonnull instructions, unsigned short count, unsigned int flags);
 /// Limit the capability bounding set to `bound` (what any command can ever get) and set our own
 /// permitted and effective sets to `hold` (PID 1 may hold a few more, such as CAP_SETUID, to
 /// change identity for commands); clears inheritable and ambient capabilities.
 int ofs_capabilities_limit(uint64_t bound, uint64_t hold);
+
+/// Where ofs_seccomp_install_dropping failed.
+typedef enum ofs_install_stage {
+    OFS_INSTALL_THREAD = 1,   // the installing thread could not be made
+    OFS_INSTALL_CAPSET = 2,   // our own capability sets could not be lowered to `keep`
+    OFS_INSTALL_SECCOMP = 3,  // seccomp(2) refused the filter
+} ofs_install_stage;
+
+/// Installs a BPF seccomp filter without no_new_privs, ending with our permitted and effective
+/// capability sets at `keep` (inheritable cleared, the bounding set untouched).
+///
+/// Without no_new_privs the kernel takes a filter only from a caller that holds CAP_SYS_ADMIN in
+/// its user namespace, and PID 1 must not hold it once the filter is in place. Nor can PID 1 give
+/// it up after installing: capset is then itself a filtered call, and a recorded one waits for a
+/// recorder that does not hold the listener yet. So a short-lived thread, born sharing our
+/// credentials (CAP_SYS_ADMIN among them), waits while this thread lowers its own sets to `keep`
+/// before any filter exists, then installs the filter for both threads
+/// (SECCOMP_FILTER_FLAG_TSYNC: threads are one trust realm to the kernel) and ends, taking the
+/// last credentials that held CAP_SYS_ADMIN with it. It is joined before this returns, so the
+/// caller is single-threaded again and nothing else ran meanwhile.
+///
+/// C because it makes a raw thread and calls capset(2), which has no glibc wrapper, in an order
+/// Swift's runtime does not promise. Returns 0, or the listener fd when `flags` asks for one; -1
+/// with errno and `*stage` on failure (the filter is then not installed).
+int ofs_seccomp_install_dropping(const void *_Nonnull instructions, unsigned short count, unsigned int flags,
+                                 uint64_t keep, int *_Nonnull stage);
 
 // ---------------------------------------------------------------------------------------------
 // User namespaces: every sandbox has its own (docs/security.md, "Host ids").

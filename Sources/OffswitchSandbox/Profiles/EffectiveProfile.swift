@@ -4,7 +4,7 @@ public import OffswitchCore
 /// What `offswitch profile show` prints: a profile as this machine applies it (docs/profiles.md,
 /// "The effective profile").
 public struct EffectiveProfile: Encodable, Sendable {
-    public var format = "offswitch.effective-profile/2"
+    public var format = "offswitch.effective-profile/3"
     public var name: String
     public var description: String
     public var source: String
@@ -13,6 +13,7 @@ public struct EffectiveProfile: Encodable, Sendable {
     public var rootfs: String
     public var network: String
     public var capabilities: [String]
+    public var no_new_privileges: Bool
     public var limits: Limits
     public var record: [RecordedSyscall]
     public var seccomp: SeccompPolicy
@@ -56,6 +57,7 @@ public struct EffectiveProfile: Encodable, Sendable {
         rootfs = profile.rootfs.description
         network = profile.network.rawValue
         capabilities = profile.capabilities.names
+        no_new_privileges = profile.noNewPrivileges
         let l = profile.limits
         limits = Limits(memory_bytes: l.memoryBytes, pids: l.pids, cpus: l.cpus, upper_bytes: l.upperBytes, tmp_bytes: l.tmpBytes,
                         open_files: l.openFiles, pending_signals: l.pendingSignals, message_queue_bytes: l.messageQueueBytes,

@@ -6,8 +6,8 @@ public import OffswitchYAML
 /// Reads `sandbox-profiles/*.yaml` (format in docs/profiles.md), checking every field and
 /// collecting every problem. A seccomp policy named by path is read relative to the profile.
 public enum ProfileReader {
-    static let fields = ["name", "description", "seccomp", "seccomp_deny", "record", "capabilities", "user_namespace", "network",
-                         "limits", "rootfs", "user"]
+    static let fields = ["name", "description", "seccomp", "seccomp_deny", "record", "capabilities", "no_new_privileges",
+                         "user_namespace", "network", "limits", "rootfs", "user"]
     static let limitFields = ["memory", "pids", "cpus", "upper", "tmp", "open_files", "pending_signals", "message_queues", "evidence", "command_timeout"]
 
     /// What reading found: the profile when there was no error, and every problem (warnings too).
@@ -92,6 +92,8 @@ public enum ProfileReader {
             }
             capabilities = CapabilitySet(mask: mask)
         }
+        // Docker's default: setuid programs and file capabilities work, within `capabilities`.
+        let noNewPrivileges = map["no_new_privileges"]?.bool() ?? false
         // Every sandbox has its own user namespace and host ids now; a profile cannot pick them.
         map["user_namespace"]?.error("no longer a profile field: every sandbox has a user namespace of its own, with host ids "
             + "no other sandbox or host account uses (\(HostIDRange.environmentVariable), docs/security.md); remove it")
@@ -129,7 +131,7 @@ public enum ProfileReader {
         }
         let profile = Profile(
             name: name, description: description, source: file, seccomp: seccomp.policy, seccompSource: seccomp.source,
-            record: record, capabilities: capabilities, network: network, limits: limits,
+            record: record, capabilities: capabilities, noNewPrivileges: noNewPrivileges, network: network, limits: limits,
             commandTimeoutSeconds: timeout, rootfs: rootfs, user: user)
         return Outcome(profile: profile, problems: problems.problems)
     }

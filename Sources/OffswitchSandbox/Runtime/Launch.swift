@@ -248,7 +248,7 @@ struct Launch {
             hostname: plan.hostname, rootMountPoint: made.filesystem.rootMountPoint, rootOverlay: made.layouts.root,
             usrOverlay: made.layouts.usr, tmpSizeBytes: spec.limits.tmpBytes, agentUID: SandboxUser.agentUID,
             agentGID: SandboxUser.agentGID, capabilityBound: spec.rootCapabilities.mask,
-            seccompProgram: plan.program.program, seccompFlags: plan.program.flags,
+            noNewPrivileges: spec.noNewPrivileges, seccompProgram: plan.program.program, seccompFlags: plan.program.flags,
             limits: [ResourceLimit(resource: Int32(RLIMIT_NOFILE.rawValue), soft: spec.limits.openFiles, hard: spec.limits.openFiles),
                      ResourceLimit(resource: Int32(__RLIMIT_SIGPENDING.rawValue), soft: spec.limits.pendingSignals, hard: spec.limits.pendingSignals),
                      ResourceLimit(resource: Int32(__RLIMIT_MSGQUEUE.rawValue), soft: spec.limits.messageQueueBytes, hard: spec.limits.messageQueueBytes),
@@ -264,6 +264,12 @@ struct Launch {
         let descriptors = report?.1 ?? []
         switch report?.0 {
         case .ready(let capabilities, let hasListener):
+            // Without no_new_privs PID 1 held CAP_SYS_ADMIN to install the filter; it must have
+            // given it up, unless the profile gives it to root.
+            if CapabilitySet(mask: capabilities).contains("CAP_SYS_ADMIN") && !spec.rootCapabilities.contains("CAP_SYS_ADMIN") {
+                for fd in descriptors { close(fd) }
+                throw OffswitchError(.setupFailed, "sandbox setup: offswitch-init still holds CAP_SYS_ADMIN after installing its filter")
+            }
             clock.mark("setup inside (mounts, pivot_root, seccomp)")
             made.events.append("sandbox_created", [
                 ("sandbox", .string(plan.id)), ("hostname", .string(plan.hostname)), ("profile", .string(spec.profileName)),

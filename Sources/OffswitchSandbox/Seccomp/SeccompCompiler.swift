@@ -42,7 +42,8 @@ public struct SeccompCompiler {
         defer { seccomp_release(context) }
         // Binary-tree dispatch keeps long allowlists cheap per syscall; older libseccomp ignores it.
         _ = seccomp_attr_set(context, SCMP_FLTATR_CTL_OPTIMIZE, 2)
-        // no_new_privs is set by PID 1 itself before it installs the program.
+        // PID 1 sets no_new_privs itself where the profile asks for it (no_new_privileges), and
+        // otherwise installs the program holding CAP_SYS_ADMIN (docs/sandbox.md): libseccomp must not.
         _ = seccomp_attr_set(context, SCMP_FLTATR_CTL_NNP, 0)
         for arch in try architectures(policy, source: source) where seccomp_arch_exist(context, arch) != 0 {
             try systemCallNegErrno("seccomp_arch_add(\(arch), \(source))") { seccomp_arch_add(context, arch) }
