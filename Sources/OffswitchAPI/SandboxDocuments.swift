@@ -18,6 +18,9 @@ public struct CreateSandboxBody: Codable, Sendable {
     /// false: no recording (no syscall notifications, file watcher or process table), for
     /// harnesses that need the sandbox but not the evidence. Default true, as the profile says.
     public var record: Bool?
+    /// Overrides the profile's `no_new_privileges` (Docker's `--security-opt no-new-privileges`):
+    /// true refuses setuid programs and file capabilities, false lets them work (Docker's default).
+    public var no_new_privileges: Bool?
     /// A bundled scenario's name: the sandbox is set up as a trial of it (the scenario's files,
     /// its trigger and question service), its agent calls go to `/steps`, and `/verdict` ends it.
     public var scenario: String?
@@ -37,7 +40,8 @@ public struct CreateSandboxBody: Codable, Sendable {
     public var tmpfs: [TmpfsBody]?
 
     public init(profile: String? = nil, rootfs: String? = nil, hostname: String? = nil, limits: LimitsBody? = nil,
-                env: [String: String]? = nil, files: [FileBody]? = nil) {
+                env: [String: String]? = nil, files: [FileBody]? = nil, no_new_privileges: Bool? = nil) {
+        self.no_new_privileges = no_new_privileges
         self.profile = profile
         self.rootfs = rootfs
         self.hostname = hostname
@@ -53,7 +57,7 @@ public struct CreateSandboxBody: Codable, Sendable {
         let given: [(String, Bool)] = [("rootfs", rootfs != nil), ("hostname", hostname != nil), ("limits", limits != nil),
                                        ("env", env != nil), ("files", files != nil), ("record", record != nil),
                                        ("network", network != nil), ("hosts", hosts != nil), ("read_only", read_only != nil),
-                                       ("tmpfs", tmpfs != nil)]
+                                       ("tmpfs", tmpfs != nil), ("no_new_privileges", no_new_privileges != nil)]
         if let (field, _) = given.first(where: \.1) {
             throw OffswitchError(.invalidArgument, "\(field): a scenario sandbox is set up by its scenario and its profile; leave \(field) out")
         }
@@ -187,6 +191,7 @@ public struct CreateSandboxBody: Codable, Sendable {
             try TmpfsMount.checkList(mounts, memoryBytes: spec.limits.memoryBytes)
             spec.tmpfs = mounts
         }
+        if let no_new_privileges { spec.noNewPrivileges = no_new_privileges }
         return spec
     }
 }

@@ -27,6 +27,9 @@ struct SandboxOptions: ParsableArguments {
     @Option(name: .long, help: "CPU limit in cores, 0.5 = half a core (default: the profile's).")
     var cpus: Double?
 
+    @Flag(inversion: .prefixedNo, help: "--no-new-privileges sets no_new_privs on every process (setuid programs and file capabilities give nothing); --new-privileges lets them work, Docker's default (default: the profile's).")
+    var newPrivileges: Bool?
+
     func validate() throws {
         if image != nil && rootfs != nil { throw ValidationError("--image and --rootfs both name the root filesystem; give one") }
     }
@@ -52,7 +55,8 @@ struct SandboxOptions: ParsableArguments {
     }
 
     private func body(hostname: String? = nil) -> CreateSandboxBody {
-        CreateSandboxBody(profile: profile, rootfs: image.map { "image:" + $0 } ?? rootfs, hostname: hostname, limits: .init(memory_mib: memory, pids: pids, cpus: cpus))
+        CreateSandboxBody(profile: profile, rootfs: image.map { "image:" + $0 } ?? rootfs, hostname: hostname, limits: .init(memory_mib: memory, pids: pids, cpus: cpus),
+                          no_new_privileges: newPrivileges.map { !$0 })
     }
 }
 

@@ -42,5 +42,15 @@ struct CLITests {
         #expect(user.status != 0 && user.stderr.contains("admin"))
         let help = try runCLI(["sandbox", "run", "--help"])
         #expect(help.stdout.contains("--timeout") && help.stdout.contains("Example"))
+        #expect(help.stdout.contains("--no-new-privileges") && help.stdout.contains("--new-privileges"))
+    }
+
+    @Test("--no-new-privileges and --new-privileges override the profile's no_new_privileges")
+    func newPrivileges() throws {
+        for (options, expected) in [([], "0"), (["--no-new-privileges"], "1"), (["--profile", "hardened"], "1"),
+                                    (["--profile", "hardened", "--new-privileges"], "0")] {
+            let run = try runCLI(["sandbox", "run", "--embedded"] + options + ["--", "grep", "NoNewPrivs", "/proc/self/status"])
+            #expect(run.status == 0 && run.stdout == "NoNewPrivs:\t\(expected)\n", "\(options): \(run.stdout)\(run.stderr)")
+        }
     }
 }

@@ -224,4 +224,20 @@ struct APITests {
         #expect(try daemon.curl("GET", "/v1/sandboxes/\(recorded)/events").text.contains("\"kind\":\"syscall\""))
         #expect(try daemon.curl("POST", "/v1/sandboxes", json: ["record": "no"]).status == 400)
     }
+
+    @Test("no_new_privileges overrides the profile's either way; a scenario sandbox refuses it")
+    func noNewPrivilegesOverride() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        for (profile, asked, expected) in [("docker", nil, "0"), ("docker", true, "1"), ("hardened", nil, "1"), ("hardened", false, "0")] as [(String, Bool?, String)] {
+            var body: [String: Any] = ["profile": profile, "record": false]
+            if let asked { body["no_new_privileges"] = asked }
+            let id = try #require(try daemon.curl("POST", "/v1/sandboxes", json: body).json["id"] as? String)
+            let exec = try daemon.curl("POST", "/v1/sandboxes/\(id)/exec", json: ["argv": ["grep", "NoNewPrivs", "/proc/self/status"]])
+            #expect((exec.json["stdout"] as? String) == "NoNewPrivs:\t\(expected)\n", "\(profile) \(String(describing: asked)): \(exec.text)")
+            _ = try daemon.curl("DELETE", "/v1/sandboxes/\(id)")
+        }
+        let refused = try daemon.curl("POST", "/v1/sandboxes", json: ["scenario": "palisade-math", "no_new_privileges": false])
+        #expect(refused.status == 400 && refused.text.contains("no_new_privileges: a scenario sandbox is set up by its scenario and its profile"), "\(refused.text)")
+    }
 }
