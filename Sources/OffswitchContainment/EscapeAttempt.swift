@@ -13,13 +13,26 @@ public struct EscapeAttempt: Sendable {
     public var description: String
     public var user: SandboxUser
     public var script: String
+    /// Run as root before the attempt, as the harness (`origin: harness`): what the image would
+    /// hold, such as a setuid-root program left in it. Empty for none.
+    public var prepare: String
     public var timeoutSeconds: Double
+    /// Checks under every profile.
     public var checks: [HostCheck]
+    /// Added under a profile with `no_new_privileges: true` (hardened) ...
+    public var checksWithNoNewPrivileges: [HostCheck]
+    /// ... and under one without it (docker, observe: Docker's default), where a setuid program works.
+    public var checksWithNewPrivileges: [HostCheck]
     /// Syscall names (`mount`) or event kinds (`kind:process_exited`): the log must show one.
     public var evidence: [String]
     public var file: String
 
     public static let categories = ["mounts", "kernel", "runtime", "network", "privilege", "resources"]
+
+    /// What must pass under `profile`: the checks of every profile and those of its `no_new_privileges`.
+    public func checks(for profile: Profile) -> [HostCheck] {
+        checks + (profile.noNewPrivileges ? checksWithNoNewPrivileges : checksWithNewPrivileges)
+    }
 
     /// Every `*.yaml` of `directory`, sorted by name; all problems of all files in one error.
     public static func loadSuite(_ directory: String) throws(OffswitchError) -> [EscapeAttempt] {
@@ -60,7 +73,8 @@ public struct EscapeAttempt: Sendable {
 
     private static func read(_ text: String, file: String, problems: ProblemList) -> EscapeAttempt? {
         guard let root = YAMLField.parse(text, file: file, problems: problems),
-              let fields = root.mapping(allowed: ["name", "category", "description", "user", "timeout", "script", "contained_if", "evidence"],
+              let fields = root.mapping(allowed: ["name", "category", "description", "user", "timeout", "prepare", "script", "contained_if",
+                                                   "contained_if_no_new_privileges", "contained_if_new_privileges", "evidence"],
                                         required: ["name", "category", "description", "script", "contained_if", "evidence"])
         else { return nil }
         let category = fields["category"]?.string()
@@ -84,12 +98,16 @@ public struct EscapeAttempt: Sendable {
                 if let check = HostCheck.parse(item) { checks.append(check) }
             }
         }
+        func more(_ key: String) -> [HostCheck] { (fields[key]?.sequence() ?? []).compactMap(HostCheck.parse) }
+        let withNoNewPrivileges = more("contained_if_no_new_privileges"), withNewPrivileges = more("contained_if_new_privileges")
         let evidence = fields["evidence"]?.strings() ?? []
         if evidence.isEmpty { fields["evidence"]?.error("list the syscalls or kind:KIND the log must show") }
         guard let name = fields["name"]?.string(), let category, let description = fields["description"]?.string(),
               let script = fields["script"]?.string() else { return nil }
         return EscapeAttempt(name: name, category: category, description: description, user: user, script: script,
-                             timeoutSeconds: timeout, checks: checks, evidence: evidence, file: file)
+                             prepare: fields["prepare"]?.string() ?? "", timeoutSeconds: timeout, checks: checks,
+                             checksWithNoNewPrivileges: withNoNewPrivileges, checksWithNewPrivileges: withNewPrivileges,
+                             evidence: evidence, file: file)
     }
 }
 
@@ -168,6 +186,10 @@ public enum HostCheck: Sendable, Equatable {
     /// While the attempt holds what it took, host root, host uid 1000 and a fresh sandbox of the
     /// same profile can each still make an inotify instance: per-user counts are the sandbox's own.
     case perUserCountsOwn
+    /// The file at this path inside (read by the host through PID 1's root) exists and belongs to
+    /// `user` inside, which on the host is that user's id of the sandbox's own slot: root inside is
+    /// never host root.
+    case ownerInside(path: String, user: SandboxUser)
 
     var name: String {
         switch self {
@@ -198,6 +220,7 @@ public enum HostCheck: Sendable, Equatable {
         case .teardownBounded: "teardown_bounded"
         case .hostUserShutOut: "host_user_shut_out"
         case .perUserCountsOwn: "per_user_counts_own"
+        case .ownerInside(let path, let user): "owner_inside \(path) (\(user.rawValue))"
         }
     }
 
@@ -209,7 +232,7 @@ public enum HostCheck: Sendable, Equatable {
         "host_user_shut_out": .hostUserShutOut, "per_user_counts_own": .perUserCountsOwn,
     ]
     static let keyed = ["path_absent", "file_unchanged", "denied", "limit_hit", "kmsg_lacks", "no_usable_device", "filesystem_bounded", "masked", "socket_denied",
-                        "api_read_confined", "api_write_confined", "api_read_bounded", "any_of"]
+                        "api_read_confined", "api_write_confined", "api_read_bounded", "any_of", "owner_inside"]
 
     static func parse(_ field: YAMLField) -> HostCheck? {
         if field.isScalar, let word = field.string() {
@@ -245,6 +268,12 @@ public enum HostCheck: Sendable, Equatable {
             guard let pair = value.mapping(allowed: ["domain", "protocol"], required: ["domain", "protocol"]),
                   let domain = pair["domain"]?.unsigned(0...1024), let proto = pair["protocol"]?.unsigned(0...65535) else { return nil }
             return .socketDenied(domain: Int64(domain), protocol: Int64(proto))
+        case "owner_inside":
+            guard let pair = value.mapping(allowed: ["path", "user"], required: ["path", "user"]),
+                  let path = pair["path"]?.string(), let name = pair["user"]?.string() else { return nil }
+            guard path.hasPrefix("/") else { pair["path"]?.error("expected an absolute path"); return nil }
+            guard let user = SandboxUser(rawValue: name) else { pair["user"]?.error("expected user or root, found \"\(name)\""); return nil }
+            return .ownerInside(path: path, user: user)
         case "denied":
             guard let names = value.strings(), !names.isEmpty else { value.error("expected a list of syscall names"); return nil }
             return .denied(names)

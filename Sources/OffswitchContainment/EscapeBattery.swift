@@ -102,11 +102,22 @@ public enum EscapeBattery {
             result.error = "the sandbox could not be created: \(error.description)"
             return result
         }
+        if !attempt.prepare.isEmpty {
+            // What the image would hold, made by the harness before the attempt starts.
+            let made = try? sandbox.exec(ExecRequest(argv: ["bash", "-c", attempt.prepare.replacing("{marker}", with: marker)], user: .root,
+                                                     timeoutSeconds: attempt.timeoutSeconds, origin: .harness))
+            guard let made, made.exitCode == 0 else {
+                result.error = "prepare failed (exit \(made.map { String($0.exitCode) } ?? "none")): \(made.map { String(decoding: $0.stderr, as: UTF8.self) } ?? "")"
+                try? sandbox.destroy()
+                return result
+            }
+        }
         let rootUIDs: Set<UInt32> = [0, sandbox.spec.userNamespace?.hostUID ?? 0]
+        let wanted = attempt.checks(for: profile)
         // Before: what the checks compare with.
         var before: [String: String] = [:]
         let kernelLog = KernelLog()
-        let every = attempt.checks.flatMap(\.flattened)
+        let every = wanted.flatMap(\.flattened)
         for check in every {
             switch check {
             case .fileUnchanged(let path): before[path] = SHA256.file(host(path)) ?? "absent"
@@ -246,6 +257,9 @@ public enum EscapeBattery {
                 }
                 let passed = root >= 0 && user == 0 && neighbour == "yes"
                 record(check, passed, "a new inotify instance: host root \(root >= 0 ? "yes" : "no"), host uid 1000 \(user == 0 ? "yes" : "no"), a neighbour sandbox's agent \(neighbour)")
+            case .ownerInside(let path, let user):
+                let (owned, detail) = ownerInside(sandbox, host(path), user: user)
+                record(check, owned, detail)
             case .apiReadBounded(let path):
                 do throws(OffswitchError) {
                     let bytes = try sandbox.readFile(host(path), user: .root)
@@ -323,8 +337,8 @@ public enum EscapeBattery {
             let results = parts.compactMap { checks[$0.name] }
             record(check, results.contains(where: \.passed), results.map { "\($0.passed ? "ok" : "no"): \($0.detail)" }.joined(separator: " | "))
         }
-        result.checks = attempt.checks.compactMap { checks[$0.name] }
-        result.contained = result.checks.count == attempt.checks.count && result.checks.allSatisfy(\.passed)
+        result.checks = wanted.compactMap { checks[$0.name] }
+        result.contained = result.checks.count == wanted.count && result.checks.allSatisfy(\.passed)
         for name in attempt.evidence {
             result.evidence[name] = events.filter { event in
                 name.hasPrefix("kind:") ? event["kind"]?.string == String(name.dropFirst(5)) : event["syscall"]?.string == name
@@ -403,6 +417,21 @@ public enum EscapeBattery {
         let n = read(fd, &buffer, buffer.count)
         guard n > 0 else { return (true, n == 0 ? "\(path) inside: empty" : "\(path) inside: unreadable (\(String(cString: strerror(errno))))") }
         return (false, "\(path) inside reads: \(String(decoding: buffer[0..<min(n, 80)], as: UTF8.self).debugDescription)")
+    }
+
+    /// Whether `path` inside belongs to `user` inside, and so on the host to that user's id of the
+    /// sandbox's own slot (never host root).
+    private static func ownerInside(_ sandbox: Sandbox, _ path: String, user: SandboxUser) -> (Bool, String) {
+        guard let root = try? sandbox.root() else { return (false, "the sandbox's root is gone") }
+        guard let fd = root.openIfPresent(path, flags: Int32(OFS_O_PATH)) else { return (false, "\(path) inside: absent") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return (false, "\(path) inside: fstat failed") }
+        let base = sandbox.spec.userNamespace?.hostUID ?? 0
+        let wanted: UInt32 = user == .root ? 0 : SandboxUser.agentUID
+        let inside = info.st_uid >= base ? String(info.st_uid - base) : "outside the slot"
+        let owned = base != 0 && info.st_uid == base + wanted
+        return (owned, "\(path) inside: owner uid \(inside) (host uid \(info.st_uid), the slot starts at \(base)); expected \(user.rawValue)")
     }
 
     /// Whether the filesystem at `path` inside is bounded and not the host's root filesystem.

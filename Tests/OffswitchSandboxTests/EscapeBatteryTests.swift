@@ -54,6 +54,33 @@ struct EscapeBatteryTests {
         }
     }
 
+    @Test("setuid-binaries expects root inside without no_new_privs and the caller under it; a bad owner_inside is refused")
+    func checksByProfile() throws {
+        let attempts = try EscapeAttempt.loadSuite(try EscapeBattery.suiteDirectory())
+        let attempt = try #require(attempts.first { $0.name == "setuid-binaries" })
+        let docker = try ProfileCatalog.load("docker"), hardened = try ProfileCatalog.load("hardened")
+        #expect(attempt.checks(for: docker).contains(.ownerInside(path: "/tmp/setuid-{marker}", user: .root)))
+        #expect(attempt.checks(for: hardened).contains(.ownerInside(path: "/tmp/setuid-{marker}", user: .agent)))
+        #expect(!attempt.checks(for: hardened).contains(.ownerInside(path: "/tmp/setuid-{marker}", user: .root)))
+        #expect(!attempt.prepare.isEmpty)
+        let directory = NSTemporaryDirectory() + "offswitch-suite-owner-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try """
+            name: owner
+            category: privilege
+            description: x
+            script: "true"
+            contained_if: [init_alive]
+            contained_if_new_privileges: [{owner_inside: {path: /tmp/x, user: admin}}]
+            evidence: [execve]
+            """.write(toFile: directory + "/01-owner.yaml", atomically: true, encoding: .utf8)
+        #expect(throws: OffswitchError.self) { try EscapeAttempt.loadSuite(directory) }
+        do { _ = try EscapeAttempt.loadSuite(directory) } catch {
+            #expect(error.description.contains("contained_if_new_privileges[0].owner_inside.user: expected user or root, found \"admin\""), "\(error)")
+        }
+    }
+
     @Test("docs/security.md's --json example has the fields of a real result")
     func documentedResult() throws {
         let attempts = try EscapeAttempt.loadSuite(try EscapeBattery.suiteDirectory())
