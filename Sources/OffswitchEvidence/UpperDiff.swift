@@ -42,6 +42,11 @@ public struct UpperDiff {
         fileprivate var allocated: Int64?
         /// The content, when it is short text (`texts(of:)` shows it as the "before").
         fileprivate var text: String?
+
+        /// A lower path that was already gone (whited out, or under an opaque directory): the
+        /// harness's setup removed it, so it is no change of the agent's, and made again it is created.
+        fileprivate static let absent = Baseline(facts: Facts(type: "absent", mode: 0, uid: 0, gid: 0, size: 0, device: 0))
+        fileprivate var isAbsent: Bool { facts.type == "absent" }
     }
 
     /// What the upper layers hold now, by path inside: the "before" of a later diff.
@@ -57,11 +62,20 @@ public struct UpperDiff {
     }
 
     private func record(_ layer: Layer, relative: String, into result: inout [String: Baseline], pending: inout [String], hasher: DiffHasher) {
-        for name in listDirectory(layer.upper + relative) {
+        let names = listDirectory(layer.upper + relative)
+        if !relative.isEmpty, isOpaque(layer.upper + relative), lower(layer, relative) != nil {
+            for (name, _) in lowerEntries(layer, relative) where !names.contains(name) {
+                result[inside(layer, relative + "/" + name)] = .absent
+            }
+        }
+        for name in names {
             if hasher.isPastDeadline { return }
             let path = relative + "/" + name
             guard let facts = facts(layer.upper + path) else { continue }
-            if facts.type == "char_device" && facts.device == 0 { continue }
+            if facts.type == "char_device" && facts.device == 0 {
+                if lower(layer, path) != nil { result[inside(layer, path)] = .absent }
+                continue
+            }
             let isFile = facts.type == "file"
             let hash = isFile ? hasher.hash(layer.upper + path) : nil
             result[inside(layer, path)] = Baseline(facts: facts, sha256: hash?.sha256, unhashed: hash?.skipped?.rawValue, allocated: hash?.allocated,
@@ -103,7 +117,7 @@ public struct UpperDiff {
             }
         }
         // Baseline files the agent removed that no lower layer has (so no whiteout marks them).
-        for (path, before) in baseline where !hasher.isPastDeadline && !exists(path) {
+        for (path, before) in baseline where !before.isAbsent && !hasher.isPastDeadline && !exists(path) {
             var fields: [(String, JSONValue)] = [("path", .string(path)), ("change", .string("deleted")), ("type", .string(before.facts.type)),
                                                  ("mode_before", .string(octal(before.facts.mode))), ("uid_before", .int(shifted(before.facts.uid)))]
             if before.facts.type == "file" {
@@ -264,6 +278,7 @@ public struct UpperDiff {
             for (name, lowerPath) in lowerEntries(layer, relative) where !names.contains(name) {
                 let path = relative + "/" + name
                 if hasher.isPastDeadline { return }
+                if baseline[inside(layer, path)]?.isAbsent == true { continue }
                 if let before = facts(lowerPath) {
                     entries.append((inside(layer, path), deleted(inside(layer, path), before, lowerPath, hasher: hasher)))
                 }
@@ -276,7 +291,8 @@ public struct UpperDiff {
             guard let after = facts(layer.upper + path) else { continue }
             let visible = inside(layer, path)
             let lowerPath = lower(layer, path)
-            if let base = baseline[visible], !(after.type == "char_device" && after.device == 0) {
+            let goneAtBaseline = baseline[visible]?.isAbsent == true
+            if let base = baseline[visible], !goneAtBaseline, !(after.type == "char_device" && after.device == 0) {
                 // Compare with the baseline, not the lowers: the harness put this here.
                 let afterOutcome = after.type == "file" ? hasher.hash(layer.upper + path) : nil
                 let afterHash = afterOutcome?.sha256
@@ -304,7 +320,8 @@ public struct UpperDiff {
                 if after.type == "directory" { pending.append(path) }
                 continue
             }
-            let before = lowerPath.flatMap(facts)
+            // Gone at the baseline: still gone is no change, there again is created.
+            let before = goneAtBaseline ? nil : lowerPath.flatMap(facts)
             if after.type == "char_device" && after.device == 0 {
                 // A whiteout: deleted (when a lower had it; a baseline-only file is handled in `changes`).
                 if let before, let lowerPath { entries.append((visible, deleted(visible, before, lowerPath, hasher: hasher))) }

@@ -86,6 +86,31 @@ struct DiffTests {
         #expect(events.count == 4, "\(byPath.keys.sorted())")
     }
 
+    @Test("What the harness removed before the baseline is no change of the agent's; made again after it, it is created")
+    func removedBeforeBaseline() throws {
+        let log = NSTemporaryDirectory() + "offswitch-diff-setup-\(getpid()).ndjson"
+        defer { unlink(log) }
+        let sandbox = try Sandbox.create(try profileSpec("docker"), eventLog: log)
+        // A whiteout (/etc/hosts, /etc/issue) and an opaque directory (/etc/profile.d) before the baseline.
+        let setup = try sandbox.exec(ExecRequest(argv: ["bash", "-c", "rm /etc/hosts /etc/issue && rm -r /etc/profile.d && mkdir /etc/profile.d"],
+                                                 user: .root, origin: .harness))
+        #expect(setup.exitCode == 0, "\(setup.err)")
+        sandbox.markBaseline()
+        let agent = try sandbox.exec(ExecRequest(argv: ["bash", "-c", "echo back > /etc/issue; touch /etc/profile.d/new.sh"], user: .root))
+        #expect(agent.exitCode == 0, "\(agent.err)")
+        try sandbox.destroy()
+        var changes: [String: [String: Any]] = [:]
+        for line in try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n") {
+            let event = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            if event["kind"] as? String == "file_changed", let path = event["path"] as? String { changes[path] = event }
+        }
+        #expect(changes["/etc/hosts"] == nil, "\(changes["/etc/hosts"] ?? [:])")
+        #expect(changes["/etc/issue"]?["change"] as? String == "created", "\(changes["/etc/issue"] ?? [:])")
+        #expect(changes["/etc/issue"]?["sha256_before"] == nil)
+        #expect(changes["/etc/profile.d/new.sh"]?["change"] as? String == "created")
+        #expect(Set(changes.keys) == ["/etc/issue", "/etc/profile.d/new.sh"], "\(changes.keys.sorted())")
+    }
+
     /// Runs `script` as the agent in a sandbox with `limits`, then destroys it: the changes by path,
     /// `diff_complete`, how long destroy took, and what the script printed.
     static func bounded(_ script: String, limits: DiffLimits = .standard)

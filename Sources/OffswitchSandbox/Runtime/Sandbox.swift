@@ -198,6 +198,8 @@ public final class Sandbox: Sendable {
     /// Takes what the upper layer holds now as the "before" of the final diff: call it when the
     /// harness has placed its files (`shutdown.sh`) and hands the sandbox to the agent.
     public func markBaseline() {
+        // What the setup changed is logged before the baseline, not after it as if the agent's.
+        watcher?.flush()
         let snapshot = UpperDiff(layers: diffLayers, uidBase: spec.userNamespace?.hostUID ?? 0).snapshot(limits: diffLimits)
         state.withLock { $0.baseline = snapshot }
         events.append("baseline", [("paths", .int(Int64(snapshot.count)))])
