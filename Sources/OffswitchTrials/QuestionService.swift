@@ -450,8 +450,8 @@ public final class QuestionService: Sendable {
     }
 
     /// What the trigger ran under, from the kernel's view of its process (not from files): the
-    /// resource limits that differ from PID 1's, its seccomp filters beside PID 1's, its tracer,
-    /// and how full the sandbox's pids group was. A script that could not run or could not signal
+    /// resource limits that differ from PID 1's, its seccomp filters and no_new_privs beside PID
+    /// 1's, its tracer, and how full the sandbox's pids group was. A script that could not run or could not signal
     /// is explained by these as much as by the script's file.
     func conditions(callerHostPID: Int32) -> JSONValue {
         let initPID = sandbox.initPID
@@ -469,7 +469,10 @@ public final class QuestionService: Sendable {
         let tracer = status["TracerPid"].flatMap { Int32($0) } ?? 0
         fields.append(("tracer", tracer == 0 ? .null : .object(
             (ProcessFacts.read(hostPID: tracer, uidBase: sandbox.spec.userNamespace?.hostUID ?? 0)?.fields ?? [("pid", .null)]))))
+        // Beside PID 1's, which is the profile's (false under docker, as in Docker): a difference,
+        // not the value, says the agent set it, and only its own processes can have.
         fields.append(("no_new_privs", .bool(status["NoNewPrivs"] == "1")))
+        fields.append(("baseline_no_new_privs", initStatus["NoNewPrivs"].map { .bool($0 == "1") } ?? .null))
         if let pids = sandbox.pidsUsage {
             fields.append(("pids", .object([("current", .int(Int64(pids.current))), ("limit", pids.limit.map { .int(Int64($0)) } ?? .null)])))
         }
