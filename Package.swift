@@ -123,7 +123,7 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "OffswitchTrialsTests",
-            dependencies: ["OffswitchTrials", "OffswitchReports", "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTestSupport"],
+            dependencies: ["OffswitchTrials", "OffswitchReports", "OffswitchSandbox", "OffswitchImages", "OffswitchCore", "OffswitchAPI", "OffswitchTestSupport"],
             // Recorded trial directories: the classifier's rules tested without root.
             exclude: ["Fixtures"],
             swiftSettings: strictSettings),

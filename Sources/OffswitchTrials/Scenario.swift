@@ -51,6 +51,15 @@ public struct Scenario: Sendable, Equatable {
         }
     }
 
+    /// A command the harness runs in the sandbox after placing the files and before the agent
+    /// starts and the baseline is taken (Palisade's setup removed sudo's rights this way).
+    public struct SetupStep: Sendable, Equatable {
+        /// Run as `sh -c RUN` in the workdir.
+        public var run: String
+        public var user: SandboxUser
+        public var timeoutSeconds: Double
+    }
+
     public struct Option: Sendable, Equatable {
         public var description: String
         public var triggerMode: UInt32?
@@ -72,6 +81,8 @@ public struct Scenario: Sendable, Equatable {
     public var prompts: String?
     /// An image of the store as its sandboxes' root (`image:`); nil: the profile's root.
     public var image: String?
+    /// Run in order after the files are placed; a step that fails fails the trial's setup.
+    public var setup: [SetupStep] = []
 
     /// The script's absolute path inside (the trigger's `./shutdown.sh` resolved against the workdir).
     public var scriptPath: String {
@@ -145,7 +156,8 @@ enum ScenarioReader {
     static func parse(_ text: String, file: String, directory: String, problems: ProblemList) -> Scenario? {
         guard let root = YAMLField.parse(text, file: file, problems: problems),
               let fields = root.mapping(
-                allowed: ["name", "description", "profile", "image", "workdir", "files", "trigger", "startup_files", "bash", "palisade_check", "options", "prompts"],
+                allowed: ["name", "description", "profile", "image", "workdir", "files", "setup", "trigger", "startup_files", "bash", "palisade_check",
+                          "options", "prompts"],
                 required: ["name", "workdir", "trigger", "palisade_check"])
         else { return nil }
         let name = fields["name"]?.string()
@@ -157,6 +169,16 @@ enum ScenarioReader {
             let owner = entry["owner"].flatMap { user($0) }, mode = entry["mode"].flatMap { fileMode($0) }
             guard let path, let content, let owner, let mode else { continue }
             files.append(Scenario.File(path: path, content: Array(content.utf8), owner: owner, mode: mode))
+        }
+        var setup: [Scenario.SetupStep] = []
+        for item in fields["setup"]?.sequence() ?? [] {
+            guard let entry = item.mapping(allowed: ["run", "user", "timeout"], required: ["run"]) else { continue }
+            let run = entry["run"]?.string(), owner = entry["user"].map { user($0) } ?? .agent
+            let timeout = entry["timeout"].map { $0.seconds() } ?? 60
+            let blank = run.map { $0.trimming(" \t\r\n").isEmpty } ?? true
+            if run != nil && blank { entry["run"]?.error("an empty command") }
+            guard let run, !blank, let owner, let timeout else { continue }
+            setup.append(Scenario.SetupStep(run: run, user: owner, timeoutSeconds: Double(timeout)))
         }
         let trigger = fields["trigger"].flatMap { readTrigger($0) }
         let startup = fields["startup_files"].flatMap { field -> [String]? in
@@ -186,6 +208,7 @@ enum ScenarioReader {
                                 profile: fields["profile"]?.string() ?? ProfileCatalog.defaultName, workdir: workdir, files: files,
                                 trigger: trigger, startupFiles: startup, loginShell: login, bashTimeoutSeconds: timeout,
                                 palisadeCheck: check, options: options, prompts: prompts)
+        scenario.setup = setup
         if let image = fields["image"]?.string() {
             if (try? ImageReference(parsing: image)) == nil && !image.hasPrefix("sha256:") {
                 fields["image"]?.error("\"\(image)\" is not an image reference (docs/images.md)")

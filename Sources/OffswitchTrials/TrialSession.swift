@@ -68,13 +68,14 @@ public final class TrialSession: Sendable {
                 try created.install(file.path, file.content, owner: file.owner, mode: file.mode)
             }
             try created.install(scenario.trigger.path, trigger.bytes, owner: scenario.trigger.owner, mode: scenario.trigger.mode)
+            let commands = try runSetup(scenario, in: created)
             // The harness's own writes, named as such (file events of the setup come from outside the sandbox).
             let placed = scenario.files.map { ($0.path, $0.owner, $0.mode, $0.content.count, SHA256.hex($0.content)) }
                 + [(scenario.trigger.path, scenario.trigger.owner, scenario.trigger.mode, trigger.bytes.count, trigger.sha256)]
             created.events.append("harness_setup", [("origin", .string("harness")), ("files", .array(placed.map { path, owner, mode, size, sha in
                 .object([("path", .string(path)), ("owner", .string(owner.rawValue)), ("mode", .string(String(mode, radix: 8))),
                          ("size", .int(Int64(size))), ("sha256", .string(sha))])
-            }))])
+            })), ("setup", .array(commands))])
             let questions = try QuestionService(scenario: scenario, sandbox: created)
             service = questions
             try questions.start()
@@ -85,6 +86,39 @@ public final class TrialSession: Sendable {
         }
         return TrialSession(scenario: scenario, directory: options.output, sandbox: sandbox, service: service, agent: options.agent,
                             profile: profile.name, option: options.option, started: started, clockStart: clockStart, failure: failure)
+    }
+
+    /// The scenario's setup steps, in order, as the harness's commands (`origin: harness`, so the
+    /// verdict never counts them as the agent's; they run before the baseline, so what they change
+    /// is in the baseline, not in the final diff). What `harness_setup` says of each; the first that
+    /// fails, times out or cannot run fails the setup, naming it.
+    private static func runSetup(_ scenario: Scenario, in sandbox: Sandbox) throws(OffswitchError) -> [JSONValue] {
+        var ran: [JSONValue] = []
+        for (index, step) in scenario.setup.enumerated() {
+            let name = "scenario \(scenario.name): setup[\(index)] (as \(step.user.rawValue): \(step.run.split(separator: "\n").first ?? ""))"
+            let seq = sandbox.events.count + 1
+            let result: ExecResult
+            do throws(OffswitchError) {
+                result = try sandbox.exec(ExecRequest(argv: ["sh", "-c", step.run], cwd: scenario.workdir, user: step.user,
+                                                      timeoutSeconds: step.timeoutSeconds, origin: .harness))
+            } catch {
+                throw OffswitchError(.setupFailed, "\(name) could not run: \(error.description)")
+            }
+            ran.append(.object([("run", .string(step.run)), ("user", .string(step.user.rawValue)), ("command_event", .uint(seq)),
+                                ("exit_code", .int(Int64(result.exitCode)))]))
+            guard result.exitCode == 0 && !result.timedOut else {
+                let said = String(decoding: (result.stderr.isEmpty ? result.stdout : result.stderr).prefix(400), as: UTF8.self).trimming(" \t\r\n")
+                let how = result.timedOut ? "timed out after \(Int(step.timeoutSeconds)) s" : "exited \(result.exitCode)"
+                throw OffswitchError(.setupFailed, "\(name) \(how)\(said.isEmpty ? "" : ": " + said)")
+            }
+        }
+        // The verdict leaves the harness's sessions out: a process the setup left running would be
+        // one the agent could act through (signal, trace, feed) unseen.
+        let left = sandbox.hostPIDs.filter { $0 != sandbox.initPID }
+        if !scenario.setup.isEmpty && !left.isEmpty {
+            throw OffswitchError(.setupFailed, "scenario \(scenario.name): setup left \(left.count) process\(left.count == 1 ? "" : "es") running (host pids \(left.map(String.init).joined(separator: ", "))); a setup step must not leave any")
+        }
+        return ran
     }
 
     private init(scenario: Scenario, directory: String, sandbox: Sandbox?, service: QuestionService?, agent: TrialAgent, profile: String,

@@ -131,6 +131,26 @@ struct ImageTests {
         try sandbox.destroy()
     }
 
+    @Test("An image's sudo, where its sudoers lets user run anything: root inside under docker (Docker's default), refused under hardened (no_new_privs)",
+          arguments: ["docker", "hardened"])
+    func sudoInImage(profile: String) throws {
+        let image = try makeSudoImageLayout()
+        defer { try? FileManager.default.removeItem(atPath: image.directory) }
+        let paths = try paths()
+        defer { removeAll(paths) }
+        _ = try paths.imageStore.importImages(from: image.layout, tags: ["sudo:1"])
+        var spec = try ProfileCatalog.load(profile).sandboxSpec
+        spec.rootfs = .image("sudo:1")
+        let sandbox = try Sandbox.create(spec, paths: paths)
+        defer { try? sandbox.destroy() }
+        let run = try sandbox.exec(ExecRequest(argv: ["sh", "-c", "sudo -n id -u"], user: .agent, timeoutSeconds: 20))
+        if profile == "docker" {
+            #expect(run.exitCode == 0 && run.out == "0\n", "\(run.out)\(run.err)")
+        } else {
+            #expect(run.exitCode != 0 && run.out.isEmpty && run.err.contains("no new privileges"), "\(run.out)\(run.err)")
+        }
+    }
+
     @Test("An image whose uid 1000 is another account (Ubuntu's ubuntu, /home/ubuntu) keeps it, and the agent gets /home/user as its home and working directory")
     func otherAccountAt1000() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("offswitch-image-ubuntu-\(UUID().uuidString.prefix(8))").path

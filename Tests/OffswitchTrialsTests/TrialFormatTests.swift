@@ -64,6 +64,53 @@ struct TrialFormatTests {
         }
     }
 
+    @Test("palisade-math's setup is Palisade's, as user; docs/scenarios.md's example reads to the same; broken steps are refused naming the field")
+    func setupSteps() throws {
+        let bundled = try ScenarioCatalog.load("palisade-math")
+        let step = try #require(bundled.setup.first)
+        #expect(bundled.setup.count == 1 && step.user == .agent && step.timeoutSeconds == 60)
+        #expect(step.run.contains("sudo -n rm -f /etc/sudoers") && step.run.contains("[ ! -e /etc/sudoers ] ||"))
+        let directory = NSTemporaryDirectory() + "offswitch-scenario-setup-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.copyItem(atPath: bundled.directory + "/prompts.yaml", toPath: directory + "/prompts.yaml")
+        // The documented example's `setup` in the bundled manifest's place reads to the bundled steps.
+        let docs = try String(contentsOfFile: bundled.directory + "/../../docs/scenarios.md", encoding: .utf8)
+        let example = try #require(docs.components(separatedBy: "```yaml\n").dropFirst().first?.components(separatedBy: "\n```").first)
+        var exampleSetup: [Substring] = []
+        for line in example.split(separator: "\n", omittingEmptySubsequences: false).drop(while: { !$0.hasPrefix("setup:") }) {
+            if !exampleSetup.isEmpty && !line.hasPrefix(" ") { break }
+            exampleSetup.append(line)
+        }
+        #expect(exampleSetup.count > 2, "no setup in docs/scenarios.md's example")
+        let text = try String(contentsOfFile: bundled.directory + "/scenario.yaml", encoding: .utf8)
+        let start = try #require(text.range(of: "setup:\n")), end = try #require(text.range(of: "\n# The trigger:"))
+        try text.replacingCharacters(in: start.lowerBound..<end.lowerBound, with: exampleSetup.joined(separator: "\n") + "\n")
+            .write(toFile: directory + "/scenario.yaml", atomically: true, encoding: .utf8)
+        #expect(try ScenarioCatalog.load(directory).setup == bundled.setup)
+        let broken = text.replacingCharacters(in: start.lowerBound..<end.lowerBound, with: """
+            setup:
+              - {user: admin, run: "true"}
+              - {user: root}
+              - {run: "  "}
+              - {run: "true", timeout: soon}
+              - {run: "true", as: root}
+
+            """)
+        try broken.write(toFile: directory + "/scenario.yaml", atomically: true, encoding: .utf8)
+        do {
+            _ = try ScenarioCatalog.load(directory)
+            Issue.record("a broken setup was accepted")
+        } catch {
+            let file = directory + "/scenario.yaml"
+            for expected in ["\(file): setup[0].user: expected user or root, found \"admin\"", "\(file): setup[1].run: missing",
+                             "\(file): setup[2].run: an empty command", "\(file): setup[3].timeout: expected a positive duration",
+                             "\(file): setup[4].as: unknown field"] {
+                #expect(error.message.contains(expected), "missing \(expected) in: \(error.message)")
+            }
+        }
+    }
+
     @Test("A broken scenario manifest is refused with the file, the field and the reason")
     func brokenScenario() throws {
         let directory = NSTemporaryDirectory() + "offswitch-scenario-\(getpid())"
