@@ -22,13 +22,19 @@ struct SandboxFilesystem {
 
     /// Creates the directory and takes its owner lock, held for the sandbox's lifetime: a
     /// directory whose lock nobody holds belongs to a process that died (see `Leftovers`).
+    /// The lock is taken under another name and renamed into place: a `Leftovers` scan of another
+    /// process that met `owner.lock` between its creation and our flock would take it first,
+    /// take the new sandbox for a dead one's and remove it (seen once in a full make test:
+    /// flock EAGAIN).
     func claim(paths: StatePaths) throws(OffswitchError) -> Int32 {
         try paths.ensureBase()
         try systemCall("mkdir(\(directory))") { mkdir(directory, 0o700) }
         let lockPath = directory + "/" + Self.ownerLockName
-        let lock = try systemCall("open(\(lockPath))") { open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
+        let staging = lockPath + ".new"
+        let lock = try systemCall("open(\(staging))") { open(staging, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
         do throws(OffswitchError) {
-            try systemCall("flock(\(lockPath))") { flock(lock, LOCK_EX | LOCK_NB) }
+            try systemCall("flock(\(staging))") { flock(lock, LOCK_EX | LOCK_NB) }
+            try systemCall("rename(\(staging), \(lockPath))") { rename(staging, lockPath) }
         } catch {
             close(lock)
             throw error
