@@ -22,7 +22,7 @@ public struct CreateTrialBody: Codable, Sendable {
     }
 
     /// The files of a trial directory a client may fetch (docs/trials.md).
-    public static let files = ["events.ndjson", "transcript.json", "diff.json", "trial.json", "verdict.json"]
+    public static let files = ["events.ndjson", "transcript.json", "diff.json", "trial.json", "verdict.json", "judgement.json"]
 
     /// A name a client may use for a bundled scenario or agent: letters, digits, `-`, `_`, `.`,
     /// never a path.
@@ -64,5 +64,25 @@ public struct TrialReplyDocument: Decodable, Sendable {
     /// The reply as sent, in the documented order.
     public var json: JSONValue {
         .object([("id", .string(id)), ("directory", .string(directory)), ("duration_ms", .uint(duration_ms)), ("verdict", verdict)])
+    }
+}
+
+/// `POST /v1/sandboxes/{id}/baseline`: the harness hands a plain sandbox to the agent; the
+/// paths a later judgement protects have their state taken now (docs/daemon.md).
+public struct BaselineBody: Codable, Sendable {
+    public var protect: [String]?
+
+    public init(protect: [String]? = nil) { self.protect = protect }
+}
+
+/// `POST /v1/sandboxes/{id}/judgement`: judge a plain sandbox's events against `protect` and,
+/// unless `pid1` is false, PID 1 (docs/verdicts.md).
+public struct JudgementBody: Codable, Sendable {
+    public var protect: [String]?
+    public var pid1: Bool?
+
+    public init(protect: [String]? = nil, pid1: Bool? = nil) {
+        self.protect = protect
+        self.pid1 = pid1
     }
 }

@@ -183,7 +183,15 @@ public final class FileWatcher: Sendable {
         if event.mask & OFS_FAN_RENAME != 0 { fields.append(("old_path", path(Self.text(event.old_path)))) }
         fields.append(("directory", .bool(event.mask & OFS_FAN_ONDIR != 0)))
         if event.object_length > 0 { fields.append(("object", .string(Self.object(event)))) }
-        if process == nil { fields.append(("writer_gone", .bool(true))) }
+        if process == nil {
+            fields.append(("writer_gone", .bool(true)))
+            // Who the recorder last saw under that host pid (the calls it checked): the writer's
+            // session, so a judgement can tell the harness's commands from the agent's.
+            if event.pid > 0, let last = ProcessFacts.remembered(hostPID: event.pid), last.pid > 0 {
+                fields.append(("writer_pid", .int(Int64(last.pid))))
+                fields.append(("writer_sid", .int(Int64(last.sid))))
+            }
+        }
         log.post("file", process: process ?? nil, fields)
     }
 

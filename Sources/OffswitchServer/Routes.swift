@@ -43,6 +43,7 @@ struct APIRoutes {
         }
         SandboxRoutes(registry: registry, metrics: metrics).add(to: table)
         TrialRoutes(paths: paths, registry: registry).add(to: table)
+        JudgementRoutes(registry: registry).add(to: table)
         ScenarioRoutes().add(to: table)
         ImageRoutes(store: paths.imageStore, quota: imageQuota).add(to: table)
         return table.registered

@@ -118,6 +118,15 @@ public actor SandboxRegistry {
         return entry.sandbox
     }
 
+    /// A sandbox that is not a scenario's trial (a trial has its own baseline and verdict).
+    public func plainSandbox(_ id: String) throws(OffswitchError) -> Sandbox {
+        guard let entry = entries[id] else { throw OffswitchError(.sandboxNotFound, "no sandbox \"\(id)\"") }
+        guard entry.trial == nil else {
+            throw OffswitchError(.invalidArgument, "sandbox \(id) is a scenario's trial: its baseline is the trial's, and its verdict is POST /v1/sandboxes/\(id)/verdict")
+        }
+        return entry.sandbox
+    }
+
     /// The default environment given at creation, for each exec.
     public func environment(_ id: String) -> [String: String] { entries[id]?.environment ?? [:] }
 

@@ -51,7 +51,8 @@ struct TrialRoutes {
         }
         table.on(.get, "/v1/trials/:id/files/:name") { _, context in
             let id = try context.parameters.require("id"), name = try context.parameters.require("name")
-            guard Self.isID(id), FileManager.default.fileExists(atPath: directory + "/" + id + "/trial.json") else {
+            // A trial's directory, or a judgement's (POST /v1/sandboxes/{id}/judgement).
+            guard Self.isID(id), ["trial.json", "judgement.json"].contains(where: { FileManager.default.fileExists(atPath: directory + "/" + id + "/" + $0) }) else {
                 throw OffswitchError(.trialNotFound, "no trial \(id)")
             }
             guard CreateTrialBody.files.contains(name) else {

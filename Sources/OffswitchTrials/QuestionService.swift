@@ -397,40 +397,9 @@ public final class QuestionService: Sendable {
     }
 
     private func describe(_ path: String, identity checkIdentity: Bool = false) -> JSONValue {
-        guard let fd = root.openIfPresent(path, flags: OFS_O_PATH) else { return .object([("type", .string("missing"))]) }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { return .object([("type", .string("unreadable"))]) }
-        var fields: [(String, JSONValue)] = []
-        let type = info.st_mode & S_IFMT
-        switch type {
-        case S_IFREG:
-            fields.append(("type", .string("file")))
-        case S_IFLNK:
-            fields.append(("type", .string("symlink")))
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let n = readlinkat(fd, "", &buffer, buffer.count)
-            fields.append(("target", n >= 0 ? .string(String(decoding: buffer[0..<n], as: UTF8.self)) : .null))
-        case S_IFDIR: fields.append(("type", .string("directory")))
-        default: fields.append(("type", .string("other")))
-        }
-        fields.append(("mode", .string(String(info.st_mode & 0o7777, radix: 8))))
-        fields.append(("uid", .int(Int64(info.st_uid) - Int64(sandbox.spec.userNamespace?.hostUID ?? 0))))
         // The trigger is judged by identity (a compiled binary is big to hash on every call).
-        if type == S_IFREG && !checkIdentity {
-            fields.append(("size", .int(Int64(info.st_size))))
-            let content = root.openIfPresent(path, flags: O_RDONLY | O_NONBLOCK)
-            if let content, info.st_size <= 64 << 20 {
-                fields.append(("sha256", SHA256.file(descriptor: content).map { .string($0) } ?? .null))
-            }
-            if let content { close(content) }
-        }
-        if checkIdentity {
-            fields.append(("installed", .bool(UInt64(info.st_dev) == identity.device && UInt64(info.st_ino) == identity.inode)))
-        }
-        // The file's identity, as file events name it: the verdict follows it under any name.
-        if let object = try? FileObject.of(descriptor: fd) { fields.append(("object", .string(object))) }
-        return .object(fields)
+        FileState.describe(path, in: root, uidBase: Int64(sandbox.spec.userNamespace?.hostUID ?? 0),
+                           installed: checkIdentity ? identity : nil)
     }
 
     /// The entries of a process's environment that change how a bash script or the dynamic

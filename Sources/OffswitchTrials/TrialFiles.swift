@@ -54,12 +54,17 @@ public enum TrialFiles {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw OffswitchError(.notFound, "\(path): cannot be read (is this a trial directory?)", errno: ENOENT)
         }
+        return try parseEvents(Array(data), file: path)
+    }
+
+    /// The events of a log's bytes; `file` names it in errors.
+    public static func parseEvents(_ bytes: [UInt8], file: String) throws(OffswitchError) -> [JSONValue] {
         var events: [JSONValue] = []
-        for (number, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
+        for (number, line) in bytes.split(separator: UInt8(ascii: "\n")).enumerated() {
             do {
                 events.append(try JSONDecoder().decode(JSONValue.self, from: Data(line)))
             } catch {
-                throw OffswitchError(.invalidArgument, "\(path): line \(number + 1) is not valid JSON")
+                throw OffswitchError(.invalidArgument, "\(file): line \(number + 1) is not valid JSON")
             }
         }
         return events

@@ -10,6 +10,6 @@ struct Offswitch: ParsableCommand {
             Without a daemon, commands run in embedded mode: this process creates the sandbox \
             itself and needs root.
             """,
-        subcommands: [TrialCommand.self, VerdictCommand.self, ReportCommand.self, ExportCommand.self, SandboxCommand.self, ShellCommand.self, ProfileCommand.self, EventsCommand.self, ProbeCommand.self, ImageCommand.self,
+        subcommands: [TrialCommand.self, VerdictCommand.self, JudgeCommand.self, ReportCommand.self, ExportCommand.self, SandboxCommand.self, ShellCommand.self, ProfileCommand.self, EventsCommand.self, ProbeCommand.self, ImageCommand.self,
                       WatchOwnerCommand.self])
 }

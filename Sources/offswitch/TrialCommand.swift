@@ -103,6 +103,32 @@ struct TrialAgents: ParsableCommand {
     }
 }
 
+/// `offswitch judge DIR`: a judgement recomputed from its directory.
+struct JudgeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "judge",
+        abstract: "Recompute a judgement of protected files and PID 1 from its directory.",
+        discussion: """
+            Reads events.ndjson (and judgement.json's protect and pid1, unless given) and prints \
+            the judgement as JSON, exactly as judgement.json holds it. The directory is one that \
+            POST /v1/sandboxes/{id}/judgement kept (STATE/trials/ID); docs/verdicts.md, \
+            "Judgements", has the rules.
+            """)
+
+    @Argument(help: "A judgement's directory (events.ndjson, judgement.json).") var directory: String
+    @Option(name: .long, help: "A path to protect instead of judgement.json's (repeatable).") var protect: [String] = []
+    @Flag(name: .long, help: "Leave PID 1 out of the judgement.") var noPid1 = false
+
+    func run() throws {
+        do throws(OffswitchError) {
+            let judgement = try Judge.judge(directory: directory, protect: protect.isEmpty ? nil : protect, pid1: noPid1 ? false : nil)
+            StandardStreams.out(judgement.json.pretty)
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
+
 /// `offswitch verdict DIR`: the verdict recomputed from a trial directory.
 struct VerdictCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

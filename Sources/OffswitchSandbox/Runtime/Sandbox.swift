@@ -205,6 +205,10 @@ public final class Sandbox: Sendable {
         events.append("baseline", [("paths", .int(Int64(snapshot.count)))])
     }
 
+    /// Logs the file events the watcher still holds: what the sandbox did so far is in the log
+    /// once this returns (a judgement reads it next).
+    public func flushFileEvents() { watcher?.flush() }
+
     /// Asks `destroy` to keep the before and after contents of changed short text files
     /// (`diffTexts`), for a report's file diff.
     public func keepDiffTexts() { state.withLock { $0.keepsTexts = true } }
