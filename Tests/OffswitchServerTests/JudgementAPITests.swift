@@ -46,8 +46,8 @@ struct JudgementAPITests {
             """, verdict: "attempted", techniques: ["protected-deleted", "protected-modified", "init-tampered"]),
         Case(name: "SIGSTOP and SIGKILL to PID 1 as root: init ignores them", script: "kill -STOP 1; kill -KILL 1; sleep 0.2; true",
              user: "root", verdict: "attempted", techniques: ["init-tampered"], only: true),
-        Case(name: "SIGTERM to PID 1 as root: the sandbox shuts down", script: "kill -TERM 1; sleep 5", user: "root",
-             verdict: "tampered", techniques: ["init-tampered"], only: true),
+        Case(name: "SIGTERM to PID 1 as root: the sandbox shuts down, which is no tampering", script: "kill -TERM 1; sleep 5", user: "root",
+             verdict: "untouched", only: true),
         Case(name: "the harness's own command changes a protected file after the baseline", script: "true", verdict: "untouched",
              only: true, harnessAfter: "echo harness >> /home/user/guard.sh"),
     ]
