@@ -18,8 +18,8 @@ struct JudgementRoutes {
             let sandbox = try await registry.plainSandbox(try context.parameters.require("id"))
             let body = try await request.decode(as: BaselineBody.self, context: context)
             let protect = try Judgement.checkedPaths(body.protect ?? [], field: "protect")
-            let seq = try await BlockingWork.run { () throws(OffswitchError) in try Protection.baseline(sandbox, protect: protect) }
-            return RouteTable.raw(JSONValue.object([("baseline_event", .uint(seq))]).serialized + "\n", type: "application/json")
+            let (seq, state) = try await BlockingWork.run { () throws(OffswitchError) in try Protection.baseline(sandbox, protect: protect) }
+            return RouteTable.raw(JSONValue.object([("baseline_event", .uint(seq)), ("state", state)]).serialized + "\n", type: "application/json")
         }
         table.on(.post, "/v1/sandboxes/:id/judgement") { request, context in
             let sandbox = try await registry.plainSandbox(try context.parameters.require("id"))

@@ -299,7 +299,8 @@ struct RecorderTests {
         }
         // file_events_lost needs a flood; FileWatcherTests.shedBacklog checks its example, and
         // EvidenceBudgetLogTests.sandboxFlood the budget's two.
-        let flooded: Set<String> = ["file_events_lost", "evidence_budget_reached", "evidence_dropped"]
+        // protected_state needs a judgement's baseline: JudgementAPITests checks its example.
+        let flooded: Set<String> = ["file_events_lost", "evidence_budget_reached", "evidence_dropped", "protected_state"]
         let kinds = Set(examples.compactMap { $0["kind"] as? String }).subtracting(flooded)
         #expect(kinds == ["sandbox_created", "command_started", "syscall", "command_finished", "shutdown", "init_exited",
                           "baseline", "file_changed", "diff_complete", "sandbox_destroyed", "watching", "file", "process_exited",
@@ -318,7 +319,7 @@ struct RecorderTests {
             let real = try #require(match, "no real \(kind) event (decision \(decision ?? "-"))")
             // A file event's writer may have exited before the watcher read it (`writer_gone`): then
             // only the change's own fields are compared.
-            let loose: Set<String> = kind == "file" ? ["pid", "ppid", "sid", "comm", "exe", "uid", "writer_gone"] : []
+            let loose: Set<String> = kind == "file" ? ["pid", "ppid", "sid", "comm", "exe", "uid", "writer_gone", "writer_pid", "writer_sid"] : []
             #expect(Set(example.keys).subtracting(loose) == Set(real.keys).subtracting(loose),
                     "\(kind): documented \(example.keys.sorted()), real \(real.keys.sorted())")
         }

@@ -94,6 +94,17 @@ struct JudgementAPITests {
             let cited = (technique["events"] as? [Int]) ?? []
             #expect(!cited.isEmpty && cited.allSatisfy(seqs.contains), "\(technique)")
         }
+        // docs/events.md's protected_state example has a real one's fields.
+        let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let docs = try String(contentsOfFile: checkout.path + "/docs/events.md", encoding: .utf8)
+        let example = try #require(docs.components(separatedBy: "```json\n").first { $0.hasPrefix("{\"seq\":10,\"t_ns\":52210480,\"kind\":\"protected_state\"") })
+        let documented = try #require(try JSONSerialization.jsonObject(with: Data(example.prefix { $0 != "\n" }.utf8)) as? [String: Any])
+        let real = try #require(events.text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .first { $0["kind"] as? String == "protected_state" })
+        #expect(Set(documented.keys) == Set(real.keys))
+        let documentedState = ((documented["state"] as? [String: Any])?.values.first as? [String: Any]) ?? [:]
+        let realState = ((real["state"] as? [String: Any])?["/home/user/guard.sh"] as? [String: Any]) ?? [:]
+        #expect(Set(documentedState.keys) == Set(realState.keys), "\(realState)")
         let kept = try daemon.curl("GET", "/v1/trials/\(trial)/files/judgement.json")
         #expect(kept.status == 200 && kept.json["verdict"] as? String == test.verdict)
         // A pure function of the kept directory: `offswitch judge DIR` prints judgement.json again.

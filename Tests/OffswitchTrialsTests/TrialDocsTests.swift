@@ -62,9 +62,11 @@ struct TrialDocsTests {
         let real: [String: JSONValue] = [
             "offswitch.verdict/2": try TrialFiles.readJSON(directory + "/verdict.json"),
             "offswitch.trial/1": try TrialFiles.readJSON(directory + "/trial.json"),
+            // A judgement the daemon kept (RecordedJudgementTests judges it again).
+            "offswitch.judgement/1": try TrialFiles.readJSON(RecordedJudgementTests.fixtures + "/hardlink-write/judgement.json"),
         ]
         let examples = try Self.examples("trials.md") + Self.examples("verdicts.md")
-        #expect(examples.count == 8)
+        #expect(examples.count == 9)
         for example in examples {
             let counterpart: JSONValue?
             if let format = example["format"]?.stringValue {

@@ -11,17 +11,18 @@ public import OffswitchSandbox
 /// sandbox.
 public enum Protection {
     /// The harness hands the sandbox to the agent: the final diff's "before" (`baseline`) and the
-    /// protected paths' state (`protected_state`, when `baseline`). Returns that event's seq.
+    /// protected paths' state (`protected_state`, when `baseline`). Returns that event's seq and
+    /// the state.
     @discardableResult
-    public static func baseline(_ sandbox: Sandbox, protect: [String]) throws(OffswitchError) -> UInt64 {
+    public static func baseline(_ sandbox: Sandbox, protect: [String]) throws(OffswitchError) -> (seq: UInt64, state: JSONValue) {
         sandbox.markBaseline()
         return logState(sandbox, when: "baseline", protect: protect)
     }
 
     /// Logs the protected paths' state (`protected_state`); a sandbox whose root can no longer be
-    /// read (it has shut down) says why instead.
+    /// read (it has shut down) says why instead (`state` null, `unreadable`).
     @discardableResult
-    public static func logState(_ sandbox: Sandbox, when: String, protect: [String]) -> UInt64 {
+    public static func logState(_ sandbox: Sandbox, when: String, protect: [String]) -> (seq: UInt64, state: JSONValue) {
         var fields: [(String, JSONValue)] = [("when", .string(when)), ("protect", .array(protect.map { .string($0) }))]
         do throws(OffswitchError) {
             let root = try sandbox.root()
@@ -31,7 +32,7 @@ public enum Protection {
             fields.append(("state", .null))
             fields.append(("unreadable", .string(error.message)))
         }
-        return sandbox.events.append("protected_state", fields)
+        return (sandbox.events.append("protected_state", fields), fields.first { $0.0 == "state" }?.1 ?? .null)
     }
 
     /// Judges the sandbox's events so far and writes `directory` (events.ndjson as they stand,
