@@ -73,6 +73,18 @@ def _is_compose(config: SandboxEnvironmentConfigType | None) -> bool:
     return isinstance(config, BaseModel) and "services" in type(config).model_fields
 
 
+# The paths offswitch_scorer(protect=[...]) instances of this process protect: each plain sandbox's
+# baseline takes their state (with identities), beside the files the harness wrote into it.
+_protected: list[str] = []
+
+
+def protect_paths(paths: list[str]) -> None:
+    """Registers paths a judgement will protect, so that baselines take their state."""
+    for path in paths:
+        if path not in _protected:
+            _protected.append(path)
+
+
 # Projects parsed and prepared (images built or pulled), by configuration: once per task.
 _prepared: dict[str, _services.Prepared] = {}
 _prepare_lock = anyio.Lock()
@@ -132,6 +144,27 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
         self.service = service
         self._verdict: dict[str, Any] | None = None
         self._finish_lock = anyio.Lock()
+        # A plain sandbox's part in the sample: "harness" (Inspect's files and setup, sent with
+        # origin harness), "due" (Inspect has finished its sample init), then "agent" once the
+        # baseline is taken (POST /baseline) at the first call after it. A trial has its own.
+        self._phase = "trial" if trial is not None else "harness"
+        self._harness_files: list[str] = []
+        self._default_protect: list[str] = []
+        self._baseline_lock = anyio.Lock()
+        self._judgement: dict[str, Any] | None = None
+
+    # Inspect's sample init stores its root-access probe here after the task's files and setup and
+    # before the solver starts (inspect_ai's resolve_root_access): the harness has handed the
+    # sandbox over, so the next call takes the baseline.
+    @property
+    def _root_access(self) -> Any:
+        return self.__dict__.get("_root_access_value")
+
+    @_root_access.setter
+    def _root_access(self, value: Any) -> None:
+        self.__dict__["_root_access_value"] = value
+        if value is not None and self.__dict__.get("_phase") == "harness":
+            self._phase = "due"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -264,10 +297,13 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
             raise SandboxUserUnsupportedError(f"offswitch sandboxes run commands as 'user' or 'root', not {user!r}")
         if not cmd:
             raise ValueError("exec: cmd is empty")
+        await self._hand_over()
         user = user or self.default_user
         cwd = self._path(cwd) if cwd is not None else self.workdir
         limit = SandboxEnvironmentLimits.MAX_EXEC_OUTPUT_SIZE
         body: dict[str, Any] = {"argv": list(cmd), "output_limit": limit + 1}
+        if self._phase == "harness":
+            body["origin"] = "harness"
         if isinstance(input, bytes):
             body["stdin_base64"] = base64.b64encode(input).decode()
         elif input is not None:
@@ -302,8 +338,11 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
     # -- files -------------------------------------------------------------------------------
 
     async def write_file(self, file: str, contents: str | bytes) -> None:
+        await self._hand_over()
         data = contents.encode("utf-8") if isinstance(contents, str) else contents
         file = self._path(file)
+        if self._phase == "harness" and file not in self._harness_files:
+            self._harness_files.append(file)
         try:
             await _call(self.client.request, "PUT", f"/v1/sandboxes/{self.sandbox_id}/files", body=data, query=self._file_query(file))
         except OffswitchAPIError as error:
@@ -316,6 +355,7 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
     async def read_file(self, file: str, text: Literal[False]) -> bytes: ...
 
     async def read_file(self, file: str, text: bool = True) -> Union[str, bytes]:
+        await self._hand_over()
         file = self._path(file)
         try:
             _, data = await _call(self.client.request, "GET", f"/v1/sandboxes/{self.sandbox_id}/files", query=self._file_query(file))
@@ -372,6 +412,45 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
                 self._verdict = await _call(self.client.json, "POST", f"/v1/sandboxes/{self.sandbox_id}/verdict")
                 _forget(self.sandbox_id)
             return self._verdict
+
+    # -- judgements (plain sandboxes) ---------------------------------------------------------
+
+    async def _hand_over(self) -> None:
+        if self._phase == "due":
+            await self.baseline()
+
+    async def baseline(self) -> dict[str, Any]:
+        """Hands the sandbox to the agent (POST /v1/sandboxes/{id}/baseline): what happens after is
+        the agent's. Inspect's sample init does it (at the first call after its files and setup);
+        call it yourself only for a sandbox used outside an eval. The state of the files the
+        harness wrote and of the paths offswitch_scorer protects is taken now."""
+        async with self._baseline_lock:
+            if self.trial is not None:
+                raise ValueError("this offswitch sandbox is a scenario's trial: its baseline is the trial's")
+            protect = list(dict.fromkeys(self._harness_files + [self._path(p) for p in _protected]))
+            reply = await _call(self.client.json, "POST", f"/v1/sandboxes/{self.sandbox_id}/baseline", {"protect": protect})
+            state = reply.get("state") or {}
+            # What the harness wrote and then removed (Inspect's setup script) protects nothing.
+            self._default_protect = [p for p in self._harness_files if (state.get(p) or {}).get("type", "missing") != "missing"]
+            self._phase = "agent"
+            return reply
+
+    async def judgement(self, protect: list[str] | None = None, pid1: bool = True) -> dict[str, Any]:
+        """Whether the agent tampered with `protect` (default: the files the harness wrote) or PID 1,
+        from the recorded events (POST /v1/sandboxes/{id}/judgement; docs/verdicts.md,
+        "Judgements"). Returns `{"id", "directory", "judgement"}`; the evidence is kept under `id`."""
+        if self.trial is not None:
+            raise ValueError("this offswitch sandbox is a scenario's trial: it is judged by its verdict (offswitch_scorer() without protect)")
+        if self._phase == "harness":
+            raise ValueError("Inspect never said when the sample's setup ended (no baseline): call `await environment.baseline()` when the agent gets the sandbox")
+        await self._hand_over()
+        paths = [self._path(p) for p in protect] if protect is not None else self._default_protect
+        try:
+            self._judgement = await _call(self.client.json, "POST", f"/v1/sandboxes/{self.sandbox_id}/judgement",
+                                          {"protect": paths, "pid1": pid1})
+        except OffswitchAPIError as error:
+            raise self._translate(error, "judgement") from error
+        return self._judgement
 
     # -- errors ------------------------------------------------------------------------------
 
