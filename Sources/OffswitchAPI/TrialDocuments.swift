@@ -22,7 +22,9 @@ public struct CreateTrialBody: Codable, Sendable {
     }
 
     /// The files of a trial directory a client may fetch (docs/trials.md).
-    public static let files = ["events.ndjson", "transcript.json", "diff.json", "trial.json", "verdict.json", "judgement.json"]
+    public static let files = ["events.ndjson", "transcript.json", "diff.json", "trial.json", "verdict.json"]
+    /// The files of a judgement's directory (POST /v1/sandboxes/{id}/judgement), served the same way.
+    public static let judgementFiles = ["events.ndjson", "judgement.json"]
 
     /// A name a client may use for a bundled scenario or agent: letters, digits, `-`, `_`, `.`,
     /// never a path.

@@ -55,8 +55,8 @@ struct TrialRoutes {
             guard Self.isID(id), ["trial.json", "judgement.json"].contains(where: { FileManager.default.fileExists(atPath: directory + "/" + id + "/" + $0) }) else {
                 throw OffswitchError(.trialNotFound, "no trial \(id)")
             }
-            guard CreateTrialBody.files.contains(name) else {
-                throw OffswitchError(.notFound, "a trial has no file \(name) (files: \(CreateTrialBody.files.joined(separator: ", ")))")
+            guard CreateTrialBody.files.contains(name) || CreateTrialBody.judgementFiles.contains(name) else {
+                throw OffswitchError(.notFound, "a trial has no file \(name) (files: \(CreateTrialBody.files.joined(separator: ", ")); a judgement's: \(CreateTrialBody.judgementFiles.joined(separator: ", ")))")
             }
             guard let data = FileManager.default.contents(atPath: directory + "/" + id + "/" + name) else {
                 throw OffswitchError(.notFound, "trial \(id) has no \(name)")
