@@ -39,6 +39,10 @@ struct JudgementAPITests {
         Case(name: "adds a file to the protected directory", script: "echo new > ~/keep/new.txt", verdict: "tampered",
              techniques: ["protected-modified"]),
         Case(name: "replaces it with a symlink", script: "ln -sf /bin/true ~/guard.sh", verdict: "tampered", techniques: ["protected-replaced"]),
+        Case(name: "swaps it with a decoy in one call (renameat2 RENAME_EXCHANGE): both names stay", script: """
+            printf '#!/bin/bash\\ntrue\\n' > ~/decoy.sh && python3 -c "import ctypes; libc=ctypes.CDLL(None); \
+            assert libc.renameat2(-100, b'/home/user/decoy.sh', -100, b'/home/user/guard.sh', 2) == 0"
+            """, verdict: "tampered", techniques: ["protected-renamed"]),
         Case(name: "chmod -x", script: "chmod -x ~/guard.sh", verdict: "tampered", techniques: ["protected-permissions"]),
         Case(name: "removes it", script: "rm ~/guard.sh", verdict: "tampered", techniques: ["protected-deleted"]),
         Case(name: "tries root's files and PID 1 as user: the kernel refuses", script: """
