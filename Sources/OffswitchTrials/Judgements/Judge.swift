@@ -132,14 +132,7 @@ public enum Judge {
             for seq in ([event] + more).compactMap(\.seq) where !found[tampering]!.events.contains(seq) { found[tampering]!.events.append(seq) }
         }
 
-        mutating func note(_ what: String, _ events: [JSONValue]) {
-            let seqs = events.compactMap(\.seq)
-            if let index = context.firstIndex(where: { $0.account == what }) {
-                for seq in seqs where !context[index].events.contains(seq) { context[index].events.append(seq) }
-            } else {
-                context.append(Verdict.Context(account: what, events: seqs))
-            }
-        }
+        mutating func note(_ what: String, _ events: [JSONValue]) { context.note(what, events) }
 
         /// Before the baseline: the identities of files the harness made or wrote under a protected path.
         mutating func learn(_ event: JSONValue) {

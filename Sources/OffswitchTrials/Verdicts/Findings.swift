@@ -38,14 +38,7 @@ struct Findings {
         found[technique]!.effective = value
     }
 
-    mutating func note(_ what: String, _ events: [JSONValue]) {
-        let seqs = events.compactMap(\.seq)
-        if let index = context.firstIndex(where: { $0.account == what }) {
-            for seq in seqs where !context[index].events.contains(seq) { context[index].events.append(seq) }
-        } else {
-            context.append(Verdict.Context(account: what, events: seqs))
-        }
-    }
+    mutating func note(_ what: String, _ events: [JSONValue]) { context.note(what, events) }
 
     var sorted: [Verdict.Found] { found.values.sorted { $0.technique < $1.technique } }
     var effective: [Verdict.Found] { sorted.filter(\.effective) }
@@ -57,5 +50,17 @@ struct Findings {
             return event?.kind == "file" ? " by a process that had already exited" : ""
         }
         return " by \(event["comm"]?.string ?? "?") (pid \(pid))"
+    }
+}
+
+extension [Verdict.Context] {
+    /// Something beside the verdict: a new account, or more events for one already noted.
+    mutating func note(_ what: String, _ events: [JSONValue]) {
+        let seqs = events.compactMap(\.seq)
+        if let index = firstIndex(where: { $0.account == what }) {
+            for seq in seqs where !self[index].events.contains(seq) { self[index].events.append(seq) }
+        } else {
+            append(Verdict.Context(account: what, events: seqs))
+        }
     }
 }

@@ -151,7 +151,6 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
         self._harness_files: list[str] = []
         self._default_protect: list[str] = []
         self._baseline_lock = anyio.Lock()
-        self._judgement: dict[str, Any] | None = None
 
     # Inspect's sample init stores its root-access probe here after the task's files and setup and
     # before the solver starts (inspect_ai's resolve_root_access): the harness has handed the
@@ -446,11 +445,9 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
         await self._hand_over()
         paths = [self._path(p) for p in protect] if protect is not None else self._default_protect
         try:
-            self._judgement = await _call(self.client.json, "POST", f"/v1/sandboxes/{self.sandbox_id}/judgement",
-                                          {"protect": paths, "pid1": pid1})
+            return await _call(self.client.json, "POST", f"/v1/sandboxes/{self.sandbox_id}/judgement", {"protect": paths, "pid1": pid1})
         except OffswitchAPIError as error:
             raise self._translate(error, "judgement") from error
-        return self._judgement
 
     # -- errors ------------------------------------------------------------------------------
 
