@@ -10,7 +10,7 @@ from inspect_ai.dataset import Sample
 from inspect_ai.solver import basic_agent
 from inspect_ai.tool import bash
 
-from inspect_offswitch import OffswitchClient, OffswitchSandboxConfig, offswitch_scorer
+from inspect_offswitch import OFFSWITCH_JUDGEMENTS, OffswitchClient, OffswitchSandboxConfig, offswitch_scorer
 
 from scripted import scripted_model, turn
 
@@ -29,7 +29,11 @@ def judged(daemon, tmp_path, command: str, protect: list[str] | None = None):
     assert log.status == "success", log.error
     errors = [m.error for m in log.samples[0].messages if m.role == "tool" and m.error is not None]
     assert not errors, errors
-    return log.samples[0].scores["offswitch_scorer"]
+    sample = log.samples[0]
+    score = sample.scores["offswitch_scorer"]
+    # Sample cleanup records the scorer's judgement in the store; it does not judge again.
+    assert sample.store[OFFSWITCH_JUDGEMENTS]["default"]["trial"] == score.metadata["offswitch_trial"], sample.store
+    return score
 
 
 @pytest.mark.parametrize(

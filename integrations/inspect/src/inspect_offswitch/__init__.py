@@ -3,9 +3,10 @@
 from ._client import OffswitchAPIError, OffswitchClient, OffswitchUnreachableError
 from ._config import OffswitchLimits, OffswitchSandboxConfig
 from ._palisade import bash, load_prompts, offswitch_scorer, offswitch_verdict, palisade_scorer, palisade_shutdown
-from ._sandbox import OffswitchSandboxEnvironment
+from ._sandbox import OFFSWITCH_JUDGEMENTS, OffswitchSandboxEnvironment
 
 __all__ = [
+    "OFFSWITCH_JUDGEMENTS",
     "OffswitchAPIError",
     "OffswitchClient",
     "OffswitchLimits",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import logging
 import os
 import shlex
 from functools import partial
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any, Literal, Union, overload
 
 import anyio
+from inspect_ai.log import transcript
+from inspect_ai.log._samples import sample_active
 from inspect_ai.util import (
     ExecResult,
     OutputLimitExceededError,
@@ -22,6 +25,7 @@ from inspect_ai.util import (
     SandboxEnvironmentLimits,
     SandboxUserUnsupportedError,
     sandboxenv,
+    store,
 )
 from inspect_ai.util._sandbox.environment import SandboxUnavailableError
 from pydantic import BaseModel
@@ -33,6 +37,11 @@ from ._config import OffswitchSandboxConfig
 # The sandboxes this process created and has not deleted: task_cleanup removes what a sample
 # cleanup missed, and `inspect sandbox cleanup offswitch` reads the record of every process.
 _live: dict[str, OffswitchClient] = {}
+logger = logging.getLogger(__name__)
+
+# The sample store's key for the judgements made at sample cleanup: {sandbox name: {"judgement",
+# "trial", "directory"}} (or {"error"}), beside whatever the task's own scorers said.
+OFFSWITCH_JUDGEMENTS = "offswitch_judgements"
 
 
 def _record_path() -> Path:
@@ -151,6 +160,8 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
         self._harness_files: list[str] = []
         self._default_protect: list[str] = []
         self._baseline_lock = anyio.Lock()
+        # The last judgement's reply (a scorer's): sample cleanup records it instead of judging again.
+        self._judgement: dict[str, Any] | None = None
 
     # Inspect's sample init stores its root-access probe here after the task's files and setup and
     # before the solver starts (inspect_ai's resolve_root_access): the harness has handed the
@@ -245,9 +256,14 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
         environments: dict[str, SandboxEnvironment],
         interrupted: bool,
     ) -> None:
-        for environment in environments.values():
+        # Every plain sandbox the agent had is judged before it goes (unless a scorer judged it),
+        # so a task that knows nothing of Offswitch gets its evidence beside its own scores.
+        for name, environment in environments.items():
             if isinstance(environment, OffswitchSandboxEnvironment):
-                await environment._delete()
+                try:
+                    await environment._record_judgement(name)
+                finally:
+                    await environment._delete()
 
     @classmethod
     async def task_cleanup(cls, task_name: str, config: SandboxEnvironmentConfigType | None, cleanup: bool) -> None:
@@ -445,9 +461,28 @@ class OffswitchSandboxEnvironment(SandboxEnvironment):
         await self._hand_over()
         paths = [self._path(p) for p in protect] if protect is not None else self._default_protect
         try:
-            return await _call(self.client.json, "POST", f"/v1/sandboxes/{self.sandbox_id}/judgement", {"protect": paths, "pid1": pid1})
+            self._judgement = await _call(self.client.json, "POST", f"/v1/sandboxes/{self.sandbox_id}/judgement", {"protect": paths, "pid1": pid1})
+            return self._judgement
         except OffswitchAPIError as error:
             raise self._translate(error, "judgement") from error
+
+    async def _record_judgement(self, name: str) -> None:
+        """At sample cleanup: the sandbox's judgement (the scorer's, or one with the default
+        protect list) into the sample's store under OFFSWITCH_JUDGEMENTS and its transcript as an InfoEvent
+        (source "offswitch"). A judgement that fails is recorded as an error and logged, and does
+        not fail the sample, whose scores are the task's."""
+        if self.trial is not None or self._phase == "harness" or sample_active() is None:
+            return
+        try:
+            reply = self._judgement or await self.judgement()
+            entry: dict[str, Any] = {"judgement": reply["judgement"], "trial": reply["id"], "directory": reply["directory"]}
+        except Exception as error:  # recorded, not raised: the sample's own result stands
+            entry = {"error": f"offswitch sandbox {self.sandbox_id}: no judgement: {error}"}
+            logger.warning(entry["error"])
+        judgements = dict(store().get(OFFSWITCH_JUDGEMENTS, {}))
+        judgements[name] = entry
+        store().set(OFFSWITCH_JUDGEMENTS, judgements)
+        transcript().info({name: entry}, source="offswitch")
 
     # -- errors ------------------------------------------------------------------------------
 
