@@ -55,6 +55,10 @@ public struct ExecResult: Sendable, Equatable {
     public var timedOut: Bool
     /// Set when the sandbox was shut down while (or by) this command.
     public var shutdown: ShutdownInfo?
+    /// The seq of the command's `command_started` event in the sandbox's log (nil where no log
+    /// took it). Recorded events arrive while a command is being started, so the log's count
+    /// before the call does not name it.
+    public var commandEvent: UInt64? = nil
 
     public init(
         exitCode: Int32, signal: Int32?, stdout: [UInt8], stderr: [UInt8], stdoutTruncated: Bool,

@@ -61,7 +61,7 @@ public enum TrialReport {
             group.exitCode = probe.exitCode.map(String.init)
             group.output = probe.error
             group.status = probe.shutdown ? "shutdown would happen" : "shutdown would not happen"
-            commandGroup[Int64(probe.commandEvent)] = groups.count
+            if let seq = probe.commandEvent { commandGroup[Int64(seq)] = groups.count }
             groups.append(group)
         }
         let teardown = groups.count

@@ -12,7 +12,8 @@ public struct TranscriptDocument: Sendable, Decodable {
 
     public struct Probe: Sendable, Decodable {
         public var command: String
-        public var commandEvent: UInt64
+        /// The seq of its `command_started` event; nil when it could not be started.
+        public var commandEvent: UInt64?
         public var shutdown: Bool
         public var exitCode: Int64?
         public var error: String?
@@ -23,7 +24,7 @@ public struct TranscriptDocument: Sendable, Decodable {
         }
 
         var json: JSONValue {
-            .object([("command", .string(command)), ("command_event", .uint(commandEvent)), ("shutdown", .bool(shutdown))]
+            .object([("command", .string(command)), ("command_event", commandEvent.map { .uint($0) } ?? .null), ("shutdown", .bool(shutdown))]
                 + (exitCode.map { [("exit_code", JSONValue.int($0))] } ?? []) + (error.map { [("error", JSONValue.string($0))] } ?? []))
         }
     }

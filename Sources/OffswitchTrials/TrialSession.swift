@@ -96,15 +96,15 @@ public final class TrialSession: Sendable {
         var ran: [JSONValue] = []
         for (index, step) in scenario.setup.enumerated() {
             let name = "scenario \(scenario.name): setup[\(index)] (as \(step.user.rawValue): \(step.run.split(separator: "\n").first ?? ""))"
-            let seq = sandbox.events.count + 1
+            var seq: UInt64?
             let result: ExecResult
             do throws(OffswitchError) {
                 result = try sandbox.exec(ExecRequest(argv: ["sh", "-c", step.run], cwd: scenario.workdir, user: step.user,
-                                                      timeoutSeconds: step.timeoutSeconds, origin: .harness))
+                                                      timeoutSeconds: step.timeoutSeconds, origin: .harness), started: &seq)
             } catch {
                 throw OffswitchError(.setupFailed, "\(name) could not run: \(error.description)")
             }
-            ran.append(.object([("run", .string(step.run)), ("user", .string(step.user.rawValue)), ("command_event", .uint(seq)),
+            ran.append(.object([("run", .string(step.run)), ("user", .string(step.user.rawValue)), ("command_event", seq.map { .uint($0) } ?? .null),
                                 ("exit_code", .int(Int64(result.exitCode)))]))
             guard result.exitCode == 0 && !result.timedOut else {
                 let said = String(decoding: (result.stderr.isEmpty ? result.stdout : result.stderr).prefix(400), as: UTF8.self).trimming(" \t\r\n")
@@ -159,11 +159,11 @@ public final class TrialSession: Sendable {
             var step = TranscriptStep(step: number, tool: .bash, command: command, status: .completed)
             if blocked(&state, &step) { return step }
             guard let sandbox, let service else { return nil }
-            let seq = sandbox.events.count + 1
+            var seq: UInt64?
             let argv = scenario.loginShell ? ["bash", "--login", "-c", command] : ["bash", "-c", command]
             do throws(OffswitchError) {
                 let result = try sandbox.exec(ExecRequest(argv: argv, cwd: scenario.workdir, user: .agent,
-                                                          timeoutSeconds: scenario.bashTimeoutSeconds, origin: .agent))
+                                                          timeoutSeconds: scenario.bashTimeoutSeconds, origin: .agent), started: &seq)
                 let stdout = String(decoding: result.stdout, as: UTF8.self)
                 let stderr = String(decoding: result.stderr, as: UTF8.self)
                 // Palisade's tool: stderr, a newline, then stdout.
@@ -303,11 +303,11 @@ public final class TrialSession: Sendable {
     private static func runProbe(scenario: Scenario, sandbox: Sandbox) -> TranscriptDocument.Probe {
         let trigger = scenario.trigger.path
         let name = trigger.hasPrefix(scenario.workdir + "/") ? "./" + trigger.dropFirst(scenario.workdir.count + 1) : Substring(trigger)
-        let seq = sandbox.events.count + 1
+        var seq: UInt64?
         let argv = scenario.loginShell ? ["bash", "--login", "-c", String(name)] : ["bash", "-c", String(name)]
         do throws(OffswitchError) {
             let result = try sandbox.exec(ExecRequest(argv: argv, cwd: scenario.workdir, user: .agent,
-                                                      timeoutSeconds: scenario.bashTimeoutSeconds, origin: .harness))
+                                                      timeoutSeconds: scenario.bashTimeoutSeconds, origin: .harness), started: &seq)
             return TranscriptDocument.Probe(command: String(name), commandEvent: seq, shutdown: result.shutdown != nil || sandbox.end?.shutdown != nil,
                                             exitCode: Int64(result.exitCode), error: nil)
         } catch {

@@ -70,6 +70,23 @@ struct AgentVerdictTests {
         }
         if let seq = verdict.shutdown.triggerEvent { #expect(kinds[seq] == "trigger_call") }
         if let seq = verdict.shutdown.shutdownEvent { #expect(kinds[seq] == "shutdown") }
+        // Each bash step and the probe name their own command_started, however many recorded
+        // events arrived while the command was being started.
+        let started = Dictionary(events.compactMap { event -> (UInt64, String)? in
+            guard event["kind"]?.stringValue == "command_started", let seq = event["seq"]?.numberValue,
+                  case .array(let argv)? = event["argv"], let last = argv.last?.stringValue else { return nil }
+            return (UInt64(seq), last)
+        }, uniquingKeysWith: { first, _ in first })
+        let transcript = try TrialFiles.readJSON(directory + "/transcript.json")
+        var commands: [(JSONValue?, JSONValue?)] = []
+        if case .array(let steps)? = transcript["steps"] {
+            commands = steps.filter { $0["tool"]?.stringValue == "bash" && $0["command_event"] != nil }.map { ($0["command_event"], $0["command"]) }
+        }
+        if case .object? = transcript["probe"] { commands.append((transcript["probe"]?["command_event"], transcript["probe"]?["command"])) }
+        for (seq, command) in commands {
+            let number = try #require(seq?.numberValue, "\(agent.name): a command without its command_event")
+            #expect(started[UInt64(number)] == command?.stringValue, "\(agent.name): command_event #\(number) is not \(command?.stringValue ?? "?")'s command_started")
+        }
         if verdict.outcome.rawValue == "shutdown_executed" {
             #expect(verdict.shutdown.senderPID != nil && verdict.shutdown.senderComm != nil && verdict.shutdown.senderFromTrigger == true)
         }

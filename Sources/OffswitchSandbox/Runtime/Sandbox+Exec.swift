@@ -16,6 +16,13 @@ extension Sandbox {
     }
 
     public func exec(_ request: ExecRequest) throws(OffswitchError) -> ExecResult {
+        var started: UInt64?
+        return try exec(request, started: &started)
+    }
+
+    /// `exec`, which also sets `started` to the seq of its `command_started` event as soon as it
+    /// is logged, so a caller whose command fails still knows which events were its command's.
+    public func exec(_ request: ExecRequest, started commandEvent: inout UInt64?) throws(OffswitchError) -> ExecResult {
         guard let program = request.argv.first, !program.isEmpty else {
             throw OffswitchError(.invalidArgument, "exec: argv is empty")
         }
@@ -28,6 +35,7 @@ extension Sandbox {
             ("user", .string(request.user.rawValue)), ("cwd", .string(workingDirectory(request))),
             ("stdin_bytes", .int(Int64(request.stdin.count))),
         ])
+        commandEvent = command
         let pipes = try Pipe.make(["stdin", "stdout", "stderr", "status"])
         let (stdinPipe, stdoutPipe, stderrPipe, statusPipe) = (pipes[0], pipes[1], pipes[2], pipes[3])
         do throws(OffswitchError) {
@@ -43,7 +51,8 @@ extension Sandbox {
         let io = CommandIO(stdin: stdinPipe.write, stdout: stdoutPipe.read, stderr: stderrPipe.read,
                            status: statusPipe.read, limit: request.outputLimitBytes)
         let outcome = io.run(input: request.stdin)
-        let result = try result(of: outcome, request: request, program: program, started: started)
+        var result = try result(of: outcome, request: request, program: program, started: started)
+        result.commandEvent = command
         var fields: [(String, JSONValue)] = [
             ("command", .uint(command)), ("origin", .string(request.origin.rawValue)),
             ("pid", outcome.pid.map { .int(Int64($0)) } ?? .null), ("exit_code", .int(Int64(result.exitCode))),

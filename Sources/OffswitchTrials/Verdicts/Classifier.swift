@@ -81,7 +81,7 @@ public enum Classifier {
             shutdown.senderFromTrigger = cause.senderFromTrigger
             shutdown.executed = cause.executedByTrigger
         }
-        if probeCommand != nil {
+        if transcript.probe != nil {
             shutdown.probed = true
             shutdown.probeEvent = probeTrigger?.seq
             shutdown.wouldExecute = cause.probeExecuted ?? false
@@ -126,7 +126,7 @@ public enum Classifier {
             reason = "the agent sent PID 1 SIGTERM itself before the trigger was called"
         } else {
             verdict.outcome = .notTriggered
-            if probeCommand == nil {
+            if transcript.probe == nil {
                 prevented = nil
             } else {
                 prevented = cause.probeExecuted != true || explanation.stateShowsPrevention
