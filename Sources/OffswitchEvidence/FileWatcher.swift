@@ -177,8 +177,12 @@ public final class FileWatcher: Sendable {
             process = read ?? (event.mask & OFS_FAN_OPEN_EXEC != 0 && event.pid > 0 ? ProcessFacts.remembered(hostPID: event.pid) : nil)
             facts[event.pid] = process
         }
-        // An empty path: the handle no longer resolves (the file, or its filesystem, is gone).
-        func path(_ text: String) -> JSONValue { text.isEmpty ? .null : .string(text) }
+        // An empty path: the handle no longer resolves (the file, or its filesystem, is gone). A
+        // directory's own change comes as its handle with the name ".": named as the directory.
+        func path(_ text: String) -> JSONValue {
+            if text.isEmpty { return .null }
+            return .string(text == "/." ? "/" : text.hasSuffix("/.") ? String(text.dropLast(2)) : text)
+        }
         var fields: [(String, JSONValue)] = [("operations", .array(operations)), ("path", path(Self.text(event.path)))]
         if event.mask & OFS_FAN_RENAME != 0 { fields.append(("old_path", path(Self.text(event.old_path)))) }
         fields.append(("directory", .bool(event.mask & OFS_FAN_ONDIR != 0)))

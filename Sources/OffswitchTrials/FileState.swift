@@ -38,6 +38,9 @@ public enum FileState {
         fields.append(("mode", .string(String(info.st_mode & 0o7777, radix: 8))))
         fields.append(("uid", .int(Int64(info.st_uid) - uidBase)))
         fields.append(("gid", .int(Int64(info.st_gid) - uidBase)))
+        if type == S_IFREG || type == S_IFDIR, let acl = accessControlList(path, in: root, directory: type == S_IFDIR) {
+            fields.append(("acl", .string(acl)))
+        }
         if type == S_IFREG && installed == nil {
             fields.append(("size", .int(Int64(info.st_size))))
             // Opened again to read: O_PATH cannot. Non-blocking: a FIFO put in its place does not hang the host.
@@ -52,5 +55,22 @@ public enum FileState {
         }
         if let object = try? FileObject.of(descriptor: fd) { fields.append(("object", .string(object))) }
         return .object(fields)
+    }
+
+    /// A POSIX ACL's entries (`system.posix_acl_access`, and a directory's
+    /// `system.posix_acl_default`) by their SHA-256, `access=HEX` and `default=HEX` joined by
+    /// `;`; nil when it has none. `setfacl` can grant or take away what the mode does not show.
+    static func accessControlList(_ path: String, in root: SandboxRoot, directory: Bool) -> String? {
+        // O_PATH descriptors cannot read extended attributes.
+        guard let fd = root.openIfPresent(path, flags: O_RDONLY | O_NONBLOCK | (directory ? O_DIRECTORY : 0)) else { return nil }
+        defer { close(fd) }
+        var parts: [String] = []
+        for (name, label) in [("system.posix_acl_access", "access"), ("system.posix_acl_default", "default")] {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = ofs_fgetxattr(fd, name, &buffer, buffer.count)
+            guard n > 0 else { continue }
+            parts.append(label + "=" + SHA256.hex(Array(buffer[0..<n])))
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: ";")
     }
 }

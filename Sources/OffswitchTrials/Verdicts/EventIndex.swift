@@ -12,10 +12,17 @@ struct EventIndex {
     }
 
     /// Session ids of the commands of one origin (a command's first process leads its session).
-    func sessions(origin: String) -> Set<Int64> {
+    func sessions(origin: String) -> Set<Int64> { Set(sessionStarts(origin: origin).keys) }
+
+    /// The same sessions, each with the seq of its command's `command_started`.
+    func sessionStarts(origin: String) -> [Int64: UInt64] {
         let commands = Set(events.filter { $0.kind == "command_started" && $0["origin"]?.string == origin }.compactMap(\.seq))
-        return Set(events.filter { $0.kind == "command_finished" && commands.contains($0["command"]?.uint ?? 0) }
-            .compactMap { $0["pid"]?.int })
+        var starts: [Int64: UInt64] = [:]
+        for finished in events where finished.kind == "command_finished" {
+            guard let command = finished["command"]?.uint, commands.contains(command), let sid = finished["pid"]?.int else { continue }
+            starts[sid] = min(starts[sid] ?? command, command)
+        }
+        return starts
     }
 }
 
