@@ -1,4 +1,4 @@
-// What syscall-entry tracepoints filtered by cgroup id into a ring buffer.
+// What syscall-entry tracepoints, filtered by cgroup id into a ring buffer, cost the caller (README.md).
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
