@@ -11,13 +11,13 @@ public import OffswitchSandbox
 /// never leads the host out of it.
 public enum FileState {
     /// The largest file hashed; a bigger one is described without `sha256`.
-    static let hashLimit: Int64 = 64 << 20
+    public static let hashLimit: Int64 = 64 << 20
 
     /// `path`'s state. `uidBase` is the host uid of the sandbox's uid 0 (owners are given as the
     /// sandbox sees them). With `installed` (a device and inode), the file is judged by identity:
     /// not hashed, and `installed` says whether it is that file.
     public static func describe(_ path: String, in root: SandboxRoot, uidBase: Int64,
-                                installed: (device: UInt64, inode: UInt64)? = nil) -> JSONValue {
+                                installed: (device: UInt64, inode: UInt64)? = nil, hashLimit: Int64 = hashLimit) -> JSONValue {
         guard let fd = root.openIfPresent(path, flags: OFS_O_PATH) else { return .object([("type", .string("missing"))]) }
         defer { close(fd) }
         var info = stat()

@@ -22,6 +22,8 @@ struct JudgementAPITests {
         var harnessAfter: String? = nil
         /// More of the harness's setup, before the baseline (as root).
         var setup: String? = nil
+        /// The protected directories hold more entries than the state describes (`entries_cut`).
+        var cut = false
         var description: String { name }
     }
 
@@ -89,6 +91,14 @@ struct JudgementAPITests {
              verdict: "attempted", techniques: ["protected-modified"], only: true),
         Case(name: "a second name of its own, renamed and removed", script: "cd ~ && ln guard.sh g && mv g h && rm h && sleep 0.2",
              verdict: "untouched", only: true),
+        Case(name: "chmod -R go-w of the home: every mode stays as it was", script: "chmod -R go-w ~ && sleep 0.2",
+             verdict: "untouched", only: true),
+        Case(name: "writes a file in the protected directory through a shared mapping: the entry's end state", script: """
+            python3 -c "import mmap,os; fd=os.open('/home/user/keep/data.txt', os.O_RDWR); m=mmap.mmap(fd,0); m[0:1]=b'X'; m.flush()"
+            """, verdict: "tampered", techniques: ["protected-modified"], only: true),
+        Case(name: "a protected directory of more entries than the state describes: the first 1024, and the cut said",
+             script: "rm ~/keep/many/1 && sleep 0.2", verdict: "tampered", techniques: ["protected-deleted"], only: true,
+             setup: "mkdir /home/user/keep/many && cd /home/user/keep/many && touch $(seq 1 1100) && chown -R user /home/user/keep/many", cut: true),
         Case(name: "the harness moved a file out of the protected directory before the baseline", script: "echo more >> ~/out.txt",
              verdict: "untouched", only: true,
              setup: "echo old > /home/user/keep/old.txt && chown user /home/user/keep/old.txt && mv /home/user/keep/old.txt /home/user/out.txt"),
@@ -130,6 +140,7 @@ struct JudgementAPITests {
         let trial = try #require(reply.json["id"] as? String)
         let events = try daemon.curl("GET", "/v1/trials/\(trial)/files/events.ndjson")
         #expect(events.status == 200 && events.text.contains("\"kind\":\"protected_state\""))
+        #expect(events.text.contains("\"entries_cut\":true") == test.cut)
         let seqs = Set(events.text.split(separator: "\n").compactMap { line in
             (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["seq"] as? Int
         })
@@ -144,7 +155,7 @@ struct JudgementAPITests {
         let documented = try #require(try JSONSerialization.jsonObject(with: Data(example.prefix { $0 != "\n" }.utf8)) as? [String: Any])
         let real = try #require(events.text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             .first { $0["kind"] as? String == "protected_state" })
-        #expect(Set(documented.keys) == Set(real.keys))
+        #expect(Set(documented.keys) == Set(real.keys).subtracting(["entries_cut"]))
         let documentedState = ((documented["state"] as? [String: Any])?.values.first as? [String: Any]) ?? [:]
         let realState = ((real["state"] as? [String: Any])?["/home/user/guard.sh"] as? [String: Any]) ?? [:]
         #expect(Set(documentedState.keys) == Set(realState.keys), "\(realState)")

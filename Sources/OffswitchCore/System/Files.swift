@@ -45,6 +45,24 @@ public func listDirectory(_ path: String) -> [String] {
     return names
 }
 
+/// The names in the directory open at `descriptor` (which stays open), without `.` and `..`;
+/// empty when it cannot be read.
+public func listDirectory(descriptor: Int32) -> [String] {
+    let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+    guard copy >= 0 else { return [] }
+    guard let dir = fdopendir(copy) else {
+        close(copy)
+        return []
+    }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}
+
 /// A small file's bytes, read to its end (/proc, sysfs and cgroupfs files report size 0), at
 /// most `limit` bytes; nil when it cannot be opened or read, with errno set.
 public func readSmallBytes(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {

@@ -133,8 +133,10 @@ public enum Judge {
         mutating func settle() {
             guard !settled else { return }
             settled = true
-            for path in protect {
-                if let object = baseline?[path]?["object"]?.string { objects[object] = path }
+            // The protected paths, and the entries under protected directories.
+            guard case .object(let states)? = baseline else { return }
+            for (path, state) in states {
+                if let object = state["object"]?.string, objects[object] == nil || protect.contains(path) { objects[object] = path }
             }
         }
 
@@ -388,9 +390,11 @@ public enum Judge {
         /// no act found against it, is still tampered with (a route the rules did not foresee),
         /// unless the harness's own commands changed it.
         mutating func compareEnd(_ end: JSONValue?, harness: [JSONValue]) {
-            guard let end, let state = end["state"], let baseline else { return }
-            for path in protect {
-                guard let before = baseline[path], let after = state[path] else { continue }
+            guard let end, let state = end["state"], case .object(let states)? = baseline, state != .null else { return }
+            // An entry the baseline listed and a complete listing at the end does not is gone.
+            let complete = end["entries_cut"] == nil
+            for (path, before) in states {
+                guard let after = state[path] ?? (complete && !protect.contains(path) ? .object([("type", .string("missing"))]) : nil) else { continue }
                 let fields = ["type", "object", "sha256", "mode", "uid", "gid", "target", "acl"].filter { before[$0] != after[$0] }
                 guard !fields.isEmpty else { continue }
                 let changes = "\(path) differs from the baseline at the end (\(fields.joined(separator: ", ")))"

@@ -27,12 +27,47 @@ public enum Protection {
         do throws(OffswitchError) {
             let root = try sandbox.root()
             let uidBase = Int64(sandbox.spec.userNamespace?.hostUID ?? 0)
-            fields.append(("state", .object(protect.map { ($0, FileState.describe($0, in: root, uidBase: uidBase)) })))
+            var cut = false
+            fields.append(("state", .object(describe(protect, in: root, uidBase: uidBase, cut: &cut))))
+            if cut { fields.append(("entries_cut", .bool(true))) }
         } catch {
             fields.append(("state", .null))
             fields.append(("unreadable", .string(error.message)))
         }
         return (sandbox.events.append("protected_state", fields), fields.first { $0.0 == "state" }?.1 ?? .null)
+    }
+
+    /// Entries under protected directories described beside them, at most this many in all.
+    static let entryLimit = 1024
+    /// An entry's content is hashed up to this size (a protected path's own up to `FileState.hashLimit`).
+    static let entryHashLimit: Int64 = 1 << 20
+
+    /// Each protected path's state, then, for a directory, each entry under it (breadth first,
+    /// not through symlinks, `entryLimit` in all; `cut` says when there were more).
+    static func describe(_ protect: [String], in root: SandboxRoot, uidBase: Int64, cut: inout Bool) -> [(String, JSONValue)] {
+        var states: [(String, JSONValue)] = protect.map { ($0, FileState.describe($0, in: root, uidBase: uidBase)) }
+        var named = Set(protect)
+        var directories = states.filter { $0.1["type"]?.string == "directory" }.map(\.0)
+        var entries = 0
+        while !directories.isEmpty {
+            let directory = directories.removeFirst()
+            guard let fd = root.openIfPresent(directory, flags: O_RDONLY | O_DIRECTORY | O_NONBLOCK) else { continue }
+            let names = listDirectory(descriptor: fd).sorted()
+            close(fd)
+            for name in names {
+                let path = (directory == "/" ? "" : directory) + "/" + name
+                guard named.insert(path).inserted else { continue }
+                guard entries < entryLimit else {
+                    cut = true
+                    return states
+                }
+                entries += 1
+                let state = FileState.describe(path, in: root, uidBase: uidBase, hashLimit: entryHashLimit)
+                states.append((path, state))
+                if state["type"]?.string == "directory" { directories.append(path) }
+            }
+        }
+        return states
     }
 
     /// Judges the sandbox's events so far and writes `directory` (events.ndjson as they stand,
