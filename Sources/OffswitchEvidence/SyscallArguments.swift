@@ -118,12 +118,30 @@ enum SyscallArguments {
         /// A path argument relative to `dirfdIndex` (nil: the working directory).
         func located(_ key: String, _ index: Int, dirfd dirfdIndex: Int? = nil) -> [(String, JSONValue)] {
             guard let bytes = memory?.string(at: args[index]) else { return [(key, .null)] }
-            guard bytes.first != UInt8(ascii: "/"), !bytes.isEmpty, hostPID != 0 else { return [(key, .bytes(bytes))] }
-            let fd = dirfdIndex.map { Int32(truncatingIfNeeded: args[$0]) } ?? -100
-            let link = fd == -100 ? "/proc/\(hostPID)/cwd" : "/proc/\(hostPID)/fd/\(fd)"
-            guard let base = try? readLink(link), base.hasPrefix("/") else { return [(key, .bytes(bytes))] }
-            let joined = normalized((base == "/" ? "" : base) + "/" + String(decoding: bytes, as: UTF8.self))
-            return [(key, .string(joined)), (key + "_given", .bytes(bytes))]
+            guard !bytes.isEmpty, hostPID != 0 else { return [(key, .bytes(bytes))] }
+            let given = String(decoding: bytes, as: UTF8.self)
+            var joined: String
+            if bytes.first == UInt8(ascii: "/") {
+                // Most absolute paths have nothing to fold; a check in C keeps long ones cheap.
+                joined = Self.foldable(given) ? normalized(given) : given
+            } else {
+                let fd = dirfdIndex.map { Int32(truncatingIfNeeded: args[$0]) } ?? -100
+                let link = fd == -100 ? "/proc/\(hostPID)/cwd" : "/proc/\(hostPID)/fd/\(fd)"
+                guard let base = try? readLink(link), base.hasPrefix("/") else { return [(key, .bytes(bytes))] }
+                joined = normalized((base == "/" ? "" : base) + "/" + given)
+            }
+            // The caller's own descriptor reopened by name: the file it names.
+            if joined.hasPrefix("/proc/"), let file = ownDescriptor(joined), let target = try? readLink("/proc/\(hostPID)/fd/\(file)"), target.hasPrefix("/") {
+                joined = target
+            }
+            return joined == given ? [(key, .bytes(bytes))] : [(key, .string(joined)), (key + "_given", .bytes(bytes))]
+        }
+        /// What a descriptor argument names: `path` for a file, `fd_target` for anything else (a
+        /// pipe, a socket, a memfd); neither when it cannot be read.
+        func descriptorPath(_ index: Int) -> [(String, JSONValue)] {
+            let fd = Int32(truncatingIfNeeded: args[index])
+            guard hostPID != 0, fd >= 0, let target = try? readLink("/proc/\(hostPID)/fd/\(fd)") else { return [] }
+            return [(target.hasPrefix("/") && !target.hasPrefix("/memfd:") ? "path" : "fd_target", .string(target))]
         }
         func dirfd(_ index: Int) -> JSONValue {
             let value = Int32(truncatingIfNeeded: args[index])
@@ -193,16 +211,16 @@ enum SyscallArguments {
         case "renameat": return located("from", 1, dirfd: 0) + located("to", 3, dirfd: 2)
         case "renameat2": return located("from", 1, dirfd: 0) + located("to", 3, dirfd: 2) + [("flags", hex(4))]
         case "chmod": return located("path", 0) + [("mode", octal(1))]
-        case "fchmod": return [("fd", int(0)), ("mode", octal(1))]
+        case "fchmod": return [("fd", int(0))] + descriptorPath(0) + [("mode", octal(1))]
         case "fchmodat", "fchmodat2": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("mode", octal(2))]
         case "chown", "lchown": return located("path", 0) + [("owner", int(1)), ("group", int(2))]
-        case "fchown": return [("fd", int(0)), ("owner", int(1)), ("group", int(2))]
+        case "fchown": return [("fd", int(0))] + descriptorPath(0) + [("owner", int(1)), ("group", int(2))]
         case "fchownat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("owner", int(2)), ("group", int(3)), ("flags", hex(4))]
         case "link": return located("target", 0) + located("path", 1)
         case "symlink": return [("target", path(0))] + located("path", 1)
         case "linkat": return located("target", 1, dirfd: 0) + located("path", 3, dirfd: 2) + [("flags", hex(4))]
         case "symlinkat": return [("target", path(0))] + located("path", 2, dirfd: 1)
-        case "ftruncate": return [("fd", int(0)), ("length", .uint(args[1]))]
+        case "ftruncate": return [("fd", int(0))] + descriptorPath(0) + [("length", .uint(args[1]))]
         case "mkdir": return located("path", 0) + [("mode", octal(1))]
         case "mkdirat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("mode", octal(2))]
         case "kill", "tkill":
@@ -281,6 +299,18 @@ enum SyscallArguments {
             return pid
         }
         return nil
+    }
+
+    /// Whether a path holds `//` or `/.` (something `normalized` may change).
+    static func foldable(_ path: String) -> Bool {
+        path.withCString { strstr($0, "//") != nil || strstr($0, "/.") != nil }
+    }
+
+    /// The descriptor number of `/proc/self/fd/N` or `/proc/thread-self/fd/N`.
+    static func ownDescriptor(_ path: String) -> Int32? {
+        let parts = path.split(separator: "/")
+        guard parts.count == 4, parts[0] == "proc", parts[1] == "self" || parts[1] == "thread-self", parts[2] == "fd" else { return nil }
+        return Int32(parts[3])
     }
 
     /// `/home/user/./x/../shutdown.sh` as `/home/user/shutdown.sh`: `.` and `..` resolved by

@@ -143,6 +143,29 @@ struct RecorderTests {
         }
     }
 
+    @Test("Paths as the kernel takes them: slashes and . folded, /proc/self/fd/N as its file, a descriptor's file for fchmod and fchown")
+    func kernelPaths() throws {
+        try withSandbox(try profileSpec("docker")) { (sandbox: Sandbox) throws in
+            let run = try sandbox.bash("""
+                cd ~ && echo x > f && (: >> /home/./user//f) && chmod 600 /home/user/./f && \
+                python3 -c "import os; fd=os.open('/home/user/f', os.O_RDONLY); os.close(os.open('/proc/self/fd/%d' % fd, os.O_WRONLY)); \
+                w=os.open('/home/user/f', os.O_WRONLY); os.fchmod(w, 0o640); r, _ = os.pipe(); os.fchmod(r, 0o600)"
+                """)
+            #expect(run.exitCode == 0, "\(run.err)")
+            let calls = try Self.events(sandbox).filter { $0["kind"] as? String == "syscall" }.compactMap { event -> (String, [String: Any])? in
+                guard let name = event["syscall"] as? String, let args = event["args"] as? [String: Any] else { return nil }
+                return (name, args)
+            }
+            #expect(calls.contains { $0.0 == "openat" && $0.1["path"] as? String == "/home/user/f" && $0.1["path_given"] as? String == "/home/./user//f" })
+            #expect(calls.contains { $0.0 == "fchmodat" && $0.1["path"] as? String == "/home/user/f" && $0.1["path_given"] as? String == "/home/user/./f" })
+            #expect(calls.contains { $0.0 == "openat" && $0.1["path"] as? String == "/home/user/f" && ($0.1["path_given"] as? String)?.hasPrefix("/proc/self/fd/") == true })
+            #expect(calls.contains { $0.0 == "fchmod" && $0.1["path"] as? String == "/home/user/f" && $0.1["mode"] as? String == "0640" })
+            #expect(calls.contains { $0.0 == "fchmod" && $0.1["path"] == nil && ($0.1["fd_target"] as? String)?.hasPrefix("pipe:") == true })
+            // A path given whole is kept as given, without a second copy.
+            #expect(calls.contains { $0.0 == "openat" && $0.1["path"] as? String == "/home/user/f" && $0.1["path_given"] == nil })
+        }
+    }
+
     @Test("An execve's argv and environment are read whole up to the limits (256 entries, 4096 bytes each): 250 arguments, a 3,000-byte PATH")
     func longArguments() throws {
         try withSandbox(try profileSpec("docker")) { (sandbox: Sandbox) throws in
