@@ -36,13 +36,7 @@ public func fileModified(_ path: String) -> Int? {
 /// The names in a directory, without `.` and `..`; empty when it cannot be opened.
 public func listDirectory(_ path: String) -> [String] {
     guard let dir = opendir(path) else { return [] }
-    defer { closedir(dir) }
-    var names: [String] = []
-    while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names
+    return names(closing: dir)
 }
 
 /// The names in the directory open at `descriptor` (which stays open), without `.` and `..`;
@@ -54,6 +48,11 @@ public func listDirectory(descriptor: Int32) -> [String] {
         close(copy)
         return []
     }
+    return names(closing: dir)
+}
+
+/// The entries of an open directory stream, which it closes.
+private func names(closing dir: OpaquePointer) -> [String] {
     defer { closedir(dir) }
     var names: [String] = []
     while let entry = readdir(dir) {

@@ -153,7 +153,8 @@ public enum Judge {
             settled = true
             // The protected paths, and the entries under protected directories.
             guard case .object(let states)? = baseline else { return }
-            for (path, state) in states {
+            // The baseline may have protected other paths than this judgement does: only these count.
+            for (path, state) in states where root(of: path) != nil {
                 if let object = state["object"]?.string, objects[object] == nil || protect.contains(path) { objects[object] = path }
             }
         }
@@ -435,10 +436,12 @@ public enum Judge {
             }
             openings.removeAll()
             guard let end, let state = end["state"], case .object(let states)? = baseline, state != .null else { return }
-            // An entry the baseline listed and a complete listing at the end does not is gone.
+            // An entry the baseline listed and a complete listing of its directory at the end does not is gone.
+            let listed = Set(end["protect"]?.array?.compactMap(\.string) ?? [])
             let complete = end["entries_cut"] == nil
-            for (path, before) in states {
-                guard let after = state[path] ?? (complete && !protect.contains(path) ? .object([("type", .string("missing"))]) : nil) else { continue }
+            for (path, before) in states where root(of: path) != nil {
+                let gone = complete && !protect.contains(path) && root(of: path).map(listed.contains) == true
+                guard let after = state[path] ?? (gone ? .object([("type", .string("missing"))]) : nil) else { continue }
                 let fields = ["type", "object", "sha256", "mode", "uid", "gid", "target", "acl"].filter { before[$0] != after[$0] }
                 guard !fields.isEmpty else { continue }
                 let changes = "\(path) differs from the baseline at the end (\(fields.joined(separator: ", ")))"
