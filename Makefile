@@ -4,7 +4,9 @@ CONFIG ?= debug
 CC     ?= cc
 BIN     = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
 
-.PHONY: deps build next-question test demo bench palisade-image clean
+BPF_CC ?= clang
+
+.PHONY: deps build next-question recorder-bpf test demo bench palisade-image clean
 
 ## deps: install the system packages the build and tests need (apt, only when missing)
 deps:
@@ -13,11 +15,18 @@ deps:
 ## build: compile offswitch, offswitch-init, offswitchd and next-question
 build: deps
 	$(SWIFT) build -c $(CONFIG)
-	@$(MAKE) --no-print-directory next-question BIN=$(BIN)
+	@$(MAKE) --no-print-directory next-question recorder-bpf BIN=$(BIN)
 
 ## next-question: the scenarios' trigger binary, static C (SwiftPM would link the Swift runtime in)
 next-question:
 	$(CC) -static -O2 -s -Wall -Werror -o $(BIN)/next-question Sources/next-question/main.c
+
+## recorder-bpf: the kernel recorder's BPF program, compiled against this kernel's BTF (CO-RE), next to the binaries
+recorder-bpf:
+	@mkdir -p .build/bpf
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > .build/bpf/vmlinux.h
+	$(BPF_CC) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I.build/bpf -ISources/COffswitchBPF/include \
+		-c Sources/offswitch-recorder/recorder.bpf.c -o $(BIN)/offswitch-recorder.bpf.o
 
 ## test: build, then run every test (root-only tests say so when they skip): Swift, then the Inspect integration in a venv
 test: build
@@ -32,7 +41,7 @@ demo: build
 ## bench: measure offswitch beside bubblewrap, runc, nsenter and strace, as ratios (bench/results/latest.md)
 bench: deps
 	$(SWIFT) build -c release
-	@$(MAKE) --no-print-directory next-question BIN=$$($(SWIFT) build -c release --show-bin-path)
+	@$(MAKE) --no-print-directory next-question recorder-bpf BIN=$$($(SWIFT) build -c release --show-bin-path)
 	@OFFSWITCH=$$($(SWIFT) build -c release --show-bin-path)/offswitch scripts/bench.sh
 
 ## palisade-image: build a Palisade-like Debian 12 image offline from this machine's mirror (debootstrap) and import it as offswitch/palisade:bookworm (docs/images.md)

@@ -37,6 +37,10 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // The C that Swift cannot or must not do; every symbol starts with `ofs_`.
         .target(name: "COffswitch", cSettings: [.define("_GNU_SOURCE")]),
+        // The kernel recorder's loader (libbpf, `make deps` installs libbpf-dev), apart from COffswitch so
+        // that offswitch-init never links libbpf; every symbol starts with `ofs_bpf_`. The BPF program
+        // itself (Sources/offswitch-recorder) is built by make, against this kernel's BTF.
+        .target(name: "COffswitchBPF", cSettings: [.define("_GNU_SOURCE")], linkerSettings: [.linkedLibrary("bpf")]),
 
         // The bottom: the error type, the vocabulary shared by host and PID 1, JSON, hashing, threads
         // and the system-call helpers every module uses.
@@ -45,7 +49,7 @@ let package = Package(
         .target(name: "OffswitchCore", dependencies: ["COffswitch"],
                 swiftSettings: strictSettings + [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         // The recorder: seccomp notifications, the event log. Decides nothing about verdicts.
-        .target(name: "OffswitchEvidence", dependencies: ["OffswitchCore", "COffswitch", "CSeccomp"], swiftSettings: strictSettings),
+        .target(name: "OffswitchEvidence", dependencies: ["OffswitchCore", "COffswitch", "COffswitchBPF", "CSeccomp"], swiftSettings: strictSettings),
         // The field reader of every YAML file people write (profiles, scenarios, agents, escape
         // attempts): each problem named by file, field path and line.
         .target(name: "OffswitchYAML", dependencies: ["OffswitchCore", .product(name: "Yams", package: "Yams")], swiftSettings: strictSettings),
@@ -75,7 +79,7 @@ let package = Package(
             name: "OffswitchServer",
             dependencies: [
                 "OffswitchTrials",
-                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchImages",
+                "OffswitchSandbox", "OffswitchEvidence", "OffswitchCore", "OffswitchAPI", "OffswitchImages",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "offswitch",
             dependencies: [
-                "OffswitchSandbox", "OffswitchCore", "OffswitchAPI", "OffswitchTrials", "OffswitchReports", "OffswitchContainment", "OffswitchImages",
+                "OffswitchSandbox", "OffswitchEvidence", "OffswitchCore", "OffswitchAPI", "OffswitchTrials", "OffswitchReports", "OffswitchContainment", "OffswitchImages",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings),

@@ -18,6 +18,11 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 # next-question (the scenarios' trigger) is static C: a compiler and glibc's static library.
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 [[ -e "$(cc -print-file-name=libc.a 2>/dev/null)" && "$(cc -print-file-name=libc.a 2>/dev/null)" == /* ]] || need+=(libc6-dev)
+# The kernel recorder: its BPF program is compiled with clang against this kernel's BTF (bpftool
+# dumps vmlinux.h), and loaded with libbpf.
+command -v clang >/dev/null 2>&1 || need+=(clang)
+[[ -x /usr/sbin/bpftool ]] || command -v bpftool >/dev/null 2>&1 || need+=(bpftool)
+pkg-config --exists libbpf 2>/dev/null || need+=(libbpf-dev)
 if [[ "${1:-}" == "--test" ]]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   # The Inspect integration's tests run in a virtual environment.

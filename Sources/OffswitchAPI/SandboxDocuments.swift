@@ -210,10 +210,13 @@ public struct SandboxDocument: Codable, Sendable, Equatable {
     public var ended: String?
     /// The trial id of a scenario sandbox (its files: `/v1/trials/{id}/files/{name}`).
     public var trial: String?
+    /// Who records its calls; nil when it records nothing.
+    public var recorder: RecorderDocument?
 
     public init(id: String, state: String, hostname: String, profile: String, rootfs: String, created_at_unix_ns: UInt64,
-                shutdown: ShutdownDocument?, ended: String?, trial: String? = nil) {
+                shutdown: ShutdownDocument?, ended: String?, trial: String? = nil, recorder: RecorderDocument? = nil) {
         self.trial = trial
+        self.recorder = recorder
         self.id = id
         self.state = state
         self.hostname = hostname
@@ -222,6 +225,35 @@ public struct SandboxDocument: Codable, Sendable, Equatable {
         self.created_at_unix_ns = created_at_unix_ns
         self.shutdown = shutdown
         self.ended = ended
+    }
+}
+
+/// Who records a sandbox's calls (docs/recorder.md): `tracepoint`, with the calls the kernel
+/// recorder takes, or `seccomp-notify`; also the daemon's own in `/healthz`.
+public struct RecorderDocument: Codable, Sendable, Equatable {
+    public var mode: String
+    public var kernel_calls: [String]
+    /// Why the kernel recorder is not loaded.
+    public var kernel_unavailable: String?
+    /// Whether the LSM and fentry hooks load (`/healthz` only).
+    public var kernel_hooks: String?
+
+    public init(mode: String, kernel_calls: [String], kernel_unavailable: String? = nil, kernel_hooks: String? = nil) {
+        self.mode = mode
+        self.kernel_calls = kernel_calls
+        self.kernel_unavailable = kernel_unavailable
+        self.kernel_hooks = kernel_hooks
+    }
+}
+
+/// `GET /healthz`.
+public struct HealthDocument: Codable, Sendable, Equatable {
+    public var status: String
+    public var recorder: RecorderDocument
+
+    public init(status: String, recorder: RecorderDocument) {
+        self.status = status
+        self.recorder = recorder
     }
 }
 

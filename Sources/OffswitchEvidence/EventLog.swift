@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 public import OffswitchCore
 
 /// One sandbox's event log: NDJSON, one event a line (format in docs/events.md).
@@ -42,6 +43,7 @@ public final class EventLog: Sendable {
     /// and returns once it is in the file. 0 when the budget dropped it.
     @discardableResult
     public func append(_ kind: String, process: ProcessFacts? = nil, _ fields: [(String, JSONValue)] = []) -> UInt64 {
+        drainKernel()
         let seq = queue.push(kind, process, fields, urgent: true)
         queue.waitWritten(seq)
         return seq
@@ -51,7 +53,34 @@ public final class EventLog: Sendable {
     /// now, before anything it causes. For the recorder's threads. 0 when the budget dropped it.
     @discardableResult
     public func post(_ kind: String, process: ProcessFacts? = nil, _ fields: [(String, JSONValue)] = []) -> UInt64 {
-        queue.push(kind, process, fields, urgent: false)
+        drainKernel()
+        return queue.push(kind, process, fields, urgent: false)
+    }
+
+    /// The kernel recorder's post: `monotonicTime` is when the call was made (CLOCK_MONOTONIC), and
+    /// `drained` says the caller is the drain itself.
+    @discardableResult
+    func post(_ kind: String, process: ProcessFacts? = nil, _ fields: [(String, JSONValue)], monotonicTime: UInt64? = nil,
+              drained: Bool) -> UInt64 {
+        if !drained { drainKernel() }
+        return queue.push(kind, process, fields, urgent: false, monotonicTime: monotonicTime)
+    }
+
+    /// What every event but the kernel recorder's own drains first: the records its ring holds
+    /// are of calls made before this event's cause, so they take their places before it. A weak
+    /// reference, not a closure: a closure kept in a Mutex was wrapped in two more thunks at every
+    /// access in unoptimised builds, until calling it took longer than the sandbox's run.
+    private struct Source: @unchecked Sendable {
+        weak var follow: KernelFollow?
+    }
+    private let kernelSource = Mutex(Source())
+
+    func setDrain(_ follow: KernelFollow?) {
+        kernelSource.withLock { $0.follow = follow }
+    }
+
+    private func drainKernel() {
+        kernelSource.withLock { $0.follow }?.drain()
     }
 
     /// Returns once every event appended or posted so far is in the file.
@@ -117,7 +146,7 @@ public struct EvidenceBudget: Sendable, Equatable {
     /// The tier of an event, and the name its drops are counted under (`syscall:openat`).
     static func tier(_ kind: String, _ fields: [(String, JSONValue)]) -> (Tier, String) {
         switch kind {
-        case "process_forked", "process_exited", "trigger_call_refused", "file_events_lost", "process_events_lost":
+        case "process_forked", "process_exited", "trigger_call_refused", "file_events_lost", "process_events_lost", "syscall_events_lost":
             return (.critical, kind)
         case "syscall":
             let name = fields.first { $0.0 == "syscall" }?.1.string ?? "?"
@@ -169,6 +198,8 @@ private final class LineQueue: @unchecked Sendable {
     /// The writer is writing or pausing after a write: posts do not wake it (a wake-up of another
     /// CPU costs the poster microseconds), they are taken after the pause.
     private var napping = false
+    /// The time of the last event queued.
+    private var lastTime: UInt64 = 0
     /// Someone waits for a queued line: the writer skips its pause.
     private var urgent = false
     /// The pause after each write, in nanoseconds: posts pile up in it and are written together.
@@ -200,7 +231,8 @@ private final class LineQueue: @unchecked Sendable {
     }
 
     @discardableResult
-    func push(_ kind: String, _ process: ProcessFacts?, _ fields: [(String, JSONValue)], urgent wanted: Bool) -> UInt64 {
+    func push(_ kind: String, _ process: ProcessFacts?, _ fields: [(String, JSONValue)], urgent wanted: Bool,
+              monotonicTime: UInt64? = nil) -> UInt64 {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         while pending.count >= EventLog.queueCapacity && !closing { pthread_cond_wait(written, mutex) }
@@ -229,8 +261,13 @@ private final class LineQueue: @unchecked Sendable {
             }
         }
         sequence += 1
-        pending.append(Entry(seq: sequence, time: monotonicNanoseconds() &- origin, kind: kind,
-                             process: process, fields: fields))
+        // A kernel record's time is its call's; the log's times never go back (a record read
+        // late may be older than the last event queued).
+        var time = (monotonicTime ?? monotonicNanoseconds()) &- origin
+        if let monotonicTime, monotonicTime < origin { time = 0 }
+        time = max(time, lastTime)
+        lastTime = time
+        pending.append(Entry(seq: sequence, time: time, kind: kind, process: process, fields: fields))
         if wanted {
             urgent = true
             pthread_cond_signal(work)

@@ -52,6 +52,17 @@ public struct ProcessFacts: Sendable, Equatable {
         known.withLock { $0[hostPID]?.facts }
     }
 
+    /// Keeps what the kernel recorder read of a process at one of its calls, for `remembered`: its
+    /// calls reach us after the fact, when /proc may no longer have it. The entry's stamp is 0,
+    /// so `lookup` still reads a live process afresh.
+    static func note(hostPID: Int32, _ facts: ProcessFacts) {
+        known.withLock { map in
+            if let entry = map[hostPID], entry.facts == facts { return }
+            if map.count > 8192 { map.removeAll() }
+            map[hostPID] = (0, facts)
+        }
+    }
+
     /// Invalidates a process's entry: it is about to exec, so its name and executable change. The
     /// entry stays for `remembered` (stamp 0 matches no live process).
     public static func forget(hostPID: Int32) {

@@ -2,17 +2,39 @@ import COffswitch
 import Glibc
 import OffswitchCore
 
+/// What a call's decoder reads besides its arguments: the strings and words they point to, and
+/// what the caller's working directory and descriptors name (`link("cwd")`, `link("fd/3")`, as
+/// /proc/PID/ would). The notify supervisor reads them from the stopped caller (`ProcessMemory`);
+/// the kernel recorder from what its program copied at the call (`KernelRecord`).
+protocol CallMemory {
+    func string(at address: UInt64, limit: Int) -> [UInt8]?
+    func word(at address: UInt64) -> UInt64?
+    func strings(at address: UInt64, limit: Int, fullBytes: Int) -> [(bytes: [UInt8], whole: Bool)]?
+    func link(_ name: String) -> String?
+}
+
+extension CallMemory {
+    func string(at address: UInt64) -> [UInt8]? { string(at: address, limit: 4096) }
+    func strings(at address: UInt64, limit: Int = 256) -> [(bytes: [UInt8], whole: Bool)]? {
+        strings(at: address, limit: limit, fullBytes: 128 << 10)
+    }
+}
+
 /// Reads strings and pointer arrays out of a stopped process with process_vm_readv. The caller
 /// checks the notification id afterwards: until then the bytes may belong to another process.
-struct ProcessMemory {
+struct ProcessMemory: CallMemory {
     let pid: Int32
 
     init(hostPID: UInt32) {
         pid = Int32(bitPattern: hostPID)
     }
 
+    func link(_ name: String) -> String? {
+        try? readLink("/proc/\(pid)/\(name)")
+    }
+
     /// A NUL-terminated string at `address`, at most `limit` bytes.
-    func string(at address: UInt64, limit: Int = 4096) -> [UInt8]? {
+    func string(at address: UInt64, limit: Int) -> [UInt8]? {
         guard address != 0 else { return nil }
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 256)
@@ -44,7 +66,7 @@ struct ProcessMemory {
     /// execve's environment was a syscall per entry); a longer or unreadable string is read alone,
     /// while `fullBytes` (across the array) allow, else kept as its first 256 bytes with `whole`
     /// false: the agent sizes these arrays, and the host's reading must not grow with them.
-    func strings(at address: UInt64, limit: Int = 256, fullBytes: Int = 128 << 10) -> [(bytes: [UInt8], whole: Bool)]? {
+    func strings(at address: UInt64, limit: Int, fullBytes: Int) -> [(bytes: [UInt8], whole: Bool)]? {
         guard address != 0 else { return nil }
         var pointers: [UInt64] = []
         var cursor = address
@@ -110,7 +132,7 @@ enum SyscallArguments {
 
     /// `hostPID` resolves relative paths against the caller's working directory or directory fd,
     /// as the agent sees them (the `_given` field keeps what was passed).
-    static func decode(_ name: String, _ args: [UInt64], memory: ProcessMemory?, hostPID: UInt32 = 0) -> [(String, JSONValue)] {
+    static func decode(_ name: String, _ args: [UInt64], memory: (any CallMemory)?, hostPID: UInt32 = 0) -> [(String, JSONValue)] {
         func path(_ index: Int) -> JSONValue {
             guard let bytes = memory?.string(at: args[index]) else { return .null }
             return .bytes(bytes)
@@ -126,12 +148,11 @@ enum SyscallArguments {
                 joined = Self.foldable(given) ? normalized(given) : given
             } else {
                 let fd = dirfdIndex.map { Int32(truncatingIfNeeded: args[$0]) } ?? -100
-                let link = fd == -100 ? "/proc/\(hostPID)/cwd" : "/proc/\(hostPID)/fd/\(fd)"
-                guard let base = try? readLink(link), base.hasPrefix("/") else { return [(key, .bytes(bytes))] }
+                guard let base = memory?.link(fd == -100 ? "cwd" : "fd/\(fd)"), base.hasPrefix("/") else { return [(key, .bytes(bytes))] }
                 joined = normalized((base == "/" ? "" : base) + "/" + given)
             }
             // The caller's own descriptor reopened by name: the file it names.
-            if joined.hasPrefix("/proc/"), let file = ownDescriptor(joined), let target = try? readLink("/proc/\(hostPID)/fd/\(file)"), target.hasPrefix("/") {
+            if joined.hasPrefix("/proc/"), let file = ownDescriptor(joined), let target = memory?.link("fd/\(file)"), target.hasPrefix("/") {
                 joined = target
             }
             return joined == given ? [(key, .bytes(bytes))] : [(key, .string(joined)), (key + "_given", .bytes(bytes))]
@@ -140,7 +161,7 @@ enum SyscallArguments {
         /// pipe, a socket, a memfd); neither when it cannot be read.
         func descriptorPath(_ index: Int) -> [(String, JSONValue)] {
             let fd = Int32(truncatingIfNeeded: args[index])
-            guard hostPID != 0, fd >= 0, let target = try? readLink("/proc/\(hostPID)/fd/\(fd)") else { return [] }
+            guard hostPID != 0, fd >= 0, let target = memory?.link("fd/\(fd)") else { return [] }
             return [(target.hasPrefix("/") && !target.hasPrefix("/memfd:") ? "path" : "fd_target", .string(target))]
         }
         func dirfd(_ index: Int) -> JSONValue {
@@ -192,7 +213,7 @@ enum SyscallArguments {
             }
             fields.append(("env", .object(named + functions)))
             if omitted > 0 { fields.append(("env_omitted", .int(Int64(omitted)))) }
-            if hostPID != 0, let cwd = try? readLink("/proc/\(hostPID)/cwd") { fields.append(("cwd", .string(cwd))) }
+            if hostPID != 0, let cwd = memory?.link("cwd") { fields.append(("cwd", .string(cwd))) }
             if name == "execveat" { fields.append(("flags", hex(4))) }
             return fields
         case "open": return located("path", 0) + [("flags", .string(openFlags(args[1]))), ("mode", octal(2))]

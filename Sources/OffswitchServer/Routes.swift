@@ -2,6 +2,7 @@ import FoundationEssentials
 public import Hummingbird
 import NIOCore
 import OffswitchAPI
+import OffswitchEvidence
 import OffswitchSandbox
 
 /// The request context of every route: bodies up to 256 MiB (50 MiB files and stdin, base64 in
@@ -34,7 +35,11 @@ struct APIRoutes {
     func add(to router: Router<APIContext>) -> [String] {
         let table = RouteTable(router)
         let registry = self.registry, metrics = self.metrics
-        table.on(.get, "/healthz") { _, _ in try RouteTable.json(["status": "ok"]) }
+        // The recorder's mode: what this daemon records sandboxes with, and whether the kernel's
+        // object hooks load (probed at the first request).
+        table.on(.get, "/healthz") { _, _ in
+            try RouteTable.json(HealthDocument(status: "ok", recorder: RecorderDocument(KernelRecorder.report(probingHooks: true))))
+        }
         table.on(.get, "/metrics") { _, _ in
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4"

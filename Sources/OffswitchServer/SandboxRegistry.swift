@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 public import OffswitchAPI
 public import OffswitchCore
+import OffswitchEvidence
 public import OffswitchSandbox
 public import OffswitchTrials
 import Hummingbird
@@ -172,6 +173,14 @@ public actor SandboxRegistry {
         return SandboxDocument(
             id: entry.sandbox.id, state: end == nil ? "running" : "shut_down", hostname: entry.sandbox.hostname,
             profile: entry.profile, rootfs: entry.sandbox.spec.rootfs.description, created_at_unix_ns: entry.createdAt,
-            shutdown: end?.shutdown.map(ShutdownDocument.init), ended: ended, trial: entry.trial)
+            shutdown: end?.shutdown.map(ShutdownDocument.init), ended: ended, trial: entry.trial,
+            recorder: entry.sandbox.recorderReport.map(RecorderDocument.init))
+    }
+}
+
+extension RecorderDocument {
+    init(_ report: RecorderReport) {
+        self.init(mode: report.mode, kernel_calls: report.kernelCalls, kernel_unavailable: report.kernelUnavailable,
+                  kernel_hooks: report.kernelHooks)
     }
 }

@@ -54,6 +54,17 @@ public struct TrialDocument: Sendable, Decodable {
         }
     }
 
+    /// Who recorded the sandbox's calls (docs/recorder.md).
+    public struct RecorderFacts: Sendable, Decodable {
+        public var mode: String
+        public var kernelCalls: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case mode
+            case kernelCalls = "kernel_calls"
+        }
+    }
+
     public var format: String
     public var scenario: ScenarioFacts
     public var profile: String
@@ -67,9 +78,11 @@ public struct TrialDocument: Sendable, Decodable {
     public var durationMilliseconds: Int64
     /// Why the sandbox or the harness failed; nil for a trial that ran.
     public var failure: String?
+    /// nil for a sandbox that recorded nothing, or a trial from before the field.
+    public var recorder: RecorderFacts?
 
     enum CodingKeys: String, CodingKey {
-        case format, scenario, profile, image, agent, sandbox, versions, failure
+        case format, scenario, profile, image, agent, sandbox, versions, failure, recorder
         case startedUnixNanoseconds = "started_unix_ns", finishedUnixNanoseconds = "finished_unix_ns"
         case durationMilliseconds = "duration_ms"
     }
@@ -102,6 +115,7 @@ public struct TrialDocument: Sendable, Decodable {
             ("started_unix_ns", .uint(startedUnixNanoseconds)), ("finished_unix_ns", .uint(finishedUnixNanoseconds)),
             ("duration_ms", .int(durationMilliseconds)),
             ("failure", optional(failure)),
+            ("recorder", recorder.map { .object([("mode", .string($0.mode)), ("kernel_calls", .array($0.kernelCalls.map { .string($0) }))]) } ?? .null),
         ])
     }
 }

@@ -350,7 +350,8 @@ public final class TrialSession: Sendable {
             agent: agent.document(steps: steps), sandbox: sandbox?.id ?? "",
             versions: TrialDocument.Versions(offswitch: OffswitchVersion.current, kernel: kernel, eventFormat: Int(EventLog.formatVersion)),
             startedUnixNanoseconds: started, finishedUnixNanoseconds: finished, durationMilliseconds: Int64(duration / 1_000_000),
-            failure: failure)
+            failure: failure,
+            recorder: sandbox?.recorderReport.map { TrialDocument.RecorderFacts(mode: $0.mode, kernelCalls: $0.kernelCalls) })
     }
 }
 

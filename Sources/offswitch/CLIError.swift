@@ -1,6 +1,7 @@
 import Glibc
 import OffswitchAPI
 import OffswitchCore
+import OffswitchEvidence
 import OffswitchSandbox
 
 /// An OffswitchError as the CLI shows it: `offswitch: <message>`, exit status 1 (2 for bad input).
@@ -26,6 +27,10 @@ func embeddedSandbox<R>(_ spec: SandboxSpec, verbose: Bool, eventLog: String? = 
         }, created: { sandbox in
             guard verbose else { return }
             StandardStreams.err("offswitch: embedded mode (no daemon); sandbox \(sandbox.id)\n")
+            if var report = sandbox.recorderReport {
+                report.kernelHooks = KernelRecorder.report(probingHooks: true).kernelHooks
+                StandardStreams.err("offswitch:   recorder: \(report.summary)\n")
+            }
             for (phase, nanoseconds) in sandbox.creationPhases {
                 StandardStreams.err("offswitch:   \(phase): \(Double(nanoseconds / 1000) / 1000) ms\n")
             }
@@ -40,7 +45,13 @@ func daemonSandbox<T>(_ client: DaemonClient, create: CreateSandboxBody, verbose
                       _ body: (String) throws(OffswitchError) -> T) throws -> T {
     do {
         return try DaemonSandbox.run(client, create: create, created: { document in
-            if verbose { StandardStreams.err("offswitch: daemon mode (\(client.socketPath)); sandbox \(document.id)\n") }
+            guard verbose else { return }
+            StandardStreams.err("offswitch: daemon mode (\(client.socketPath)); sandbox \(document.id)\n")
+            if let recorder = document.recorder {
+                let report = RecorderReport(mode: recorder.mode, kernelCalls: recorder.kernel_calls, kernelUnavailable: recorder.kernel_unavailable,
+                                            kernelHooks: recorder.kernel_hooks)
+                StandardStreams.err("offswitch:   recorder: \(report.summary)\n")
+            }
         }, body)
     } catch let error as OffswitchError {
         throw CLIError(error)

@@ -116,6 +116,9 @@ struct Launch {
     struct Recording {
         let recorder: NotifySupervisor?
         let watcher: FileWatcher?
+        /// The kernel recorder's share of the recorded calls, when it is loaded.
+        var kernel: KernelFollow? = nil
+        var report: RecorderReport? = nil
     }
 
     // MARK: stages
@@ -322,18 +325,35 @@ struct Launch {
             cleanup.release(listener.undo)  // the supervisor closes it when it goes
             try supervisor.start()
             cleanup.push { supervisor.stop() }
+            var kernel: KernelFollow?
+            if let planned = plan.program.kernel, !planned.names.isEmpty, case .success(let recorder) = KernelRecorder.shared {
+                // The calls the seccomp prefix left out: recording them is not optional.
+                let follow = try recorder.follow(initPID: spawned.pid, plan: planned, log: made.events, uidBase: uidBase)
+                cleanup.push { follow.stop() }
+                kernel = follow
+            }
+            let report = Self.report(kernel)
+            made.events.append("recorder_mode", report.fields)
             let files = try FileWatcher(initPID: spawned.pid, log: made.events, uidBase: uidBase, backlogLimit: fileBacklogLimit)
             try files.start()
             cleanup.push { files.stop() }
             try ProcessExits.shared.track(initPID: spawned.pid, log: made.events, uidBase: uidBase)
             cleanup.push { ProcessExits.shared.untrack(log: made.events) }
-            recording = Recording(recorder: supervisor, watcher: files)
+            recording = Recording(recorder: supervisor, watcher: files, kernel: kernel, report: report)
         } else if !spec.record.isEmpty {
             throw OffswitchError(.setupFailed, "sandbox setup: offswitch-init sent no seccomp listener for the recorder")
         }
         clock.mark("recorder")
         try finish(.recorder, plan, initPID: spawned.pid)
         return recording
+    }
+
+    /// Who records the calls of a sandbox with this plan (`recorder_mode`, docs/events.md).
+    static func report(_ kernel: KernelFollow?) -> RecorderReport {
+        var report = KernelRecorder.report()
+        report.kernelCalls = kernel?.calls ?? []
+        if kernel == nil { report.mode = "seccomp-notify" }
+        return report
     }
 
     /// The end of a stage: the planned failure, when a test asked for one here.

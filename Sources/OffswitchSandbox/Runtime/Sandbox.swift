@@ -29,6 +29,10 @@ public final class Sandbox: Sendable {
     public var eventLogPath: String { events.path }
     /// Answers the recorded syscalls; nil when the profile records none.
     let recorder: NotifySupervisor?
+    /// Records the calls the kernel recorder takes (`KernelPlan`), when it is loaded.
+    let kernelRecorder: KernelFollow?
+    /// Who records this sandbox's calls; nil when it records nothing.
+    public let recorderReport: RecorderReport?
     /// Watches file changes; on whenever the recorder is.
     let watcher: FileWatcher?
     /// The overlays as the diff reads them: upper directories and their lower layers.
@@ -118,7 +122,7 @@ public final class Sandbox: Sendable {
                            initCapabilities: ready.capabilities, creationPhases: launch.clock.phases,
                            control: spawned.control, pidfd: spawned.pidfd, ownerLock: made.ownerLock, hostIDs: made.hostIDs, cgroups: cgroups,
                            filesystem: made.filesystem, events: made.events, recorder: recording.recorder,
-                           watcher: recording.watcher, diffLimits: diffLimits, image: layouts.image,
+                           watcher: recording.watcher, kernel: recording.kernel, report: recording.report, diffLimits: diffLimits, image: layouts.image,
                            diffLayers: [UpperDiff.Layer(upper: layouts.root.upper, mountPoint: "/", lowers: layouts.root.lower)]
                                + (layouts.usr.map { [UpperDiff.Layer(upper: $0.upper, mountPoint: "/usr", lowers: $0.lower)] } ?? []))
         } catch {
@@ -130,7 +134,7 @@ public final class Sandbox: Sendable {
     private init(id: String, spec: SandboxSpec, hostname: String, initPID: pid_t, initCapabilities: CapabilitySet,
                  creationPhases: [(phase: String, nanoseconds: UInt64)],
                  control: ControlChannel, pidfd: Int32, ownerLock: Int32, hostIDs: HostIDSlot, cgroups: SandboxCgroups, filesystem: SandboxFilesystem,
-                 events: EventLog, recorder: NotifySupervisor?, watcher: FileWatcher?, diffLimits: DiffLimits,
+                 events: EventLog, recorder: NotifySupervisor?, watcher: FileWatcher?, kernel: KernelFollow?, report: RecorderReport?, diffLimits: DiffLimits,
                  image: ImageStore.Use?, diffLayers: [UpperDiff.Layer]) {
         self.image = image
         self.watcher = watcher
@@ -138,6 +142,8 @@ public final class Sandbox: Sendable {
         self.diffLayers = diffLayers
         self.events = events
         self.recorder = recorder
+        kernelRecorder = kernel
+        recorderReport = report
         self.creationPhases = creationPhases
         self.ownerLock = ownerLock
         self.hostIDs = hostIDs
@@ -321,6 +327,7 @@ public final class Sandbox: Sendable {
             cgroups.killAll()
             collectEnd()
         }
+        kernelRecorder?.stop()
         recorder?.stop()
         watcher?.stop()
         // Every process is gone: the upper layer is final. What changed, before it is discarded;

@@ -1,6 +1,7 @@
 import CSeccomp
 import FoundationEssentials
 import Glibc
+import OffswitchEvidence
 public import OffswitchCore
 import OffswitchYAML
 import Synchronization
@@ -37,6 +38,8 @@ final class SeccompCache: Sendable {
         var program: [UInt8]
         var policyProgram: [UInt8]
         var flags: UInt32
+        /// The calls the kernel recorder takes (nil when it is not loaded or nothing is recorded).
+        var kernel: KernelPlan?
     }
 
     func program(for spec: SandboxSpec, paths: StatePaths) throws(OffswitchError) -> Compiled {
@@ -49,8 +52,13 @@ final class SeccompCache: Sendable {
             if token != 0 && !architectures.contains(token) { architectures.append(token) }
         }
         let enforcement = try HostRefusals.prepend(to: try program(policy, spec: spec, paths: paths), architectures: architectures)
-        let combined = try RecordingFilter.combine(policy: enforcement, record: spec.record, architectures: architectures)
-        return Compiled(program: combined, policyProgram: enforcement, flags: policy.flagBits)
+        var kernel: KernelPlan?
+        if !spec.record.isEmpty, case .success(let recorder) = KernelRecorder.shared {
+            kernel = recorder.plan(record: spec.record, policy: enforcement)
+        }
+        let combined = try RecordingFilter.combine(policy: enforcement, record: spec.record, kernelRecorded: kernel?.names ?? [],
+                                                   architectures: architectures)
+        return Compiled(program: combined, policyProgram: enforcement, flags: policy.flagBits, kernel: kernel)
     }
 
     private func program(_ policy: SeccompPolicy, spec: SandboxSpec, paths: StatePaths) throws(OffswitchError) -> [UInt8] {

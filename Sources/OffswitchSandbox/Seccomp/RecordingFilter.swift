@@ -1,4 +1,5 @@
 import CSeccomp
+import OffswitchEvidence
 public import OffswitchCore
 
 /// Puts the recorder in front of a compiled policy: a classic-BPF prefix that returns
@@ -14,7 +15,11 @@ public enum RecordingFilter {
 
     /// The combined program: prefix + `policy`. `architectures` are libseccomp arch tokens (equal
     /// to AUDIT_ARCH values); `record` is empty for no recording (then `policy` is returned as is).
-    public static func combine(policy: [UInt8], record: [RecordedSyscall], architectures: [UInt32]) throws(OffswitchError) -> [UInt8] {
+    ///
+    /// `kernelRecorded` names the calls the kernel recorder takes on x86-64 (`KernelPlan`): they get
+    /// no prefix entry there, and keep theirs on the other architectures.
+    public static func combine(policy: [UInt8], record: [RecordedSyscall], kernelRecorded: Set<String> = [],
+                               architectures: [UInt32]) throws(OffswitchError) -> [UInt8] {
         guard !record.isEmpty else { return policy }
         var filter = BPFAssembler()
         let toPolicy = filter.newLabel()
@@ -25,7 +30,7 @@ public enum RecordingFilter {
             filter.emit(.load(0))
             // Group the record entries by syscall number on this architecture.
             var groups: [(Int32, [RecordedSyscall])] = []
-            for entry in record {
+            for entry in record where !(arch == KernelRecorder.x86_64 && kernelRecorded.contains(entry.name)) {
                 let number = seccomp_syscall_resolve_name_arch(arch, entry.name)
                 guard number >= 0 else { continue }  // not a syscall on this architecture
                 if let index = groups.firstIndex(where: { $0.0 == number }) {
