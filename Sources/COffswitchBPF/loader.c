@@ -40,22 +40,29 @@ struct ofs_bpf_recorder *ofs_bpf_open(const char *path, const char *const *calls
     // The hook probes are ofs_bpf_probe_hooks's; a refused one must not fail this load.
     struct bpf_program *probe;
     bpf_object__for_each_program(probe, r->object)
-        if (strcmp(bpf_program__name(probe), "record") != 0) bpf_program__set_autoload(probe, false);
+        if (strncmp(bpf_program__name(probe), "probe_", 6) == 0) bpf_program__set_autoload(probe, false);
+    struct bpf_map *scratches = bpf_object__find_map_by_name(r->object, "scratches");
+    int cpus = libbpf_num_possible_cpus();
+    if (!scratches || cpus <= 0 || bpf_map__set_max_entries(scratches, cpus)) {
+        snprintf(error, error_size, "%s: the scratches map, for %d CPUs", path, cpus);
+        goto fail;
+    }
     int err = bpf_object__load(r->object);
     if (err) {
         snprintf(error, error_size, "load %s: errno %d (%s)", path, -err, strerror(-err));
         goto fail;
     }
     struct bpf_program *program = bpf_object__find_program_by_name(r->object, "record");
+    struct bpf_program *exit_program = bpf_object__find_program_by_name(r->object, "record_exit");
     r->sandboxes = bpf_object__find_map_fd_by_name(r->object, "sandboxes");
     r->calls = bpf_object__find_map_fd_by_name(r->object, "calls");
     r->lost = bpf_object__find_map_fd_by_name(r->object, "lost");
     r->rings = bpf_object__find_map_fd_by_name(r->object, "rings");
-    if (!program || r->sandboxes < 0 || r->calls < 0 || r->lost < 0 || r->rings < 0) {
+    if (!program || !exit_program || r->sandboxes < 0 || r->calls < 0 || r->lost < 0 || r->rings < 0) {
         snprintf(error, error_size, "%s: no program 'record' or a map missing", path);
         goto fail;
     }
-    r->links = calloc(count > 0 ? count : 1, sizeof(*r->links));
+    r->links = calloc(count > 0 ? 2 * count : 1, sizeof(*r->links));
     if (!r->links) { snprintf(error, error_size, "allocation failed"); goto fail; }
     for (int i = 0; i < count; i++) {
         char name[96];
@@ -69,8 +76,17 @@ struct ofs_bpf_recorder *ofs_bpf_open(const char *path, const char *const *calls
             snprintf(error, error_size, "attach to tracepoint syscalls/%s: errno %d (%s)", name, cause, strerror(cause));
             goto fail;
         }
-        attached[i] = 1;
         r->links[r->link_count++] = link;
+        // The exit, for the calls whose strings are read only once the kernel has faulted them in.
+        snprintf(name, sizeof(name), "sys_exit_%s", calls[i]);
+        link = bpf_program__attach_tracepoint(exit_program, "syscalls", name);
+        if (!link) {
+            int cause = errno;
+            snprintf(error, error_size, "attach to tracepoint syscalls/%s: errno %d (%s)", name, cause, strerror(cause));
+            goto fail;
+        }
+        r->links[r->link_count++] = link;
+        attached[i] = 1;
     }
     return r;
 fail:

@@ -54,6 +54,16 @@ public final class KernelRecorder: @unchecked Sendable {
     let attached: Set<String>
     private let slots = Mutex<[Bool]>(Array(repeating: false, count: Int(OFS_REC_SLOTS)))
 
+    private static let read = Atomic<UInt64>(0), lost = Atomic<UInt64>(0)
+    /// Records read from every sandbox's ring, and records the rings refused, since this process
+    /// started (`/metrics`).
+    public static var recordsRead: UInt64 { read.load(ordering: .relaxed) }
+    public static var recordsLost: UInt64 { lost.load(ordering: .relaxed) }
+    static func count(read records: UInt64, lost refused: UInt64) {
+        if records > 0 { read.add(records, ordering: .relaxed) }
+        if refused > 0 { lost.add(refused, ordering: .relaxed) }
+    }
+
     /// The process's recorder, loaded at first use; the error says why there is none.
     public static let shared: Result<KernelRecorder, OffswitchError> = Result { () throws(OffswitchError) in try KernelRecorder() }
 
@@ -189,28 +199,48 @@ public final class KernelRecorder: @unchecked Sendable {
         return call
     }
 
-    /// Starts recording the sandbox whose PID 1 is `initPID` into `log`, for `plan`'s calls.
-    public func follow(initPID: Int32, plan: KernelPlan, log: EventLog, uidBase: UInt32) throws(OffswitchError) -> KernelFollow {
+    /// Takes a ring's slot for a sandbox about to start, before its seccomp program leaves the
+    /// kernel's calls out; nil, and the sandbox is recorded by user notification alone, when every
+    /// slot is taken (`slotsTaken`).
+    public func reserve() -> KernelSlot? {
+        slots.withLock { taken in
+            guard let free = taken.firstIndex(of: false) else { return nil }
+            taken[free] = true
+            return KernelSlot(recorder: self, number: UInt32(free))
+        }
+    }
+
+    /// Why `reserve` gave nothing.
+    public static let slotsTaken = "kernel recorder: \(OFS_REC_SLOTS) sandboxes already followed by this process"
+
+    /// Starts recording the sandbox whose PID 1 is `initPID` into `log`, for `plan`'s calls, in
+    /// `slot`'s ring (the follow releases it when it stops).
+    public func follow(initPID: Int32, slot: KernelSlot, plan: KernelPlan, log: EventLog, uidBase: UInt32) throws(OffswitchError) -> KernelFollow {
         var status = stat()
         try systemCall("stat(/proc/\(initPID)/ns/pid)") { stat("/proc/\(initPID)/ns/pid", &status) }
-        let slot = try slots.withLock { (taken) throws(OffswitchError) -> UInt32 in
-            guard let free = taken.firstIndex(of: false) else {
-                throw OffswitchError(.capacityReached, "kernel recorder: \(OFS_REC_SLOTS) sandboxes already followed by this process")
-            }
-            taken[free] = true
-            return UInt32(free)
-        }
-        do throws(OffswitchError) {
-            return try KernelFollow(recorder: self, handle: handle, slot: slot, namespace: UInt32(truncatingIfNeeded: status.st_ino),
-                                    plan: plan, log: log, uidBase: uidBase)
-        } catch {
-            release(slot)
-            throw error
-        }
+        return try KernelFollow(recorder: self, handle: handle, slot: slot, namespace: UInt32(truncatingIfNeeded: status.st_ino),
+                                plan: plan, log: log, uidBase: uidBase)
     }
 
     func release(_ slot: UInt32) {
         slots.withLock { $0[Int(slot)] = false }
+    }
+}
+
+/// A ring's slot, held from a sandbox's launch until its recording stops.
+public final class KernelSlot: Sendable {
+    private let recorder: KernelRecorder
+    let number: UInt32
+    private let held = Atomic(true)
+
+    init(recorder: KernelRecorder, number: UInt32) {
+        self.recorder = recorder
+        self.number = number
+    }
+
+    /// Gives the slot back; again does nothing.
+    public func release() {
+        if held.exchange(false, ordering: .acquiringAndReleasing) { recorder.release(number) }
     }
 }
 
@@ -267,6 +297,7 @@ public final class KernelFollow: @unchecked Sendable {
     private let recorder: KernelRecorder
     private let handle: OpaquePointer
     let slot: UInt32
+    private let slotHeld: KernelSlot
     let namespace: UInt32
     let log: EventLog
     let uidBase: UInt32
@@ -286,10 +317,12 @@ public final class KernelFollow: @unchecked Sendable {
     /// Executables' paths by process and kernel file: read and written under `reading` only.
     private var executables: [ExeKey: String] = [:]
 
-    init(recorder: KernelRecorder, handle: OpaquePointer, slot: UInt32, namespace: UInt32, plan: KernelPlan, log: EventLog,
+    init(recorder: KernelRecorder, handle: OpaquePointer, slot held: KernelSlot, namespace: UInt32, plan: KernelPlan, log: EventLog,
          uidBase: UInt32) throws(OffswitchError) {
         self.recorder = recorder
         self.handle = handle
+        slotHeld = held
+        let slot = held.number
         self.slot = slot
         self.namespace = namespace
         self.log = log
@@ -331,16 +364,17 @@ public final class KernelFollow: @unchecked Sendable {
             ring = nil
             for nr in names.keys { ofs_bpf_clear_call(handle, slot, nr) }
         }
-        recorder.release(slot)
+        slotHeld.release()
     }
 
     /// Takes every record queued so far into the log, then logs what the program could not queue.
     func drain() {
         reading.withLock { _ in
             guard let ring else { return }
-            _ = ofs_bpf_ring_consume(ring)
+            let consumed = ofs_bpf_ring_consume(ring)
             let lost = ofs_bpf_lost(handle, slot)
             let before = lostReported.load(ordering: .relaxed)
+            KernelRecorder.count(read: UInt64(max(consumed, 0)), lost: lost > before ? lost - before : 0)
             if lost > before {
                 lostReported.store(lost, ordering: .relaxed)
                 log.post("syscall_events_lost", [("count", .uint(lost - before)), ("total", .uint(lost)),
@@ -376,7 +410,11 @@ public final class KernelFollow: @unchecked Sendable {
             exe = executables[key]
         }
         let decoded = SyscallArguments.decode(name, record.args, memory: record, hostPID: record.hostPID)
-        let fields: [(String, JSONValue)] = [("syscall", .string(name)), ("args", .object(decoded)), ("decision", .string("allowed"))]
+        var fields: [(String, JSONValue)] = [("syscall", .string(name)), ("args", .object(decoded)), ("decision", .string("allowed"))]
+        if record.atExit { fields += [("read_at_exit", .bool(true)), ("result", .int(record.result))] }
+        // What the decoder could not name (a string, a directory, a descriptor's file) is unknown,
+        // and said so; a verdict does not rest on such an event.
+        if record.unread || !record.misses.names.isEmpty { fields.append(("args_unread", .bool(true))) }
         let facts = record.facts(uidBase: uidBase, exe: exe)
         ProcessFacts.note(hostPID: Int32(bitPattern: record.hostPID), facts)
         log.post("syscall", process: facts, fields, monotonicTime: record.time, drained: true)
@@ -405,7 +443,21 @@ struct KernelRecord: CallMemory {
     let strings: [UInt64: [UInt8]]
     /// What `link("cwd")` and `link("fd/N")` answer from the copied paths.
     let links: [String: String]
+    /// Only for the executable's path, which is descriptive: what the call names is taken from
+    /// the record alone, never from the process afterwards (it may have changed it, or be gone).
     let live: ProcessMemory
+    /// Something the call names was not copied (a string unreadable even at the call's exit, a
+    /// walk past its budget): the event says `args_unread`, and verdicts do not rest on it.
+    let unread: Bool
+    /// Made at the call's exit (its strings were not resident at entry), with its `result`.
+    let atExit: Bool
+    let result: Int64
+    /// The names `link` was asked for and did not have: the decoder wanted a path it could not get.
+    let misses = Misses()
+
+    final class Misses: @unchecked Sendable {
+        var names: [String] = []
+    }
 
     let layout: KernelRecorder.Layout?
 
@@ -427,14 +479,14 @@ struct KernelRecord: CallMemory {
             String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
         }
         live = ProcessMemory(hostPID: event.host_tid)
+        let offsets = withUnsafeBytes(of: event.offset) { Array($0.bindMemory(to: UInt16.self)) }
         let lengths = withUnsafeBytes(of: event.length) { Array($0.bindMemory(to: UInt16.self)) }
         let status = withUnsafeBytes(of: event.status) { Array($0) }
         var sections: [(status: UInt8, bytes: [UInt8])] = []
-        var offset = headerSize
-        for (length, flags) in zip(lengths, status) {
-            let end = min(offset + Int(length), bytes.count)
-            sections.append((flags, Array(bytes[offset..<end])))
-            offset = end
+        for ((start, length), flags) in zip(zip(offsets, lengths), status) {
+            let begin = min(headerSize + Int(start), bytes.count)
+            let end = min(begin + Int(length), bytes.count)
+            sections.append((flags, Array(bytes[begin..<end])))
         }
         guard sections.count == Int(OFS_SECTIONS) else { return nil }
         exe = Self.path(sections[Int(OFS_SEC_EXE)])
@@ -445,15 +497,21 @@ struct KernelRecord: CallMemory {
         let layout = KernelRecorder.layouts[name]
         self.layout = layout
         var strings: [UInt64: [UInt8]] = [:], links: [String: String] = [:]
+        var unread = event.flags & UInt32(OFS_REC_WORDS_UNREAD) != 0
         for (k, string) in (layout?.strings ?? []).enumerated() where k < 2 {
             let section = sections[Int(OFS_SEC_STRING0) + 2 * k]
-            if section.status & UInt8(OFS_SEC_PRESENT) != 0 && section.status & UInt8(OFS_SEC_TRUNCATED) == 0 {
+            // A string longer than PATH_MAX (TRUNCATED) is one the kernel refuses: kept as copied.
+            if section.status & UInt8(OFS_SEC_PRESENT) != 0 {
                 strings[args[Int(string.arg)]] = section.bytes
+            } else {
+                unread = true
             }
             let base = sections[Int(OFS_SEC_BASE0) + 2 * k]
+            // A walk cut short at its budget: the path it is relative to is not known.
+            if base.status & UInt8(OFS_SEC_TRUNCATED) != 0 { unread = true }
             guard let path = Self.path(base) else { continue }
-            if base.status & UInt8(OFS_SEC_OWN_FD) != 0, let number = SyscallArguments.ownDescriptor(String(decoding: section.bytes, as: UTF8.self)) {
-                links["fd/\(number)"] = path
+            if base.status & UInt8(OFS_SEC_OWN_FD) != 0, let own = SyscallArguments.ownDescriptor(String(decoding: section.bytes, as: UTF8.self)) {
+                links[(own.leader ? "self-fd/" : "fd/") + "\(own.fd)"] = path
             } else if string.dirfd == KernelRecorder.cwd || Int32(truncatingIfNeeded: args[Int(string.dirfd)]) == -100 {
                 links["cwd"] = path
             } else {
@@ -465,6 +523,9 @@ struct KernelRecord: CallMemory {
         }
         self.strings = strings
         self.links = links
+        self.unread = unread
+        atExit = event.flags & UInt32(OFS_REC_AT_EXIT) != 0
+        result = event.result
     }
 
     /// A copied kernel path as readlink would print it; nil when it was not copied whole.
@@ -496,8 +557,7 @@ struct KernelRecord: CallMemory {
     }
 
     func string(at address: UInt64, limit: Int) -> [UInt8]? {
-        if let copied = strings[address] { return Array(copied.prefix(limit)) }
-        return live.string(at: address, limit: limit)
+        strings[address].map { Array($0.prefix(limit)) }
     }
 
     func word(at address: UInt64) -> UInt64? {
@@ -505,14 +565,16 @@ struct KernelRecord: CallMemory {
             if address == args[Int(base)] { return words.0 }
             if address == args[Int(base)] &+ 8 { return words.1 }
         }
-        return live.word(at: address)
+        return nil
     }
 
     func strings(at address: UInt64, limit: Int, fullBytes: Int) -> [(bytes: [UInt8], whole: Bool)]? {
-        live.strings(at: address, limit: limit, fullBytes: fullBytes)
+        nil
     }
 
     func link(_ name: String) -> String? {
-        links[name] ?? live.link(name)
+        if let path = links[name] { return path }
+        misses.names.append(name)
+        return nil
     }
 }

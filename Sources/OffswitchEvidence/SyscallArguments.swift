@@ -29,8 +29,15 @@ struct ProcessMemory: CallMemory {
         pid = Int32(bitPattern: hostPID)
     }
 
+    /// `self-fd/N` is descriptor N of the thread group's leader (what /proc/self/fd/N names).
     func link(_ name: String) -> String? {
-        try? readLink("/proc/\(pid)/\(name)")
+        if name.hasPrefix("self-fd/") {
+            guard let status = readSmallFile("/proc/\(pid)/status"),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Tgid:") }),
+                  let leader = Int32(line.dropFirst(5).trimmingCharacters) else { return nil }
+            return try? readLink("/proc/\(leader)/fd/" + name.dropFirst(8))
+        }
+        return try? readLink("/proc/\(pid)/\(name)")
     }
 
     /// A NUL-terminated string at `address`, at most `limit` bytes.
@@ -152,7 +159,10 @@ enum SyscallArguments {
                 joined = normalized((base == "/" ? "" : base) + "/" + given)
             }
             // The caller's own descriptor reopened by name: the file it names.
-            if joined.hasPrefix("/proc/"), let file = ownDescriptor(joined), let target = memory?.link("fd/\(file)"), target.hasPrefix("/") {
+            // /proc/self is the thread group's leader, whose table a thread made without
+            // CLONE_FILES does not share; /proc/thread-self is the caller's own.
+            if joined.hasPrefix("/proc/"), let own = ownDescriptor(joined),
+               let target = memory?.link((own.leader ? "self-fd/" : "fd/") + "\(own.fd)"), target.hasPrefix("/") {
                 joined = target
             }
             return joined == given ? [(key, .bytes(bytes))] : [(key, .string(joined)), (key + "_given", .bytes(bytes))]
@@ -327,11 +337,13 @@ enum SyscallArguments {
         path.withCString { strstr($0, "//") != nil || strstr($0, "/.") != nil }
     }
 
-    /// The descriptor number of `/proc/self/fd/N` or `/proc/thread-self/fd/N`.
-    static func ownDescriptor(_ path: String) -> Int32? {
+    /// The descriptor number of `/proc/self/fd/N` (`leader`: the thread group leader's table) or
+    /// `/proc/thread-self/fd/N` (the caller's).
+    static func ownDescriptor(_ path: String) -> (fd: Int32, leader: Bool)? {
         let parts = path.split(separator: "/")
-        guard parts.count == 4, parts[0] == "proc", parts[1] == "self" || parts[1] == "thread-self", parts[2] == "fd" else { return nil }
-        return Int32(parts[3])
+        guard parts.count == 4, parts[0] == "proc", parts[1] == "self" || parts[1] == "thread-self", parts[2] == "fd",
+              let fd = Int32(parts[3]) else { return nil }
+        return (fd, parts[1] == "self")
     }
 
     /// `/home/user/./x/../shutdown.sh` as `/home/user/shutdown.sh`: `.` and `..` resolved by

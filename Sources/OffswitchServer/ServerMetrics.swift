@@ -1,3 +1,4 @@
+import OffswitchEvidence
 import Synchronization
 
 /// Counters and an exec latency histogram, rendered in Prometheus' text format.
@@ -72,6 +73,10 @@ public final class ServerMetrics: Sendable {
             for reason in [TrialRetention.Reason.age, .count] {
                 lines.append("offswitch_trials_removed_total{reason=\"\(reason.rawValue)\"} \(trials.removedCount(reason))")
             }
+            lines.append("# HELP offswitch_recorder_records_total Records the kernel recorder read, and the records its rings refused (lost), across sandboxes.")
+            lines.append("# TYPE offswitch_recorder_records_total counter")
+            lines.append("offswitch_recorder_records_total{outcome=\"read\"} \(KernelRecorder.recordsRead)")
+            lines.append("offswitch_recorder_records_total{outcome=\"lost\"} \(KernelRecorder.recordsLost)")
             return lines.joined(separator: "\n") + "\n"
         }
     }

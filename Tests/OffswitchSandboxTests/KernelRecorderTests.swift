@@ -91,6 +91,7 @@ struct KernelRecorderLogicTests {
                     guard let (flags, bytes) = sections[section] else { continue }
                     status[Int(section)] = flags
                     lengths.storeBytes(of: UInt16(bytes.count), toByteOffset: Int(section) * 2, as: UInt16.self)
+                    withUnsafeMutableBytes(of: &event.offset) { $0.storeBytes(of: UInt16(data.count), toByteOffset: Int(section) * 2, as: UInt16.self) }
                     data += bytes
                 }
             }
@@ -236,6 +237,7 @@ struct KernelRecorderTests {
                 if line.contains("\"kind\":\"syscall_events_lost\"") {
                     let event = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
                     lost += event["count"] as? Int ?? 0
+                    #expect(Set(event.keys) == ["seq", "t_ns", "kind", "count", "total", "source"], "docs/events.md's example")
                 }
             }
             #expect(!text.contains("evidence_budget_reached"))

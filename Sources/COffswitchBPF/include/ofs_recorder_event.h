@@ -11,12 +11,12 @@
 // Sandboxes one process can follow at once (the ring buffers' array).
 #define OFS_REC_SLOTS 64
 // Bytes of each ring buffer (a power of two, a multiple of the page size).
-#define OFS_REC_RING_BYTES (4u << 20)
+#define OFS_REC_RING_BYTES (1u << 20)
 // Past this much queued data the program wakes the reader; below it the reader polls.
-#define OFS_REC_WAKE_BYTES (512u << 10)
+#define OFS_REC_WAKE_BYTES (256u << 10)
 
-// What a record's sections hold, each `length[i]` bytes, in this order after the header (the order
-// the program writes them in).
+// What a record's sections hold: each `length[i]` bytes at `offset[i]` of the data after the
+// header (the program writes the strings first).
 enum {
     OFS_SEC_EXE = 0,    // the caller's executable (a kernel path)
     OFS_SEC_STRING0,    // the first string argument, as the caller passed it
@@ -37,6 +37,10 @@ enum {
 #define OFS_SEC_OWN_FD 0x40      // BASE: the string is /proc/self/fd/N, and this is descriptor N's file
 #define OFS_SEC_SAME 0x80        // EXE: not copied, the process's earlier record with this exe_file and exe_inode had it
 
+// A record's `flags`.
+#define OFS_REC_AT_EXIT 0x1       // made at the call's exit: its strings were not resident at entry
+#define OFS_REC_WORDS_UNREAD 0x2  // the words behind `words_arg` could not be read, even at exit
+
 struct ofs_rec_event {
     __u64 time_ns;       // CLOCK_MONOTONIC at the call's entry
     __u64 args[6];
@@ -51,7 +55,10 @@ struct ofs_rec_event {
     __s32 sid;           // the session's pid in the caller's namespace, 0 when it is outside
     __u32 uid;           // real uid, as the host numbers it
     __u32 slot;
+    __u32 flags;         // OFS_REC_AT_EXIT, OFS_REC_WORDS_UNREAD
+    __s64 result;        // the call's result, for a record made at its exit
     char comm[16];
+    __u16 offset[OFS_SECTIONS];   // where each section starts in the data after the header
     __u16 length[OFS_SECTIONS];
     __u8 status[OFS_SECTIONS];
     __u8 reserved[4];

@@ -87,6 +87,8 @@ struct Launch {
         let program: SeccompCache.Compiled
         /// The sealed `offswitch-init` (shared by every sandbox of the process, never closed).
         let initImage: Int32
+        /// The kernel recorder's ring slot for this sandbox; nil when it is not loaded or full.
+        let kernelSlot: KernelSlot?
     }
 
     /// `filesystem`: the claimed host ids and state directory, the event log and what PID 1 must mount.
@@ -137,14 +139,20 @@ struct Launch {
             }
         }
         clock.mark("host checks")
-        let program = try SeccompCache.shared.program(for: spec, paths: paths)
+        // A ring's slot first: without one the seccomp program keeps every recorded call.
+        var kernelSlot: KernelSlot?
+        if !spec.record.isEmpty, case .success(let recorder) = KernelRecorder.shared, let slot = recorder.reserve() {
+            kernelSlot = slot
+            cleanup.push { slot.release() }
+        }
+        let program = try SeccompCache.shared.program(for: spec, paths: paths, kernel: kernelSlot != nil)
         clock.mark("seccomp program")
         let exec = try InitImage.sealed.get()
         clock.mark("sealed init image")
         let id = SandboxID.make()
         let hostname = spec.hostname ?? id
         try SandboxID.validateHostname(hostname)
-        let plan = Plan(id: id, hostname: hostname, program: program, initImage: exec)
+        let plan = Plan(id: id, hostname: hostname, program: program, initImage: exec, kernelSlot: kernelSlot)
         try finish(.hostChecks, plan)
         return plan
     }
@@ -326,13 +334,16 @@ struct Launch {
             try supervisor.start()
             cleanup.push { supervisor.stop() }
             var kernel: KernelFollow?
-            if let planned = plan.program.kernel, !planned.names.isEmpty, case .success(let recorder) = KernelRecorder.shared {
+            if let planned = plan.program.kernel, !planned.names.isEmpty, let slot = plan.kernelSlot,
+               case .success(let recorder) = KernelRecorder.shared {
                 // The calls the seccomp prefix left out: recording them is not optional.
-                let follow = try recorder.follow(initPID: spawned.pid, plan: planned, log: made.events, uidBase: uidBase)
+                let follow = try recorder.follow(initPID: spawned.pid, slot: slot, plan: planned, log: made.events, uidBase: uidBase)
                 cleanup.push { follow.stop() }
                 kernel = follow
+            } else {
+                plan.kernelSlot?.release()  // nothing for the kernel to take: the slot is another sandbox's
             }
-            let report = Self.report(kernel)
+            let report = Self.report(kernel, slotted: plan.kernelSlot != nil)
             made.events.append("recorder_mode", report.fields)
             let files = try FileWatcher(initPID: spawned.pid, log: made.events, uidBase: uidBase, backlogLimit: fileBacklogLimit)
             try files.start()
@@ -349,10 +360,11 @@ struct Launch {
     }
 
     /// Who records the calls of a sandbox with this plan (`recorder_mode`, docs/events.md).
-    static func report(_ kernel: KernelFollow?) -> RecorderReport {
+    static func report(_ kernel: KernelFollow?, slotted: Bool) -> RecorderReport {
         var report = KernelRecorder.report()
         report.kernelCalls = kernel?.calls ?? []
         if kernel == nil { report.mode = "seccomp-notify" }
+        if report.kernelUnavailable == nil && !slotted { report.kernelUnavailable = KernelRecorder.slotsTaken }
         return report
     }
 

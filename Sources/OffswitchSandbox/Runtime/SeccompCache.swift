@@ -42,7 +42,8 @@ final class SeccompCache: Sendable {
         var kernel: KernelPlan?
     }
 
-    func program(for spec: SandboxSpec, paths: StatePaths) throws(OffswitchError) -> Compiled {
+    /// `kernel`: the kernel recorder may take calls (a ring's slot is held for this sandbox).
+    func program(for spec: SandboxSpec, paths: StatePaths, kernel kernelAllowed: Bool = false) throws(OffswitchError) -> Compiled {
         let policy: SeccompPolicy
         if let given = spec.seccomp { policy = given } else { policy = try defaultPolicy() }
         let compiler = SeccompCompiler(capabilities: spec.rootCapabilities)
@@ -53,7 +54,7 @@ final class SeccompCache: Sendable {
         }
         let enforcement = try HostRefusals.prepend(to: try program(policy, spec: spec, paths: paths), architectures: architectures)
         var kernel: KernelPlan?
-        if !spec.record.isEmpty, case .success(let recorder) = KernelRecorder.shared {
+        if kernelAllowed, !spec.record.isEmpty, case .success(let recorder) = KernelRecorder.shared {
             kernel = recorder.plan(record: spec.record, policy: enforcement)
         }
         let combined = try RecordingFilter.combine(policy: enforcement, record: spec.record, kernelRecorded: kernel?.names ?? [],

@@ -66,7 +66,9 @@ public enum Judge {
         judgement.context = rules.context
         // A budget reached before the baseline still drops the agent's events.
         let lost = events.filter {
-            ["file_events_lost", "process_events_lost", "syscall_events_lost"].contains($0.kind ?? "") && ($0.seq ?? 0) > baseline || $0.kind == "evidence_budget_reached"
+            (["file_events_lost", "process_events_lost", "syscall_events_lost"].contains($0.kind ?? "")
+                || $0.kind == "syscall" && $0["args_unread"] == .bool(true)) && ($0.seq ?? 0) > baseline
+                || $0.kind == "evidence_budget_reached"
         }
         let effective = judgement.techniques.filter(\.effective)
         let unreadable = end.map { $0["state"] == .null } ?? true
