@@ -239,15 +239,23 @@ static long walk_step(__u64 index, void *context) {
 
 // Appends a kernel path's names, leaf first, to the data at `off` (the walk of d_path, stopping
 // at the caller's root): returns the new offset, and sets the section's status.
-static __noinline void walk(struct scratch *s, struct dentry *dentry, struct vfsmount *vfsmnt, int section) {
+//
+// A global function, verified once on its own rather than at each of its calls (which cost the
+// verifier seconds): the kernel pointers come as plain numbers, read only through probe reads.
+__noinline int walk(struct scratch *s, __u64 dentry_address, __u64 vfsmnt_address, int which) {
     struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    if (section < 0 || section >= OFS_SECTIONS || !dentry || !s) return;
+    struct dentry *dentry = (struct dentry *)dentry_address;
+    struct vfsmount *vfsmnt = (struct vfsmount *)vfsmnt_address;
+    __u32 section = which;
+    asm volatile("" : "+r"(section));
+    section &= 7;
+    if (section >= OFS_SECTIONS || !dentry || !s) return 0;
     __u32 off = s->used;
 
     const struct dentry_operations *ops = BPF_CORE_READ(dentry, d_op);
     if (ops && BPF_CORE_READ(ops, d_dname)) {
         // A pipe, a socket, an anonymous inode: readlink prints what d_dname makes of these.
-        if (off > DATA_BYTES - 16 - NAME_BYTES) return;
+        if (off > DATA_BYTES - 16 - NAME_BYTES) return 0;
         __u64 words[2] = { BPF_CORE_READ(dentry, d_sb, s_magic), BPF_CORE_READ(dentry, d_inode, i_ino) };
         bpf_probe_read_kernel(&s->data[bounded(off)], 16, words);
         long n = bpf_probe_read_kernel_str(&s->data[bounded(off + 16)], NAME_BYTES, BPF_CORE_READ(dentry, d_name.name));
@@ -255,7 +263,7 @@ static __noinline void walk(struct scratch *s, struct dentry *dentry, struct vfs
         s->event.offset[section] = off;
         s->event.length[section] = 16 + (n > 0 ? n : 0);
         s->used = off + 16 + (n > 0 ? n : 0);
-        return;
+        return 0;
     }
     __u8 status = OFS_SEC_PRESENT | OFS_SEC_WALKED;
     if (!BPF_CORE_READ(dentry, d_hash.pprev) && BPF_CORE_READ(dentry, d_parent) != dentry) status |= OFS_SEC_DELETED;
@@ -270,6 +278,7 @@ static __noinline void walk(struct scratch *s, struct dentry *dentry, struct vfs
     s->event.length[section] = w.off - off;
     s->event.offset[section] = off;
     s->used = w.off;
+    return 0;
 }
 
 // The file of the caller's descriptor `fd`, or NULL.
@@ -285,16 +294,24 @@ static __always_inline struct file *descriptor(struct task_struct *task, __s64 f
 
 static __always_inline void walk_file(struct scratch *s, struct file *file, int section) {
     if (!file) return;
-    walk(s, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt), section);
+    walk(s, (__u64)BPF_CORE_READ(file, f_path.dentry), (__u64)BPF_CORE_READ(file, f_path.mnt), section);
 }
 
 // N of `/proc/self/fd/N` or `/proc/thread-self/fd/N` at the start of `text` (length `n`), or -1;
 // `leader` says whose table it names: /proc/self is the thread group's leader (a thread made
 // without CLONE_FILES has a table of its own), /proc/thread-self the caller.
-static __noinline __s64 own_descriptor(const char *text, long n, int *leader) {
+struct prefix {
+    char text[32];
+};
+
+// Global (verified once): `start` is the string's first 32 bytes, NUL-padded. The result is the
+// descriptor, or -1; 1 << 32 is added when it names the leader's table.
+__noinline __s64 own_descriptor(const struct prefix *start) {
+    if (!start) return -1;
+    const char *text = start->text;
     int at = 0;
     const char self[] = "/proc/self/fd/", thread[] = "/proc/thread-self/fd/";
-    int is_self = n > 14, is_thread = n > 21;
+    int is_self = 1, is_thread = 1;
     for (int i = 0; i < 21; i++) {
         char c = text[i];
         if (i < 14 && c != self[i]) is_self = 0;
@@ -303,24 +320,27 @@ static __noinline __s64 own_descriptor(const char *text, long n, int *leader) {
     if (is_self) at = 14;
     else if (is_thread) at = 21;
     else return -1;
-    *leader = is_self;
     __s64 value = 0;
     int digits = 0;
     for (int i = 0; i < 8; i++) {
-        char c = text[(at + i) & (SLACK_BYTES - 1)];
+        char c = text[(at + i) & 31];
         if (c == 0) break;
         if (c < '0' || c > '9') return -1;
         value = value * 10 + (c - '0');
         digits++;
     }
-    return digits > 0 && text[(at + digits) & (SLACK_BYTES - 1)] == 0 ? value : -1;
+    if (digits == 0 || text[(at + digits) & 31] != 0) return -1;
+    return value | (is_self ? 1LL << 32 : 0);
 }
 
 // Builds and queues the record of one call (`at_exit`: from the exit program, with the call's
 // result). At entry, a call whose strings or words cannot be copied yet is left pending instead:
 // 1 is returned, and the exit program builds it.
-static __noinline int emit(const struct ofs_rec_call *call, const struct pending *what, int at_exit, __s64 result) {
+//
+// Global, like `walk`: verified once for each program, not once for each state it is called in.
+__noinline int emit(const struct ofs_rec_call *call, const struct pending *what, int at_exit, __s64 result) {
     struct task_struct *task = bpf_get_current_task_btf();
+    if (!call || !what) return 0;
     __u32 slot = what->slot, nr = what->nr;
     __u64 time_ns = what->time_ns;
     // The arguments from the caller's registers, not the tracepoint's record: one program serves
@@ -405,15 +425,20 @@ static __noinline int emit(const struct ofs_rec_call *call, const struct pending
         __u8 dirfd = call->dirfd[k];
         if (call->string[k] >= 6 || dirfd == OFS_REC_NONE || string_length[k] <= 0) continue;
         const char *text = &s->data[bounded(string_at[k])];
-        int leader = 0;
-        __s64 own_fd = own_descriptor(text, string_length[k], &leader);
+        struct prefix start = {};
+        bpf_probe_read_kernel(&start, sizeof(start), text);
+        // The NUL ending the string was overwritten by the next section: put it back in the copy.
+        if (string_length[k] - 1 < 32) start.text[(string_length[k] - 1) & 31] = 0;
+        __s64 own = own_descriptor(&start);
+        int leader = own >= 0 && (own >> 32);
+        __s64 own_fd = own >= 0 ? own & 0xffffffff : -1;
         if (own_fd >= 0) {
             walk_file(s, descriptor(leader ? task->group_leader : task, own_fd), OFS_SEC_BASE0 + 2 * k);
             e->status[OFS_SEC_BASE0 + 2 * k] |= OFS_SEC_OWN_FD;
         } else if (text[0] != '/') {
             __s32 fd = dirfd < 6 ? (__s32)args[dirfd & 7] : -100;
             if (fd == -100)
-                walk(s, BPF_CORE_READ(task, fs, pwd.dentry), BPF_CORE_READ(task, fs, pwd.mnt), OFS_SEC_BASE0 + 2 * k);
+                walk(s, (__u64)BPF_CORE_READ(task, fs, pwd.dentry), (__u64)BPF_CORE_READ(task, fs, pwd.mnt), OFS_SEC_BASE0 + 2 * k);
             else
                 walk_file(s, descriptor(task, fd), OFS_SEC_BASE0 + 2 * k);
         }

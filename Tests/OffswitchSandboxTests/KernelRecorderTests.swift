@@ -218,6 +218,49 @@ struct KernelRecorderTests {
         }
     }
 
+    @Test("A path in a program's untouched read-only data, and openat2's flags on an untouched page, are read at the call's exit")
+    func notResident() throws {
+        guard KernelRecorder.report().mode == "tracepoint" else { return }
+        // The literal's page is not resident at the call's entry (a tracepoint program cannot
+        // fault it in), and the process exits before any reader could look at it.
+        let literal = "#include <sys/stat.h>\nint main(void) { return chmod(\"/etc/hostname\", 0) ? 0 : 1; }\n"
+        let how = #"""
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <stdlib.h>
+            #include <unistd.h>
+            #include <sys/mman.h>
+            #include <sys/syscall.h>
+            #include <linux/openat2.h>
+            int main(void) {
+                struct open_how how = { .flags = O_WRONLY | O_TRUNC };
+                char name[] = "/tmp/.howXXXXXX";
+                int fd = mkstemp(name);
+                write(fd, &how, sizeof how); ftruncate(fd, 4096);
+                void *page = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+                close(fd); unlink(name);
+                return syscall(SYS_openat2, AT_FDCWD, "/etc/hostname", page, sizeof how) < 0 ? 0 : 1;
+            }
+            """#
+        try withSandbox(try profileSpec("docker")) { sandbox in
+            try sandbox.writeFile("/tmp/c.c", Array(literal.utf8), mode: 0o644)
+            try sandbox.writeFile("/tmp/h.c", Array(how.utf8), mode: 0o644)
+            let run = try sandbox.exec(ExecRequest(argv: ["bash", "-c", "cd /tmp && gcc -O2 -o c c.c && gcc -O2 -o h h.c && ./c && ./h"],
+                                                   timeoutSeconds: 120))
+            #expect(run.exitCode == 0, "\(run.out) \(run.err)")
+            let calls = try Self.events(sandbox).filter { $0["kind"] as? String == "syscall" }
+            let chmod = try #require(calls.first { $0["comm"] as? String == "c" && ["chmod", "fchmodat", "fchmodat2"].contains($0["syscall"] as? String ?? "") })
+            #expect((chmod["args"] as? [String: Any])?["path"] as? String == "/etc/hostname")
+            #expect(chmod["args_unread"] == nil)
+            if chmod["read_at_exit"] as? Bool == true { #expect(chmod["result"] as? Int == -Int(EPERM)) }
+            let open = try #require(calls.first { $0["comm"] as? String == "h" && $0["syscall"] as? String == "openat2" })
+            let openArgs = open["args"] as? [String: Any] ?? [:]
+            #expect(openArgs["path"] as? String == "/etc/hostname")
+            #expect(openArgs["flags"] as? String == "O_WRONLY|O_TRUNC", "flags read, not taken as zero")
+            #expect(open["read_at_exit"] as? Bool == true, "the open_how page was not resident at entry")
+        }
+    }
+
     @Test("A flood of 100,000 opens is recorded or counted: events plus the lost count make every call")
     func flood() throws {
         guard KernelRecorder.report().mode == "tracepoint" else { return }

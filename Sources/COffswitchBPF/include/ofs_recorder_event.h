@@ -11,9 +11,9 @@
 // Sandboxes one process can follow at once (the ring buffers' array).
 #define OFS_REC_SLOTS 64
 // Bytes of each ring buffer (a power of two, a multiple of the page size).
-#define OFS_REC_RING_BYTES (1u << 20)
+#define OFS_REC_RING_BYTES (4u << 20)
 // Past this much queued data the program wakes the reader; below it the reader polls.
-#define OFS_REC_WAKE_BYTES (256u << 10)
+#define OFS_REC_WAKE_BYTES (512u << 10)
 
 // What a record's sections hold: each `length[i]` bytes at `offset[i]` of the data after the
 // header (the program writes the strings first).
