@@ -157,16 +157,31 @@ struct ConcurrencyTests {
         let bombed = try #require(try daemon.curl("POST", "/v1/sandboxes", json: [:] as [String: Any]).json["id"] as? String)
         let quiet = try #require(try daemon.curl("POST", "/v1/sandboxes", json: [:] as [String: Any]).json["id"] as? String)
         let bombs = Collected()
+        // The fork bomb's shell then becomes its sleep: forking that sleep could fail, and end it.
         let attack = Thread {
-            let fork = try? daemon.curl("POST", "/v1/sandboxes/\(bombed)/exec", json: ["argv": ["bash", "-c", ":(){ :|:& };: ; sleep 3000"], "timeout": 3600])
+            let fork = try? daemon.curl("POST", "/v1/sandboxes/\(bombed)/exec", json: ["argv": ["bash", "-c", ":(){ :|:& };: ; exec sleep 3000"], "timeout": 3600])
             bombs.add("fork bomb: \(fork?.status ?? 0)")
         }
-        // The python marks itself the OOM killer's first choice: among the fork bomb's thousands of
-        // shells, the killer otherwise took the loop's own shell now and then, and the bomb ended.
+        // The memory bomb is one python that forks its hogs and waits for each: a shell loop ended
+        // when the fork bomb left it no process to fork (bash gives up a command after its retries).
+        // Each hog marks itself the OOM killer's first choice, so the killer takes it, not a shell.
+        let hogs = """
+            import os, time
+            while True:
+                try:
+                    pid = os.fork()
+                except OSError:
+                    time.sleep(0.01)
+                    continue
+                if pid == 0:
+                    open("/proc/self/oom_score_adj", "w").write("1000")
+                    a = []
+                    while True: a.append(b"x" * (16 << 20))
+                os.waitpid(pid, 0)
+            """
         let memory = Thread {
-            let reply = try? daemon.curl("POST", "/v1/sandboxes/\(bombed)/exec",
-                                         json: ["argv": ["bash", "-c", "while :; do python3 -c 'open(\"/proc/self/oom_score_adj\", \"w\").write(\"1000\")\na=[]\nwhile True: a.append(b\"x\" * (16 << 20))'; done"], "timeout": 3600])
-            bombs.add("memory bomb: \(reply?.status ?? 0)")
+            let reply = try? daemon.curl("POST", "/v1/sandboxes/\(bombed)/exec", json: ["argv": ["python3", "-c", hogs], "timeout": 3600])
+            bombs.add("memory bomb: \(reply?.status ?? 0) \(reply?.text.prefix(300) ?? "")")
         }
         attack.start()
         memory.start()
