@@ -19,8 +19,9 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 [[ -e "$(cc -print-file-name=libc.a 2>/dev/null)" && "$(cc -print-file-name=libc.a 2>/dev/null)" == /* ]] || need+=(libc6-dev)
 # The kernel recorder: its BPF program is compiled with clang against this kernel's BTF (bpftool
-# dumps vmlinux.h), and loaded with libbpf.
-command -v clang >/dev/null 2>&1 || need+=(clang)
+# dumps vmlinux.h), and loaded with libbpf. Any clang with the BPF target does (Swift's own has it);
+# without one, Debian's.
+clang -print-targets 2>/dev/null | grep -qw bpf || need+=(clang)
 [[ -x /usr/sbin/bpftool ]] || command -v bpftool >/dev/null 2>&1 || need+=(bpftool)
 pkg-config --exists libbpf 2>/dev/null || need+=(libbpf-dev)
 if [[ "${1:-}" == "--test" ]]; then
