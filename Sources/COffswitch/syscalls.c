@@ -227,7 +227,7 @@ int ofs_signalfd_open(const int *signals, int count) {
     return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-int ofs_signalfd_next(int fd, int *signo, int *sender_pid, unsigned int *sender_uid) {
+int ofs_signalfd_next(int fd, int *signo, int *sender_pid, unsigned int *sender_uid, int *code) {
     struct signalfd_siginfo info;
     ssize_t n;
     do {
@@ -241,6 +241,7 @@ int ofs_signalfd_next(int fd, int *signo, int *sender_pid, unsigned int *sender_
     *signo = (int)info.ssi_signo;
     *sender_pid = (int)info.ssi_pid;
     *sender_uid = info.ssi_uid;
+    *code = info.ssi_code;
     return 1;
 }
 

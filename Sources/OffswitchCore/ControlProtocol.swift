@@ -316,12 +316,18 @@ public struct ShutdownInfo: Sendable, Equatable, Codable {
     public var senderUID: UInt32
     /// Wall-clock time in nanoseconds since the epoch when PID 1 received the signal.
     public var unixNanoseconds: UInt64
+    /// The signal's si_code: how the kernel says it was sent. Only SI_USER (kill), SI_TKILL
+    /// (tgkill, tkill) and the kernel's own positive codes make `senderPID` the kernel's word; the
+    /// other negative codes come from a sender that wrote its own siginfo (rt_sigqueueinfo), pid
+    /// and all. nil in records made before PID 1 reported it.
+    public var code: Int32?
 
-    public init(signal: Int32, senderPID: Int32, senderUID: UInt32, unixNanoseconds: UInt64) {
+    public init(signal: Int32, senderPID: Int32, senderUID: UInt32, unixNanoseconds: UInt64, code: Int32? = nil) {
         self.signal = signal
         self.senderPID = senderPID
         self.senderUID = senderUID
         self.unixNanoseconds = unixNanoseconds
+        self.code = code
     }
 }
 
@@ -353,6 +359,7 @@ public enum InitReport: Sendable, Equatable {
             w.i32(info.senderPID)
             w.u32(info.senderUID)
             w.u64(info.unixNanoseconds)
+            w.i32(info.code ?? 0)
         case .refused(let message):
             w.u8(4)
             w.string(message)
@@ -367,7 +374,7 @@ public enum InitReport: Sendable, Equatable {
         case 2: return .setupFailed(stage: try r.string(), errno: try r.i32())
         case 3:
             return .shutdown(ShutdownInfo(signal: try r.i32(), senderPID: try r.i32(), senderUID: try r.u32(),
-                                          unixNanoseconds: try r.u64()))
+                                          unixNanoseconds: try r.u64(), code: try r.i32()))
         case 4: return .refused(try r.string())
         case let tag: throw OffswitchError(.protocolError, "unknown report tag \(tag)")
         }

@@ -294,9 +294,9 @@ enum SyscallArguments {
                 let target = word.map { Int64(Int32(truncatingIfNeeded: $0 >> 32)) }
                 return [("fd", int(0)), ("command", .string("F_SETOWN_EX")), ("target", target.map { .int($0) } ?? .null),
                         ("targets_pid1", .bool(target == 1))]
-            default: return [("fd", int(0)), ("command", .int(Int64(args[1])))]
+            default: return [("fd", int(0)), ("command", .int(Int64(bitPattern: args[1])))]
             }
-        case "ptrace": return [("request", .int(Int64(args[0]))), ("target", int(1))]
+        case "ptrace": return [("request", .int(Int64(bitPattern: args[0]))), ("target", int(1))]
         case "process_vm_writev", "process_vm_readv": return [("target", int(0))]
         case "mount":
             return [("source", path(0)), ("target", path(1)), ("fstype", path(2)), ("flags", hex(3))]

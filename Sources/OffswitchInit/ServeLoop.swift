@@ -87,15 +87,15 @@ struct ServeLoop {
     }
 
     private mutating func drainSignals() {
-        var signo: Int32 = 0, sender: Int32 = 0
+        var signo: Int32 = 0, sender: Int32 = 0, code: Int32 = 0
         var uid: UInt32 = 0
-        while ofs_signalfd_next(signals, &signo, &sender, &uid) == 1 {
+        while ofs_signalfd_next(signals, &signo, &sender, &uid, &code) == 1 {
             switch signo {
             case SIGTERM:
                 // A real shutdown: say who did it, then exit. The kernel kills every other
                 // process of the namespace as PID 1 goes.
                 InitProcess.report(.shutdown(ShutdownInfo(signal: signo, senderPID: sender, senderUID: uid,
-                                                          unixNanoseconds: unixNanoseconds())))
+                                                          unixNanoseconds: unixNanoseconds(), code: code)))
                 _exit(128 + SIGTERM)
             case SIGCHLD:
                 commands.reapAll()

@@ -54,7 +54,7 @@ struct WireTests {
     func reports() throws {
         let reports: [InitReport] = [
             .ready(capabilities: 5, listener: true), .ready(capabilities: 0, listener: false), .setupFailed(stage: "mount(overlay, /x)", errno: 22),
-            .shutdown(ShutdownInfo(signal: 15, senderPID: 7, senderUID: 1000, unixNanoseconds: 123)),
+            .shutdown(ShutdownInfo(signal: 15, senderPID: 7, senderUID: 1000, unixNanoseconds: 123, code: -1)),
             .refused("tmpfs[1].path: /data is a symbolic link"),
         ]
         for report in reports { #expect(try InitReport.decode(report.encoded()) == report) }

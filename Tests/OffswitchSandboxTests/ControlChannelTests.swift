@@ -11,7 +11,7 @@ struct ControlChannelTests {
         defer { close(channel.fd) }
         // A request PID 1 never reads: its end closes with it unread, which resets ours.
         try channel.send(.openPTY)
-        let report = InitReport.shutdown(ShutdownInfo(signal: SIGTERM, senderPID: 7, senderUID: 1000, unixNanoseconds: 42))
+        let report = InitReport.shutdown(ShutdownInfo(signal: SIGTERM, senderPID: 7, senderUID: 1000, unixNanoseconds: 42, code: 0))
         let bytes = report.encoded()
         #expect(bytes.withUnsafeBytes { Glibc.send(peer, $0.baseAddress, $0.count, 0) } == bytes.count)
         close(peer)

@@ -162,6 +162,23 @@ struct KernelRecorderLogicTests {
         #expect(KernelRecord.path((Self.walkedFlags | UInt8(OFS_SEC_TRUNCATED), Self.walked("/a/b"))) == nil)
         #expect(KernelRecord.path((Self.walkedFlags, [])) == "/")
     }
+
+    @Test("Any argument values decode without trapping: every recorded call of every bundled profile, with all bits set, the sign bit alone, zero and random words")
+    func extremeArguments() throws {
+        var names: Set<String> = []
+        for profile in ["docker", "hardened", "observe"] { names.formUnion(try profileSpec(profile).record.map(\.name)) }
+        #expect(names.contains("ptrace") && names.contains("fcntl"))
+        var patterns: [[UInt64]] = [Array(repeating: .max, count: 6), Array(repeating: 1 << 63, count: 6), Array(repeating: 0, count: 6)]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<32 { patterns.append((0..<6).map { _ in generator.next() }) }
+        for name in names.sorted() {
+            for args in patterns {
+                // A ptrace(-1, ...) took the whole recorder down once: a raw word read as a signed number.
+                let fields = SyscallArguments.decode(name, args, memory: nil, hostPID: 0)
+                #expect(!JSONValue.object(fields).serialized.isEmpty, "\(name)")
+            }
+        }
+    }
 }
 
 /// The kernel recorder in real sandboxes: where this host loads it (the tracepoint path), every

@@ -368,7 +368,7 @@ void ofs_signals_reset_all(void);
 /// Block `signals` and return a close-on-exec, non-blocking signalfd for them, or -1.
 int ofs_signalfd_open(const int *_Nonnull signals, int count);
 /// Read one signal: 1 with the fields set, 0 when none is pending, -1 on error.
-int ofs_signalfd_next(int fd, int *_Nonnull signo, int *_Nonnull sender_pid, unsigned int *_Nonnull sender_uid);
+int ofs_signalfd_next(int fd, int *_Nonnull signo, int *_Nonnull sender_pid, unsigned int *_Nonnull sender_uid, int *_Nonnull code);
 /// setresuid/setresgid sit behind _GNU_SOURCE, which Swift's Glibc module does not define.
 int ofs_setresuid(uid_t real, uid_t effective, uid_t saved);
 int ofs_setresgid(gid_t real, gid_t effective, gid_t saved);

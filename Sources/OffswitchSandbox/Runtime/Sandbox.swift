@@ -285,6 +285,7 @@ public final class Sandbox: Sendable {
             if let shutdown {
                 fields += [("signal", .int(Int64(shutdown.signal))), ("sender_pid", .int(Int64(shutdown.senderPID))),
                            ("sender_uid", .int(Int64(shutdown.senderUID))), ("at_unix_ns", .uint(shutdown.unixNanoseconds))]
+                if let code = shutdown.code { fields.append(("si_code", .int(Int64(code)))) }
             }
             events.append(shutdown != nil ? "shutdown" : "init_exited", fields)
             return ended

@@ -22,6 +22,22 @@ struct ShutdownCause {
 
     private static let queueCalls: Set<String> = ["rt_sigqueueinfo", "rt_tgsigqueueinfo"]
 
+    /// The calls that can have sent a signal with this si_code (the shutdown's `si_code`), and
+    /// whether the pid PID 1 was told is the kernel's word. SI_USER (0) is kill's, or
+    /// pidfd_send_signal's without a siginfo; SI_TKILL (-6) is tgkill's and tkill's; any other
+    /// negative code is one the sender wrote into its own siginfo (rt_sigqueueinfo,
+    /// rt_tgsigqueueinfo, pidfd_send_signal with one), with the pid it chose. nil: the log has no
+    /// code (older logs), any call can have sent it.
+    static func senders(code: Int64?) -> (calls: Set<String>, pidIsKernels: Bool)? {
+        switch code {
+        case nil: return nil
+        case 0: return (["kill", "pidfd_send_signal"], true)
+        case -6: return (["tgkill", "tkill"], true)
+        case let code? where code < 0: return (queueCalls.union(["pidfd_send_signal"]), false)
+        default: return ([], true)  // the kernel's own (a descriptor's SIGIO): no call sent it
+        }
+    }
+
     init(events: [JSONValue], tree: ProcessTree, realTrigger: JSONValue?, probeTrigger: JSONValue?) {
         guard let shutdown = events.first(where: { $0.kind == "shutdown" }), let shutdownSeq = shutdown.seq else {
             probeExecuted = probeTrigger == nil ? nil : false
@@ -41,8 +57,18 @@ struct ShutdownCause {
             event.kind == "syscall" && event["syscall"]?.string == "fcntl" && (event.seq ?? 0) < shutdownSeq
                 && ["F_SETOWN", "F_SETOWN_EX"].contains(event["args"]?["command"]?.string ?? "") && event["args"]?["target"]?.int == 1
         } : nil
-        let recorded = signals.last { $0["pid"]?.int == told }
-            ?? signals.last { Self.queueCalls.contains($0["syscall"]?.string ?? "") } ?? armed
+        // The call that sent it: one that can have made its si_code. Its caller is the sender when
+        // the told pid is the kernel's word and matches; a sender that wrote its own siginfo may
+        // have named another process (a script that made a call that failed, say), so then the
+        // latest such call is the sender, whatever pid it claimed.
+        let recorded: JSONValue?
+        if let senders = Self.senders(code: shutdown["si_code"]?.int) {
+            let possible = signals.filter { senders.calls.contains($0["syscall"]?.string ?? "") }
+            recorded = (senders.pidIsKernels ? possible.last { $0["pid"]?.int == told } : possible.last) ?? armed
+        } else {
+            recorded = signals.last { $0["pid"]?.int == told }
+                ?? signals.last { Self.queueCalls.contains($0["syscall"]?.string ?? "") } ?? armed
+        }
         fromHost = told == 0 && hostAsked && recorded == nil
         let sender = recorded?["pid"]?.int ?? told
         self.sender = sender
