@@ -20,6 +20,8 @@ public final class KernelRecorder: @unchecked Sendable {
         var strings: [(arg: UInt8, dirfd: UInt8)]
         var fd: UInt8? = nil
         var words: UInt8? = nil
+        /// The call returns a descriptor of the file it opened: at its exit the program names that file.
+        var opens = false
     }
 
     static let cwd = UInt8(OFS_REC_CWD), none = UInt8(OFS_REC_NONE)
@@ -29,8 +31,8 @@ public final class KernelRecorder: @unchecked Sendable {
     /// The calls the kernel recorder can record: their fields are those `SyscallArguments.decode`
     /// gives from the strings, words and names the program copies.
     static let layouts: [String: Layout] = [
-        "open": Layout(strings: [(0, cwd)]), "creat": Layout(strings: [(0, cwd)]),
-        "openat": Layout(strings: [(1, 0)]), "openat2": Layout(strings: [(1, 0)], words: 2),
+        "open": Layout(strings: [(0, cwd)], opens: true), "creat": Layout(strings: [(0, cwd)], opens: true),
+        "openat": Layout(strings: [(1, 0)], opens: true), "openat2": Layout(strings: [(1, 0)], words: 2, opens: true),
         "unlink": Layout(strings: [(0, cwd)]), "rmdir": Layout(strings: [(0, cwd)]), "truncate": Layout(strings: [(0, cwd)]),
         "unlinkat": Layout(strings: [(1, 0)]),
         "rename": Layout(strings: [(0, cwd), (1, cwd)]), "renameat": Layout(strings: [(1, 0), (3, 2)]),
@@ -172,6 +174,7 @@ public final class KernelRecorder: @unchecked Sendable {
         withUnsafeMutableBytes(of: &call.dirfd) { bytes in for (i, s) in layout.strings.enumerated() { bytes[i] = s.dirfd } }
         call.fd = layout.fd ?? none
         call.words_arg = layout.words ?? none
+        call.opens = layout.opens ? 1 : 0
         // One entry without conditions records every call.
         if entries.contains(where: { $0.args.isEmpty }) { return call }
         guard entries.count <= Int(OFS_REC_ALTERNATIVES) else { return nil }
@@ -409,7 +412,15 @@ public final class KernelFollow: @unchecked Sendable {
         } else if record.exeSame {
             exe = executables[key]
         }
-        let decoded = SyscallArguments.decode(name, record.args, memory: record, hostPID: record.hostPID)
+        var decoded = SyscallArguments.decode(name, record.args, memory: record, hostPID: record.hostPID)
+        // An open recorded at its exit names the file it opened, by its descriptor: the string was
+        // read after the kernel's own read, when another thread may have rewritten it.
+        if let opened = record.opened, let index = decoded.firstIndex(where: { $0.0 == "path" }) {
+            let given = decoded.first { $0.0 == "path_given" }?.1 ?? decoded[index].1
+            decoded.removeAll { $0.0 == "path_given" }
+            decoded[index].1 = .string(opened)
+            if given != .string(opened) { decoded.insert(("path_given", given), at: index + 1) }
+        }
         var fields: [(String, JSONValue)] = [("syscall", .string(name)), ("args", .object(decoded)), ("decision", .string("allowed"))]
         if record.atExit { fields += [("read_at_exit", .bool(true)), ("result", .int(record.result))] }
         // What the decoder could not name (a string, a directory, a descriptor's file) is unknown,
@@ -452,6 +463,8 @@ struct KernelRecord: CallMemory {
     /// Made at the call's exit (its strings were not resident at entry), with its `result`.
     let atExit: Bool
     let result: Int64
+    /// For an open recorded at its exit that succeeded: the file the descriptor it returned names.
+    let opened: String?
     /// The names `link` was asked for and did not have: the decoder wanted a path it could not get.
     let misses = Misses()
 
@@ -526,6 +539,7 @@ struct KernelRecord: CallMemory {
         self.unread = unread
         atExit = event.flags & UInt32(OFS_REC_AT_EXIT) != 0
         result = event.result
+        opened = atExit && result >= 0 && layout?.opens == true ? Self.path(sections[Int(OFS_SEC_FD)]) : nil
     }
 
     /// A copied kernel path as readlink would print it; nil when it was not copied whole.

@@ -451,6 +451,9 @@ __noinline int emit(const struct ofs_rec_call *call, const struct pending *what,
         }
     }
     if (call->fd < 6) walk_file(s, descriptor(task, (__s32)args[call->fd & 7]), OFS_SEC_FD);
+    // At its exit, an open that succeeded names the file it opened by the descriptor it returned:
+    // the kernel's file, not the string, which another thread may have changed since.
+    else if (at_exit && call->opens && result >= 0 && result < 0x7fffffff) walk_file(s, descriptor(task, result), OFS_SEC_FD);
 
     void *ring = bpf_map_lookup_elem(&rings, &slot);
     __u64 size = (sizeof(struct ofs_rec_event) + s->used) & 0xffff;

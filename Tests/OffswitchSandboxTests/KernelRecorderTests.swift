@@ -73,9 +73,13 @@ struct KernelRecorderLogicTests {
     }
 
     /// A record as the program writes it: the header, then the sections in order.
-    static func record(nr: UInt32, args: [UInt64], pid: Int32 = 7, sections: [Int: (UInt8, [UInt8])]) -> [UInt8] {
+    static func record(nr: UInt32, args: [UInt64], pid: Int32 = 7, sections: [Int: (UInt8, [UInt8])], atExit result: Int64? = nil) -> [UInt8] {
         var event = ofs_rec_event()
         event.nr = nr
+        if let result {
+            event.flags = UInt32(OFS_REC_AT_EXIT)
+            event.result = result
+        }
         event.host_pid = 1234
         event.host_tid = 1234
         event.pid = pid
@@ -158,6 +162,18 @@ struct KernelRecorderLogicTests {
         let moved = JSONValue.object(try Self.decode(rename, "renameat2").1)
         #expect(moved["from"]?.string == "/home/user/shutdown.sh")
         #expect(moved["to"]?.string == "/tmp/kept")
+        // An open recorded at its exit that succeeded is named by the descriptor it returned, not
+        // by the string, which another thread may have rewritten by then; one that failed, by its string.
+        let sections: [Int: (UInt8, [UInt8])] = [OFS_SEC_STRING0: (UInt8(OFS_SEC_PRESENT), Array("/home/user/shutdown.sh".utf8)),
+                                                 OFS_SEC_FD: (Self.walkedFlags, Self.walked("/tmp/f"))]
+        let opened = try #require(Self.record(nr: 257, args: [UInt64(bitPattern: -100), 0x1000, 1, 0, 0, 0], sections: sections, atExit: 3)
+            .withUnsafeBytes { KernelRecord($0, name: "openat") })
+        #expect(opened.opened == "/tmp/f")
+        let refused = try #require(Self.record(nr: 257, args: [UInt64(bitPattern: -100), 0x1000, 1, 0, 0, 0], sections: sections, atExit: -13)
+            .withUnsafeBytes { KernelRecord($0, name: "openat") })
+        #expect(refused.opened == nil)
+        #expect(KernelRecorder.table(try #require(KernelRecorder.layouts["openat"]), [RecordedSyscall(name: "openat")])?.opens == 1)
+        #expect(KernelRecorder.table(try #require(KernelRecorder.layouts["chmod"]), [RecordedSyscall(name: "chmod")])?.opens == 0)
         // A walk cut short is no path: it is not guessed at.
         #expect(KernelRecord.path((Self.walkedFlags | UInt8(OFS_SEC_TRUNCATED), Self.walked("/a/b"))) == nil)
         #expect(KernelRecord.path((Self.walkedFlags, [])) == "/")

@@ -92,7 +92,7 @@ struct ofs_rec_call {
     __u8 fd;             // arg index of a descriptor whose file is named, or NONE
     __u8 words_arg;      // arg index of a pointer to two words to copy, or NONE
     __u8 alternatives;   // 0: every call; else a call is recorded when one alternative matches
-    __u8 reserved;
+    __u8 opens;          // 1: the call returns a descriptor of the file it opened (at exit, that file is FD)
     struct ofs_rec_alternative alternative[OFS_REC_ALTERNATIVES];
 };
 
