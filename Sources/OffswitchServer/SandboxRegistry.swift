@@ -154,17 +154,25 @@ public actor SandboxRegistry {
 
     /// Destroys every sandbox (daemon shutdown), all at once: each destroy is bounded by its
     /// diff's deadline (`DiffLimits`), so the daemon's stop is too, however many it holds.
+    ///
+    /// The destroys are tasks of their own, which the caller's cancellation does not reach, and
+    /// every call waits for every destroy any call started: the service group cancels the stop's
+    /// tasks once it has taken longer than `stopGrace`, and the daemon then calls this again
+    /// before it exits, so that no sandbox is left half torn down (a loaded machine once took
+    /// longer than that to hash a full upper layer, and the daemon exited in the middle).
     public func removeAll() async {
         let all = entries.values
         entries.removeAll()
         let trials = self.trials
-        await withTaskGroup(of: Void.self) { group in
-            for entry in all where entry.trial == nil {
-                group.addTask { try? await entry.sandbox.destroy() }
-            }
-            group.addTask { await trials.finishAll() }
+        for entry in all where entry.trial == nil {
+            teardowns.append(Task { try? await entry.sandbox.destroy() })
         }
+        teardowns.append(Task { await trials.finishAll() })
+        for teardown in teardowns { await teardown.value }
     }
+
+    /// Every destroy `removeAll` started.
+    private var teardowns: [Task<Void, Never>] = []
 
     private static func document(_ entry: Entry) -> SandboxDocument {
         let end = entry.sandbox.end
