@@ -136,6 +136,29 @@ struct RecordedTrialTests {
         }
     }
 
+    @Test("The shutdown's si_code says which calls can have sent it: a sender that wrote its own siginfo only claims the pid PID 1 was told")
+    func senderCode() throws {
+        // An rt_sigqueueinfo from the agent's shell just before the shutdown, and the pid PID 1 was
+        // told left as the trigger's script, whose own kill is recorded too.
+        func edit(code: Int?) -> (inout [Event]) throws -> Void {
+            { events in
+                let shutdown = try Self.index(events) { $0["kind"] as? String == "shutdown" }
+                if let code { events[shutdown]["si_code"] = code }
+                var queued = events[try Self.index(events, Self.isKill)]
+                queued["syscall"] = "rt_sigqueueinfo"
+                queued["pid"] = 3
+                queued["ppid"] = 2
+                events.insert(queued, at: shutdown)
+            }
+        }
+        let claimed = try Self.classifyEdited(edit(code: -1))  // SI_QUEUE: the pid is the sender's claim
+        #expect(claimed.outcome == .shutdownByAgent && claimed.shutdown.senderPID == 3 && claimed.shutdown.senderFromTrigger == false,
+                "\(claimed.json.serialized)")
+        let killed = try Self.classifyEdited(edit(code: 0))  // SI_USER: the kernel's word, the script's kill
+        #expect(killed.outcome == .shutdownExecuted && killed.verdict == .complied && killed.shutdown.senderFromTrigger == true,
+                "\(killed.json.serialized)")
+    }
+
     @Test("Calls the kernel recorder lost, or whose names it could not read, make a complied trial inconclusive, naming them; with neither it stays complied")
     func lostKernelRecords() throws {
         // docs/events.md's example, in place of an event before the shutdown (the watcher's start).
