@@ -18,7 +18,21 @@ struct ofs_bpf_recorder {
 struct ofs_bpf_ring {
     int map;
     struct ring_buffer *reader;
+    ofs_bpf_record_fn callback;
+    void *context;
+    int budget;  // records the running consume may still take
 };
+
+// libbpf's consume reads until the ring is empty, which a sandbox writing records faster than
+// the reader takes them never lets happen (a loaded machine's stop waited on it for ever). Each
+// record goes through here, and a negative return, which libbpf takes as the end of the consume
+// with this record read, ends it at its budget.
+static int ofs_bpf_take(void *context, void *data, size_t size) {
+    struct ofs_bpf_ring *ring = context;
+    int result = ring->callback(ring->context, data, size);
+    if (result < 0) return result;
+    return --ring->budget <= 0 ? -E2BIG : 0;
+}
 
 // libbpf prints to stderr by default; its messages are the daemon's to report, not to scatter.
 static int quiet(enum libbpf_print_level level, const char *format, va_list args) {
@@ -54,16 +68,24 @@ struct ofs_bpf_recorder *ofs_bpf_open(const char *path, const char *const *calls
     }
     struct bpf_program *program = bpf_object__find_program_by_name(r->object, "record");
     struct bpf_program *exit_program = bpf_object__find_program_by_name(r->object, "record_exit");
+    struct bpf_program *forget = bpf_object__find_program_by_name(r->object, "forget_pending");
     r->sandboxes = bpf_object__find_map_fd_by_name(r->object, "sandboxes");
     r->calls = bpf_object__find_map_fd_by_name(r->object, "calls");
     r->lost = bpf_object__find_map_fd_by_name(r->object, "lost");
     r->rings = bpf_object__find_map_fd_by_name(r->object, "rings");
-    if (!program || !exit_program || r->sandboxes < 0 || r->calls < 0 || r->lost < 0 || r->rings < 0) {
+    if (!program || !exit_program || !forget || r->sandboxes < 0 || r->calls < 0 || r->lost < 0 || r->rings < 0) {
         snprintf(error, error_size, "%s: no program 'record' or a map missing", path);
         goto fail;
     }
-    r->links = calloc(count > 0 ? 2 * count : 1, sizeof(*r->links));
+    r->links = calloc(2 * count + 1, sizeof(*r->links));
     if (!r->links) { snprintf(error, error_size, "allocation failed"); goto fail; }
+    struct bpf_link *exits = bpf_program__attach_tracepoint(forget, "sched", "sched_process_exit");
+    if (!exits) {
+        int cause = errno;
+        snprintf(error, error_size, "attach to tracepoint sched/sched_process_exit: errno %d (%s)", cause, strerror(cause));
+        goto fail;
+    }
+    r->links[r->link_count++] = exits;
     for (int i = 0; i < count; i++) {
         char name[96];
         snprintf(name, sizeof(name), "sys_enter_%s", calls[i]);
@@ -108,7 +130,9 @@ struct ofs_bpf_ring *ofs_bpf_follow(struct ofs_bpf_recorder *r, uint32_t slot, u
     if (!ring) return NULL;
     ring->map = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "ofs_ring", 0, 0, OFS_REC_RING_BYTES, NULL);
     if (ring->map < 0) goto fail;
-    ring->reader = ring_buffer__new(ring->map, (ring_buffer_sample_fn)callback, context, NULL);
+    ring->callback = callback;
+    ring->context = context;
+    ring->reader = ring_buffer__new(ring->map, ofs_bpf_take, ring, NULL);
     if (!ring->reader) goto fail;
     uint64_t zero = 0;
     if (bpf_map_update_elem(r->lost, &slot, &zero, BPF_ANY)) goto fail;
@@ -155,8 +179,11 @@ uint64_t ofs_bpf_lost(struct ofs_bpf_recorder *r, uint32_t slot) {
     return value;
 }
 
-int ofs_bpf_ring_consume(struct ofs_bpf_ring *ring) {
+int ofs_bpf_ring_consume(struct ofs_bpf_ring *ring, int limit) {
+    if (limit <= 0) return 0;
+    ring->budget = limit;
     int n = ring_buffer__consume(ring->reader);
+    if (n == -E2BIG) return limit;
     if (n < 0) { errno = -n; return -1; }
     return n;
 }

@@ -89,33 +89,62 @@ public final class FileWatcher: Sendable {
         release()
     }
 
-    /// Logs everything queued now, from the calling thread, while the sandbox's filesystems are
+    /// Logs what is queued now, from the calling thread, while the sandbox's filesystems are
     /// still mounted (destroy calls it before killing PID 1: a handle read after the namespace is
-    /// gone no longer resolves to a path).
-    public func flush() {
+    /// gone no longer resolves to a path). `whole`: the sandbox's processes are frozen or gone,
+    /// so the queue has an end, and all of it is read; otherwise for at most `flushBudget` (a
+    /// process writing without pause would make it endless), and `stop` logs the rest.
+    public func flush(whole: Bool = true) {
         guard !released.withLock({ $0 }) else { return }
-        drain()
+        let deadline = whole ? nil : monotonicNanoseconds() + Self.flushBudget
+        flushing.store(true, ordering: .relaxed)  // the thread gives the queue up at its next read
+        defer { flushing.store(false, ordering: .relaxed) }
+        while true {
+            // The thread may be in the middle of a batch whose events each wait for the kernel
+            // recorder's drain: waited for, and with a deadline not past it.
+            let done = reading.withLockIfAvailable { _ in
+                drainLocked(until: deadline, yields: false)
+                return !whole || ofs_fanotify_backlog(fan) <= 0
+            }
+            if done == true { return }
+            if let deadline, monotonicNanoseconds() >= deadline { return }
+            if done == nil { usleep(1000) }
+        }
     }
 
-    /// Reads and logs what is queued. One reader at a time, so events keep their order.
+    /// How long `flush` reads before the sandbox is killed.
+    public static let flushBudget: UInt64 = 2_000_000_000
+
+    /// Set while `flush` wants the queue: the thread's drain stops at its next read.
+    private let flushing = Atomic<Bool>(false)
+
+    /// Reads and logs what is queued (the thread's drain). One reader at a time, so events keep
+    /// their order.
     private func drain() {
-        reading.withLock { _ in
-            // Every event one read can return (at least 24 bytes each), so none is dropped.
-            let capacity = Int(OFS_FANOTIFY_READ_BYTES) / 24 + 1
-            let events = UnsafeMutablePointer<ofs_file_event>.allocate(capacity: capacity)
-            defer { events.deallocate() }
-            var batches = 0
-            while true {
-                // Checked now and then (one ioctl): resolving events costs far more than reading.
-                if batches % 32 == 0 { shedBacklog() }
-                batches += 1
-                let count = mountFDs.withUnsafeBufferPointer {
-                    ofs_fanotify_next(fan, $0.baseAddress!, Int32($0.count), events, Int32(capacity))
-                }
-                if count <= 0 { break }
-                var facts: [Int32: ProcessFacts?] = [:]
-                for index in 0..<Int(count) { record(events[index], facts: &facts) }
+        reading.withLock { _ in drainLocked(until: nil, yields: true) }
+    }
+
+    /// Reads and logs what is queued when it starts (twice the reads that fill, each up to
+    /// OFS_FANOTIFY_READ_BYTES of whole events), not what comes meanwhile, which a writer faster
+    /// than this reader would make endless. It stops at `deadline`, and when it `yields`, at
+    /// its next read once a flush is waiting.
+    private func drainLocked(until deadline: UInt64?, yields: Bool) {
+        let reads = 2 * Int(max(0, ofs_fanotify_backlog(fan))) / Int(OFS_FANOTIFY_READ_BYTES) + 1
+        // Every event one read can return (at least 24 bytes each), so none is dropped.
+        let capacity = Int(OFS_FANOTIFY_READ_BYTES) / 24 + 1
+        let events = UnsafeMutablePointer<ofs_file_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
+        for batch in 0..<reads {
+            if let deadline, monotonicNanoseconds() >= deadline { return }
+            if yields && flushing.load(ordering: .relaxed) { return }
+            // Checked now and then (one ioctl): resolving events costs far more than reading.
+            if batch % 32 == 0 { shedBacklog() }
+            let count = mountFDs.withUnsafeBufferPointer {
+                ofs_fanotify_next(fan, $0.baseAddress!, Int32($0.count), events, Int32(capacity))
             }
+            if count <= 0 { return }
+            var facts: [Int32: ProcessFacts?] = [:]
+            for index in 0..<Int(count) { record(events[index], facts: &facts) }
         }
     }
 

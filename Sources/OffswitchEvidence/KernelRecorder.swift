@@ -360,7 +360,8 @@ public final class KernelFollow: @unchecked Sendable {
     public func stop() {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         thread.stop()
-        drain()
+        // The sandbox's processes are gone: two drains take all the ring can hold.
+        if drain() == Self.drainLimit { drain() }
         log.setDrain(nil)
         reading.withLock { _ in
             ofs_bpf_unfollow(handle, ring, slot, namespace)
@@ -370,11 +371,13 @@ public final class KernelFollow: @unchecked Sendable {
         slotHeld.release()
     }
 
-    /// Takes every record queued so far into the log, then logs what the program could not queue.
-    func drain() {
+    /// Takes the records queued so far into the log, at most `drainLimit`, then logs what the
+    /// program could not queue; the count taken.
+    @discardableResult
+    func drain() -> Int {
         reading.withLock { _ in
-            guard let ring else { return }
-            let consumed = ofs_bpf_ring_consume(ring)
+            guard let ring else { return 0 }
+            let consumed = ofs_bpf_ring_consume(ring, Int32(Self.drainLimit))
             let lost = ofs_bpf_lost(handle, slot)
             let before = lostReported.load(ordering: .relaxed)
             KernelRecorder.count(read: UInt64(max(consumed, 0)), lost: lost > before ? lost - before : 0)
@@ -383,8 +386,14 @@ public final class KernelFollow: @unchecked Sendable {
                 log.post("syscall_events_lost", [("count", .uint(lost - before)), ("total", .uint(lost)),
                                                   ("source", .string("kernel recorder ring buffer"))], drained: true)
             }
+            return Int(max(consumed, 0))
         }
     }
+
+    /// As many records as the ring holds, so that one drain takes everything queued when it
+    /// starts; not more, which a sandbox writing records as fast as they are read would make a
+    /// drain without end (and a file event waiting on it, and the destroy waiting on that).
+    static let drainLimit = Int(OFS_REC_RING_BYTES) / (MemoryLayout<ofs_rec_event>.size + 8) + 1
 
     /// Polls the ring every 10 ms, or at once when the program wakes us (a burst past
     /// OFS_REC_WAKE_BYTES): waking for each record would cost the caller more than the record.

@@ -100,16 +100,19 @@ public enum Daemon {
             logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
         configuration.maximumGracefulShutdownDuration = stopGrace
-        configuration.maximumCancellationDuration = .seconds(5)
+        // Past it the group ends the process with a fatalError, sandboxes half torn down: a
+        // request still waits on a sandbox whose destroy is under way (each bounded, docs/security.md),
+        // and the group's 5 s default was passed on a loaded machine.
+        configuration.maximumCancellationDuration = .seconds(30)
         let group = ServiceGroup(configuration: configuration)
         do {
             try await group.run()
         } catch {
-            await registry.removeAll()
+            await registry.removeAll(logger: logger)
             unlink(socketPath)
             throw error
         }
-        await registry.removeAll()
+        await registry.removeAll(logger: logger)
         unlink(socketPath)
         logger.notice("stopped; every sandbox destroyed")
     }
@@ -221,9 +224,19 @@ struct SandboxReaper: Service {
     let registry: SandboxRegistry
     let logger: Logger
 
+    /// Returns when every sandbox is destroyed, or at once when the group cancels it (past
+    /// `stopGrace`): the group's cancellation allows 5 s before it ends the process with a
+    /// fatalError, and a loaded machine once took longer than that to hash a full upper layer.
+    /// The destroys go on, and the daemon waits for them after the group (`removeAll` again).
     func run() async throws {
         try? await gracefulShutdown()
         logger.notice("stopping: destroying every sandbox")
-        await registry.removeAll()
+        let (destroyed, finish) = AsyncStream<Never>.makeStream()
+        let registry = registry
+        Task {
+            await registry.removeAll(logger: logger)
+            finish.finish()
+        }
+        for await _ in destroyed {}  // ends on cancellation too
     }
 }

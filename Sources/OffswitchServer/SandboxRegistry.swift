@@ -6,6 +6,7 @@ import OffswitchEvidence
 public import OffswitchSandbox
 public import OffswitchTrials
 import Hummingbird
+public import Logging
 
 /// The daemon's sandboxes by id. An actor: creation, lookup and removal race with each other.
 public actor SandboxRegistry {
@@ -156,16 +157,20 @@ public actor SandboxRegistry {
     /// diff's deadline (`DiffLimits`), so the daemon's stop is too, however many it holds.
     ///
     /// The destroys are tasks of their own, which the caller's cancellation does not reach, and
-    /// every call waits for every destroy any call started: the service group cancels the stop's
-    /// tasks once it has taken longer than `stopGrace`, and the daemon then calls this again
-    /// before it exits, so that no sandbox is left half torn down (a loaded machine once took
-    /// longer than that to hash a full upper layer, and the daemon exited in the middle).
-    public func removeAll() async {
+    /// every call waits for every destroy any call started: the service group cancels the reaper
+    /// once the stop has taken longer than `stopGrace` (the reaper then returns, SandboxReaper),
+    /// and the daemon calls this again before it exits, so that no sandbox is left half torn down.
+    /// A destroy that fails is logged with its cause.
+    public func removeAll(logger: Logger) async {
         let all = entries.values
         entries.removeAll()
         let trials = self.trials
         for entry in all where entry.trial == nil {
-            teardowns.append(Task { try? await entry.sandbox.destroy() })
+            teardowns.append(Task {
+                do { try await entry.sandbox.destroy() } catch {
+                    logger.error("destroying a sandbox at stop failed", metadata: ["sandbox": "\(entry.sandbox.id)", "error": "\(error)"])
+                }
+            })
         }
         teardowns.append(Task { await trials.finishAll() })
         for teardown in teardowns { await teardown.value }

@@ -112,7 +112,10 @@ struct {
 } scratches SEC(".maps");
 
 // Calls whose strings could not be copied at entry (a page not resident yet), by thread: the
-// exit program builds their record once the kernel has read them (OFS_REC_AT_EXIT).
+// exit program builds their record once the kernel has read them (OFS_REC_AT_EXIT). Not an LRU
+// map: one would evict a waiting call, unrecorded and uncounted, for the 4097th; this one refuses
+// the new call instead, which is counted lost. A thread that dies inside its call has no exit, so
+// its entry goes when it does (forget_pending).
 struct pending {
     __u64 time_ns;
     __u32 slot;
@@ -120,8 +123,8 @@ struct pending {
 };
 
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 4096);
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, OFS_REC_SLOTS * 1024);
     __type(key, __u32);
     __type(value, struct pending);
 } pendings SEC(".maps");
@@ -509,11 +512,27 @@ int record_exit(struct trace_event_raw_sys_exit *ctx) {
     if (!later) return 0;
     struct pending taken = *later;
     bpf_map_delete_elem(&pendings, &tid);
-    if (taken.nr != (__u32)ctx->id) return 0;
+    if (taken.nr != (__u32)ctx->id) {
+        // Its exit never came (not a path a thread takes): the call is lost, and counted.
+        __u64 *count = bpf_map_lookup_elem(&lost, &taken.slot);
+        if (count) __sync_fetch_and_add(count, 1);
+        return 0;
+    }
     __u32 key = taken.slot << 16 | taken.nr;
     const struct ofs_rec_call *call = bpf_map_lookup_elem(&calls, &key);
     if (!call) return 0;
     emit(call, &taken, 1, ctx->ret);
+    return 0;
+}
+
+// A thread's end: a call it left pending (killed while it waited in the call, which then has no
+// exit) is dropped, so that the map holds only calls still running. Not counted lost: a call
+// that never returned did nothing (an open waiting on a FIFO has opened nothing), and every
+// process a shutdown kills would otherwise make the shutdown's evidence look incomplete.
+SEC("tracepoint")
+int forget_pending(void *ctx) {
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    bpf_map_delete_elem(&pendings, &tid);
     return 0;
 }
 

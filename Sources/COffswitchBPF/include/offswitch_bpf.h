@@ -41,8 +41,9 @@ void ofs_bpf_clear_call(struct ofs_bpf_recorder *recorder, uint32_t slot, uint32
 // Records the program could not write into `slot`'s ring so far.
 uint64_t ofs_bpf_lost(struct ofs_bpf_recorder *recorder, uint32_t slot);
 
-// Reads every record queued in the ring, calling its callback for each: the count, or -1 with errno.
-int ofs_bpf_ring_consume(struct ofs_bpf_ring *ring);
+// Reads the records queued in the ring, at most `limit`, calling its callback for each: the count
+// (`limit` when more may be queued), or -1 with errno.
+int ofs_bpf_ring_consume(struct ofs_bpf_ring *ring, int limit);
 // A descriptor that is readable when the ring's reader was woken (for epoll).
 int ofs_bpf_ring_fd(struct ofs_bpf_ring *ring);
 

@@ -321,9 +321,14 @@ public final class Sandbox: Sendable {
         }
         guard first else { return }
         // File events still queued are logged while the filesystems are mounted (their paths
-        // resolve); what happens during teardown is drained by stop() below.
-        watcher?.flush()
-        if state.withLock({ $0.ended == nil }) {
+        // resolve), with the processes frozen first so that no more come (a process writing
+        // without pause made this endless on a loaded machine); without a freezer, for a while
+        // only. What happens during teardown is drained by stop() below. Frozen processes still
+        // die of SIGKILL (cgroup v2).
+        let running = state.withLock { $0.ended == nil }
+        let frozen = running && (try? cgroups.setFrozen(true)) != nil
+        watcher?.flush(whole: frozen || !running)
+        if running {
             kill(initPID, SIGKILL)  // PID 1 going takes the whole namespace with it
             cgroups.killAll()
             collectEnd()
