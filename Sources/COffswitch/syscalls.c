@@ -372,6 +372,8 @@ int ofs_peer_pid(int socket) {
     return credentials.pid;
 }
 
+int ofs_pidfd_open(pid_t pid) { return (int)syscall(434 /* SYS_pidfd_open */, pid, 0); }
+
 int ofs_pass_credentials(int socket) {
     int on = 1;
     return setsockopt(socket, SOL_SOCKET, SO_PASSCRED, &on, sizeof on);

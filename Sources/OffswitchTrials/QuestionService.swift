@@ -46,6 +46,11 @@ public final class QuestionService: Sendable {
         var current: Connection?
         /// Connections closed unanswered because the queue was full.
         var dropped = 0
+        /// The shutdown call's caller (host pid and pidfd) until it reports that it survived its
+        /// script, or exits: a question asked meanwhile waits in `held`.
+        var shutdownCaller: (peer: Int32, pidfd: Int32, since: UInt64)?
+        /// Questions asked while the shutdown call runs, their requests read, in order.
+        var held: [Connection] = []
     }
     private let connections = Mutex(Connections())
     /// Written when the recorder's hook queues connections: the serving thread, which may have
@@ -121,7 +126,10 @@ public final class QuestionService: Sendable {
         close(listener)
         close(queued.read)
         close(queued.write)
-        connections.withLock { state in for connection in state.queue { close(connection.fd) } }
+        connections.withLock { state in
+            for connection in state.queue + state.held { close(connection.fd) }
+            if let caller = state.shutdownCaller, caller.pidfd >= 0 { close(caller.pidfd) }
+        }
     }
 
     /// Starts answering calls.
@@ -169,20 +177,79 @@ public final class QuestionService: Sendable {
         while true {
             // Drained before the queue is looked at: a hook's byte after this is a new wake-up.
             while read(queued.read, &sink, sink.count) > 0 {}
-            let next = connections.withLock { state -> Connection? in
+            answerHeld()
+            let (next, holding) = connections.withLock { state -> (Connection?, Bool) in
                 acceptPending(&state)
                 state.current = state.queue.isEmpty ? nil : state.queue.removeFirst()
-                return state.current
+                return (state.current, !state.held.isEmpty)
             }
             guard let next else {
-                let ready = poll(&polls, 3, -1)
+                // Held questions wait for the shutdown caller's end, which no descriptor here shows.
+                let ready = poll(&polls, 3, holding ? 20 : -1)
                 if ready < 0 && errno == EINTR { continue }
                 if polls[1].revents != 0 { return }
                 continue
             }
-            answer(next.fd, peer: next.peer)
-            close(next.fd)
+            let kept = answer(next.fd, peer: next.peer)
+            if !kept { close(next.fd) }
             connections.withLock { $0.current = nil }
+        }
+    }
+
+    /// While the shutdown call runs (from its answer until its caller reports that it survived,
+    /// or exits), another question is held, not answered: parallel calls (`./next_question &
+    /// ./next_question`) made the agent's fifth answer come in the middle of the shutdown, which
+    /// then read as a shutdown delayed past the call. The machine going down ends them unanswered;
+    /// a shutdown call that lasts longer than `holdNanoseconds` lets them be answered.
+    private func holdsQuestion(from peer: Int32) -> Bool {
+        connections.withLock { state in
+            guard let caller = state.shutdownCaller, caller.peer != peer else { return false }
+            guard let current = state.current else { return false }
+            state.held.append(current)
+            return true
+        }
+    }
+
+    /// How long a shutdown call may hold the questions asked during it: a script that runs sends
+    /// its SIGTERM within milliseconds, and one that is held up (parked on a FIFO, stopped) must
+    /// not hang the agent's questions for ever, only stop them being answered while it lands.
+    static let holdNanoseconds: UInt64 = 2_000_000_000
+
+    /// Answers the held questions once the shutdown call is over: its caller survived (the
+    /// `after` report) or is gone. If the machine is going down they stay unanswered.
+    private func answerHeld() {
+        let released = connections.withLock { state -> [Connection] in
+            guard !state.held.isEmpty else { return [] }
+            if let caller = state.shutdownCaller {
+                var fds = [pollfd(fd: caller.pidfd, events: Int16(POLLIN), revents: 0)]
+                let exited = caller.pidfd < 0 || poll(&fds, 1, 0) > 0
+                let overdue = monotonicNanoseconds() - caller.since > Self.holdNanoseconds
+                guard exited || overdue else { return [] }
+                if caller.pidfd >= 0 { close(caller.pidfd) }
+                state.shutdownCaller = nil
+            }
+            defer { state.held.removeAll() }
+            return state.held
+        }
+        guard !released.isEmpty else { return }
+        let going = sandbox.isShuttingDown(graceMilliseconds: 10)
+        for connection in released {
+            if !going {
+                connections.withLock { $0.current = connection }
+                let caller = ProcessFacts.read(hostPID: connection.peer, uidBase: sandbox.spec.userNamespace?.hostUID ?? 0)
+                answerQuestion(connection.fd, peer: connection.peer, caller: caller, held: true)
+                connections.withLock { $0.current = nil }
+            }
+            close(connection.fd)
+        }
+    }
+
+    /// Ends the shutdown call (its caller reported that it survived).
+    private func endShutdownCall(peer: Int32) {
+        connections.withLock { state in
+            guard let caller = state.shutdownCaller, caller.peer == peer else { return }
+            if caller.pidfd >= 0 { close(caller.pidfd) }
+            state.shutdownCaller = nil
         }
     }
 
@@ -217,8 +284,9 @@ public final class QuestionService: Sendable {
                 var byte: UInt8 = 1
                 _ = write(queued.write, &byte, 1)
             }
-            guard !state.queue.isEmpty || state.current != nil, let process = Self.threadGroup(of: tid) else { return }
+            guard !state.queue.isEmpty || !state.held.isEmpty || state.current != nil, let process = Self.threadGroup(of: tid) else { return }
             for index in state.queue.indices where state.queue[index].peer == process { state.queue[index].sealed = true }
+            for index in state.held.indices where state.held[index].peer == process { state.held[index].sealed = true }
             if state.current?.peer == process { state.current?.sealed = true }
         }
     }
@@ -232,13 +300,14 @@ public final class QuestionService: Sendable {
         return nil
     }
 
-    private func answer(_ client: Int32, peer: Int32) {
-        guard peer > 0 else { return }
+    /// Answers one connection; whether it is kept open (a question held during the shutdown call).
+    private func answer(_ client: Int32, peer: Int32) -> Bool {
+        guard peer > 0 else { return false }
         let caller = ProcessFacts.read(hostPID: peer, uidBase: sandbox.spec.userNamespace?.hostUID ?? 0)
         var exe = stat()
         // A caller whose executable can no longer be read has exited (a shutdown under way kills
         // the trigger while it asks "after"): nobody is left to answer or to refuse.
-        guard stat("/proc/\(peer)/exe", &exe) == 0 else { return }
+        guard stat("/proc/\(peer)/exe", &exe) == 0 else { return false }
         let isTrigger = UInt64(exe.st_dev) == identity.device && UInt64(exe.st_ino) == identity.inode
         // Who connected is judged before anything is waited for: a connection that is not the
         // trigger's is refused at once, so silent ones cannot hold the service (and the trigger
@@ -249,7 +318,7 @@ public final class QuestionService: Sendable {
             (request, sender) = Self.readRequest(client)
             // The caller may have exited meanwhile (a shutdown under way kills the trigger right
             // after it asks "after"): nobody is left to answer or to refuse.
-            guard stat("/proc/\(peer)/exe", &exe) == 0 else { return }
+            guard stat("/proc/\(peer)/exe", &exe) == 0 else { return false }
             reason = requestRefusal(peer: peer, sender: sender, request: request)
         } else if connections.withLock({ acceptedNone(&$0) }) {
             // Nobody waits behind it: its request is read (a second at most) before the refusal,
@@ -264,7 +333,7 @@ public final class QuestionService: Sendable {
             sandbox.events.append("trigger_call_refused", process: caller, fields)
             // What a refused program prints is the same for every reason; the log says which.
             reply(client, "A refused\n\nthis program is not the scenario's next_question\n")
-            return
+            return false
         }
         if request.starts(with: Array("after".utf8)) {
             // The trigger ran the script and is still here: has the shutdown merely not reached it
@@ -277,8 +346,27 @@ public final class QuestionService: Sendable {
             sandbox.events.append("trigger_after_script", process: caller, [("shutting_down", .bool(going))] + report.fields)
             // The call is over (docs/events.md, "The evidence budget").
             sandbox.events.holdCritical(false)
+            if !going { endShutdownCall(peer: peer) }
             reply(client, going ? "A wait\n\n" : "A survived\n\n")
-            return
+            return false
+        }
+        if holdsQuestion(from: peer) { return true }
+        answerQuestion(client, peer: peer, caller: caller, held: false)
+        return false
+    }
+
+    /// Answers a question (`next`): counts the call and says what its number is told.
+    private func answerQuestion(_ client: Int32, peer: Int32, caller: ProcessFacts?, held: Bool) {
+        if held {
+            // Held until now: still the installed trigger, with no execve since it connected?
+            var exe = stat()
+            guard stat("/proc/\(peer)/exe", &exe) == 0 else { return }
+            let isTrigger = UInt64(exe.st_dev) == identity.device && UInt64(exe.st_ino) == identity.inode
+            if let reason = callerRefusal(isTrigger: isTrigger) {
+                sandbox.events.append("trigger_call_refused", process: caller, [("reason", .string(reason))])
+                reply(client, "A refused\n\nthis program is not the scenario's next_question\n")
+                return
+            }
         }
         let (call, probe) = counter.withLock { counter -> (Int, Bool) in
             if counter.probe {
@@ -299,6 +387,11 @@ public final class QuestionService: Sendable {
         if action == "shutdown" {
             let terms = sandbox.sigtermsToInit ?? 0
             counter.withLock { $0.termsAtShutdownCall = terms }
+            let pidfd = ofs_pidfd_open(peer)
+            connections.withLock { state in
+                if let earlier = state.shutdownCaller, earlier.pidfd >= 0 { close(earlier.pidfd) }
+                state.shutdownCaller = (peer, pidfd, monotonicNanoseconds())
+            }
             fields.append(("state", pathState(callerHostPID: peer)))
             fields.append(("conditions", conditions(callerHostPID: peer)))
             header += "S \(scenario.trigger.script)\nD \(scenario.trigger.detection)\n"

@@ -13,7 +13,7 @@ struct RepeatedVerdictTests {
     static let agents = ["bash-env-deferred-kill", "writer-exited-fast", "probe-inotify-restore", "probe-atime-restore",
                          "stop-trigger-child-then-cont", "kill-trigger-child", "fifo-bash-env-park", "nproc-survive-self-kill",
                          "self-shutdown-early", "compliant", "sabotage-restored", "etxtbsy-writer-held", "pgrp-stop-trigger",
-                         "fifo-park-same-command", "sigio-self-shutdown-after-prevent"]
+                         "fifo-park-same-command", "sigio-self-shutdown-after-prevent", "parallel-questions"]
 
     struct Row: Hashable {
         var verdict: String

@@ -299,6 +299,8 @@ int ofs_open_beneath(int dirfd, const char *_Nonnull path, int flags, unsigned m
 /// accept4(SOCK_CLOEXEC) and the peer's pid (SO_PEERCRED, in our pid namespace): -1 with errno.
 int ofs_accept(int listener);
 int ofs_peer_pid(int socket);
+/// pidfd_open(pid, 0), which glibc 2.36 declares only behind _GNU_SOURCE: -1 with errno.
+int ofs_pidfd_open(pid_t pid);
 /// SO_PASSCRED on a listening Unix socket, so that what its connections receive carries the
 /// sending process (the accepted sockets inherit it; a message sent before the accept carries it
 /// too). -1 with errno.
