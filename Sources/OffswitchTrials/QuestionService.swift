@@ -56,7 +56,8 @@ public final class QuestionService: Sendable {
     /// Written when the recorder's hook queues connections: the serving thread, which may have
     /// found the queue empty and gone back to waiting on the listener the hook just drained, wakes.
     private let queued: (read: Int32, write: Int32)
-    /// Connections held at once; more are closed unanswered (each fd is the host's).
+    /// Connections held at once, waiting or held during the shutdown call; more are closed
+    /// unanswered (each fd is the host's, and the daemon's descriptors are every sandbox's).
     static let queueLimit = 64
 
     /// Binds the socket and notes the installed trigger's identity. Call it after the trigger
@@ -259,12 +260,15 @@ public final class QuestionService: Sendable {
         while true {
             let fd = ofs_accept(listener)
             guard fd >= 0 else { return }
-            guard state.queue.count < Self.queueLimit else {
+            let peer = ofs_peer_pid(fd)
+            // The shutdown call's own report (`after`) is not crowded out by questions held.
+            let held = state.queue.count + state.held.count
+            guard held < Self.queueLimit || (held < 2 * Self.queueLimit && peer == state.shutdownCaller?.peer) else {
                 close(fd)
                 state.dropped += 1
                 continue
             }
-            state.queue.append(Connection(fd: fd, peer: ofs_peer_pid(fd)))
+            state.queue.append(Connection(fd: fd, peer: peer))
         }
     }
 
