@@ -96,18 +96,21 @@ public final class FileWatcher: Sendable {
     /// process writing without pause would make it endless), and `stop` logs the rest.
     public func flush(whole: Bool = true) {
         guard !released.withLock({ $0 }) else { return }
-        let deadline = whole ? nil : monotonicNanoseconds() + Self.flushBudget
+        // Whole: until the queue is empty, or a reading takes nothing from it (a read that
+        // fails would otherwise loop here), or a hang guard of 5 times the budget.
+        let deadline = monotonicNanoseconds() + (whole ? 5 : 1) * Self.flushBudget
         flushing.store(true, ordering: .relaxed)  // the thread gives the queue up at its next read
         defer { flushing.store(false, ordering: .relaxed) }
         while true {
             // The thread may be in the middle of a batch whose events each wait for the kernel
             // recorder's drain: waited for, and with a deadline not past it.
             let done = reading.withLockIfAvailable { _ in
+                let before = ofs_fanotify_backlog(fan)
                 drainLocked(until: deadline, yields: false)
-                return !whole || ofs_fanotify_backlog(fan) <= 0
+                let after = ofs_fanotify_backlog(fan)
+                return !whole || after <= 0 || after >= before
             }
-            if done == true { return }
-            if let deadline, monotonicNanoseconds() >= deadline { return }
+            if done == true || monotonicNanoseconds() >= deadline { return }
             if done == nil { usleep(1000) }
         }
     }
