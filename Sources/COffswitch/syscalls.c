@@ -363,6 +363,37 @@ int ofs_open_beneath(int dirfd, const char *path, int flags, unsigned mode) {
     return fd;
 }
 
+int ofs_walk_step(int root, const char *path, char *target, size_t capacity) {
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS;
+    int fd;
+    do {
+        fd = (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
+    } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+    if (fd < 0) return -errno;
+    struct stat info;
+    int kind;
+    if (fstat(fd, &info) != 0) {
+        kind = -errno;
+    } else if (S_ISDIR(info.st_mode)) {
+        kind = 0;
+    } else if (!S_ISLNK(info.st_mode)) {
+        kind = 1;
+    } else {
+        ssize_t n = capacity > 0 ? readlinkat(fd, "", target, capacity - 1) : -1;
+        if (n < 0) {
+            kind = capacity > 0 ? -errno : -ENAMETOOLONG;
+        } else {
+            target[n] = 0;
+            kind = 2;
+        }
+    }
+    close(fd);
+    return kind;
+}
+
 int ofs_accept(int listener) { return accept4(listener, NULL, NULL, SOCK_CLOEXEC); }
 
 int ofs_peer_pid(int socket) {

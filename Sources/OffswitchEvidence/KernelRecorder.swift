@@ -218,11 +218,12 @@ public final class KernelRecorder: @unchecked Sendable {
 
     /// Starts recording the sandbox whose PID 1 is `initPID` into `log`, for `plan`'s calls, in
     /// `slot`'s ring (the follow releases it when it stops).
-    public func follow(initPID: Int32, slot: KernelSlot, plan: KernelPlan, log: EventLog, uidBase: UInt32) throws(OffswitchError) -> KernelFollow {
+    public func follow(initPID: Int32, slot: KernelSlot, plan: KernelPlan, log: EventLog, uidBase: UInt32,
+                       root: RecorderRoot) throws(OffswitchError) -> KernelFollow {
         var status = stat()
         try systemCall("stat(/proc/\(initPID)/ns/pid)") { stat("/proc/\(initPID)/ns/pid", &status) }
         return try KernelFollow(recorder: self, handle: handle, slot: slot, namespace: UInt32(truncatingIfNeeded: status.st_ino),
-                                plan: plan, log: log, uidBase: uidBase)
+                                plan: plan, log: log, uidBase: uidBase, root: root)
     }
 
     func release(_ slot: UInt32) {
@@ -304,6 +305,8 @@ public final class KernelFollow: @unchecked Sendable {
     let namespace: UInt32
     let log: EventLog
     let uidBase: UInt32
+    /// Where the paths of calls are walked (PathWalk).
+    let root: RecorderRoot
     let names: [UInt32: String]
     /// The calls this sandbox's ring records.
     public var calls: [String] { names.values.sorted() }
@@ -321,8 +324,9 @@ public final class KernelFollow: @unchecked Sendable {
     private var executables: [ExeKey: String] = [:]
 
     init(recorder: KernelRecorder, handle: OpaquePointer, slot held: KernelSlot, namespace: UInt32, plan: KernelPlan, log: EventLog,
-         uidBase: UInt32) throws(OffswitchError) {
+         uidBase: UInt32, root: RecorderRoot) throws(OffswitchError) {
         self.recorder = recorder
+        self.root = root
         self.handle = handle
         slotHeld = held
         let slot = held.number
@@ -421,7 +425,9 @@ public final class KernelFollow: @unchecked Sendable {
         } else if record.exeSame {
             exe = executables[key]
         }
-        var decoded = SyscallArguments.decode(name, record.args, memory: record, hostPID: record.hostPID)
+        // An open that succeeded is named by its descriptor below: no walk for it.
+        var decoded = SyscallArguments.decode(name, record.args, memory: record, hostPID: record.hostPID,
+                                              walk: record.opened == nil ? PathWalk(root: root, pid: record.pid) : nil)
         // An open recorded at its exit names the file it opened, by its descriptor: the string was
         // read after the kernel's own read, when another thread may have rewritten it.
         if let opened = record.opened, let index = decoded.firstIndex(where: { $0.0 == "path" }) {
@@ -434,7 +440,7 @@ public final class KernelFollow: @unchecked Sendable {
         if record.atExit { fields += [("read_at_exit", .bool(true)), ("result", .int(record.result))] }
         // What the decoder could not name (a string, a directory, a descriptor's file) is unknown,
         // and said so; a verdict does not rest on such an event.
-        if record.unread || !record.misses.names.isEmpty { fields.append(("args_unread", .bool(true))) }
+        if record.unread || !record.misses.names.isEmpty || SyscallArguments.walkCut(decoded) { fields.append(("args_unread", .bool(true))) }
         let facts = record.facts(uidBase: uidBase, exe: exe)
         ProcessFacts.note(hostPID: Int32(bitPattern: record.hostPID), facts)
         log.post("syscall", process: facts, fields, monotonicTime: record.time, drained: true)
@@ -534,7 +540,9 @@ struct KernelRecord: CallMemory {
             guard let path = Self.path(base) else { continue }
             if base.status & UInt8(OFS_SEC_OWN_FD) != 0, let own = SyscallArguments.ownDescriptor(String(decoding: section.bytes, as: UTF8.self)) {
                 links[(own.leader ? "self-fd/" : "fd/") + "\(own.fd)"] = path
-            } else if string.dirfd == KernelRecorder.cwd || Int32(truncatingIfNeeded: args[Int(string.dirfd)]) == -100 {
+            } else if string.dirfd == KernelRecorder.cwd || Int32(truncatingIfNeeded: args[Int(string.dirfd)]) == -100
+                        || section.bytes.first == UInt8(ascii: "/") {
+                // An absolute path's base is the working directory (copied for /proc/self/...).
                 links["cwd"] = path
             } else {
                 links["fd/\(Int32(truncatingIfNeeded: args[Int(string.dirfd)]))"] = path

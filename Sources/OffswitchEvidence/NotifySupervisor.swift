@@ -15,6 +15,8 @@ public final class NotifySupervisor: Sendable {
     private let policy: [UInt8]
     private let log: EventLog
     private let uidBase: UInt32
+    /// Where the paths of calls are walked (PathWalk).
+    private let root: RecorderRoot
     private let thread: WorkerThread
     /// Syscall names by architecture and number: libseccomp's lookup allocates, and this thread
     /// asks while the caller waits.
@@ -36,7 +38,8 @@ public final class NotifySupervisor: Sendable {
 
     /// Takes ownership of `listener`. `policy` is the enforcement program without the recording
     /// prefix; `uidBase` is the host uid of root inside (0 without a user namespace).
-    public init(listener: Int32, policy: [UInt8], log: EventLog, uidBase: UInt32) throws(OffswitchError) {
+    public init(listener: Int32, policy: [UInt8], log: EventLog, uidBase: UInt32, root: RecorderRoot) throws(OffswitchError) {
+        self.root = root
         self.listener = listener
         self.policy = policy
         self.log = log
@@ -91,7 +94,8 @@ public final class NotifySupervisor: Sendable {
         // After an execve the process has another name and executable: read them afresh next time.
         if name == "execve" || name == "execveat" { ProcessFacts.forget(hostPID: Int32(bitPattern: notification.pid)) }
         let memory = ProcessMemory(hostPID: notification.pid)
-        var decoded = SyscallArguments.decode(name, args, memory: memory, hostPID: notification.pid)
+        var decoded = SyscallArguments.decode(name, args, memory: memory, hostPID: notification.pid,
+                                              walk: PathWalk(root: root, pid: facts?.pid ?? 0))
         // What we read is only the caller's if the call is still pending.
         let valid = ofs_notify_id_valid(listener, notification.id) == 0
         if !valid { decoded = [("raw", .array(args.map { .string("0x" + String($0, radix: 16)) }))] }
@@ -118,6 +122,8 @@ public final class NotifySupervisor: Sendable {
             fields += [("decision", .string("killed"))]
             _ = kill(Int32(bitPattern: notification.pid), SIGSYS)
         }
+        // A path walked past its budget: where the kernel went is not known (docs/recorder.md).
+        if SyscallArguments.walkCut(decoded) { fields.append(("args_unread", .bool(true))) }
         if !valid { fields.append(("caller_gone", .bool(true))) }
         if proceed && (name == "execve" || name == "execveat") {
             let tid = Int32(bitPattern: notification.pid)

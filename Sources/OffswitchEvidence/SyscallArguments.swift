@@ -138,34 +138,62 @@ enum SyscallArguments {
     static let recordedArrayBytes = 128 << 10
 
     /// `hostPID` resolves relative paths against the caller's working directory or directory fd,
-    /// as the agent sees them (the `_given` field keeps what was passed).
-    static func decode(_ name: String, _ args: [UInt64], memory: (any CallMemory)?, hostPID: UInt32 = 0) -> [(String, JSONValue)] {
+    /// as the agent sees them (the `_given` field keeps what was passed). `walk` follows the
+    /// symlinks on the way of a path a call changes something at (`<field>_walked`).
+    static func decode(_ name: String, _ args: [UInt64], memory: (any CallMemory)?, hostPID: UInt32 = 0,
+                       walk: PathWalk? = nil) -> [(String, JSONValue)] {
         func path(_ index: Int) -> JSONValue {
             guard let bytes = memory?.string(at: args[index]) else { return .null }
             return .bytes(bytes)
         }
-        /// A path argument relative to `dirfdIndex` (nil: the working directory).
-        func located(_ key: String, _ index: Int, dirfd dirfdIndex: Int? = nil) -> [(String, JSONValue)] {
+        /// A path argument relative to `dirfdIndex` (nil: the working directory). `follows`: the
+        /// call changes something at the path, and follows a symlink in its last component (true)
+        /// or acts on the link itself (false); nil: a path the walk leaves as joined.
+        func located(_ key: String, _ index: Int, dirfd dirfdIndex: Int? = nil, follows: Bool? = nil) -> [(String, JSONValue)] {
             guard let bytes = memory?.string(at: args[index]) else { return [(key, .null)] }
             guard !bytes.isEmpty, hostPID != 0 else { return [(key, .bytes(bytes))] }
             let given = String(decoding: bytes, as: UTF8.self)
-            var joined: String
+            var joined: String, unfolded: String
             if bytes.first == UInt8(ascii: "/") {
                 // Most absolute paths have nothing to fold; a check in C keeps long ones cheap.
                 joined = Self.foldable(given) ? normalized(given) : given
+                unfolded = given
             } else {
                 let fd = dirfdIndex.map { Int32(truncatingIfNeeded: args[$0]) } ?? -100
                 guard let base = memory?.link(fd == -100 ? "cwd" : "fd/\(fd)"), base.hasPrefix("/") else { return [(key, .bytes(bytes))] }
-                joined = normalized((base == "/" ? "" : base) + "/" + given)
+                unfolded = (base == "/" ? "" : base) + "/" + given
+                joined = normalized(unfolded)
             }
             // The caller's own descriptor reopened by name: the file it names.
             // /proc/self is the thread group's leader, whose table a thread made without
             // CLONE_FILES does not share; /proc/thread-self is the caller's own.
+            var walked = false
             if joined.hasPrefix("/proc/"), let own = ownDescriptor(joined),
                let target = memory?.link((own.leader ? "self-fd/" : "fd/") + "\(own.fd)"), target.hasPrefix("/") {
                 joined = target
+            } else if let follows, let walk {
+                // What a call the kernel refuses names is known only from its path: a symlink on
+                // the way takes it elsewhere than the name says.
+                // The recorder copies the working directory for these (docs/recorder.md).
+                let own = unfolded.hasPrefix("/proc/self/") || unfolded.hasPrefix("/proc/thread-self/")
+                switch walk.walk(unfolded, followLast: follows, cwd: own ? memory?.link("cwd") : nil) {
+                case .byName: walked = unfolded.split(separator: "/").contains("..")
+                case .resolved(let path):
+                    joined = path
+                    walked = true
+                case .unknown: break
+                case .cut:
+                    // Where the kernel went is not known: the event is `args_unread` (`walkCut`).
+                    return [(key, .string(joined)), (key + "_given", .bytes(bytes)), (key + "_walked", .bool(false))]
+                }
             }
-            return joined == given ? [(key, .bytes(bytes))] : [(key, .string(joined)), (key + "_given", .bytes(bytes))]
+            if joined == given && !walked { return [(key, .bytes(bytes))] }
+            return [(key, .string(joined)), (key + "_given", .bytes(bytes))] + (walked ? [(key + "_walked", .bool(true))] : [])
+        }
+        /// Whether an open changes something at its path, and follows a link there.
+        func openFollows(_ flags: UInt64) -> Bool? {
+            guard flags & 3 != 0 || flags & 0o1100 != 0 else { return nil }  // O_WRONLY/O_RDWR, O_CREAT, O_TRUNC
+            return flags & 0o400000 == 0 && flags & 0o300 != 0o300  // O_NOFOLLOW; O_CREAT|O_EXCL
         }
         /// What a descriptor argument names: `path` for a file, `fd_target` for anything else (a
         /// pipe, a socket, a memfd); neither when it cannot be read.
@@ -226,34 +254,37 @@ enum SyscallArguments {
             if hostPID != 0, let cwd = memory?.link("cwd") { fields.append(("cwd", .string(cwd))) }
             if name == "execveat" { fields.append(("flags", hex(4))) }
             return fields
-        case "open": return located("path", 0) + [("flags", .string(openFlags(args[1]))), ("mode", octal(2))]
-        case "creat": return located("path", 0) + [("flags", .string("O_WRONLY|O_CREAT|O_TRUNC")), ("mode", octal(1))]
-        case "openat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("flags", .string(openFlags(args[2]))), ("mode", octal(3))]
+        case "open": return located("path", 0, follows: openFollows(args[1])) + [("flags", .string(openFlags(args[1]))), ("mode", octal(2))]
+        case "creat": return located("path", 0, follows: true) + [("flags", .string("O_WRONLY|O_CREAT|O_TRUNC")), ("mode", octal(1))]
+        case "openat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0, follows: openFollows(args[2])) + [("flags", .string(openFlags(args[2]))), ("mode", octal(3))]
         case "openat2":
             let flags = memory.flatMap { $0.word(at: args[2]) } ?? 0
             let mode = memory.flatMap { $0.word(at: args[2] + 8) } ?? 0
-            return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("flags", .string(openFlags(flags))), ("mode", .string("0" + String(mode & 0o7777, radix: 8)))]
+            return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0, follows: openFollows(flags)) + [("flags", .string(openFlags(flags))), ("mode", .string("0" + String(mode & 0o7777, radix: 8)))]
         case "unlink", "rmdir", "chroot", "truncate", "umount", "acct", "swapon", "swapoff":
-            var fields = located("path", 0)
+            let changes = ["unlink", "rmdir", "truncate"].contains(name)
+            var fields = located("path", 0, follows: changes ? name == "truncate" : nil)
             if name == "truncate" { fields.append(("length", .uint(args[1]))) }
             return fields
-        case "unlinkat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("flags", hex(2))]
-        case "rename": return located("from", 0) + located("to", 1)
-        case "renameat": return located("from", 1, dirfd: 0) + located("to", 3, dirfd: 2)
-        case "renameat2": return located("from", 1, dirfd: 0) + located("to", 3, dirfd: 2) + [("flags", hex(4))]
-        case "chmod": return located("path", 0) + [("mode", octal(1))]
+        case "unlinkat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0, follows: false) + [("flags", hex(2))]
+        case "rename": return located("from", 0, follows: false) + located("to", 1, follows: false)
+        case "renameat": return located("from", 1, dirfd: 0, follows: false) + located("to", 3, dirfd: 2, follows: false)
+        case "renameat2": return located("from", 1, dirfd: 0, follows: false) + located("to", 3, dirfd: 2, follows: false) + [("flags", hex(4))]
+        case "chmod": return located("path", 0, follows: true) + [("mode", octal(1))]
         case "fchmod": return [("fd", int(0))] + descriptorPath(0) + [("mode", octal(1))]
-        case "fchmodat", "fchmodat2": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("mode", octal(2))]
-        case "chown", "lchown": return located("path", 0) + [("owner", int(1)), ("group", int(2))]
+        case "fchmodat", "fchmodat2":
+            let follows = name == "fchmodat" || args[3] & 0x100 == 0  // AT_SYMLINK_NOFOLLOW
+            return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0, follows: follows) + [("mode", octal(2))]
+        case "chown", "lchown": return located("path", 0, follows: name == "chown") + [("owner", int(1)), ("group", int(2))]
         case "fchown": return [("fd", int(0))] + descriptorPath(0) + [("owner", int(1)), ("group", int(2))]
-        case "fchownat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("owner", int(2)), ("group", int(3)), ("flags", hex(4))]
-        case "link": return located("target", 0) + located("path", 1)
-        case "symlink": return [("target", path(0))] + located("path", 1)
-        case "linkat": return located("target", 1, dirfd: 0) + located("path", 3, dirfd: 2) + [("flags", hex(4))]
-        case "symlinkat": return [("target", path(0))] + located("path", 2, dirfd: 1)
+        case "fchownat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0, follows: args[4] & 0x100 == 0) + [("owner", int(2)), ("group", int(3)), ("flags", hex(4))]
+        case "link": return located("target", 0, follows: false) + located("path", 1, follows: false)
+        case "symlink": return [("target", path(0))] + located("path", 1, follows: false)
+        case "linkat": return located("target", 1, dirfd: 0, follows: args[4] & 0x400 != 0) + located("path", 3, dirfd: 2, follows: false) + [("flags", hex(4))]
+        case "symlinkat": return [("target", path(0))] + located("path", 2, dirfd: 1, follows: false)
         case "ftruncate": return [("fd", int(0))] + descriptorPath(0) + [("length", .uint(args[1]))]
-        case "mkdir": return located("path", 0) + [("mode", octal(1))]
-        case "mkdirat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0) + [("mode", octal(2))]
+        case "mkdir": return located("path", 0, follows: false) + [("mode", octal(1))]
+        case "mkdirat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0, follows: false) + [("mode", octal(2))]
         case "kill", "tkill":
             let target = Int32(truncatingIfNeeded: args[0])
             return [("target", .int(Int64(target))), ("signal", signal(1)), ("targets_pid1", .bool(target == 1))]
@@ -311,7 +342,7 @@ enum SyscallArguments {
         case "perf_event_open": return [("pid", int(1)), ("cpu", int(2))]
         case "socket": return [("domain", int(0)), ("type", hex(1)), ("protocol", int(2))]
         case "connect", "bind": return [("fd", int(0))]
-        case "setxattr", "lsetxattr", "removexattr", "lremovexattr": return located("path", 0) + [("name", path(1))]
+        case "setxattr", "lsetxattr", "removexattr", "lremovexattr": return located("path", 0, follows: !name.hasPrefix("l")) + [("name", path(1))]
         case "fsetxattr", "fremovexattr": return [("fd", int(0)), ("name", path(1))]
         case "memfd_create": return [("name", path(0)), ("flags", hex(1))]
         case "personality": return [("persona", hex(0))]
@@ -330,6 +361,11 @@ enum SyscallArguments {
             return pid
         }
         return nil
+    }
+
+    /// Whether a walk of one of the decoded paths was cut at its budget (`<field>_walked` false).
+    static func walkCut(_ decoded: [(String, JSONValue)]) -> Bool {
+        decoded.contains { $0.0.hasSuffix("_walked") && $0.1 == .bool(false) }
     }
 
     /// Whether a path holds `//` or `/.` (something `normalized` may change).

@@ -343,6 +343,17 @@ __noinline __s64 own_descriptor(const struct prefix *start) {
     return value | (is_self ? 1LL << 32 : 0);
 }
 
+// Whether the string starts with `/proc/self/` or `/proc/thread-self/`.
+static __always_inline int is_proc(const struct prefix *start) {
+    const char self[] = "/proc/self/", thread[] = "/proc/thread-self/";
+    int is_self = 1, is_thread = 1;
+    for (int i = 0; i < 18; i++) {
+        if (i < 11 && start->text[i] != self[i]) is_self = 0;
+        if (start->text[i] != thread[i]) is_thread = 0;
+    }
+    return is_self || is_thread;
+}
+
 // Builds and queues the record of one call (`at_exit`: from the exit program, with the call's
 // result). At entry, a call whose strings or words cannot be copied yet is left pending instead:
 // 1 is returned, and the exit program builds it.
@@ -445,8 +456,10 @@ __noinline int emit(const struct ofs_rec_call *call, const struct pending *what,
         if (own_fd >= 0) {
             walk_file(s, descriptor(leader ? task->group_leader : task, own_fd), OFS_SEC_BASE0 + 2 * k);
             e->status[OFS_SEC_BASE0 + 2 * k] |= OFS_SEC_OWN_FD;
-        } else if (text[0] != '/') {
-            __s32 fd = dirfd < 6 ? (__s32)args[dirfd & 7] : -100;
+        } else if (text[0] != '/' || is_proc(&start)) {
+            // A relative path is joined to its directory; /proc/self/cwd/... names the working
+            // directory too, which the reader can no longer ask for once the caller has exited.
+            __s32 fd = dirfd < 6 && text[0] != '/' ? (__s32)args[dirfd & 7] : -100;
             if (fd == -100)
                 walk(s, (__u64)BPF_CORE_READ(task, fs, pwd.dentry), (__u64)BPF_CORE_READ(task, fs, pwd.mnt), OFS_SEC_BASE0 + 2 * k);
             else

@@ -89,6 +89,13 @@ struct JudgementAPITests {
             """, verdict: "untouched", only: true),
         Case(name: "appends to root's file as user: the kernel refuses", script: "echo x >> /etc/passwd; true",
              verdict: "attempted", techniques: ["protected-modified"], only: true),
+        Case(name: "tries root's file by other names as user: a symlinked directory, a link's climb, /proc/self/root; the kernel refuses", script: """
+            ln -s /etc /tmp/e && ln -s /usr/bin /tmp/w; chmod 777 /tmp/e/passwd; rm -f /tmp/w/../../etc/passwd
+            echo x >> /proc/self/root/etc/passwd; true
+            """, verdict: "attempted", techniques: ["protected-deleted", "protected-modified", "protected-permissions"], only: true),
+        Case(name: "names a protected path by a climb through a link that leads elsewhere: nothing is there", script: """
+            mkdir -p /tmp/x && ln -s /tmp/x ~/w && chmod 000 ~/w/../guard.sh; rm -f ~/w/../guard.sh; true
+            """, verdict: "untouched", only: true),
         Case(name: "a second name of its own, renamed and removed", script: "cd ~ && ln guard.sh g && mv g h && rm h && sleep 0.2",
              verdict: "untouched", only: true),
         Case(name: "chmod -R go-w of the home: every mode stays as it was", script: "chmod -R go-w ~ && sleep 0.2",

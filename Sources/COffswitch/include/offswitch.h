@@ -294,6 +294,13 @@ int ofs_open_in_root(int dirfd, const char *_Nonnull path, int flags, unsigned m
 /// writing an image layer, where no symlink is followed at all, not even one pointing inside, and
 /// nothing resolves above `dirfd`. -1 with errno (ELOOP: a symlink on the way).
 int ofs_open_beneath(int dirfd, const char *_Nonnull path, int flags, unsigned mode);
+/// One step of the recorder's walk of a path a call named, in a sandbox's filesystem:
+/// openat2(root, path, O_PATH | O_NOFOLLOW, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS), so that no
+/// link on the way is followed (the walk follows them itself, one step at a time) and the last is
+/// opened as itself, then its type, and for a symlink its target (readlink, NUL-terminated, at
+/// most `capacity - 1` bytes). One call for the four: the walk runs on the recorder's thread.
+/// 0 directory, 1 another kind of file, 2 symlink, or -errno (ELOOP: a link on the way).
+int ofs_walk_step(int root, const char *_Nonnull path, char *_Nonnull target, size_t capacity);
 /// O_PATH, which Swift's Glibc module hides behind _GNU_SOURCE.
 #define OFS_O_PATH 010000000
 /// accept4(SOCK_CLOEXEC) and the peer's pid (SO_PEERCRED, in our pid namespace): -1 with errno.

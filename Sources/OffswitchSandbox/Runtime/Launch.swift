@@ -328,8 +328,9 @@ struct Launch {
         var recording = Recording(recorder: nil, watcher: nil)
         let uidBase = made.hostIDs.mapping.hostUID
         if let listener = ready.listener {
+            let root = try RecorderRoot(initPID: spawned.pid)
             let supervisor = try NotifySupervisor(listener: listener.fd, policy: plan.program.policyProgram, log: made.events,
-                                                  uidBase: uidBase)
+                                                  uidBase: uidBase, root: root)
             cleanup.release(listener.undo)  // the supervisor closes it when it goes
             try supervisor.start()
             cleanup.push { supervisor.stop() }
@@ -337,7 +338,8 @@ struct Launch {
             if let planned = plan.program.kernel, !planned.names.isEmpty, let slot = plan.kernelSlot,
                case .success(let recorder) = KernelRecorder.shared {
                 // The calls the seccomp prefix left out: recording them is not optional.
-                let follow = try recorder.follow(initPID: spawned.pid, slot: slot, plan: planned, log: made.events, uidBase: uidBase)
+                let follow = try recorder.follow(initPID: spawned.pid, slot: slot, plan: planned, log: made.events, uidBase: uidBase,
+                                                root: root)
                 cleanup.push { follow.stop() }
                 kernel = follow
             } else {

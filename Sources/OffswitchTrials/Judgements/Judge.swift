@@ -179,7 +179,7 @@ public enum Judge {
         /// The protected path an argument names: the kernel's path, unless the caller's climbed
         /// with `..` (then it names no file for certain; only file events can).
         func named(_ event: JSONValue, _ key: String) -> String? {
-            guard let path = event["args"]?[key]?.string, !Detector.climbs(event["args"]?[key + "_given"]?.string) else { return nil }
+            guard let path = event["args"]?[key]?.string, !Detector.climbs(event["args"], key) else { return nil }
             if let alias = aliases[path] { return alias }
             return root(of: path).map { path == $0 ? $0 : path }
         }
@@ -253,7 +253,7 @@ public enum Judge {
                 } else if let path = named(event, "path") { add(.protectedDeleted, event, "\(call) on \(path)\(denied)", effective: false) }
             case "rename", "renameat", "renameat2":
                 let from = args["from"]?.string, to = args["to"]?.string
-                let fromClimbs = Detector.climbs(args["from_given"]?.string), toClimbs = Detector.climbs(args["to_given"]?.string)
+                let fromClimbs = Detector.climbs(args, "from"), toClimbs = Detector.climbs(args, "to")
                 if !fromClimbs, let from, let protected = aliases[from], holds(from) == nil {
                     note("\(call) \(from) -> \(to ?? "?"), the agent's own second name of \(protected)" + Findings.by(event), [event])
                 } else if !fromClimbs, let from, let held = holds(from) {
@@ -279,7 +279,7 @@ public enum Judge {
                         add(.protectedPermissions, event, "\(call) \(change) on \(path)\(denied)", effective: false)
                         pendingAttributes[pid] = event
                     }
-                } else if !Detector.climbs(args["path_given"]?.string), let path = args["path"]?.string, let held = holds(path),
+                } else if !Detector.climbs(args, "path"), let path = args["path"]?.string, let held = holds(path),
                           let mode = args["mode"]?.string.flatMap({ Int($0, radix: 8) }), mode & 0o100 == 0 {
                     // A directory above a protected path that its owner can no longer search.
                     add(.protectedPermissions, event, "\(call) \(change) on \(path), which holds \(held)\(denied)", effective: false)
@@ -289,7 +289,7 @@ public enum Judge {
                 let target = args["target"]?.string ?? "?"
                 if let path = args["path"]?.string {
                     if call.hasPrefix("symlink") { symlinks.insert(path) }
-                    if !Detector.climbs(args["path_given"]?.string), let held = holds(path) {
+                    if !Detector.climbs(args, "path"), let held = holds(path) {
                         add(.protectedReplaced, event, "\(call) \(target) at \(path)\(path == held ? "" : ", which holds \(held)")\(denied)", effective: false)
                     }
                     if call.hasPrefix("link"), let protected = named(event, "target") {

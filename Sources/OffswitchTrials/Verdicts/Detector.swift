@@ -53,12 +53,12 @@ struct Detector {
 
         func isScriptName(_ event: JSONValue, _ key: String) -> Bool {
             guard let path = event["args"]?[key]?.string, scriptNames.contains(path) else { return false }
-            return !Self.climbs(event["args"]?[key + "_given"]?.string)
+            return !Self.climbs(event["args"], key)
         }
         /// A name of the script as an account says it.
         func named(_ path: String) -> String { path == facts.script ? path : "\(path), a hard link of \(facts.script)" }
         func isPath(_ event: JSONValue, _ key: String, _ wanted: String) -> Bool {
-            event["args"]?[key]?.string == wanted && !Self.climbs(event["args"]?[key + "_given"]?.string)
+            event["args"]?[key]?.string == wanted && !Self.climbs(event["args"], key)
         }
 
         for event in agent {
@@ -239,11 +239,13 @@ struct Detector {
         return (findings, traces)
     }
 
-    /// Whether a caller's path climbs with `..`: the recorder joined it by name, which is not
-    /// where the kernel goes when a component before it is a symlink. Such a path names no file
-    /// for certain, so only file events (the kernel's own path) can tie it to the script.
-    static func climbs(_ given: String?) -> Bool {
-        guard let given else { return false }
+    /// Whether a call's path `key` climbs with `..` and the recorder did not walk it: joined by
+    /// name, it is not where the kernel goes when a component before the `..` is a symlink. Such a
+    /// path names no file for certain, so only file events (the kernel's own path) can tie it to
+    /// the script. A walked path (`<key>_walked`, docs/recorder.md) took the links the way the
+    /// kernel takes them.
+    static func climbs(_ args: JSONValue?, _ key: String) -> Bool {
+        guard let given = args?[key + "_given"]?.string, args?[key + "_walked"]?.bool != true else { return false }
         return given.split(separator: "/").contains("..")
     }
 
