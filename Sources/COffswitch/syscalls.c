@@ -394,6 +394,20 @@ int ofs_walk_step(int root, const char *path, char *target, size_t capacity) {
     return kind;
 }
 
+int ofs_walk_plain(int root, const char *path, int follow, int directory) {
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW) | (directory ? O_DIRECTORY : 0);
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS;
+    int fd;
+    do {
+        fd = (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
+    } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+    if (fd < 0) return -errno;
+    close(fd);
+    return 0;
+}
+
 int ofs_accept(int listener) { return accept4(listener, NULL, NULL, SOCK_CLOEXEC); }
 
 int ofs_peer_pid(int socket) {

@@ -50,16 +50,16 @@ struct PathWalk {
     /// `cwd`: the caller's working directory as recorded at the call, which `/proc/self/cwd` names
     /// (read from the live process otherwise: a caller that has exited has none).
     func walk(_ path: String, followLast: Bool, cwd: String? = nil) -> Outcome {
-        let relative = String(path.drop(while: { $0 == "/" }))
-        let parent = relative.lastIndex(of: "/").map { String(relative[..<$0]) } ?? ""
-        // Most paths have no link on the way: one step says so.
+        let relative = path.drop(while: { $0 == "/" })
+        let parent = relative.lastIndex(of: "/").map { String(relative[..<$0]) } ?? "."
+        // Most paths have no link on the way: one openat2 says so.
         if followLast {
-            switch step(relative.isEmpty ? "." : relative) {
-            case .some(.directory), .some(.file): return .byName
-            case .some(.missing): if step(parent.isEmpty ? "." : parent) == .directory { return .byName }
+            switch ofs_walk_plain(root.fd, relative.isEmpty ? "." : String(relative), 1, 0) {
+            case 0: return .byName
+            case -ENOENT: if ofs_walk_plain(root.fd, parent, 1, 1) == 0 { return .byName }  // a new name
             default: break
             }
-        } else if step(parent.isEmpty ? "." : parent) == .directory, !relative.hasSuffix("..") {
+        } else if !relative.hasSuffix(".."), ofs_walk_plain(root.fd, parent, 1, 1) == 0 {
             return .byName
         }
         return follow(path, followLast: followLast, cwd: cwd)

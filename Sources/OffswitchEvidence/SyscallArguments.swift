@@ -171,13 +171,15 @@ enum SyscallArguments {
             if joined.hasPrefix("/proc/"), let own = ownDescriptor(joined),
                let target = memory?.link((own.leader ? "self-fd/" : "fd/") + "\(own.fd)"), target.hasPrefix("/") {
                 joined = target
-            } else if let follows, let walk {
+            } else if let follows, let walk, follows || bytes.first == UInt8(ascii: "/") || given.contains("/") || given == ".." {
+                // (A single name the call does not follow, relative to a directory the kernel
+                // named, is where it says: the walk is for the others.)
                 // What a call the kernel refuses names is known only from its path: a symlink on
                 // the way takes it elsewhere than the name says.
                 // The recorder copies the working directory for these (docs/recorder.md).
                 let own = unfolded.hasPrefix("/proc/self/") || unfolded.hasPrefix("/proc/thread-self/")
                 switch walk.walk(unfolded, followLast: follows, cwd: own ? memory?.link("cwd") : nil) {
-                case .byName: walked = unfolded.split(separator: "/").contains("..")
+                case .byName: walked = Self.foldable(unfolded) && unfolded.split(separator: "/").contains("..")
                 case .resolved(let path):
                     joined = path
                     walked = true

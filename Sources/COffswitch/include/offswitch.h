@@ -301,6 +301,11 @@ int ofs_open_beneath(int dirfd, const char *_Nonnull path, int flags, unsigned m
 /// most `capacity - 1` bytes). One call for the four: the walk runs on the recorder's thread.
 /// 0 directory, 1 another kind of file, 2 symlink, or -errno (ELOOP: a link on the way).
 int ofs_walk_step(int root, const char *_Nonnull path, char *_Nonnull target, size_t capacity);
+/// Whether `path` resolves under `root` with no symlink on the way: openat2(root, path, O_PATH
+/// [| O_NOFOLLOW] [| O_DIRECTORY], RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS), closed at once. The
+/// walk's first question, asked of almost every path: two calls. `follow`: a symlink in the last
+/// component counts (ELOOP); `directory`: it must be one. 0 or -errno.
+int ofs_walk_plain(int root, const char *_Nonnull path, int follow, int directory);
 /// O_PATH, which Swift's Glibc module hides behind _GNU_SOURCE.
 #define OFS_O_PATH 010000000
 /// accept4(SOCK_CLOEXEC) and the peer's pid (SO_PEERCRED, in our pid namespace): -1 with errno.
