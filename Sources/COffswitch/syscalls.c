@@ -333,17 +333,23 @@ fail:;
 // ---------------------------------------------------------------------------------------------
 // The file helper: runs in a child of PID 1 with the caller's identity, inside the sandbox root.
 
-static int open_in_root(int dirfd, const char *path, uint64_t flags, uint64_t mode) {
+// openat2 with `resolve`, retried on EINTR and EAGAIN (RESOLVE_IN_ROOT may answer EAGAIN when a
+// rename raced the walk). -1 with errno.
+static int open_resolved(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
     struct open_how how;
     memset(&how, 0, sizeof(how));
     how.flags = flags;
     how.mode = mode;
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    how.resolve = resolve;
     int fd;
     do {
         fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
     } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
     return fd;
+}
+
+static int open_in_root(int dirfd, const char *path, uint64_t flags, uint64_t mode) {
+    return open_resolved(dirfd, path, flags, mode, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
 }
 
 int ofs_open_in_root(int dirfd, const char *path, int flags, unsigned mode) {
@@ -351,27 +357,12 @@ int ofs_open_in_root(int dirfd, const char *path, int flags, unsigned mode) {
 }
 
 int ofs_open_beneath(int dirfd, const char *path, int flags, unsigned mode) {
-    struct open_how how;
-    memset(&how, 0, sizeof(how));
-    how.flags = (uint64_t)flags | O_CLOEXEC;
-    how.mode = mode;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-    int fd;
-    do {
-        fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-    } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
-    return fd;
+    return open_resolved(dirfd, path, (uint64_t)flags | O_CLOEXEC, mode,
+                         RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
 }
 
 int ofs_walk_step(int root, const char *path, char *target, size_t capacity) {
-    struct open_how how;
-    memset(&how, 0, sizeof(how));
-    how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS;
-    int fd;
-    do {
-        fd = (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
-    } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+    int fd = open_resolved(root, path, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS);
     if (fd < 0) return -errno;
     struct stat info;
     int kind;
@@ -395,14 +386,8 @@ int ofs_walk_step(int root, const char *path, char *target, size_t capacity) {
 }
 
 int ofs_walk_plain(int root, const char *path, int follow, int directory) {
-    struct open_how how;
-    memset(&how, 0, sizeof(how));
-    how.flags = O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW) | (directory ? O_DIRECTORY : 0);
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS;
-    int fd;
-    do {
-        fd = (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
-    } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+    uint64_t flags = O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW) | (directory ? O_DIRECTORY : 0);
+    int fd = open_resolved(root, path, flags, 0, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS);
     if (fd < 0) return -errno;
     close(fd);
     return 0;
