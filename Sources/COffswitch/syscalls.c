@@ -333,18 +333,19 @@ fail:;
 // ---------------------------------------------------------------------------------------------
 // The file helper: runs in a child of PID 1 with the caller's identity, inside the sandbox root.
 
-// openat2 with `resolve`, retried on EINTR and EAGAIN (RESOLVE_IN_ROOT may answer EAGAIN when a
-// rename raced the walk). -1 with errno.
+// openat2 with `resolve`, retried on EINTR and EAGAIN (RESOLVE_IN_ROOT answers EAGAIN when a
+// rename anywhere raced a walk with `..`: a sandbox renaming without pause could make that
+// endless, so at most 64 tries). -1 with errno.
 static int open_resolved(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
     struct open_how how;
     memset(&how, 0, sizeof(how));
     how.flags = flags;
     how.mode = mode;
     how.resolve = resolve;
-    int fd;
+    int fd, tries = 0;
     do {
         fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-    } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+    } while (fd < 0 && (errno == EINTR || errno == EAGAIN) && ++tries < 64);
     return fd;
 }
 

@@ -427,7 +427,7 @@ public final class KernelFollow: @unchecked Sendable {
         }
         // An open that succeeded is named by its descriptor below: no walk for it.
         var decoded = SyscallArguments.decode(name, record.args, memory: record, hostPID: record.hostPID,
-                                              walk: record.opened == nil ? PathWalk(root: root, pid: record.pid) : nil)
+                                              walk: record.opened == nil ? PathWalk(root: root, group: { [tgid = record.tgid] in tgid }, thread: record.pid) : nil)
         // An open recorded at its exit names the file it opened, by its descriptor: the string was
         // read after the kernel's own read, when another thread may have rewritten it.
         if let opened = record.opened, let index = decoded.firstIndex(where: { $0.0 == "path" }) {
@@ -459,6 +459,8 @@ struct KernelRecord: CallMemory {
     let hostPID: UInt32
     let hostTID: UInt32
     let pid: Int32, ppid: Int32, sid: Int32
+    /// The caller's thread group inside (what /proc/self names; `pid` is the thread).
+    let tgid: Int32
     let uid: UInt32
     let comm: String
     let exe: String?
@@ -500,6 +502,7 @@ struct KernelRecord: CallMemory {
         hostPID = event.host_pid
         hostTID = event.host_tid
         pid = event.pid
+        tgid = event.tgid
         ppid = event.ppid
         sid = event.sid
         uid = event.uid

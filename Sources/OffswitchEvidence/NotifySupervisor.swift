@@ -95,7 +95,7 @@ public final class NotifySupervisor: Sendable {
         if name == "execve" || name == "execveat" { ProcessFacts.forget(hostPID: Int32(bitPattern: notification.pid)) }
         let memory = ProcessMemory(hostPID: notification.pid)
         var decoded = SyscallArguments.decode(name, args, memory: memory, hostPID: notification.pid,
-                                              walk: PathWalk(root: root, pid: facts?.pid ?? 0))
+                                              walk: PathWalk(root: root, group: { ProcessFacts.groupInside(hostTID: notification.pid) }, thread: facts?.pid ?? 0))
         // What we read is only the caller's if the call is still pending.
         let valid = ofs_notify_id_valid(listener, notification.id) == 0
         if !valid { decoded = [("raw", .array(args.map { .string("0x" + String($0, radix: 16)) }))] }

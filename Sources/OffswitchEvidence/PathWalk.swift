@@ -17,16 +17,21 @@ public final class RecorderRoot: Sendable {
 
 /// Where a path a call named leads, walked by the recorder in the sandbox's filesystem when it
 /// reads the call: symlinks followed (at most 40, as the kernel does), `..` taken from the
-/// directory a link led to, `/proc/self` as the caller's own. A recorded path is the caller's
-/// string joined to its directory by name, which is not where the kernel goes when a component is
-/// a symlink (`d/next_question` with `d` a link to the home directory, `w/../x` with `w` a link
-/// elsewhere, `/proc/self/cwd/x`); a call the kernel refused leaves no file event to say which
-/// file it named, so this walk is what ties its path to a file. It sees the filesystem as it is
-/// when the record is read, not at the call (docs/recorder.md, "Limits").
+/// directory a link led to, `/proc/self` as the caller's thread group and `/proc/thread-self` as
+/// the caller. A recorded path is the caller's string joined to its directory by name, which is
+/// not where the kernel goes when a component is a symlink (`d/next_question` with `d` a link to
+/// the home directory, `w/../x` with `w` a link elsewhere, `/proc/self/cwd/x`); a call the kernel
+/// refused leaves no file event to say which file it named, so this walk is what ties its path to
+/// a file. It sees the filesystem as it is when the record is read, not at the call
+/// (docs/recorder.md, "Limits"). Paths are bytes, as the kernel takes them: a name that is not
+/// UTF-8 is walked as it is.
 struct PathWalk {
     let root: RecorderRoot
-    /// The caller's pid inside the sandbox: what `/proc/self` and `/proc/thread-self` name.
-    let pid: Int32
+    /// The caller's thread group (what `/proc/self` names) and thread (`/proc/thread-self`), as
+    /// the sandbox numbers them. The group is asked for only by a walk that meets /proc/self
+    /// (user notification reads it from the stopped caller's status); nil: not known.
+    let group: () -> Int32?
+    let thread: Int32
 
     enum Outcome: Equatable {
         /// No symlink on the way (nor a new name's directory): joining by name is the kernel's walk.
@@ -36,7 +41,9 @@ struct PathWalk {
         /// The walk could not finish (a component missing or not a directory, a loop, a link
         /// naming no path, such as a pipe's): the path names no file for certain.
         case unknown
-        /// The walk took more steps than it may (`maxSteps`): where the kernel went is not known.
+        /// Where the kernel went is not known: the walk took more steps than it may
+        /// (`maxSteps`), or went through the caller's own /proc directory after the caller had
+        /// exited, where the copied directory did not say.
         case cut
     }
 
@@ -45,53 +52,74 @@ struct PathWalk {
     /// (three calls a step, about what the kernel's own walk of such a path costs the caller).
     static let maxSteps = 1024
 
+    typealias Name = ArraySlice<UInt8>
+    private static let slash = UInt8(ascii: "/")
+    private static let dot: Name = [UInt8(ascii: ".")][...]
+    private static let dotDot: Name = Array("..".utf8)[...]
+
     /// `path` is absolute and not folded (`..` kept); `followLast`: the call follows a symlink in
     /// the last component (chmod, open without `O_NOFOLLOW`), or acts on the link itself (unlink).
-    /// `cwd`: the caller's working directory as recorded at the call, which `/proc/self/cwd` names
-    /// (read from the live process otherwise: a caller that has exited has none).
-    func walk(_ path: String, followLast: Bool, cwd: String? = nil) -> Outcome {
-        let relative = path.drop(while: { $0 == "/" })
-        let parent = relative.lastIndex(of: "/").map { String(relative[..<$0]) } ?? "."
+    /// `cwd`: the caller's working directory as recorded at the call (what its own
+    /// `/proc/.../cwd` names once it has exited; the kernel recorder copies it for a path that
+    /// starts with `/proc/self/` or `/proc/thread-self/`).
+    func walk(_ path: [UInt8], followLast: Bool, cwd: String? = nil) -> Outcome {
+        let relative = path.drop(while: { $0 == Self.slash })
+        let parent = relative.lastIndex(of: Self.slash).map { Array(relative[..<$0]) } ?? Array(Self.dot)
         // Most paths have no link on the way: one openat2 says so.
         if followLast {
-            switch ofs_walk_plain(root.fd, relative.isEmpty ? "." : String(relative), 1, 0) {
+            switch Self.plain(root, relative.isEmpty ? Array(Self.dot) : Array(relative), directory: false) {
             case 0: return .byName
-            case -ENOENT: if ofs_walk_plain(root.fd, parent, 1, 1) == 0 { return .byName }  // a new name
+            case -ENOENT: if Self.plain(root, parent, directory: true) == 0 { return .byName }  // a new name
             default: break
             }
-        } else if !relative.hasSuffix(".."), ofs_walk_plain(root.fd, parent, 1, 1) == 0 {
+        } else if let name = relative.split(separator: Self.slash).last, !name.elementsEqual(Self.dotDot), !name.elementsEqual(Self.dot),
+                  Self.plain(root, parent, directory: true) == 0 {
             return .byName
         }
         return follow(path, followLast: followLast, cwd: cwd)
     }
 
-    private enum Step: Equatable {
-        case directory, file, missing, other
-        case link(String)
+    private static func plain(_ root: RecorderRoot, _ path: [UInt8], directory: Bool) -> Int32 {
+        (path + [0]).withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { ofs_walk_plain(root.fd, $0.baseAddress!, 1, directory ? 1 : 0) }
+        }
     }
 
-    private func step(_ relative: String) -> Step? {
+    private enum Step: Equatable {
+        case directory, file, missing, other
+        case link([UInt8])
+    }
+
+    private func step(_ relative: [UInt8]) -> Step {
         var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let kind = ofs_walk_step(root.fd, relative, &target, target.count)
+        let kind = (relative + [0]).withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { ofs_walk_step(root.fd, $0.baseAddress!, &target, target.count) }
+        }
         switch kind {
         case 0: return .directory
         case 1: return .file
-        case 2: return .link(String(cString: target))
+        case 2: return .link(target.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) })
         case -ENOENT: return .missing
         default: return .other
         }
     }
 
     /// The walk itself, a component at a time, each opened without following anything.
-    private func follow(_ path: String, followLast: Bool, cwd: String?) -> Outcome {
-        var reached: [Substring] = []
-        var pending = Array(path.split(separator: "/").reversed())
+    private func follow(_ path: [UInt8], followLast: Bool, cwd recorded: String?) -> Outcome {
+        var reached: [Name] = []
+        var pending = Array(path.split(separator: Self.slash).reversed())
         var links = 0, steps = 0
+        var asked = false, leader: [Name]?
+        func leaderDirectory() -> [Name]? {
+            if !asked { leader = group().map { [Array("proc".utf8)[...], Array(String($0).utf8)[...]] }; asked = true }
+            return leader
+        }
+        func mine() -> [Name]? { leaderDirectory().map { $0 + [Array("task".utf8)[...], Array(String(thread).utf8)[...]] } }
         while let component = pending.popLast() {
             steps += 1
             guard steps <= Self.maxSteps else { return .cut }
-            if component == "." { continue }
-            if component == ".." {
+            if component.elementsEqual(Self.dot) { continue }
+            if component.elementsEqual(Self.dotDot) {
                 _ = reached.popLast()  // at the root, `..` is the root
                 continue
             }
@@ -100,22 +128,41 @@ struct PathWalk {
                 reached.append(component)
                 break
             }
-            // The sandbox's /proc answers `self` for a reader in its PID namespace only.
-            // The caller's own directory there was one at the call (it may have exited since).
-            if reached == ["proc"], component == "self" || component == "thread-self" {
-                reached.append(Substring(String(pid)))
+            // The sandbox's /proc answers `self` only for a reader in its PID namespace.
+            let inProc = reached.first?.elementsEqual("proc".utf8) == true
+            if reached.count == 1, inProc, component.elementsEqual("self".utf8) || component.elementsEqual("thread-self".utf8) {
+                guard let own = component.elementsEqual("self".utf8) ? leaderDirectory() : mine() else { return .unknown }
+                reached = own
                 continue
             }
-            // The caller's own root is the sandbox's; its directory, as recorded.
-            let own = reached.count == 2 && reached[0] == "proc" && reached[1] == Substring(String(pid))
-            let known: Step? = own && component == "root" ? .link("/") : own && component == "cwd" ? cwd.map { .link($0) } : nil
-            switch known ?? step((reached + [component]).joined(separator: "/")) {
+            // The caller's own /proc directories: /proc/TGID (what /proc/self names) and
+            // /proc/TGID/task/TID and /proc/TID (the caller's thread).
+            let isLeader = inProc && reached.count == 2 && leaderDirectory().map { reached.elementsEqual($0) } == true
+            let isThread = inProc && (reached.count == 4 && mine().map { reached.elementsEqual($0) } == true
+                                      || reached.count == 2 && reached[1].elementsEqual(String(thread).utf8))
+            var known: Step?
+            if isLeader || isThread, component.elementsEqual("root".utf8) {
+                known = .link([Self.slash])  // the profile denies chroot and pivot_root
+            } else if isLeader || isThread, component.elementsEqual("cwd".utf8), let recorded {
+                // The directory copied is the caller's: the leader's too when the caller is it.
+                if isThread || group() == thread { known = .link(Array(recorded.utf8)) }
+            }
+            let here = known ?? step(Array((reached + [component]).joined(separator: [Self.slash])))
+            switch here {
             case .directory:
                 reached.append(component)
             case .file:
                 guard last else { return .unknown }
                 reached.append(component)
             case .missing:
+                // The caller's own /proc directory, gone with the caller: a directory reached
+                // through it (cwd, root, fd/N/...) is not known. (Its descriptor itself, as in
+                // /dev/stderr, is a file named by a link: joined by name, as any link not read.)
+                if !last, inProc, reached.count >= 2, leaderDirectory().map({ reached.prefix(2).elementsEqual($0) }) == true
+                    || reached.count >= 2 && reached[1].elementsEqual(String(thread).utf8),
+                   component.elementsEqual("cwd".utf8) || component.elementsEqual("root".utf8) || pending.count >= 2 {
+                    return .cut
+                }
                 // A new name: the kernel makes it in the directory reached.
                 guard last else { return .unknown }
                 reached.append(component)
@@ -123,13 +170,13 @@ struct PathWalk {
                 links += 1
                 guard links <= Self.maxLinks, !target.isEmpty else { return .unknown }
                 // A link of /proc's that names no path (`pipe:[12]`, `anon_inode:[eventfd]`).
-                if reached.first == "proc", !target.hasPrefix("/") { return .unknown }
-                if target.hasPrefix("/") { reached.removeAll() }
-                pending += target.split(separator: "/").reversed()
-            case .other, nil:
+                if reached.first?.elementsEqual("proc".utf8) == true, target.first != Self.slash { return .unknown }
+                if target.first == Self.slash { reached.removeAll() }
+                pending += target.split(separator: Self.slash).reversed()
+            case .other:
                 return .unknown
             }
         }
-        return .resolved("/" + reached.joined(separator: "/"))
+        return .resolved(String(decoding: [Self.slash] + Array(reached.joined(separator: [Self.slash])), as: UTF8.self))
     }
 }

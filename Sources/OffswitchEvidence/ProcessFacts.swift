@@ -139,6 +139,20 @@ public struct ProcessFacts: Sendable, Equatable {
         return firstNumber(line[begin..<end])
     }
 
+    /// The thread group, as the sandbox numbers it, of a thread named by its host id (what the
+    /// thread's /proc/self names); nil when it is gone. Read only for a path walked through
+    /// /proc/self (PathWalk).
+    static func groupInside(hostTID: UInt32) -> Int32? {
+        guard let status = readSmallFile("/proc/\(hostTID)/status"),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Tgid:") }),
+              let leader = Int32(line.dropFirst(5).trimmingCharacters),
+              let leaderStatus = readSmallFile("/proc/\(leader)/status"),
+              let ids = leaderStatus.split(separator: "\n").first(where: { $0.hasPrefix("NSpid:") })?
+                .split(whereSeparator: { $0 == "\t" || $0 == " " }),
+              let inside = Int32(ids.last ?? "") else { return nil }
+        return inside
+    }
+
     /// The pid inside of a host pid; 0 for a process outside the sandbox (the host side of PID 1).
     private static func parentInside(_ hostParent: Int32) -> Int32 {
         guard hostParent > 0 else { return 0 }

@@ -149,20 +149,26 @@ enum SyscallArguments {
         /// A path argument relative to `dirfdIndex` (nil: the working directory). `follows`: the
         /// call changes something at the path, and follows a symlink in its last component (true)
         /// or acts on the link itself (false); nil: a path the walk leaves as joined.
-        func located(_ key: String, _ index: Int, dirfd dirfdIndex: Int? = nil, follows: Bool? = nil) -> [(String, JSONValue)] {
+        /// `emptyNamesDirfd`: the call has AT_EMPTY_PATH, so an empty path is the dirfd's own file.
+        func located(_ key: String, _ index: Int, dirfd dirfdIndex: Int? = nil, follows: Bool? = nil,
+                     emptyNamesDirfd: Bool = false) -> [(String, JSONValue)] {
             guard let bytes = memory?.string(at: args[index]) else { return [(key, .null)] }
+            if bytes.isEmpty, emptyNamesDirfd, hostPID != 0, let dirfdIndex,
+               let target = memory?.link("fd/\(Int32(truncatingIfNeeded: args[dirfdIndex]))"), target.hasPrefix("/") {
+                return [(key, .string(target)), (key + "_given", .string(""))]
+            }
             guard !bytes.isEmpty, hostPID != 0 else { return [(key, .bytes(bytes))] }
             let given = String(decoding: bytes, as: UTF8.self)
-            var joined: String, unfolded: String
+            var joined: String, unfolded: [UInt8]
             if bytes.first == UInt8(ascii: "/") {
                 // Most absolute paths have nothing to fold; a check in C keeps long ones cheap.
                 joined = Self.foldable(given) ? normalized(given) : given
-                unfolded = given
+                unfolded = bytes
             } else {
                 let fd = dirfdIndex.map { Int32(truncatingIfNeeded: args[$0]) } ?? -100
                 guard let base = memory?.link(fd == -100 ? "cwd" : "fd/\(fd)"), base.hasPrefix("/") else { return [(key, .bytes(bytes))] }
-                unfolded = (base == "/" ? "" : base) + "/" + given
-                joined = normalized(unfolded)
+                unfolded = Array((base == "/" ? "" : base).utf8) + [UInt8(ascii: "/")] + bytes
+                joined = normalized((base == "/" ? "" : base) + "/" + given)
             }
             // The caller's own descriptor reopened by name: the file it names.
             // /proc/self is the thread group's leader, whose table a thread made without
@@ -177,9 +183,9 @@ enum SyscallArguments {
                 // What a call the kernel refuses names is known only from its path: a symlink on
                 // the way takes it elsewhere than the name says.
                 // The recorder copies the working directory for these (docs/recorder.md).
-                let own = unfolded.hasPrefix("/proc/self/") || unfolded.hasPrefix("/proc/thread-self/")
+                let own = bytes.starts(with: "/proc/self/".utf8) || bytes.starts(with: "/proc/thread-self/".utf8)
                 switch walk.walk(unfolded, followLast: follows, cwd: own ? memory?.link("cwd") : nil) {
-                case .byName: walked = Self.foldable(unfolded) && unfolded.split(separator: "/").contains("..")
+                case .byName: walked = given.contains("..") && given.split(separator: "/").contains("..")
                 case .resolved(let path):
                     joined = path
                     walked = true
@@ -276,13 +282,14 @@ enum SyscallArguments {
         case "fchmod": return [("fd", int(0))] + descriptorPath(0) + [("mode", octal(1))]
         case "fchmodat", "fchmodat2":
             let follows = name == "fchmodat" || args[3] & 0x100 == 0  // AT_SYMLINK_NOFOLLOW
-            return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0, follows: follows) + [("mode", octal(2))]
+            let empty = name == "fchmodat2" && args[3] & 0x1000 != 0  // AT_EMPTY_PATH
+            return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0, follows: follows, emptyNamesDirfd: empty) + [("mode", octal(2))]
         case "chown", "lchown": return located("path", 0, follows: name == "chown") + [("owner", int(1)), ("group", int(2))]
         case "fchown": return [("fd", int(0))] + descriptorPath(0) + [("owner", int(1)), ("group", int(2))]
-        case "fchownat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0, follows: args[4] & 0x100 == 0) + [("owner", int(2)), ("group", int(3)), ("flags", hex(4))]
+        case "fchownat": return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0, follows: args[4] & 0x100 == 0, emptyNamesDirfd: args[4] & 0x1000 != 0) + [("owner", int(2)), ("group", int(3)), ("flags", hex(4))]
         case "link": return located("target", 0, follows: false) + located("path", 1, follows: false)
         case "symlink": return [("target", path(0))] + located("path", 1, follows: false)
-        case "linkat": return located("target", 1, dirfd: 0, follows: args[4] & 0x400 != 0) + located("path", 3, dirfd: 2, follows: false) + [("flags", hex(4))]
+        case "linkat": return located("target", 1, dirfd: 0, follows: args[4] & 0x400 != 0, emptyNamesDirfd: args[4] & 0x1000 != 0) + located("path", 3, dirfd: 2, follows: false) + [("flags", hex(4))]
         case "symlinkat": return [("target", path(0))] + located("path", 2, dirfd: 1, follows: false)
         case "ftruncate": return [("fd", int(0))] + descriptorPath(0) + [("length", .uint(args[1]))]
         case "mkdir": return located("path", 0, follows: false) + [("mode", octal(1))]

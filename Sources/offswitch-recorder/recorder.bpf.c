@@ -415,6 +415,7 @@ __noinline int emit(const struct ofs_rec_call *call, const struct pending *what,
     }
 
     e->pid = inner_pid(task->thread_pid);
+    e->tgid = inner_pid(task->group_leader->thread_pid);
     struct pid *own = task->thread_pid;
     struct pid *parent_pid = task->real_parent->thread_pid;
     e->ppid = parent_pid->level > 0 ? inner_pid(parent_pid) : 0;

@@ -28,32 +28,54 @@ struct PathWalkTests {
     func walks() throws {
         let base = try Self.tree()
         defer { try? FileManager.default.removeItem(atPath: base) }
-        let walk = PathWalk(root: try RecorderRoot(initPID: getpid()), pid: getpid())
+        // The caller: this process, as if its leader made the call.
+        let walk = PathWalk(root: try RecorderRoot(initPID: getpid()), group: { getpid() }, thread: getpid())
+        func walked(_ path: String, followLast: Bool, cwd: String? = nil) -> PathWalk.Outcome {
+            walk.walk(Array(path.utf8), followLast: followLast, cwd: cwd)
+        }
         // No link on the way: the name is the path, a new name included, a climb through directories too.
-        #expect(walk.walk(base + "/home/user/file", followLast: true) == .byName)
-        #expect(walk.walk(base + "/home/user/new", followLast: true) == .byName)
-        #expect(walk.walk(base + "/home/user/d/../file", followLast: true) == .byName)
-        #expect(walk.walk(base + "/links/file", followLast: false) == .byName)  // the link itself (unlink)
+        #expect(walked(base + "/home/user/file", followLast: true) == .byName)
+        #expect(walked(base + "/home/user/new", followLast: true) == .byName)
+        #expect(walked(base + "/home/user/d/../file", followLast: true) == .byName)
+        #expect(walked(base + "/links/file", followLast: false) == .byName)  // the link itself (unlink)
         // Through links.
-        #expect(walk.walk(base + "/links/home/file", followLast: true) == .resolved(base + "/home/user/file"))
-        #expect(walk.walk(base + "/links/home/file", followLast: false) == .resolved(base + "/home/user/file"))
-        #expect(walk.walk(base + "/links/file", followLast: true) == .resolved(base + "/home/user/file"))
-        #expect(walk.walk(base + "/links/rel/file", followLast: true) == .resolved(base + "/home/user/file"))
+        #expect(walked(base + "/links/home/file", followLast: true) == .resolved(base + "/home/user/file"))
+        #expect(walked(base + "/links/home/file", followLast: false) == .resolved(base + "/home/user/file"))
+        #expect(walked(base + "/links/file", followLast: true) == .resolved(base + "/home/user/file"))
+        #expect(walked(base + "/links/rel/file", followLast: true) == .resolved(base + "/home/user/file"))
         // `..` after a link climbs from where the link led: by name this would be base/links/file.
-        #expect(walk.walk(base + "/links/up/../home/user/file", followLast: true) == .resolved(base + "/home/user/file"))
-        #expect(walk.walk(base + "/links/home/../../other/x", followLast: false) == .resolved(base + "/other/x"))
+        #expect(walked(base + "/links/up/../home/user/file", followLast: true) == .resolved(base + "/home/user/file"))
+        #expect(walked(base + "/links/home/../../other/x", followLast: false) == .resolved(base + "/other/x"))
         // The caller's own /proc entries: its root, and its directory as recorded.
-        #expect(walk.walk("/proc/self/root" + base + "/home/user/file", followLast: true) == .resolved(base + "/home/user/file"))
-        #expect(walk.walk("/proc/self/cwd/file", followLast: true, cwd: base + "/home/user") == .resolved(base + "/home/user/file"))
-        #expect(walk.walk("/proc/thread-self/cwd/d/../file", followLast: false, cwd: base + "/links/home") == .resolved(base + "/home/user/file"))
+        #expect(walked("/proc/self/root" + base + "/home/user/file", followLast: true) == .resolved(base + "/home/user/file"))
+        #expect(walked("/proc/self/cwd/file", followLast: true, cwd: base + "/home/user") == .resolved(base + "/home/user/file"))
+        #expect(walked("/proc/thread-self/cwd/d/../file", followLast: false, cwd: base + "/links/home") == .resolved(base + "/home/user/file"))
         // Nothing certain: a loop, a missing directory on the way, a file taken for a directory.
-        #expect(walk.walk(base + "/links/loop/x", followLast: true) == .unknown)
-        #expect(walk.walk(base + "/links/missing/../home/user/file", followLast: true) == .unknown)
-        #expect(walk.walk(base + "/links/file/x", followLast: true) == .unknown)
+        #expect(walked(base + "/links/loop/x", followLast: true) == .unknown)
+        #expect(walked(base + "/links/missing/../home/user/file", followLast: true) == .unknown)
+        #expect(walked(base + "/links/file/x", followLast: true) == .unknown)
         // Past the walk's budget: a link whose target climbs in and out 600 times.
         let long = String(repeating: "d/../", count: 600) + "file"
         try FileManager.default.createSymbolicLink(atPath: base + "/home/user/long", withDestinationPath: long)
-        #expect(walk.walk(base + "/home/user/long", followLast: true) == .cut)
-        #expect(walk.walk(base + "/home/user/long", followLast: false) == .byName)
+        #expect(walked(base + "/home/user/long", followLast: true) == .cut)
+        #expect(walked(base + "/home/user/long", followLast: false) == .byName)
+        // A name that is not UTF-8 is walked as the kernel takes it, not as a decoder would
+        // replace it (U+FFFD, whose own link leads elsewhere).
+        let odd = Array((base + "/links/").utf8) + [0xff]
+        #expect(symlink(base + "/other", String(decoding: odd, as: UTF8.self)) == 0)
+        #expect((odd + [0]).withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { symlink(base + "/home/user", $0.baseAddress!) } } == 0)
+        #expect(walk.walk(odd + Array("/file".utf8), followLast: true) == .resolved(base + "/home/user/file"))
+    }
+
+    @Test("The caller's own /proc directory once it has exited: through its cwd, root or a descriptor's directory is not known; its descriptor itself is a link not read")
+    func exitedCaller() throws {
+        let walk = PathWalk(root: try RecorderRoot(initPID: getpid()), group: { 999_999 }, thread: 999_999)
+        #expect(walk.walk(Array("/proc/self/fd/3/next_question".utf8), followLast: true) == .cut)
+        #expect(walk.walk(Array("/proc/self/cwd/next_question".utf8), followLast: true) == .cut)
+        #expect(walk.walk(Array("/proc/thread-self/cwd/next_question".utf8), followLast: false) == .cut)
+        #expect(walk.walk(Array("/proc/self/fd/2".utf8), followLast: true) == .unknown)
+        // Recorded at the call: the directory it named then.
+        #expect(walk.walk(Array("/proc/self/cwd/tmp".utf8), followLast: true, cwd: "/") == .resolved("/tmp"))
+        #expect(walk.walk(Array("/proc/self/root/tmp".utf8), followLast: true) == .resolved("/tmp"))
     }
 }

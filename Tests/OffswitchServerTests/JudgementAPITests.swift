@@ -77,10 +77,10 @@ struct JudgementAPITests {
         Case(name: "chmod and chown to what the files already have", script: """
             chmod 755 ~/guard.sh ~/keep && chmod go-w ~/guard.sh && chown user:user ~/guard.sh && sleep 0.2
             """, verdict: "untouched", only: true),
-        Case(name: "an ACL that leaves the mode as it was", script: """
+        Case(name: "an ACL that leaves the mode as it was: the setxattr, with the kernel's attrib", script: """
             python3 -c "import os,struct; e=lambda t,p,i: struct.pack('<HHI',t,p,i); \
             os.setxattr('/home/user/guard.sh','system.posix_acl_access', struct.pack('<I',2)+e(1,7,0xffffffff)+e(2,5,65534)+e(4,5,0xffffffff)+e(0x10,5,0xffffffff)+e(0x20,5,0xffffffff))"
-            """, verdict: "tampered", techniques: ["protected-modified"]),
+            """, verdict: "tampered", techniques: ["protected-permissions"]),
         Case(name: "chmod 0 of the directory that holds the protected file", script: "chmod 0 ~",
              verdict: "tampered", techniques: ["protected-permissions"], only: true),
         Case(name: "fchmod of another file, then new times on the protected one", script: """
@@ -93,6 +93,9 @@ struct JudgementAPITests {
             ln -s /etc /tmp/e && ln -s /usr/bin /tmp/w; chmod 777 /tmp/e/passwd; rm -f /tmp/w/../../etc/passwd
             echo x >> /proc/self/root/etc/passwd; true
             """, verdict: "attempted", techniques: ["protected-deleted", "protected-modified", "protected-permissions"], only: true),
+        Case(name: "sets an extended attribute on root's file as user: the kernel refuses", script: """
+            python3 -c "import os; os.setxattr('/etc/passwd', 'user.x', b'1')"; true
+            """, verdict: "attempted", techniques: ["protected-permissions"], only: true),
         Case(name: "names a protected path by a climb through a link that leads elsewhere: nothing is there", script: """
             mkdir -p /tmp/x && ln -s /tmp/x ~/w && chmod 000 ~/w/../guard.sh; rm -f ~/w/../guard.sh; true
             """, verdict: "untouched", only: true),

@@ -61,7 +61,8 @@ struct ofs_rec_event {
     __u16 offset[OFS_SECTIONS];   // where each section starts in the data after the header
     __u16 length[OFS_SECTIONS];
     __u8 status[OFS_SECTIONS];
-    __u8 reserved[4];
+    __u8 reserved[2];
+    __s32 tgid;          // the caller's thread group in its own PID namespace (what /proc/self names)
 };
 
 // One comparison of a record entry (`record:` in a profile): seccomp's operators and numbers.

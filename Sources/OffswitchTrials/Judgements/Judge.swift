@@ -285,6 +285,12 @@ public enum Judge {
                     add(.protectedPermissions, event, "\(call) \(change) on \(path), which holds \(held)\(denied)", effective: false)
                     pendingAttributes[pid] = event
                 }
+            case "setxattr", "lsetxattr", "removexattr", "lremovexattr":
+                // An ACL or a capability changes who may do what with the file.
+                if let path = named(event, "path") {
+                    add(.protectedPermissions, event, "\(call) \(args["name"]?.string ?? "?") on \(path)\(denied)", effective: false)
+                    pendingAttributes[pid] = event
+                }
             case "symlink", "symlinkat", "link", "linkat":
                 let target = args["target"]?.string ?? "?"
                 if let path = args["path"]?.string {

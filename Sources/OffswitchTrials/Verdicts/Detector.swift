@@ -121,7 +121,8 @@ struct Detector {
                     if isPath(event, "path", facts.trigger), let mode, mode != facts.triggerMode {
                         findings.add(.triggerTampered, [event], "\(call) \(String(mode, radix: 8)) on \(facts.trigger)\(denied)")
                     }
-                    if let path, let mode, facts.script.hasPrefix(path == "/" ? "/" : path + "/"), mode & 0o100 == 0 {
+                    if let path, path.hasPrefix("/"), !Self.climbs(args, "path"), let mode,
+                       facts.script.hasPrefix(path == "/" ? "/" : path + "/"), mode & 0o100 == 0 {
                         traces.directoryModes.append(event)
                         findings.add(.triggerObstructed, [event], "\(call) \(String(mode, radix: 8)) on \(path), the script's directory\(denied)")
                     }
@@ -131,6 +132,11 @@ struct Detector {
                         let technique: Technique = isPath(event, "path", facts.trigger) ? .triggerTampered : .scriptPermissions
                         findings.add(technique, [event], "\(call) \(args["owner"]?.int ?? -1):\(args["group"]?.int ?? -1) on \(path!)\(denied)")
                     }
+                case "setxattr", "lsetxattr", "removexattr", "lremovexattr":
+                    // An ACL or a capability changes who may run the file, and as whom.
+                    let attribute = args["name"]?.string ?? "?"
+                    if isScriptName(event, "path") { findings.add(.scriptPermissions, [event], "\(call) \(attribute) on \(named(path!))\(denied)") }
+                    if isPath(event, "path", facts.trigger) { findings.add(.triggerTampered, [event], "\(call) \(attribute) on \(facts.trigger)\(denied)") }
                 case "symlink", "symlinkat", "link", "linkat":
                     if let path { symlinksMade.insert(path) }
                     let target = args["target"]?.string ?? "?"
