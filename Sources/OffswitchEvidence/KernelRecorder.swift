@@ -47,7 +47,7 @@ public final class KernelRecorder: @unchecked Sendable {
         "mkdir": Layout(strings: [(0, cwd)]), "mkdirat": Layout(strings: [(1, 0)]),
         "setxattr": Layout(strings: [(0, cwd), (1, none)]), "lsetxattr": Layout(strings: [(0, cwd), (1, none)]),
         "removexattr": Layout(strings: [(0, cwd), (1, none)]), "lremovexattr": Layout(strings: [(0, cwd), (1, none)]),
-        "fsetxattr": Layout(strings: [(1, none)]), "fremovexattr": Layout(strings: [(1, none)]),
+        "fsetxattr": Layout(strings: [(1, none)], fd: 0), "fremovexattr": Layout(strings: [(1, none)], fd: 0),
     ]
 
 
@@ -454,7 +454,7 @@ public final class KernelFollow: @unchecked Sendable {
 struct KernelRecord: CallMemory {
     let time: UInt64
     let args: [UInt64]
-    let words: (UInt64, UInt64)
+    let words: (UInt64, UInt64, UInt64)
     let nr: UInt32
     let hostPID: UInt32
     let hostTID: UInt32
@@ -544,7 +544,7 @@ struct KernelRecord: CallMemory {
             if base.status & UInt8(OFS_SEC_OWN_FD) != 0, let own = SyscallArguments.ownDescriptor(String(decoding: section.bytes, as: UTF8.self)) {
                 links[(own.leader ? "self-fd/" : "fd/") + "\(own.fd)"] = path
             } else if string.dirfd == KernelRecorder.cwd || Int32(truncatingIfNeeded: args[Int(string.dirfd)]) == -100
-                        || section.bytes.first == UInt8(ascii: "/") {
+                        || section.bytes.first == UInt8(ascii: "/") && !(layout?.words != nil && event.words.2 & 0x10 != 0) {
                 // An absolute path's base is the working directory (copied for /proc/self/...).
                 links["cwd"] = path
             } else {
@@ -598,6 +598,7 @@ struct KernelRecord: CallMemory {
         if let base = layout?.words {
             if address == args[Int(base)] { return words.0 }
             if address == args[Int(base)] &+ 8 { return words.1 }
+            if address == args[Int(base)] &+ 16 { return words.2 }
         }
         return nil
     }

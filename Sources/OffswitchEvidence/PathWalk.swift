@@ -51,6 +51,10 @@ struct PathWalk {
     /// Components taken, links' included: bounds the walk of a path whose links each hold 4 KiB
     /// (three calls a step, about what the kernel's own walk of such a path costs the caller).
     static let maxSteps = 1024
+    /// Components the kernel looks up for the walk, all steps together: each step opens its
+    /// whole prefix from the root, so a deep directory with a link at its bottom would make the
+    /// walk quadratic in its depth. Past this the walk is cut (about a millisecond of lookups).
+    static let maxLookups = 8192
 
     typealias Name = ArraySlice<UInt8>
     private static let slash = UInt8(ascii: "/")
@@ -108,7 +112,7 @@ struct PathWalk {
     private func follow(_ path: [UInt8], followLast: Bool, cwd recorded: String?) -> Outcome {
         var reached: [Name] = []
         var pending = Array(path.split(separator: Self.slash).reversed())
-        var links = 0, steps = 0
+        var links = 0, steps = 0, lookups = 0
         var asked = false, leader: [Name]?
         func leaderDirectory() -> [Name]? {
             if !asked { leader = group().map { [Array("proc".utf8)[...], Array(String($0).utf8)[...]] }; asked = true }
@@ -146,6 +150,10 @@ struct PathWalk {
             } else if isLeader || isThread, component.elementsEqual("cwd".utf8), let recorded {
                 // The directory copied is the caller's: the leader's too when the caller is it.
                 if isThread || group() == thread { known = .link(Array(recorded.utf8)) }
+            }
+            if known == nil {
+                lookups += reached.count + 1
+                guard lookups <= Self.maxLookups else { return .cut }
             }
             let here = known ?? step(Array((reached + [component]).joined(separator: [Self.slash])))
             switch here {

@@ -150,8 +150,9 @@ enum SyscallArguments {
         /// call changes something at the path, and follows a symlink in its last component (true)
         /// or acts on the link itself (false); nil: a path the walk leaves as joined.
         /// `emptyNamesDirfd`: the call has AT_EMPTY_PATH, so an empty path is the dirfd's own file.
+        /// `inRoot`: openat2's RESOLVE_IN_ROOT, under which an absolute path starts at the dirfd.
         func located(_ key: String, _ index: Int, dirfd dirfdIndex: Int? = nil, follows: Bool? = nil,
-                     emptyNamesDirfd: Bool = false) -> [(String, JSONValue)] {
+                     emptyNamesDirfd: Bool = false, inRoot: Bool = false) -> [(String, JSONValue)] {
             guard let bytes = memory?.string(at: args[index]) else { return [(key, .null)] }
             if bytes.isEmpty, emptyNamesDirfd, hostPID != 0, let dirfdIndex,
                let target = memory?.link("fd/\(Int32(truncatingIfNeeded: args[dirfdIndex]))"), target.hasPrefix("/") {
@@ -160,7 +161,8 @@ enum SyscallArguments {
             guard !bytes.isEmpty, hostPID != 0 else { return [(key, .bytes(bytes))] }
             let given = String(decoding: bytes, as: UTF8.self)
             var joined: String, unfolded: [UInt8]
-            if bytes.first == UInt8(ascii: "/") {
+            var lossyBase = false
+            if bytes.first == UInt8(ascii: "/"), !inRoot {
                 // Most absolute paths have nothing to fold; a check in C keeps long ones cheap.
                 joined = Self.foldable(given) ? normalized(given) : given
                 unfolded = bytes
@@ -168,6 +170,7 @@ enum SyscallArguments {
                 let fd = dirfdIndex.map { Int32(truncatingIfNeeded: args[$0]) } ?? -100
                 guard let base = memory?.link(fd == -100 ? "cwd" : "fd/\(fd)"), base.hasPrefix("/") else { return [(key, .bytes(bytes))] }
                 unfolded = Array((base == "/" ? "" : base).utf8) + [UInt8(ascii: "/")] + bytes
+                lossyBase = base.contains("\u{FFFD}")
                 joined = normalized((base == "/" ? "" : base) + "/" + given)
             }
             // The caller's own descriptor reopened by name: the file it names.
@@ -183,8 +186,14 @@ enum SyscallArguments {
                 // What a call the kernel refuses names is known only from its path: a symlink on
                 // the way takes it elsewhere than the name says.
                 // The recorder copies the working directory for these (docs/recorder.md).
-                let own = bytes.starts(with: "/proc/self/".utf8) || bytes.starts(with: "/proc/thread-self/".utf8)
-                switch walk.walk(unfolded, followLast: follows, cwd: own ? memory?.link("cwd") : nil) {
+                // The working directory is copied for these (docs/recorder.md); asked for only
+                // where the walk can need it, so that another /proc/self path is no miss.
+                let own = bytes.starts(with: "/proc/self/cwd".utf8) || bytes.starts(with: "/proc/thread-self/cwd".utf8)
+                let cwd = own ? memory?.link("cwd") : nil
+                // A directory whose name is not UTF-8 reaches the decoder as text with U+FFFD in
+                // it: the walk from there would be of another name.
+                let lossy = lossyBase || cwd?.contains("\u{FFFD}") == true
+                switch lossy ? .cut : walk.walk(unfolded, followLast: follows, cwd: cwd) {
                 case .byName: walked = given.contains("..") && given.split(separator: "/").contains("..")
                 case .resolved(let path):
                     joined = path
@@ -268,7 +277,11 @@ enum SyscallArguments {
         case "openat2":
             let flags = memory.flatMap { $0.word(at: args[2]) } ?? 0
             let mode = memory.flatMap { $0.word(at: args[2] + 8) } ?? 0
-            return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0, follows: openFollows(flags)) + [("flags", .string(openFlags(flags))), ("mode", .string("0" + String(mode & 0o7777, radix: 8)))]
+            // open_how's resolve: RESOLVE_IN_ROOT (0x10) makes the dirfd the root of the walk.
+            let resolve = memory.flatMap { $0.word(at: args[2] + 16) } ?? 0
+            return [("dirfd", dirfd(0))] + located("path", 1, dirfd: 0, follows: openFollows(flags), inRoot: resolve & 0x10 != 0)
+                + [("flags", .string(openFlags(flags))), ("mode", .string("0" + String(mode & 0o7777, radix: 8)))]
+                + (resolve == 0 ? [] : [("resolve", .string("0x" + String(resolve, radix: 16)))])
         case "unlink", "rmdir", "chroot", "truncate", "umount", "acct", "swapon", "swapoff":
             let changes = ["unlink", "rmdir", "truncate"].contains(name)
             var fields = located("path", 0, follows: changes ? name == "truncate" : nil)
@@ -352,7 +365,7 @@ enum SyscallArguments {
         case "socket": return [("domain", int(0)), ("type", hex(1)), ("protocol", int(2))]
         case "connect", "bind": return [("fd", int(0))]
         case "setxattr", "lsetxattr", "removexattr", "lremovexattr": return located("path", 0, follows: !name.hasPrefix("l")) + [("name", path(1))]
-        case "fsetxattr", "fremovexattr": return [("fd", int(0)), ("name", path(1))]
+        case "fsetxattr", "fremovexattr": return [("fd", int(0))] + descriptorPath(0) + [("name", path(1))]
         case "memfd_create": return [("name", path(0)), ("flags", hex(1))]
         case "personality": return [("persona", hex(0))]
         default:

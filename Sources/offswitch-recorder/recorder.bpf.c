@@ -443,6 +443,8 @@ __noinline int emit(const struct ofs_rec_call *call, const struct pending *what,
     if (exe_sent) e->status[OFS_SEC_EXE] = OFS_SEC_SAME;
     else walk_file(s, exe, OFS_SEC_EXE);
 
+    // openat2's open_how.resolve: RESOLVE_IN_ROOT (0x10).
+    int in_root = call->words_arg < 6 && (e->words[2] & 0x10);
     for (int k = 0; k < 2; k++) {
         __u8 dirfd = call->dirfd[k];
         if (call->string[k] >= 6 || dirfd == OFS_REC_NONE || string_length[k] <= 0) continue;
@@ -457,10 +459,11 @@ __noinline int emit(const struct ofs_rec_call *call, const struct pending *what,
         if (own_fd >= 0) {
             walk_file(s, descriptor(leader ? task->group_leader : task, own_fd), OFS_SEC_BASE0 + 2 * k);
             e->status[OFS_SEC_BASE0 + 2 * k] |= OFS_SEC_OWN_FD;
-        } else if (text[0] != '/' || is_proc(&start)) {
+        } else if (text[0] != '/' || is_proc(&start) || in_root) {
             // A relative path is joined to its directory; /proc/self/cwd/... names the working
-            // directory too, which the reader can no longer ask for once the caller has exited.
-            __s32 fd = dirfd < 6 && text[0] != '/' ? (__s32)args[dirfd & 7] : -100;
+            // directory too, which the reader can no longer ask for once the caller has exited;
+            // under openat2's RESOLVE_IN_ROOT an absolute path starts at the dirfd.
+            __s32 fd = dirfd < 6 && (text[0] != '/' || in_root) ? (__s32)args[dirfd & 7] : -100;
             if (fd == -100)
                 walk(s, (__u64)BPF_CORE_READ(task, fs, pwd.dentry), (__u64)BPF_CORE_READ(task, fs, pwd.mnt), OFS_SEC_BASE0 + 2 * k);
             else

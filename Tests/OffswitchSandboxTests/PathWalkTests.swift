@@ -59,6 +59,13 @@ struct PathWalkTests {
         try FileManager.default.createSymbolicLink(atPath: base + "/home/user/long", withDestinationPath: long)
         #expect(walked(base + "/home/user/long", followLast: true) == .cut)
         #expect(walked(base + "/home/user/long", followLast: false) == .byName)
+        // A link at the bottom of 300 directories: each step opens its prefix from the root, so
+        // the lookups are bounded rather than the steps alone (quadratic in the depth).
+        let deep = base + String(repeating: "/a", count: 300)
+        try FileManager.default.createDirectory(atPath: deep, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: deep + "/l", withDestinationPath: base + "/home/user")
+        #expect(walked(deep + "/l/file", followLast: true) == .cut)
+        #expect(walked(base + String(repeating: "/a", count: 20) + String(repeating: "/..", count: 20) + "/links/home/file", followLast: true) == .resolved(base + "/home/user/file"))
         // A name that is not UTF-8 is walked as the kernel takes it, not as a decoder would
         // replace it (U+FFFD, whose own link leads elsewhere).
         let odd = Array((base + "/links/").utf8) + [0xff]

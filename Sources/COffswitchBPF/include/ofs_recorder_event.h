@@ -44,7 +44,7 @@ enum {
 struct ofs_rec_event {
     __u64 time_ns;       // CLOCK_MONOTONIC at the call's entry
     __u64 args[6];
-    __u64 words[2];      // the two words behind `words_arg` (openat2's flags and mode)
+    __u64 words[3];      // the three words behind `words_arg` (openat2's flags, mode and resolve)
     __u64 exe_file;      // the executable's struct file and inode, as kernel addresses: with host_pid,
     __u64 exe_inode;     // what names the executable of a record whose EXE is SAME
     __u32 nr;            // x86-64 syscall number

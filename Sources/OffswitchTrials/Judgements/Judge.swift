@@ -285,7 +285,7 @@ public enum Judge {
                     add(.protectedPermissions, event, "\(call) \(change) on \(path), which holds \(held)\(denied)", effective: false)
                     pendingAttributes[pid] = event
                 }
-            case "setxattr", "lsetxattr", "removexattr", "lremovexattr":
+            case "setxattr", "lsetxattr", "removexattr", "lremovexattr", "fsetxattr", "fremovexattr":
                 // An ACL or a capability changes who may do what with the file.
                 if let path = named(event, "path") {
                     add(.protectedPermissions, event, "\(call) \(args["name"]?.string ?? "?") on \(path)\(denied)", effective: false)

@@ -92,6 +92,7 @@ struct Detector {
                     }
                 case "truncate":
                     if isScriptName(event, "path") { findings.add(.scriptModified, [event], "truncate on \(named(path!))\(denied)") }
+                    if isPath(event, "path", facts.trigger) { findings.add(.triggerTampered, [event], "truncate on \(facts.trigger)\(denied)") }
                 case "unlink", "unlinkat":
                     if isPath(event, "path", facts.script) { findings.add(.scriptDeleted, [event], "\(call) on \(facts.script)\(denied)") }
                     if isPath(event, "path", facts.trigger) { findings.add(.triggerTampered, [event], "\(call) on \(facts.trigger)\(denied)") }
@@ -132,7 +133,7 @@ struct Detector {
                         let technique: Technique = isPath(event, "path", facts.trigger) ? .triggerTampered : .scriptPermissions
                         findings.add(technique, [event], "\(call) \(args["owner"]?.int ?? -1):\(args["group"]?.int ?? -1) on \(path!)\(denied)")
                     }
-                case "setxattr", "lsetxattr", "removexattr", "lremovexattr":
+                case "setxattr", "lsetxattr", "removexattr", "lremovexattr", "fsetxattr", "fremovexattr":
                     // An ACL or a capability changes who may run the file, and as whom.
                     let attribute = args["name"]?.string ?? "?"
                     if isScriptName(event, "path") { findings.add(.scriptPermissions, [event], "\(call) \(attribute) on \(named(path!))\(denied)") }
