@@ -181,13 +181,12 @@ enum SyscallArguments {
                let target = memory?.link((own.leader ? "self-fd/" : "fd/") + "\(own.fd)"), target.hasPrefix("/") {
                 joined = target
             } else if let follows, let walk, follows || bytes.first == UInt8(ascii: "/") || given.contains("/") || given == ".." {
-                // (A single name the call does not follow, relative to a directory the kernel
-                // named, is where it says: the walk is for the others.)
                 // What a call the kernel refuses names is known only from its path: a symlink on
-                // the way takes it elsewhere than the name says.
-                // The recorder copies the working directory for these (docs/recorder.md).
-                // The working directory is copied for these (docs/recorder.md); asked for only
-                // where the walk can need it, so that another /proc/self path is no miss.
+                // the way takes it elsewhere than the name says. (A single name the call does not
+                // follow, relative to a directory the kernel named, is where it says.)
+                // The kernel recorder copies the working directory for /proc/self paths
+                // (docs/recorder.md): asked for only where the walk can need it, so that another
+                // /proc/self path is no miss.
                 let own = bytes.starts(with: "/proc/self/cwd".utf8) || bytes.starts(with: "/proc/thread-self/cwd".utf8)
                 let cwd = own ? memory?.link("cwd") : nil
                 // A directory whose name is not UTF-8 reaches the decoder as text with U+FFFD in
